@@ -1,0 +1,203 @@
+import { createHash } from "node:crypto"
+import { Either, ParseResult, Schema } from "effect"
+import { type CompiledLimits } from "../limits/rules.js"
+import { compileLimits } from "../limits/compile.js"
+import { ConfigInvalidError, type ConfigIssue } from "./errors.js"
+import { LimitsSpec } from "./limits-schema.js"
+import { MainConfigSpec } from "./main-schema.js"
+import { parseYaml, type YamlSource } from "./yaml-source.js"
+
+/** A decoded `limits.yaml`: the spec as written, its compiled rules and the SHA-256 of its bytes. */
+export interface DecodedLimits {
+  readonly file: string
+  readonly sha256: string
+  readonly spec: LimitsSpec
+  readonly compiled: CompiledLimits
+}
+
+/** A decoded `config.yaml` and the SHA-256 of its bytes. */
+export interface DecodedMainConfig {
+  readonly file: string
+  readonly sha256: string
+  readonly spec: MainConfigSpec
+}
+
+export const sha256Hex = (bytes: Uint8Array | string): string =>
+  createHash("sha256").update(bytes).digest("hex")
+
+/** `rules[2].match.metric_name` */
+export const formatPath = (path: ReadonlyArray<PropertyKey>): string => {
+  let out = ""
+  for (const seg of path) {
+    if (typeof seg === "number") out += `[${seg}]`
+    else {
+      const s = String(seg)
+      out += out === "" ? s : `.${s}`
+    }
+  }
+  return out
+}
+
+const KNOWN_KEYS_RE = /expected: (.*)$/
+
+const editDistance = (a: string, b: string): number => {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0] as number
+    row[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j] as number
+      row[j] = Math.min(
+        (row[j] as number) + 1,
+        (row[j - 1] as number) + 1,
+        prev + (a[i - 1] === b[j - 1] ? 0 : 1),
+      )
+      prev = tmp
+    }
+  }
+  return row[b.length] as number
+}
+
+const unknownKeyMessage = (key: string, schemaMessage: string): string => {
+  const known = (KNOWN_KEYS_RE.exec(schemaMessage)?.[1] ?? "")
+    .split(" | ")
+    .map((k) => k.replace(/^"|"$/g, ""))
+    .filter((k) => k !== "")
+  let best: string | undefined
+  let bestDistance = 3
+  for (const k of known) {
+    const d = editDistance(key, k)
+    if (d < bestDistance) {
+      best = k
+      bestDistance = d
+    }
+  }
+  const hint =
+    best !== undefined
+      ? ` (did you mean "${best}"?)`
+      : known.length > 0
+        ? ` (known keys: ${known.join(", ")})`
+        : ""
+  return `unknown key "${key}"${hint}`
+}
+
+const issueFromSchema = (
+  file: string,
+  source: YamlSource,
+  issue: ParseResult.ArrayFormatterIssue,
+): ConfigIssue => {
+  const path = issue.path
+  const key = path[path.length - 1]
+  const at = (atKey: boolean) => source.locate(path as ReadonlyArray<string | number>, atKey)
+  switch (issue._tag) {
+    case "Unexpected":
+      return {
+        file,
+        ...at(true),
+        path: formatPath(path),
+        message: unknownKeyMessage(String(key), issue.message),
+      }
+    case "Missing":
+      return {
+        file,
+        ...source.locate(path.slice(0, -1) as ReadonlyArray<string | number>),
+        path: formatPath(path),
+        message: "is required",
+      }
+    default: {
+      const message =
+        issue.message.startsWith("Expected {") || issue.message.startsWith("Expected { readonly")
+          ? "must be a mapping of keys"
+          : issue.message.startsWith("Expected ReadonlyArray") ||
+              issue.message.startsWith("Expected readonly")
+            ? "must be a list"
+            : issue.message
+      return { file, ...at(false), path: formatPath(path), message }
+    }
+  }
+}
+
+const byPosition = (a: ConfigIssue, b: ConfigIssue) => a.line - b.line || a.column - b.column
+
+type Parsed = { readonly text: string; readonly source: YamlSource }
+
+const readText = (file: string, bytes: Uint8Array): Either.Either<Parsed, ConfigInvalidError> => {
+  let text: string
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes)
+  } catch {
+    return Either.left(
+      new ConfigInvalidError({
+        file,
+        issues: [{ file, line: 0, column: 0, path: "", message: "is not valid UTF-8" }],
+      }),
+    )
+  }
+  const parsed = parseYaml(text)
+  if (parsed._tag === "SyntaxErrors") {
+    return Either.left(
+      new ConfigInvalidError({ file, issues: parsed.errors.map((e) => ({ file, ...e, path: "" })) }),
+    )
+  }
+  return Either.right({ text, source: parsed.source })
+}
+
+const decodeWith = <A, I>(
+  schema: Schema.Schema<A, I>,
+  file: string,
+  source: YamlSource,
+): Either.Either<A, ConfigInvalidError> => {
+  const result = Schema.decodeUnknownEither(schema, { errors: "all", onExcessProperty: "error" })(
+    source.value ?? {},
+  )
+  if (Either.isRight(result)) return Either.right(result.right)
+  const issues = ParseResult.ArrayFormatter.formatErrorSync(result.left).map((i) =>
+    issueFromSchema(file, source, i),
+  )
+  return Either.left(new ConfigInvalidError({ file, issues: issues.sort(byPosition) }))
+}
+
+/**
+ * Decodes and compiles `limits.yaml` from its bytes. Pure and total: every failure is a
+ * `ConfigInvalidError` listing each problem with file, line, column and key path.
+ */
+export const decodeLimits = (
+  file: string,
+  bytes: Uint8Array,
+): Either.Either<DecodedLimits, ConfigInvalidError> =>
+  Either.gen(function* () {
+    const { source } = yield* readText(file, bytes)
+    if (source.value === undefined || source.value === null) {
+      return yield* Either.left(
+        new ConfigInvalidError({
+          file,
+          issues: [
+            { file, line: 0, column: 0, path: "", message: "is empty (write `rules: []` for no rules)" },
+          ],
+        }),
+      )
+    }
+    const spec = yield* decodeWith(LimitsSpec, file, source)
+    const compiled = compileLimits(spec)
+    if (compiled._tag === "Problems") {
+      const issues = compiled.problems.map((p) => ({
+        file,
+        ...source.locate(p.path, p.atKey ?? false),
+        path: formatPath(p.path),
+        message: p.message,
+      }))
+      return yield* Either.left(new ConfigInvalidError({ file, issues: issues.sort(byPosition) }))
+    }
+    return { file, sha256: sha256Hex(bytes), spec, compiled: compiled.limits }
+  })
+
+/** Decodes `config.yaml` from its bytes. An empty file means every default. */
+export const decodeMainConfig = (
+  file: string,
+  bytes: Uint8Array,
+): Either.Either<DecodedMainConfig, ConfigInvalidError> =>
+  Either.gen(function* () {
+    const { source } = yield* readText(file, bytes)
+    const spec = yield* decodeWith(MainConfigSpec, file, source)
+    return { file, sha256: sha256Hex(bytes), spec }
+  })

@@ -1,0 +1,64 @@
+import { Schema } from "effect"
+import { DurationMs } from "./duration.js"
+
+const opt = <S extends Schema.Schema.All>(schema: S) => Schema.optionalWith(schema, { exact: true })
+
+const Count = Schema.Number.pipe(
+  Schema.int({ message: () => "must be a whole number" }),
+  Schema.positive({ message: () => "must be > 0" }),
+  Schema.lessThanOrEqualTo(Number.MAX_SAFE_INTEGER, { message: () => "is too large" }),
+).annotations({ message: () => ({ message: "must be a whole number > 0", override: true }) })
+
+const Bool = Schema.Boolean.annotations({ message: () => ({ message: "must be true or false", override: true }) })
+
+export const ExporterSpec = Schema.Struct({
+  /** Extra HTTP headers sent with every export request. */
+  headers: opt(Schema.Record({ key: Schema.String, value: Schema.String })),
+  /** A file holding a bearer token; re-read when it changes. */
+  bearer_token_file: opt(Schema.String),
+  /** Timeout of one export request. */
+  timeout: opt(DurationMs),
+})
+export type ExporterSpec = typeof ExporterSpec.Type
+
+/** `config.yaml`. Only `limits` reloads; the other sections are read at start. */
+export const MainConfigSpec = Schema.Struct({
+  limits: opt(Schema.Struct({ dry_run: opt(Bool) })),
+  receivers: opt(
+    Schema.Struct({
+      /** Largest accepted request body, as sent (compressed). */
+      max_request_bytes: opt(Count),
+      /** Largest accepted request body after decompression. */
+      max_decompressed_bytes: opt(Count),
+    }),
+  ),
+  exporters: opt(Schema.Struct({ otlp: opt(ExporterSpec), prw: opt(ExporterSpec) })),
+  buffer: opt(
+    Schema.Struct({
+      /** Datapoints held in memory before receivers push back. */
+      size: opt(Count),
+      /** Bytes held in memory before receivers push back. */
+      max_bytes: opt(Count),
+      /** Datapoints per export request. */
+      batch_size: opt(Count),
+      /** Longest time a datapoint waits before it is exported. */
+      flush_interval: opt(DurationMs),
+    }),
+  ),
+  /** How long shutdown may take to flush what is buffered. */
+  shutdown_timeout: opt(DurationMs),
+})
+export type MainConfigSpec = typeof MainConfigSpec.Type
+
+/** The values a missing key stands for; documented in docs/configuration.md. */
+export const MAIN_DEFAULTS = {
+  dryRun: false,
+  maxRequestBytes: 8 * 1024 * 1024,
+  maxDecompressedBytes: 64 * 1024 * 1024,
+  exporterTimeoutMs: 10_000,
+  bufferSize: 100_000,
+  bufferMaxBytes: 64 * 1024 * 1024,
+  batchSize: 5_000,
+  flushIntervalMs: 1_000,
+  shutdownTimeoutMs: 10_000,
+} as const

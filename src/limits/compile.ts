@@ -1,0 +1,172 @@
+import { RE2JS } from "re2js"
+import {
+  DEFAULT_WINDOW_MS,
+  type DefaultsSpec,
+  type LimitsSpec,
+  type RuleSpec,
+} from "../config/limits-schema.js"
+import { type CompiledLimits, type CompiledRule, DEFAULT_RULE_NAME } from "./rules.js"
+
+/** A semantic problem, located by its key path (`rules[2].match.metric_name`). */
+export interface SpecProblem {
+  readonly path: ReadonlyArray<string | number>
+  readonly message: string
+  /** True when the problem is about the key itself (point at the key, not the value). */
+  readonly atKey?: boolean
+}
+
+export type CompileResult =
+  | { readonly _tag: "Compiled"; readonly limits: CompiledLimits }
+  | { readonly _tag: "Problems"; readonly problems: ReadonlyArray<SpecProblem> }
+
+const MIN_WINDOW_MS = 1_000
+const MAX_WINDOW_MS = 86_400_000
+
+/** Compiles a Prometheus-style, fully anchored RE2 regex (`.` also matches newlines, as in Prometheus). */
+export const compileMetricRegex = (source: string): RE2JS => RE2JS.compile(`^(?:${source})$`, RE2JS.DOTALL)
+
+/** The parser's message for the pattern as the user wrote it (not its anchored wrapping). */
+const regexError = (source: string, anchoredError: unknown): string => {
+  try {
+    RE2JS.compile(source)
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e)
+  }
+  return anchoredError instanceof Error ? anchoredError.message : String(anchoredError)
+}
+
+const checkLimitFields = (
+  spec: DefaultsSpec,
+  base: ReadonlyArray<string | number>,
+  problems: Array<SpecProblem>,
+): void => {
+  const action = spec.action ?? "log"
+  if (action === "sample" && spec.sample_rate === undefined) {
+    problems.push({
+      path: [...base, "action"],
+      message: "action sample needs sample_rate (a fraction in (0, 1])",
+    })
+  }
+  if (action !== "sample" && spec.sample_rate !== undefined) {
+    problems.push({
+      path: [...base, "sample_rate"],
+      message: `sample_rate applies only to action: sample (action is ${action})`,
+      atKey: true,
+    })
+  }
+  if (action === "strip_labels" && (spec.strip_labels === undefined || spec.strip_labels.length === 0)) {
+    problems.push({
+      path: [...base, "action"],
+      message: "action strip_labels needs strip_labels (the labels to remove)",
+    })
+  }
+  if (action !== "strip_labels" && spec.strip_labels !== undefined) {
+    problems.push({
+      path: [...base, "strip_labels"],
+      message: `strip_labels applies only to action: strip_labels (action is ${action})`,
+      atKey: true,
+    })
+  }
+  if (action === "adaptive" && (spec.group_by === undefined || spec.group_by.length === 0)) {
+    problems.push({
+      path: [...base, "action"],
+      message: "action adaptive needs group_by (the labels whose groups are dropped, largest first)",
+    })
+  }
+  if (spec.strip_labels?.includes("__name__")) {
+    const i = spec.strip_labels.indexOf("__name__")
+    problems.push({ path: [...base, "strip_labels", i], message: "__name__ cannot be stripped" })
+  }
+}
+
+const limitsOf = (
+  name: string,
+  spec: DefaultsSpec,
+): Omit<CompiledRule, "metricName" | "metricNameSource" | "labels"> => ({
+  name,
+  maxDatapointsRate: spec.max_datapoints_rate ?? 0,
+  maxCardinality: spec.max_cardinality ?? 0,
+  action: spec.action ?? "log",
+  groupBy: spec.group_by ?? [],
+  sampleRate: spec.sample_rate ?? 1,
+  stripLabels: spec.strip_labels ?? [],
+})
+
+const compileRule = (
+  spec: RuleSpec,
+  index: number,
+  firstIndexByName: Map<string, number>,
+  problems: Array<SpecProblem>,
+): CompiledRule => {
+  const base = ["rules", index] as const
+  if (spec.name.trim() === "") {
+    problems.push({ path: [...base, "name"], message: "rule name must not be empty" })
+  } else if (spec.name === DEFAULT_RULE_NAME) {
+    problems.push({
+      path: [...base, "name"],
+      message: `rule name "${DEFAULT_RULE_NAME}" is reserved for the defaults block`,
+    })
+  } else {
+    const first = firstIndexByName.get(spec.name)
+    if (first === undefined) firstIndexByName.set(spec.name, index)
+    else
+      problems.push({
+        path: [...base, "name"],
+        message: `duplicate rule name "${spec.name}" (first used by rules[${first}])`,
+      })
+  }
+  let metricName: CompiledRule["metricName"]
+  const source = spec.match?.metric_name
+  if (source !== undefined) {
+    if (source === "") {
+      problems.push({
+        path: [...base, "match", "metric_name"],
+        message: "must not be empty (omit metric_name to match every metric)",
+      })
+    } else {
+      try {
+        metricName = compileMetricRegex(source)
+      } catch (e) {
+        problems.push({ path: [...base, "match", "metric_name"], message: `invalid RE2 regex: ${regexError(source, e)}` })
+      }
+    }
+  }
+  const labels: Array<{ name: string; value: string | undefined }> = []
+  for (const [name, value] of Object.entries(spec.match?.labels ?? {})) {
+    if (name === "") {
+      problems.push({
+        path: [...base, "match", "labels", name],
+        message: "label name must not be empty",
+        atKey: true,
+      })
+    }
+    labels.push({ name, value: value === "*" ? undefined : value })
+  }
+  checkLimitFields(spec, base, problems)
+  return { ...limitsOf(spec.name, spec), metricName, metricNameSource: source, labels }
+}
+
+/**
+ * Turns a decoded `limits.yaml` into the immutable, compiled rules of one config version, or lists
+ * every semantic problem (duplicate or empty names, invalid regexes, fields an action needs).
+ * Pure: the same spec always gives the same result.
+ */
+export const compileLimits = (spec: LimitsSpec): CompileResult => {
+  const problems: Array<SpecProblem> = []
+  const windowMs = spec.window ?? DEFAULT_WINDOW_MS
+  if (spec.window !== undefined && (windowMs < MIN_WINDOW_MS || windowMs > MAX_WINDOW_MS)) {
+    problems.push({ path: ["window"], message: "must be between 1s and 24h" })
+  }
+  const firstIndexByName = new Map<string, number>()
+  const rules = (spec.rules ?? []).map((rule, i) => compileRule(rule, i, firstIndexByName, problems))
+  let defaults: CompiledRule | undefined
+  if (spec.defaults !== undefined) {
+    checkLimitFields(spec.defaults, ["defaults"], problems)
+    const fields = limitsOf(DEFAULT_RULE_NAME, spec.defaults)
+    if (fields.maxCardinality > 0 || fields.maxDatapointsRate > 0) {
+      defaults = { ...fields, metricName: undefined, metricNameSource: undefined, labels: [] }
+    }
+  }
+  if (problems.length > 0) return { _tag: "Problems", problems }
+  return { _tag: "Compiled", limits: { windowMs, rules, defaults } }
+}
