@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto"
 import { Either, ParseResult, Schema } from "effect"
-import { type CompiledLimits } from "../limits/rules.js"
 import { compileLimits } from "../limits/compile.js"
+import type { CompiledLimits } from "../limits/rules.js"
 import { ConfigInvalidError, type ConfigIssue } from "./errors.js"
 import { LimitsSpec } from "./limits-schema.js"
 import { MainConfigSpec } from "./main-schema.js"

@@ -9,7 +9,9 @@ const Count = Schema.Number.pipe(
   Schema.lessThanOrEqualTo(Number.MAX_SAFE_INTEGER, { message: () => "is too large" }),
 ).annotations({ message: () => ({ message: "must be a whole number > 0", override: true }) })
 
-const Bool = Schema.Boolean.annotations({ message: () => ({ message: "must be true or false", override: true }) })
+const Bool = Schema.Boolean.annotations({
+  message: () => ({ message: "must be true or false", override: true }),
+})
 
 export const ExporterSpec = Schema.Struct({
   /** Extra HTTP headers sent with every export request. */

@@ -1,4 +1,15 @@
-import { isMap, isNode, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml"
+import {
+  isAlias,
+  isMap,
+  isNode,
+  isPair,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  parseDocument,
+  visit,
+} from "yaml"
 
 /** A parsed YAML document that can tell where any key path is written. */
 export interface YamlSource {
@@ -31,6 +42,18 @@ export const parseYaml = (text: string): YamlParseOutcome => {
       errors: doc.errors.map((e) => ({ ...pos(e.pos[0]), message: `yaml: ${e.message.split("\n")[0]}` })),
     }
   }
+  // A `__proto__` key cannot be kept in a plain object: schema records would silently drop it.
+  const protoKeys: Array<{ line: number; column: number; message: string }> = []
+  visit(doc, {
+    Pair(_, pair) {
+      const key = isAlias(pair.key) ? pair.key.resolve(doc) : pair.key
+      if (isScalar(key) && key.value === "__proto__") {
+        const at = isNode(pair.key) ? (pair.key.range?.[0] ?? 0) : 0
+        protoKeys.push({ ...pos(at), message: 'yaml: the key "__proto__" is not allowed' })
+      }
+    },
+  })
+  if (protoKeys.length > 0) return { _tag: "SyntaxErrors", errors: protoKeys }
   let value: unknown
   try {
     value = doc.toJS({ maxAliasCount: MAX_ALIASES })

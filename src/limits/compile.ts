@@ -127,7 +127,10 @@ const compileRule = (
       try {
         metricName = compileMetricRegex(source)
       } catch (e) {
-        problems.push({ path: [...base, "match", "metric_name"], message: `invalid RE2 regex: ${regexError(source, e)}` })
+        problems.push({
+          path: [...base, "match", "metric_name"],
+          message: `invalid RE2 regex: ${regexError(source, e)}`,
+        })
       }
     }
   }

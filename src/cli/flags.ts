@@ -1,0 +1,346 @@
+import { Data, Either } from "effect"
+import { parseDuration } from "../config/duration.js"
+
+/**
+ * The command line of CONTRACT §2. Flags are accepted Go-style and GNU-style (`-name=value`,
+ * `-name value`, `--name=value`, `--name value`); a boolean alone means true. Parsing is a pure
+ * function from argv to either the parsed command or a `UsageError` (exit code 2).
+ */
+
+export type LogLevelName = "debug" | "info" | "warn" | "error"
+
+export interface RunFlags {
+  readonly config: string | undefined
+  readonly limitsConfig: string | undefined
+  /** Undefined when the flag was not given: then `limits.dry_run` in `-config` decides. */
+  readonly limitsDryRun: boolean | undefined
+  readonly grpcListen: string
+  readonly httpListen: string
+  readonly prwListen: string
+  readonly statsAddr: string
+  readonly exporterEndpoint: string | undefined
+  readonly prwExporterEndpoint: string | undefined
+  readonly reloadWatch: boolean
+  readonly reloadPollIntervalMs: number
+  readonly reloadTriggerFile: string | undefined
+  readonly reloadHttp: boolean
+  readonly reloadAuthTokenFile: string | undefined
+  readonly reloadDebounceMs: number
+  readonly reloadEventLog: string | undefined
+  readonly logLevel: LogLevelName
+}
+
+export type Command =
+  | { readonly _tag: "Run"; readonly flags: RunFlags }
+  | { readonly _tag: "Validate"; readonly flags: RunFlags }
+  | {
+      readonly _tag: "Replay"
+      readonly eventLog: string
+      readonly verify: boolean
+      readonly at: string | undefined
+    }
+  | { readonly _tag: "Help"; readonly text: string }
+  | { readonly _tag: "Version" }
+
+/** A command line that cannot be run; printed with a usage hint, exit code 2. */
+export class UsageError extends Data.TaggedError("UsageError")<{ readonly reason: string }> {
+  override get message(): string {
+    return `${this.reason}\nRun 'metrics-governor --help' for usage.`
+  }
+}
+
+type Kind = "string" | "bool" | "duration" | "level"
+
+interface FlagSpec {
+  readonly name: string
+  readonly kind: Kind
+  /** Shown by --help; `none` when the flag has no default. */
+  readonly defaultText: string
+  readonly help: string
+}
+
+export const RUN_FLAGS: ReadonlyArray<FlagSpec> = [
+  { name: "config", kind: "string", defaultText: "none", help: "main config YAML (config.yaml)" },
+  {
+    name: "limits-config",
+    kind: "string",
+    defaultText: "none",
+    help: "limits YAML (limits.yaml); none = no limits",
+  },
+  {
+    name: "limits-dry-run",
+    kind: "bool",
+    defaultText: "false",
+    help: "evaluate limits, drop nothing; overrides limits.dry_run in -config, also after every reload",
+  },
+  {
+    name: "grpc-listen",
+    kind: "string",
+    defaultText: ":4317",
+    help: "OTLP/gRPC receiver address; empty = off",
+  },
+  {
+    name: "http-listen",
+    kind: "string",
+    defaultText: ":4318",
+    help: "OTLP/HTTP receiver address (POST /v1/metrics)",
+  },
+  {
+    name: "prw-listen",
+    kind: "string",
+    defaultText: ":9091",
+    help: "Prometheus remote-write receiver address (POST /api/v1/write); empty = off",
+  },
+  {
+    name: "stats-addr",
+    kind: "string",
+    defaultText: ":9090",
+    help: "control server: /metrics, /live, /ready, /-/reload, /api/v1/status/*",
+  },
+  {
+    name: "exporter-endpoint",
+    kind: "string",
+    defaultText: "none",
+    help: "OTLP/HTTP URL OTLP traffic is forwarded to; none = count and discard",
+  },
+  {
+    name: "prw-exporter-endpoint",
+    kind: "string",
+    defaultText: "none",
+    help: "remote-write URL PRW traffic is forwarded to; none = count and discard",
+  },
+  {
+    name: "reload-watch",
+    kind: "bool",
+    defaultText: "true",
+    help: "watch the config files for content changes",
+  },
+  {
+    name: "reload-poll-interval",
+    kind: "duration",
+    defaultText: "0s",
+    help: "also re-hash the config files every interval; 0 = off",
+  },
+  {
+    name: "reload-trigger-file",
+    kind: "string",
+    defaultText: "none",
+    help: "a file whose modification (e.g. touch) forces a reload",
+  },
+  { name: "reload-http", kind: "bool", defaultText: "false", help: "enable POST /-/reload" },
+  {
+    name: "reload-auth-token-file",
+    kind: "string",
+    defaultText: "none",
+    help: "bearer token required by POST /-/reload (re-read on change)",
+  },
+  {
+    name: "reload-debounce",
+    kind: "duration",
+    defaultText: "250ms",
+    help: "triggers closer than this are coalesced into one reload",
+  },
+  {
+    name: "reload-event-log",
+    kind: "string",
+    defaultText: "none",
+    help: "append-only reload event log (JSON lines); config snapshots live beside it",
+  },
+  { name: "log-level", kind: "level", defaultText: "info", help: "debug, info, warn, error" },
+]
+
+const REPLAY_FLAGS: ReadonlyArray<FlagSpec> = [
+  {
+    name: "verify",
+    kind: "bool",
+    defaultText: "false",
+    help: "re-validate every recorded config with the current code; exit 1 on divergence",
+  },
+  { name: "at", kind: "string", defaultText: "none", help: "print the version active at this RFC 3339 time" },
+]
+
+const flagLines = (flags: ReadonlyArray<FlagSpec>): string =>
+  flags
+    .map((f) => {
+      const arg = f.kind === "bool" ? "" : f.kind === "duration" ? " duration" : " value"
+      return `  -${f.name}${arg}\n      ${f.help} (default ${f.defaultText})`
+    })
+    .join("\n")
+
+export const usage = (): string =>
+  [
+    "metrics-governor: cardinality and rate limits for OTLP and Prometheus remote-write metrics,",
+    "reloadable without a restart.",
+    "",
+    "Usage:",
+    "  metrics-governor [run] [flags]       run the governor (the default)",
+    "  metrics-governor validate [flags]    check -config / -limits-config; exit 0 or 1",
+    "  metrics-governor replay EVENT_LOG [-verify] [-at RFC3339]",
+    "                                       fold a reload event log",
+    "",
+    "Flags of run and validate (also written --name=value, -name value, --name value):",
+    flagLines(RUN_FLAGS),
+    "",
+    "Flags of replay:",
+    flagLines(REPLAY_FLAGS),
+    "",
+    "Signals: SIGHUP reloads; SIGTERM and SIGINT shut down gracefully.",
+  ].join("\n")
+
+const BOOL_VALUES: Readonly<Record<string, boolean>> = {
+  true: true,
+  false: false,
+  "1": true,
+  "0": false,
+  t: true,
+  f: false,
+  TRUE: true,
+  FALSE: false,
+  True: true,
+  False: false,
+}
+
+const LEVELS: ReadonlyArray<LogLevelName> = ["debug", "info", "warn", "error"]
+
+type Raw = Map<string, string | boolean>
+
+/** Splits argv into flags (by spec) and positionals. */
+const scan = (
+  args: ReadonlyArray<string>,
+  specs: ReadonlyArray<FlagSpec>,
+): Either.Either<{ raw: Raw; positionals: Array<string> }, UsageError> => {
+  const byName = new Map(specs.map((s) => [s.name, s]))
+  const raw: Raw = new Map()
+  const positionals: Array<string> = []
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string
+    if (arg === "--") {
+      positionals.push(...args.slice(i + 1))
+      break
+    }
+    if (!arg.startsWith("-") || arg === "-") {
+      positionals.push(arg)
+      continue
+    }
+    const body = arg.startsWith("--") ? arg.slice(2) : arg.slice(1)
+    const eq = body.indexOf("=")
+    const name = eq === -1 ? body : body.slice(0, eq)
+    const spec = byName.get(name)
+    if (spec === undefined)
+      return Either.left(new UsageError({ reason: `flag provided but not defined: -${name}` }))
+    if (spec.kind === "bool") {
+      if (eq === -1) raw.set(name, true)
+      else {
+        const v = BOOL_VALUES[body.slice(eq + 1)]
+        if (v === undefined) {
+          return Either.left(
+            new UsageError({ reason: `invalid boolean value "${body.slice(eq + 1)}" for flag -${name}` }),
+          )
+        }
+        raw.set(name, v)
+      }
+      continue
+    }
+    if (eq !== -1) raw.set(name, body.slice(eq + 1))
+    else if (i + 1 < args.length) raw.set(name, args[++i] as string)
+    else return Either.left(new UsageError({ reason: `flag needs an argument: -${name}` }))
+  }
+  return Either.right({ raw, positionals })
+}
+
+const str = (raw: Raw, name: string, fallback: string): string => {
+  const v = raw.get(name)
+  return typeof v === "string" ? v : fallback
+}
+const optStr = (raw: Raw, name: string): string | undefined => {
+  const v = raw.get(name)
+  return typeof v === "string" && v !== "" ? v : undefined
+}
+const bool = (raw: Raw, name: string): boolean | undefined => {
+  const v = raw.get(name)
+  return typeof v === "boolean" ? v : undefined
+}
+
+const duration = (raw: Raw, name: string, fallbackMs: number): Either.Either<number, UsageError> => {
+  const v = raw.get(name)
+  if (typeof v !== "string") return Either.right(fallbackMs)
+  const ms = parseDuration(v)
+  return ms === undefined
+    ? Either.left(
+        new UsageError({ reason: `invalid duration "${v}" for flag -${name} (e.g. 250ms, 10s, 1m)` }),
+      )
+    : Either.right(ms)
+}
+
+const runFlags = (raw: Raw): Either.Either<RunFlags, UsageError> =>
+  Either.gen(function* () {
+    const level = str(raw, "log-level", "info")
+    if (!LEVELS.includes(level as LogLevelName)) {
+      return yield* Either.left(
+        new UsageError({ reason: `invalid value "${level}" for flag -log-level (debug, info, warn, error)` }),
+      )
+    }
+    return {
+      config: optStr(raw, "config"),
+      limitsConfig: optStr(raw, "limits-config"),
+      limitsDryRun: bool(raw, "limits-dry-run"),
+      grpcListen: str(raw, "grpc-listen", ":4317"),
+      httpListen: str(raw, "http-listen", ":4318"),
+      prwListen: str(raw, "prw-listen", ":9091"),
+      statsAddr: str(raw, "stats-addr", ":9090"),
+      exporterEndpoint: optStr(raw, "exporter-endpoint"),
+      prwExporterEndpoint: optStr(raw, "prw-exporter-endpoint"),
+      reloadWatch: bool(raw, "reload-watch") ?? true,
+      reloadPollIntervalMs: yield* duration(raw, "reload-poll-interval", 0),
+      reloadTriggerFile: optStr(raw, "reload-trigger-file"),
+      reloadHttp: bool(raw, "reload-http") ?? false,
+      reloadAuthTokenFile: optStr(raw, "reload-auth-token-file"),
+      reloadDebounceMs: yield* duration(raw, "reload-debounce", 250),
+      reloadEventLog: optStr(raw, "reload-event-log"),
+      logLevel: level as LogLevelName,
+    }
+  })
+
+const HELP = new Set(["-h", "--h", "-help", "--help"])
+
+/** Parses the arguments after the program name. Pure. */
+export const parseCommandLine = (args: ReadonlyArray<string>): Either.Either<Command, UsageError> => {
+  if (args.some((a) => HELP.has(a))) return Either.right({ _tag: "Help", text: usage() })
+  if (args[0] === "-version" || args[0] === "--version" || args[0] === "version")
+    return Either.right({ _tag: "Version" })
+  const [first, ...rest] = args
+  const sub = first === "run" || first === "validate" || first === "replay" ? first : undefined
+  const tail = sub === undefined ? args : rest
+  if (sub === "replay") {
+    return Either.flatMap(scan(tail, REPLAY_FLAGS), ({ raw, positionals }) => {
+      if (positionals.length !== 1) {
+        return Either.left(
+          new UsageError({ reason: "replay needs exactly one argument: the event log file" }),
+        )
+      }
+      return Either.right({
+        _tag: "Replay" as const,
+        eventLog: positionals[0] as string,
+        verify: bool(raw, "verify") ?? false,
+        at: optStr(raw, "at"),
+      })
+    })
+  }
+  return Either.flatMap(scan(tail, RUN_FLAGS), ({ raw, positionals }) => {
+    if (positionals.length > 0) {
+      const p = positionals[0] as string
+      return Either.left(
+        new UsageError({
+          reason:
+            sub === undefined && /^[a-z]+$/.test(p)
+              ? `unknown command "${p}" (run, validate, replay)`
+              : `unexpected argument "${p}"`,
+        }),
+      )
+    }
+    return Either.map(
+      runFlags(raw),
+      (flags) => ({ _tag: sub === "validate" ? "Validate" : "Run", flags }) as const,
+    )
+  })
+}

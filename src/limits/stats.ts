@@ -1,0 +1,72 @@
+import type { CompiledLimits, CompiledRule } from "./rules.js"
+
+/** Per-group accounting of a rule with `group_by`. */
+export interface GroupStats {
+  datapoints: number
+  series: number
+}
+
+/**
+ * The accounting of one rule in its current window. Owned by the config version that holds it and
+ * mutated only by the synchronous enforcement loop; a reload hands it on through `reconcile`.
+ */
+export interface RuleStats {
+  windowStart: number
+  datapoints: number
+  readonly series: Set<string>
+  /** The `group_by` the groups below were computed with. */
+  readonly groupBy: ReadonlyArray<string>
+  readonly groups: Map<string, GroupStats>
+  readonly droppedGroups: Set<string>
+}
+
+export type StatsByRule = ReadonlyMap<string, RuleStats>
+
+export const emptyStats = (rule: CompiledRule, windowStart = 0): RuleStats => ({
+  windowStart,
+  datapoints: 0,
+  series: new Set(),
+  groupBy: rule.groupBy,
+  groups: new Map(),
+  droppedGroups: new Set(),
+})
+
+/** Every rule stats are kept for: the rules in file order, then `default` when it is set. */
+export const accountedRules = (limits: CompiledLimits): ReadonlyArray<CompiledRule> =>
+  limits.defaults === undefined ? limits.rules : [...limits.rules, limits.defaults]
+
+const sameList = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): boolean =>
+  a.length === b.length && a.every((x, i) => x === b[i])
+
+/**
+ * Carries rule stats across a reload (LIMITS.md, "Reload and stats"). Pure and total: the inputs are
+ * not modified.
+ *
+ * - a rule in both keeps its stats object; its new limits apply from the next datapoint on;
+ * - if its `group_by` changed, its per-group stats and dropped groups start empty, its totals are kept;
+ * - a rule only in the old rules is gone; a rule only in the new rules starts empty;
+ * - a rename is a removal plus an addition.
+ */
+export const reconcile = (
+  oldStats: StatsByRule,
+  oldRules: ReadonlyArray<CompiledRule>,
+  newRules: ReadonlyArray<CompiledRule>,
+): StatsByRule => {
+  const oldNames = new Set(oldRules.map((r) => r.name))
+  const out = new Map<string, RuleStats>()
+  for (const rule of newRules) {
+    const prev = oldNames.has(rule.name) ? oldStats.get(rule.name) : undefined
+    if (prev === undefined) out.set(rule.name, emptyStats(rule))
+    else if (sameList(prev.groupBy, rule.groupBy)) out.set(rule.name, prev)
+    else
+      out.set(rule.name, {
+        windowStart: prev.windowStart,
+        datapoints: prev.datapoints,
+        series: new Set(prev.series),
+        groupBy: rule.groupBy,
+        groups: new Map(),
+        droppedGroups: new Set(),
+      })
+  }
+  return out
+}

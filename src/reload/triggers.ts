@@ -1,0 +1,175 @@
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Data, Effect, Schedule, Stream } from "effect"
+import { sha256Hex } from "../config/decode.js"
+import { logDebug, logInfo, logWarn } from "../telemetry/log.js"
+import type { FileHashes, ReloaderService } from "./reloader.js"
+import { sighups } from "./sighup.js"
+import type { Trigger } from "./trigger.js"
+
+/** A directory watch could not be set up or died; it is set up again after a pause. */
+export class WatchError extends Data.TaggedError("WatchError")<{
+  readonly dir: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `watch ${this.dir}: ${this.reason}`
+  }
+}
+
+export interface TriggerSettings {
+  readonly watch: boolean
+  readonly pollIntervalMs: number
+  readonly triggerFile: string | undefined
+  readonly debounceMs: number
+  /** How often a live watch checks that its directory is still the one it watches. */
+  readonly watchCheckMs?: number
+  /** Pause before a dead watch is set up again. */
+  readonly watchRetryMs?: number
+}
+
+const hashFile = (file: string | undefined): string => {
+  if (file === undefined) return ""
+  try {
+    return sha256Hex(fs.readFileSync(file))
+  } catch {
+    return "missing"
+  }
+}
+
+/** The current content hashes of both files, as a reload would read them. */
+export const currentHashes = (files: { limits: string | undefined; config: string | undefined }) =>
+  Effect.sync((): FileHashes => ({ limits: hashFile(files.limits), config: hashFile(files.config) }))
+
+const inodeOf = (dir: string): string | undefined => {
+  try {
+    const s = fs.statSync(dir)
+    return `${s.dev}:${s.ino}`
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Events in one directory (names of the entries that changed). Watches the directory, not the file,
+ * so an editor's rename and a ConfigMap `..data` symlink swap are both seen. Fails when the watch dies
+ * or the directory is replaced, so the caller can set it up again.
+ */
+export const directoryEvents = (dir: string, checkMs: number): Stream.Stream<string, WatchError> =>
+  Stream.async<string, WatchError>((emit) => {
+    const inode = inodeOf(dir)
+    let watcher: fs.FSWatcher | undefined
+    let timer: NodeJS.Timeout | undefined
+    try {
+      watcher = fs.watch(dir, { persistent: false }, (_event, name) => void emit.single(name ?? ""))
+      watcher.on("error", (e) => void emit.fail(new WatchError({ dir, reason: e.message })))
+      timer = setInterval(() => {
+        if (inodeOf(dir) !== inode)
+          void emit.fail(new WatchError({ dir, reason: "directory replaced or removed" }))
+      }, checkMs)
+      timer.unref()
+    } catch (e) {
+      void emit.fail(new WatchError({ dir, reason: e instanceof Error ? e.message : String(e) }))
+    }
+    return Effect.sync(() => {
+      if (timer !== undefined) clearInterval(timer)
+      watcher?.close()
+    })
+  })
+
+/** `directoryEvents`, set up again whenever it dies. Never fails. */
+const resilientEvents = (dir: string, checkMs: number, retryMs: number): Stream.Stream<string> =>
+  directoryEvents(dir, checkMs).pipe(
+    Stream.tapError((e) => logWarn("config watch lost, setting it up again", { dir, error: e.reason })),
+    Stream.retry(Schedule.spaced(retryMs)),
+    Stream.catchAll(() => Stream.empty),
+  )
+
+const changedSinceLastAttempt = (
+  reloader: ReloaderService,
+  files: { limits: string | undefined; config: string | undefined },
+) =>
+  Effect.gen(function* () {
+    const now = yield* currentHashes({ limits: files.limits, config: files.config })
+    const last = yield* reloader.lastAttempted
+    return now.limits !== last.limits || now.config !== last.config
+  })
+
+/**
+ * Every reload trigger as one stream of trigger names: SIGHUP, the file watch, the poll and the
+ * touch file. (`POST /-/reload` calls the reloader directly, as it waits for its own outcome.)
+ */
+export const triggers = (reloader: ReloaderService, settings: TriggerSettings): Stream.Stream<Trigger> => {
+  const files = { limits: reloader.settings.paths.limits, config: reloader.settings.paths.config }
+  const configFiles = [files.limits, files.config].filter((f): f is string => f !== undefined)
+  const checkMs = settings.watchCheckMs ?? 2_000
+  const retryMs = settings.watchRetryMs ?? 1_000
+  const sources: Array<Stream.Stream<Trigger>> = []
+
+  sources.push(
+    sighups.pipe(
+      Stream.tap(() =>
+        logInfo("received SIGHUP, reloading limits config", { path: files.limits ?? files.config ?? "" }),
+      ),
+      Stream.as("sighup" as const),
+    ),
+  )
+
+  if (settings.watch && configFiles.length > 0) {
+    const dirs = [...new Set(configFiles.map((f) => path.dirname(path.resolve(f))))]
+    sources.push(
+      Stream.mergeAll(
+        dirs.map((d) => resilientEvents(d, checkMs, retryMs)),
+        { concurrency: "unbounded" },
+      ).pipe(
+        // Any entry may matter (Kubernetes swaps `..data`, editors rename temp files): the
+        // content hash decides, once the directory has been quiet for the debounce.
+        Stream.debounce(settings.debounceMs),
+        Stream.filterEffect(() => changedSinceLastAttempt(reloader, files)),
+        Stream.tap(() => logDebug("config file content changed", { files: configFiles })),
+        Stream.as("watch" as const),
+      ),
+    )
+  }
+
+  if (settings.pollIntervalMs > 0 && configFiles.length > 0) {
+    sources.push(
+      Stream.fromSchedule(Schedule.spaced(settings.pollIntervalMs)).pipe(
+        Stream.filterEffect(() => changedSinceLastAttempt(reloader, files)),
+        Stream.as("poll" as const),
+      ),
+    )
+  }
+
+  const triggerFile = settings.triggerFile
+  if (triggerFile !== undefined) {
+    const name = path.basename(triggerFile)
+    const stamp = () => {
+      try {
+        const s = fs.statSync(triggerFile)
+        return `${s.ino}:${s.mtimeMs}:${s.ctimeMs}`
+      } catch {
+        return "missing"
+      }
+    }
+    let last = stamp()
+    sources.push(
+      resilientEvents(path.dirname(path.resolve(triggerFile)), checkMs, retryMs).pipe(
+        Stream.filter((n) => n === "" || n === name),
+        Stream.filter(() => {
+          const now = stamp()
+          const changed = now !== last && now !== "missing"
+          last = now
+          return changed
+        }),
+        Stream.as("touch" as const),
+      ),
+    )
+  }
+
+  return Stream.mergeAll(sources, { concurrency: "unbounded" })
+}
+
+/** Feeds every trigger into the reloader until interrupted. */
+export const runTriggers = (reloader: ReloaderService, settings: TriggerSettings) =>
+  triggers(reloader, settings).pipe(Stream.runForEach((t) => reloader.submit(t)))

@@ -1,0 +1,63 @@
+import type { DecodedLimits, DecodedMainConfig } from "../config/decode.js"
+import type { MainConfigSpec } from "../config/main-schema.js"
+import { type CompiledLimits, type CompiledRule, EMPTY_LIMITS } from "../limits/rules.js"
+import { accountedRules, reconcile, type StatsByRule } from "../limits/stats.js"
+import type { Trigger } from "./trigger.js"
+
+/**
+ * One immutable config version: what every unit of work reads once and uses throughout. A reload
+ * that applies makes a new one; nothing in an existing version is ever replaced.
+ */
+export interface ConfigVersion {
+  /** 1 for the startup config, +1 per applied reload. */
+  readonly version: number
+  /** SHA-256 of the files' bytes; empty when the file is not configured. */
+  readonly limitsSha256: string
+  readonly configSha256: string
+  readonly limits: CompiledLimits
+  readonly main: MainConfigSpec
+  /** The effective dry-run: the `-limits-dry-run` flag when given, else `limits.dry_run`. */
+  readonly dryRun: boolean
+  /** Where the effective dry-run comes from. */
+  readonly dryRunSource: "flag" | "config"
+  readonly rulesCount: number
+  /** Wall-clock ms when this version became active. */
+  readonly loadedAt: number
+  readonly trigger: Trigger
+  /** Rule stats, reconciled from the previous version's (see `reconcile`). */
+  readonly stats: StatsByRule
+  /** Series key -> owning rule (null: no rule). Belongs to this version, so a new one starts empty. */
+  readonly matchCache: Map<string, CompiledRule | null>
+}
+
+export interface VersionInputs {
+  readonly limits: DecodedLimits | undefined
+  readonly main: DecodedMainConfig | undefined
+  readonly dryRunFlag: boolean | undefined
+  readonly trigger: Trigger
+  readonly now: number
+}
+
+/** The next version after `previous` (or the first, when there is none). Pure but for the new cache. */
+export const nextVersion = (previous: ConfigVersion | undefined, inputs: VersionInputs): ConfigVersion => {
+  const limits = inputs.limits?.compiled ?? EMPTY_LIMITS
+  const configDryRun = inputs.main?.spec.limits?.dry_run ?? false
+  const newRules = accountedRules(limits)
+  return {
+    version: (previous?.version ?? 0) + 1,
+    limitsSha256: inputs.limits?.sha256 ?? "",
+    configSha256: inputs.main?.sha256 ?? "",
+    limits,
+    main: inputs.main?.spec ?? {},
+    dryRun: inputs.dryRunFlag ?? configDryRun,
+    dryRunSource: inputs.dryRunFlag === undefined ? "config" : "flag",
+    rulesCount: limits.rules.length,
+    loadedAt: inputs.now,
+    trigger: inputs.trigger,
+    stats:
+      previous === undefined
+        ? reconcile(new Map(), [], newRules)
+        : reconcile(previous.stats, accountedRules(previous.limits), newRules),
+    matchCache: new Map(),
+  }
+}

@@ -1,0 +1,129 @@
+import { timingSafeEqual } from "node:crypto"
+import * as fs from "node:fs"
+import { createServer } from "node:http"
+import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Effect, Layer, SubscriptionRef } from "effect"
+import { Reloader } from "../reload/reloader.js"
+import { logWarn } from "../telemetry/log.js"
+import { scrape } from "../telemetry/metrics.js"
+import type { ListenAddress } from "./address.js"
+
+export interface ControlSettings {
+  readonly address: ListenAddress
+  /** `-reload-http`: POST /-/reload is enabled. */
+  readonly reloadHttp: boolean
+  /** `-reload-auth-token-file`: read on every request, so a rotated token applies at once. */
+  readonly reloadAuthTokenFile: string | undefined
+}
+
+const json = (body: unknown, status = 200) => HttpServerResponse.unsafeJson(body, { status })
+
+type AuthResult =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly status: number; readonly message: string }
+
+const checkToken = (header: string | undefined, tokenFile: string | undefined): AuthResult => {
+  if (tokenFile === undefined) return { ok: true }
+  let expected: string
+  try {
+    expected = fs.readFileSync(tokenFile, "utf8").trim()
+  } catch (e) {
+    return {
+      ok: false,
+      status: 503,
+      message: `reload token file unreadable: ${e instanceof Error ? e.message : String(e)}`,
+    }
+  }
+  if (expected === "") return { ok: false, status: 503, message: "reload token file is empty" }
+  const m = /^Bearer\s+(.+)$/i.exec(header ?? "")
+  const given = Buffer.from(m?.[1]?.trim() ?? "")
+  const want = Buffer.from(expected)
+  return given.length === want.length && timingSafeEqual(given, want)
+    ? { ok: true }
+    : { ok: false, status: 401, message: "missing or wrong bearer token" }
+}
+
+const statusOf = (v: {
+  version: number
+  limitsSha256: string
+  configSha256: string
+  rulesCount: number
+  dryRun: boolean
+  dryRunSource: string
+  loadedAt: number
+  trigger: string
+}) => ({
+  version: v.version,
+  limits_sha256: v.limitsSha256,
+  config_sha256: v.configSha256,
+  rules_count: v.rulesCount,
+  dry_run: v.dryRun,
+  dry_run_source: v.dryRunSource,
+  loaded_at: new Date(v.loadedAt).toISOString(),
+  trigger: v.trigger,
+})
+
+/** The control server's routes: `/metrics`, `/live`, `/ready`, `/-/reload`, `/api/v1/status/*`. */
+export const routes = (settings: ControlSettings) =>
+  HttpRouter.empty.pipe(
+    HttpRouter.get(
+      "/metrics",
+      Effect.map(scrape, ({ body, contentType }) => HttpServerResponse.text(body, { contentType })),
+    ),
+    HttpRouter.get("/live", Effect.succeed(HttpServerResponse.text("ok\n"))),
+    HttpRouter.get("/ready", Effect.succeed(HttpServerResponse.text("ready\n"))),
+    HttpRouter.get(
+      "/api/v1/status/config",
+      Effect.gen(function* () {
+        const reloader = yield* Reloader
+        const v = yield* SubscriptionRef.get(reloader.active)
+        return json({
+          ...statusOf(v),
+          limits_path: reloader.settings.paths.limits ?? null,
+          config_path: reloader.settings.paths.config ?? null,
+        })
+      }),
+    ),
+    HttpRouter.get(
+      "/api/v1/status/reloads",
+      Effect.gen(function* () {
+        const reloader = yield* Reloader
+        return json({ reloads: yield* reloader.attempts })
+      }),
+    ),
+    HttpRouter.post(
+      "/-/reload",
+      Effect.gen(function* () {
+        if (!settings.reloadHttp) {
+          return json(
+            { status: "error", error: { message: "reload over HTTP is disabled (-reload-http)" } },
+            403,
+          )
+        }
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const auth = checkToken(request.headers.authorization, settings.reloadAuthTokenFile)
+        if (!auth.ok) {
+          if (auth.status !== 401) yield* logWarn("reload over HTTP refused", { error: auth.message })
+          return HttpServerResponse.unsafeJson(
+            { status: "error", error: { message: auth.message } },
+            { status: auth.status, headers: auth.status === 401 ? { "www-authenticate": "Bearer" } : {} },
+          )
+        }
+        const reloader = yield* Reloader
+        const attempt = yield* reloader.request("http")
+        return json(attempt, attempt.status === "rejected" ? 422 : 200)
+      }),
+    ),
+  )
+
+/** The control server, listening on `-stats-addr` for the life of the scope. */
+export const layer = (settings: ControlSettings) =>
+  HttpServer.serve(routes(settings), (app) => app).pipe(
+    Layer.provide(
+      NodeHttpServer.layer(() => createServer(), {
+        port: settings.address.port,
+        ...(settings.address.host === undefined ? {} : { host: settings.address.host }),
+      }),
+    ),
+  )

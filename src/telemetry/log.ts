@@ -1,0 +1,64 @@
+import { Cause, Effect, HashMap, Layer, Logger, LogLevel } from "effect"
+import type { LogLevelName } from "../cli/flags.js"
+
+/** Fields attached to one log line (the contract's `fields` object). */
+export type LogFields = Readonly<Record<string, unknown>>
+
+const LEVEL_NAMES: Readonly<Record<string, string>> = {
+  Trace: "debug",
+  Debug: "debug",
+  Info: "info",
+  Warning: "warn",
+  Error: "error",
+  Fatal: "error",
+}
+
+const messageText = (message: unknown): string => {
+  if (Array.isArray(message)) return message.map(messageText).join(" ")
+  if (typeof message === "string") return message
+  if (message instanceof Error) return message.message
+  try {
+    return JSON.stringify(message) ?? String(message)
+  } catch {
+    return String(message)
+  }
+}
+
+/**
+ * One JSON object per line on stdout: `{"ts","level","message","fields"}`. Log annotations become
+ * `fields`; a failure cause, if any, becomes `fields.error`.
+ */
+export const jsonLogger = (write: (line: string) => void): Logger.Logger<unknown, void> =>
+  Logger.make(({ logLevel, message, annotations, cause, date }) => {
+    const fields: Record<string, unknown> = {}
+    for (const [k, v] of HashMap.toEntries(annotations)) fields[k] = v
+    if (cause._tag !== "Empty" && fields.error === undefined) fields.error = Cause.pretty(cause)
+    write(
+      `${JSON.stringify({
+        ts: date.toISOString(),
+        level: LEVEL_NAMES[logLevel._tag] ?? "info",
+        message: messageText(message),
+        fields,
+      })}\n`,
+    )
+  })
+
+const LEVELS: Readonly<Record<LogLevelName, LogLevel.LogLevel>> = {
+  debug: LogLevel.Debug,
+  info: LogLevel.Info,
+  warn: LogLevel.Warning,
+  error: LogLevel.Error,
+}
+
+/** Replaces Effect's default logger with the JSON line logger at the given minimum level. */
+export const layer = (level: LogLevelName, write: (line: string) => void = (l) => process.stdout.write(l)) =>
+  Layer.merge(Logger.replace(Logger.defaultLogger, jsonLogger(write)), Logger.minimumLogLevel(LEVELS[level]))
+
+export const logDebug = (message: string, fields: LogFields = {}) =>
+  Effect.logDebug(message).pipe(Effect.annotateLogs(fields as Record<string, unknown>))
+export const logInfo = (message: string, fields: LogFields = {}) =>
+  Effect.logInfo(message).pipe(Effect.annotateLogs(fields as Record<string, unknown>))
+export const logWarn = (message: string, fields: LogFields = {}) =>
+  Effect.logWarning(message).pipe(Effect.annotateLogs(fields as Record<string, unknown>))
+export const logError = (message: string, fields: LogFields = {}) =>
+  Effect.logError(message).pipe(Effect.annotateLogs(fields as Record<string, unknown>))

@@ -1,0 +1,94 @@
+import { Context, Effect, Layer } from "effect"
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client"
+
+export const TRIGGERS = ["startup", "sighup", "watch", "poll", "touch", "http"] as const
+export const RESULTS = ["applied", "unchanged", "rejected"] as const
+
+/** Every instrument the governor exports on `/metrics` (CONTRACT §7), in one registry. */
+export const makeInstruments = (registry: Registry) => {
+  const opts = { registers: [registry] }
+  const instruments = {
+    registry,
+    reloadsTotal: new Counter({
+      name: "metrics_governor_config_reloads_total",
+      help: "Successful config reloads (applied or unchanged).",
+      ...opts,
+    }),
+    reloadLastSuccess: new Gauge({
+      name: "metrics_governor_config_reload_last_success_timestamp_seconds",
+      help: "Unix time of the last successful reload; 0 until one happens.",
+      ...opts,
+    }),
+    reloadFailures: new Counter({
+      name: "metrics_governor_config_reload_failures_total",
+      help: "Rejected config reloads.",
+      ...opts,
+    }),
+    lastReloadSuccessful: new Gauge({
+      name: "metrics_governor_config_last_reload_successful",
+      help: "Whether the last reload attempt succeeded (1) or was rejected (0).",
+      ...opts,
+    }),
+    reloadAttempts: new Counter({
+      name: "metrics_governor_config_reload_attempts_total",
+      help: "Reload attempts by trigger and result.",
+      labelNames: ["trigger", "result"] as const,
+      ...opts,
+    }),
+    reloadDuration: new Histogram({
+      name: "metrics_governor_config_reload_duration_seconds",
+      help: "Time from trigger to decision.",
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      ...opts,
+    }),
+    configVersion: new Gauge({
+      name: "metrics_governor_config_version",
+      help: "The active config version (starts at 1, +1 per applied reload).",
+      ...opts,
+    }),
+    configInfo: new Gauge({
+      name: "metrics_governor_config_info",
+      help: "1 for the content hashes of the active config files.",
+      labelNames: ["limits_sha256", "config_sha256"] as const,
+      ...opts,
+    }),
+    limitsRules: new Gauge({
+      name: "metrics_governor_limits_rules",
+      help: "Rules in the active limits config.",
+      ...opts,
+    }),
+    limitsDryRun: new Gauge({
+      name: "metrics_governor_limits_dry_run",
+      help: "1 while dry-run is on.",
+      ...opts,
+    }),
+  }
+  for (const trigger of TRIGGERS) {
+    for (const result of RESULTS) instruments.reloadAttempts.inc({ trigger, result }, 0)
+  }
+  instruments.reloadsTotal.inc(0)
+  instruments.reloadFailures.inc(0)
+  instruments.reloadLastSuccess.set(0)
+  return instruments
+}
+
+export type Instruments = ReturnType<typeof makeInstruments>
+
+/** The process-wide metrics registry and instruments. */
+export class Telemetry extends Context.Tag("metrics-governor/Telemetry")<Telemetry, Instruments>() {
+  /** A fresh registry with the governor's instruments and Node's process metrics. */
+  static readonly live = Layer.sync(Telemetry, () => {
+    const registry = new Registry()
+    collectDefaultMetrics({ register: registry })
+    return makeInstruments(registry)
+  })
+  /** Instruments without process metrics, for tests. */
+  static readonly test = Layer.sync(Telemetry, () => makeInstruments(new Registry()))
+}
+
+/** The `/metrics` body in Prometheus text format. */
+export const scrape = Effect.flatMap(Telemetry, (t) =>
+  Effect.promise(() => t.registry.metrics()).pipe(
+    Effect.map((body) => ({ body, contentType: t.registry.contentType })),
+  ),
+)
