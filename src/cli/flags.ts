@@ -332,7 +332,7 @@ export const parseCommandLine = (args: ReadonlyArray<string>): Either.Either<Com
       return Either.left(
         new UsageError({
           reason:
-            sub === undefined && /^[a-z]+$/.test(p)
+            sub === undefined && p === args[0] && /^[a-z]+$/.test(p)
               ? `unknown command "${p}" (run, validate, replay)`
               : `unexpected argument "${p}"`,
         }),

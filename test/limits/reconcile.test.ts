@@ -1,0 +1,155 @@
+import fc from "fast-check"
+import { describe, expect, it } from "vitest"
+import type { CompiledRule } from "../../src/limits/rules.js"
+import { emptyStats, type RuleStats, reconcile, type StatsByRule } from "../../src/limits/stats.js"
+
+const rule = (name: string, groupBy: ReadonlyArray<string> = []): CompiledRule => ({
+  name,
+  metricName: undefined,
+  metricNameSource: undefined,
+  labels: [],
+  maxDatapointsRate: 0,
+  maxCardinality: 10,
+  action: "drop",
+  groupBy,
+  sampleRate: 1,
+  stripLabels: [],
+})
+
+const NAMES = ["a", "b", "c", "d", "e", "f"]
+const GROUP_BYS: ReadonlyArray<ReadonlyArray<string>> = [[], ["service"], ["service", "env"], ["env"]]
+
+const rulesArb = fc
+  .uniqueArray(fc.constantFrom(...NAMES), { maxLength: NAMES.length })
+  .chain((names) =>
+    fc
+      .tuple(...names.map((n) => fc.constantFrom(...GROUP_BYS).map((g) => rule(n, g))))
+      .map((rs) => rs as Array<CompiledRule>),
+  )
+
+const statsFor = (r: CompiledRule): fc.Arbitrary<RuleStats> =>
+  fc
+    .record({
+      windowStart: fc.nat(),
+      datapoints: fc.nat(),
+      series: fc.uniqueArray(fc.string(), { maxLength: 5 }),
+      groups: fc.array(fc.tuple(fc.string(), fc.nat(), fc.nat()), { maxLength: 3 }),
+      dropped: fc.uniqueArray(fc.string(), { maxLength: 3 }),
+    })
+    .map((s) => ({
+      windowStart: s.windowStart,
+      datapoints: s.datapoints,
+      series: new Set(s.series),
+      groupBy: r.groupBy,
+      groups: new Map(s.groups.map(([k, d, n]) => [k, { datapoints: d, series: n }])),
+      droppedGroups: new Set(s.dropped),
+    }))
+
+/** Old rules with stats for each, and any new rules. */
+const scenario = fc.tuple(rulesArb, rulesArb).chain(([oldRules, newRules]) =>
+  fc.tuple(...oldRules.map(statsFor)).map((stats) => ({
+    oldRules,
+    newRules,
+    oldStats: new Map(oldRules.map((r, i) => [r.name, stats[i] as RuleStats])) as StatsByRule,
+  })),
+)
+
+const snapshot = (stats: StatsByRule) =>
+  [...stats].map(([k, s]) => [
+    k,
+    s.windowStart,
+    s.datapoints,
+    [...s.series],
+    [...s.groupBy],
+    [...s.groups],
+    [...s.droppedGroups],
+  ])
+
+describe("reconcile (LIMITS.md: Reload and stats)", () => {
+  it("law: the result's keys are exactly the new rule names", () => {
+    fc.assert(
+      fc.property(scenario, ({ oldStats, oldRules, newRules }) => {
+        expect([...reconcile(oldStats, oldRules, newRules).keys()]).toEqual(newRules.map((r) => r.name))
+      }),
+    )
+  })
+
+  it("law: unchanged rules give back the very same stats", () => {
+    fc.assert(
+      fc.property(scenario, ({ oldStats, oldRules }) => {
+        const out = reconcile(oldStats, oldRules, oldRules)
+        for (const r of oldRules) expect(out.get(r.name)).toBe(oldStats.get(r.name))
+      }),
+    )
+  })
+
+  it("law: a retained rule keeps its stats; a changed group_by resets only the per-group stats", () => {
+    fc.assert(
+      fc.property(scenario, ({ oldStats, oldRules, newRules }) => {
+        const out = reconcile(oldStats, oldRules, newRules)
+        for (const r of newRules) {
+          const before = oldRules.find((o) => o.name === r.name)
+          const prev = oldStats.get(r.name)
+          const now = out.get(r.name) as RuleStats
+          if (before === undefined || prev === undefined) continue
+          if (before.groupBy.join("\u0000") === r.groupBy.join("\u0000")) {
+            expect(now).toBe(prev)
+          } else {
+            expect(now.windowStart).toBe(prev.windowStart)
+            expect(now.datapoints).toBe(prev.datapoints)
+            expect([...now.series]).toEqual([...prev.series])
+            expect(now.groupBy).toEqual(r.groupBy)
+            expect(now.groups.size).toBe(0)
+            expect(now.droppedGroups.size).toBe(0)
+          }
+        }
+      }),
+    )
+  })
+
+  it("law: nothing of a removed rule survives, and a new rule starts empty", () => {
+    fc.assert(
+      fc.property(scenario, ({ oldStats, oldRules, newRules }) => {
+        const out = reconcile(oldStats, oldRules, newRules)
+        const newNames = new Set(newRules.map((r) => r.name))
+        const kept = new Set(out.values())
+        for (const r of oldRules) {
+          if (newNames.has(r.name)) continue
+          expect(out.has(r.name)).toBe(false)
+          const s = oldStats.get(r.name) as RuleStats
+          expect(kept.has(s)).toBe(false)
+          for (const o of out.values()) {
+            expect(o.series).not.toBe(s.series)
+            expect(o.groups).not.toBe(s.groups)
+            expect(o.droppedGroups).not.toBe(s.droppedGroups)
+          }
+        }
+        for (const r of newRules) {
+          if (oldRules.some((o) => o.name === r.name)) continue
+          expect(out.get(r.name)).toEqual(emptyStats(r))
+        }
+      }),
+    )
+  })
+
+  it("law: reconcile never modifies its inputs", () => {
+    fc.assert(
+      fc.property(scenario, ({ oldStats, oldRules, newRules }) => {
+        const before = snapshot(oldStats)
+        const rulesBefore = JSON.stringify([oldRules, newRules])
+        reconcile(oldStats, oldRules, newRules)
+        expect(snapshot(oldStats)).toEqual(before)
+        expect(JSON.stringify([oldRules, newRules])).toBe(rulesBefore)
+      }),
+    )
+  })
+
+  it("a rename is a removal plus an addition", () => {
+    const old = rule("old-name")
+    const stats = new Map([["old-name", { ...emptyStats(old), datapoints: 7, series: new Set(["s"]) }]])
+    const out = reconcile(stats, [old], [rule("new-name")])
+    expect([...out.keys()]).toEqual(["new-name"])
+    expect(out.get("new-name")?.datapoints).toBe(0)
+    expect(out.get("new-name")?.series.size).toBe(0)
+  })
+})
