@@ -32,7 +32,9 @@ export const formatPath = (path: ReadonlyArray<PropertyKey>): string => {
     if (typeof seg === "number") out += `[${seg}]`
     else {
       const s = String(seg)
-      out += out === "" ? s : `.${s}`
+      // Keys that are not plain identifiers (label names with dots, empty keys) are quoted.
+      if (!/^[A-Za-z_][A-Za-z0-9_-]*$/.test(s)) out += `[${JSON.stringify(s)}]`
+      else out += out === "" ? s : `.${s}`
     }
   }
   return out

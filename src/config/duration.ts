@@ -45,15 +45,25 @@ export const formatDuration = (ms: number): string => {
 }
 
 /** A duration written as a string in YAML, decoded to whole milliseconds. */
-export const DurationMs = Schema.transformOrFail(Schema.String, Schema.Number, {
-  strict: true,
-  decode: (text, _, ast) => {
-    const ms = parseDuration(text)
-    return ms === undefined
-      ? ParseResult.fail(
-          new ParseResult.Type(ast, text, `invalid duration "${text}" (expected e.g. 250ms, 30s, 1m, 1h30m)`),
-        )
-      : ParseResult.succeed(ms)
+export const DurationMs = Schema.transformOrFail(
+  Schema.String.annotations({
+    message: () => "must be a duration such as 250ms, 30s, 1m or 1h30m (a string)",
+  }),
+  Schema.Number,
+  {
+    strict: true,
+    decode: (text, _, ast) => {
+      const ms = parseDuration(text)
+      return ms === undefined
+        ? ParseResult.fail(
+            new ParseResult.Type(
+              ast,
+              text,
+              `invalid duration "${text}" (expected e.g. 250ms, 30s, 1m, 1h30m)`,
+            ),
+          )
+        : ParseResult.succeed(ms)
+    },
+    encode: (ms) => ParseResult.succeed(formatDuration(ms)),
   },
-  encode: (ms) => ParseResult.succeed(formatDuration(ms)),
-}).annotations({ identifier: "Duration" })
+).annotations({ identifier: "Duration" })

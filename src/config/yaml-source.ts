@@ -28,6 +28,12 @@ export type YamlParseOutcome =
 
 const MAX_ALIASES = 100
 
+/** The parser's wording, where it speaks to a programmer rather than to the operator. */
+const friendly = (message: string): string =>
+  message.startsWith("Source contains multiple documents")
+    ? "only one YAML document is allowed (remove the `---` separator)"
+    : message
+
 /** Parses one YAML document strictly: duplicate keys, multiple documents and alias bombs are errors. */
 export const parseYaml = (text: string): YamlParseOutcome => {
   const lineCounter = new LineCounter()
@@ -39,7 +45,10 @@ export const parseYaml = (text: string): YamlParseOutcome => {
   if (doc.errors.length > 0) {
     return {
       _tag: "SyntaxErrors",
-      errors: doc.errors.map((e) => ({ ...pos(e.pos[0]), message: `yaml: ${e.message.split("\n")[0]}` })),
+      errors: doc.errors.map((e) => ({
+        ...pos(e.pos[0]),
+        message: `yaml: ${friendly(e.message.split("\n")[0] ?? "")}`,
+      })),
     }
   }
   // A `__proto__` key cannot be kept in a plain object: schema records would silently drop it.
