@@ -246,6 +246,13 @@ export const make = (settings: ReloadSettings) =>
       )
     }
     const active = yield* SubscriptionRef.make(startup.decision.version)
+    telemetry.setRuleSource(() =>
+      [...Effect.runSync(SubscriptionRef.get(active)).stats].map(([rule, s]) => ({
+        rule,
+        cardinality: s.series.size,
+        datapoints: s.datapoints,
+      })),
+    )
     yield* Effect.addFinalizer(() =>
       SubscriptionRef.get(active).pipe(
         Effect.flatMap((v) => events.append({ type: "Stopped", version: v.version })),

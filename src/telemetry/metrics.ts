@@ -4,10 +4,43 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom
 export const TRIGGERS = ["startup", "sighup", "watch", "poll", "touch", "http"] as const
 export const RESULTS = ["applied", "unchanged", "rejected"] as const
 
+/** Per-rule window figures, read from the active config version at scrape time. */
+export interface RuleWindow {
+  readonly rule: string
+  readonly cardinality: number
+  readonly datapoints: number
+}
+
 /** Every instrument the governor exports on `/metrics` (CONTRACT §7), in one registry. */
 export const makeInstruments = (registry: Registry) => {
   const opts = { registers: [registry] }
+  /** Set once the active version exists; until then no `{rule}` series are exposed. */
+  let ruleWindows: () => ReadonlyArray<RuleWindow> = () => []
   const instruments = {
+    /** Points the `{rule}` gauges at the active version's stats (rules removed by a reload vanish). */
+    setRuleSource: (source: () => ReadonlyArray<RuleWindow>) => {
+      ruleWindows = source
+    },
+    ruleCardinality: new Gauge({
+      name: "metrics_governor_rule_current_cardinality",
+      help: "Distinct series in the rule's current window.",
+      labelNames: ["rule"] as const,
+      ...opts,
+      collect() {
+        this.reset()
+        for (const w of ruleWindows()) this.set({ rule: w.rule }, w.cardinality)
+      },
+    }),
+    ruleDatapoints: new Gauge({
+      name: "metrics_governor_rule_current_datapoints",
+      help: "Datapoints in the rule's current window.",
+      labelNames: ["rule"] as const,
+      ...opts,
+      collect() {
+        this.reset()
+        for (const w of ruleWindows()) this.set({ rule: w.rule }, w.datapoints)
+      },
+    }),
     registry,
     reloadsTotal: new Counter({
       name: "metrics_governor_config_reloads_total",

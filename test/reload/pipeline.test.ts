@@ -231,3 +231,32 @@ describe("the reload pipeline", () => {
     expect(reads).toBeGreaterThan(1000)
   })
 })
+
+describe("per-rule gauges across a reload", () => {
+  it("a rule removed by a reload leaves the {rule} gauges; a new one appears", async () => {
+    const dir = fresh()
+    const file = path.join(dir, "limits.yaml")
+    writeAtomic(file, limitsText(["kept", "removed"]))
+    const [before, after] = await withPipeline(
+      { paths: { limits: file, config: undefined }, dryRunFlag: undefined, debounceMs: 0 },
+      ({ reloader, telemetry }) =>
+        Effect.gen(function* () {
+          const scrape = () => Effect.promise(() => telemetry.registry.metrics())
+          const before = yield* scrape()
+          writeAtomic(file, limitsText(["kept", "added"]))
+          expect((yield* reloader.request("sighup")).status).toBe("applied")
+          return [before, yield* scrape()] as const
+        }),
+    )
+    for (const g of [
+      "metrics_governor_rule_current_cardinality",
+      "metrics_governor_rule_current_datapoints",
+    ]) {
+      expect(before).toContain(`${g}{rule="kept"} 0`)
+      expect(before).toContain(`${g}{rule="removed"} 0`)
+      expect(after).toContain(`${g}{rule="kept"} 0`)
+      expect(after).toContain(`${g}{rule="added"} 0`)
+      expect(after).not.toContain(`rule="removed"`)
+    }
+  })
+})
