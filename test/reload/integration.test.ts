@@ -215,6 +215,14 @@ describe("reload of the real program", () => {
     await g.waitForVersion(2)
     expect(await status(g)).toMatchObject({ version: 2, trigger: "watch", limits_sha256: sha256(v2) })
     expect(await attempts(g, "watch", "applied")).toBe(1)
+
+    // The file now is another inode than at startup: the next save is seen too.
+    const v3 = limitsYaml("a", "b", "c")
+    fs.writeFileSync(`${limits}.tmp`, v3)
+    fs.renameSync(`${limits}.tmp`, limits)
+    await g.waitForVersion(3)
+    expect(await status(g)).toMatchObject({ version: 3, trigger: "watch", limits_sha256: sha256(v3) })
+    expect(await attempts(g, "watch", "applied")).toBe(2)
   })
 
   it("rejects a half-written file (keeps the version), then applies the completed file", async () => {
@@ -484,37 +492,7 @@ describe("reload of the real program", () => {
     const applied = events.filter((e) => e.type === "ConfigApplied")
     expect(applied.map((e) => e.version)).toEqual([1, 2, 3])
 
-    const r = await runCli(["replay", log])
-    expect(r.stderr).toBe("")
-    expect(r.code).toBe(0)
-    const out = r.stdout.trimEnd().split("\n")
-    expect(out).toHaveLength(events.length + 2)
-    const active = out.find((l) => l.startsWith("active: ")) as string
-    expect(active).toBe(
-      `active: version=${live.version} limits_sha256=${live.limits_sha256} config_sha256=${live.config_sha256} rules_count=3 dry_run=false applied_at=${String(applied[2]?.at)}`,
-    )
-    expect(out.at(-1)).toBe("reloads: applied=3 unchanged=1 rejected=1 runs=1")
-
-    const verified = await runCli(["replay", log, "--verify"])
-    expect(verified.code).toBe(0)
-    expect(verified.stdout).toContain("verify: ok")
-
-    // A crash mid-write leaves a torn last line: reported on stderr, skipped.
-    fs.appendFileSync(log, '{"seq":99,"at":"20')
-    const torn = await runCli(["replay", log])
-    expect(torn.code).toBe(0)
-    expect(torn.stderr).toContain(`${log}:${lines.length + 1}: skipped, torn last line`)
-    expect(torn.stdout).toContain(active)
-    expect((await runCli(["replay", log, "--verify"])).code).toBe(0)
-
-    // --at: before startup nothing was active; at the moment v3 was applied, v3 was.
-    const before = await runCli(["replay", log, "--at", "2000-01-01T00:00:00Z"])
-    expect(before.code).toBe(0)
-    expect(before.stdout).toContain("no version active at 2000-01-01T00:00:00Z")
-    const atV2 = await runCli(["replay", log, "--at", String(applied[1]?.at)])
-    expect(atV2.stdout).toContain(`version=2 limits_sha256=${sha256(v2)}`)
-
-    // A recorded config whose verdict differs today: make the log claim that the rejected
+    // A recorded config whose verdict differs today: a copy of the log that claims the rejected
     // (truncated) bytes were applied as version 2.
     const forged = path.join(d, "forged", "events.jsonl")
     fs.mkdirSync(path.dirname(forged))
@@ -526,12 +504,49 @@ describe("reload of the real program", () => {
         : l
     })
     fs.writeFileSync(forged, `${forgedLines.join("\n")}\n`)
-    const diverged = await runCli(["replay", forged, "--verify"])
+
+    const [r, verified, before, atV2, diverged] = await Promise.all([
+      runCli(["replay", log]),
+      runCli(["replay", log, "--verify"]),
+      runCli(["replay", log, "--at", "2000-01-01T00:00:00Z"]),
+      runCli(["replay", log, "--at", String(applied[1]?.at)]),
+      runCli(["replay", forged, "--verify"]),
+    ])
+    expect(r.stderr).toBe("")
+    expect(r.code).toBe(0)
+    const out = r.stdout.trimEnd().split("\n")
+    expect(out).toHaveLength(events.length + 2)
+    const active = out.find((l) => l.startsWith("active: ")) as string
+    expect(active).toBe(
+      `active: version=${live.version} limits_sha256=${live.limits_sha256} config_sha256=${live.config_sha256} rules_count=3 dry_run=false applied_at=${String(applied[2]?.at)}`,
+    )
+    expect(out.at(-1)).toBe("reloads: applied=3 unchanged=1 rejected=1 runs=1")
+
+    expect(verified.code).toBe(0)
+    expect(verified.stdout).toContain("verify: ok")
+
+    // --at: before startup nothing was active; at the moment v2 was applied, v2 was.
+    expect(before.code).toBe(0)
+    expect(before.stdout).toContain("no version active at 2000-01-01T00:00:00Z")
+    expect(atV2.code).toBe(0)
+    expect(atV2.stdout).toContain(`version=2 limits_sha256=${sha256(v2)}`)
+
     expect(diverged.code).toBe(1)
     expect(diverged.stdout).toContain(
       `DIVERGENCE seq ${String(applied[1]?.seq)}: version 2 was applied, now rejected`,
     )
     expect(diverged.stdout).toContain("verify: FAILED, 1 divergence(s)")
+
+    // A crash mid-write leaves a torn last line: reported on stderr, skipped.
+    fs.appendFileSync(log, '{"seq":99,"at":"20')
+    const [torn, tornVerified] = await Promise.all([
+      runCli(["replay", log]),
+      runCli(["replay", log, "--verify"]),
+    ])
+    expect(torn.code).toBe(0)
+    expect(torn.stderr).toContain(`${log}:${lines.length + 1}: skipped, torn last line`)
+    expect(torn.stdout).toContain(active)
+    expect(tornVerified.code).toBe(0)
 
     // A stored snapshot whose bytes no longer match its hash.
     const snapshot = path.join(`${log}.snapshots`, `${sha256(v2)}.yaml`)
