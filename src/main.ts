@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-import { installSighupHandler } from "./reload/sighup.js"
+import { handOverTermination, installEarlySignalHandlers } from "./early-signals.js"
 
-// First, before anything can fail or wait: SIGHUP reloads and must never terminate the process,
-// and the process shows as `metrics-governor` to ps, pidof and pgrep.
-installSighupHandler()
+// First, before any library loads: SIGHUP must never terminate the process, and the process shows
+// as `metrics-governor` to ps, pidof and pgrep. Everything else is loaded after this.
+installEarlySignalHandlers()
 process.title = "metrics-governor"
 
 const { NodeContext, NodeRuntime } = await import("@effect/platform-node")
@@ -16,6 +16,15 @@ const { StartupRejected } = await import("./reload/reloader.js")
 const Log = await import("./telemetry/log.js")
 
 const VERSION = "0.1.0"
+
+/** An operator-readable line for any failure, also for errors whose own message is empty. */
+const describe = (e: unknown): string => {
+  if (e instanceof Error && e.message !== "") return e.message
+  const tag = typeof e === "object" && e !== null && "_tag" in e ? String(e._tag) : "error"
+  const cause = typeof e === "object" && e !== null && "cause" in e ? e.cause : undefined
+  if (cause instanceof Error) return `${tag}: ${cause.message}`
+  return cause === undefined ? tag : `${tag}: ${String(cause)}`
+}
 
 /** Maps how the program ended to the exit code; prints what the operator must see. */
 const exitCodeOf = (exit: import("effect").Exit.Exit<number, unknown>): number => {
@@ -32,7 +41,7 @@ const exitCodeOf = (exit: import("effect").Exit.Exit<number, unknown>): number =
       process.stderr.write(`${e.lines.join("\n")}\n`)
       return 1
     }
-    process.stderr.write(`metrics-governor: ${e instanceof Error ? e.message : String(e)}\n`)
+    process.stderr.write(`metrics-governor: ${describe(e)}\n`)
     return 1
   }
   process.stderr.write(`metrics-governor: ${Cause.pretty(exit.cause)}\n`)
@@ -60,6 +69,7 @@ const program = Effect.gen(function* () {
 
 const level = Either.isRight(parsed) && "flags" in parsed.right ? parsed.right.flags.logLevel : "info"
 
+handOverTermination()
 program.pipe(
   Effect.provide(Log.layer(level)),
   Effect.provide(NodeContext.layer),

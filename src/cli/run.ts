@@ -1,6 +1,7 @@
 import { NodeContext } from "@effect/platform-node"
 import { Effect, Either, Layer } from "effect"
 import * as EventLog from "../events/log.js"
+import * as DataPath from "../ingest/data-path.js"
 import * as Reload from "../reload/reloader.js"
 import { Reloader } from "../reload/reloader.js"
 import { runTriggers } from "../reload/triggers.js"
@@ -19,6 +20,16 @@ export const run = (flags: RunFlags) =>
   Effect.gen(function* () {
     const stats = parseListenAddress("stats-addr", flags.statsAddr)
     if (Either.isLeft(stats)) return yield* Effect.fail(new UsageError({ reason: stats.left.message }))
+    for (const [flag, value] of [
+      ["http-listen", flags.httpListen],
+      ["grpc-listen", flags.grpcListen],
+      ["prw-listen", flags.prwListen],
+    ] as const) {
+      const parsed = value === "" ? undefined : parseListenAddress(flag, value)
+      if (parsed !== undefined && Either.isLeft(parsed)) {
+        return yield* Effect.fail(new UsageError({ reason: parsed.left.message }))
+      }
+    }
 
     const reloadSettings: Reload.ReloadSettings = {
       paths: { config: flags.config, limits: flags.limitsConfig },
@@ -30,6 +41,15 @@ export const run = (flags: RunFlags) =>
       reloadHttp: flags.reloadHttp,
       reloadAuthTokenFile: flags.reloadAuthTokenFile,
     }).pipe(
+      Layer.provideMerge(
+        DataPath.layer({
+          httpListen: flags.httpListen,
+          grpcListen: flags.grpcListen,
+          prwListen: flags.prwListen,
+          exporterEndpoint: flags.exporterEndpoint,
+          prwExporterEndpoint: flags.prwExporterEndpoint,
+        }),
+      ),
       Layer.provideMerge(Reload.layer(reloadSettings)),
       Layer.provideMerge(EventLog.layer(flags.reloadEventLog)),
       Layer.provideMerge(Telemetry.live),

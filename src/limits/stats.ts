@@ -1,8 +1,10 @@
 import type { CompiledLimits, CompiledRule } from "./rules.js"
+import { SeriesSet } from "./series-set.js"
 
-/** Per-group accounting of a rule with `group_by`. */
+/** Per-group accounting of a rule with `group_by`: what the group counted toward the rule's usage. */
 export interface GroupStats {
   datapoints: number
+  /** Series first counted in this window under this group. */
   series: number
 }
 
@@ -11,13 +13,21 @@ export interface GroupStats {
  * mutated only by the synchronous enforcement loop; a reload hands it on through `reconcile`.
  */
 export interface RuleStats {
+  /** Start (ms since the epoch) of the window these figures are for. */
   windowStart: number
+  /** Datapoints counted toward `max_datapoints_rate` in this window. */
   datapoints: number
-  readonly series: Set<string>
+  /** Distinct series counted toward `max_cardinality` in this window (fingerprints, see SeriesSet). */
+  readonly series: SeriesSet
   /** The `group_by` the groups below were computed with. */
   readonly groupBy: ReadonlyArray<string>
   readonly groups: Map<string, GroupStats>
+  /** `adaptive`: groups dropped for the rest of the window. */
   readonly droppedGroups: Set<string>
+  /** `adaptive`: datapoints that dropped groups had counted when they were dropped. */
+  shedDatapoints: number
+  /** `adaptive`: series that dropped groups had counted when they were dropped. */
+  shedSeries: number
 }
 
 export type StatsByRule = ReadonlyMap<string, RuleStats>
@@ -25,10 +35,12 @@ export type StatsByRule = ReadonlyMap<string, RuleStats>
 export const emptyStats = (rule: CompiledRule, windowStart = 0): RuleStats => ({
   windowStart,
   datapoints: 0,
-  series: new Set(),
+  series: new SeriesSet(),
   groupBy: rule.groupBy,
   groups: new Map(),
   droppedGroups: new Set(),
+  shedDatapoints: 0,
+  shedSeries: 0,
 })
 
 /** Every rule stats are kept for: the rules in file order, then `default` when it is set. */
@@ -43,7 +55,8 @@ const sameList = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): boolean =
  * not modified.
  *
  * - a rule in both keeps its stats object; its new limits apply from the next datapoint on;
- * - if its `group_by` changed, its per-group stats and dropped groups start empty, its totals are kept;
+ * - if its `group_by` changed, its per-group stats and dropped groups start empty, its totals are kept
+ *   (with `shedDatapoints`/`shedSeries`, so usage that was shed stays out of the budget);
  * - a rule only in the old rules is gone; a rule only in the new rules starts empty;
  * - a rename is a removal plus an addition.
  */
@@ -62,10 +75,12 @@ export const reconcile = (
       out.set(rule.name, {
         windowStart: prev.windowStart,
         datapoints: prev.datapoints,
-        series: new Set(prev.series),
+        series: prev.series.clone(),
         groupBy: rule.groupBy,
         groups: new Map(),
         droppedGroups: new Set(),
+        shedDatapoints: prev.shedDatapoints,
+        shedSeries: prev.shedSeries,
       })
   }
   return out

@@ -96,13 +96,94 @@ export const makeInstruments = (registry: Registry) => {
       ...opts,
     }),
   }
+  const data = makeDataPathInstruments(opts)
   for (const trigger of TRIGGERS) {
     for (const result of RESULTS) instruments.reloadAttempts.inc({ trigger, result }, 0)
   }
   instruments.reloadsTotal.inc(0)
   instruments.reloadFailures.inc(0)
   instruments.reloadLastSuccess.set(0)
-  return instruments
+  return { ...instruments, ...data }
+}
+
+const RULE_ACTION = ["rule", "action"] as const
+
+/** The data path: what came in, what went out, what the limits did, and the exporters' state. */
+const makeDataPathInstruments = (opts: { registers: Array<Registry> }) => {
+  const d = {
+    datapointsReceived: new Counter({
+      name: "metrics_governor_datapoints_received_total",
+      help: "Datapoints received, by protocol.",
+      labelNames: ["protocol"] as const,
+      ...opts,
+    }),
+    datapointsSent: new Counter({
+      name: "metrics_governor_datapoints_sent_total",
+      help: "Datapoints forwarded downstream, by protocol.",
+      labelNames: ["protocol"] as const,
+      ...opts,
+    }),
+    limitDropped: new Counter({
+      name: "metrics_governor_limit_datapoints_dropped_total",
+      help: "Datapoints dropped by limits.",
+      labelNames: RULE_ACTION,
+      ...opts,
+    }),
+    limitPassed: new Counter({
+      name: "metrics_governor_limit_datapoints_passed_total",
+      help: "Datapoints that passed a matching rule.",
+      labelNames: RULE_ACTION,
+      ...opts,
+    }),
+    limitWouldDrop: new Counter({
+      name: "metrics_governor_limit_datapoints_would_drop_total",
+      help: "Datapoints dry-run would have dropped (or stripped).",
+      labelNames: RULE_ACTION,
+      ...opts,
+    }),
+    limitCardinalityExceeded: new Counter({
+      name: "metrics_governor_limit_cardinality_exceeded_total",
+      help: "Datapoints that violated a cardinality limit.",
+      labelNames: RULE_ACTION,
+      ...opts,
+    }),
+    limitDatapointsExceeded: new Counter({
+      name: "metrics_governor_limit_datapoints_exceeded_total",
+      help: "Datapoints that violated a datapoints-rate limit.",
+      labelNames: RULE_ACTION,
+      ...opts,
+    }),
+    receiverRequests: new Counter({
+      name: "metrics_governor_receiver_requests_total",
+      help: "Requests answered by the receivers, by protocol and HTTP status code (gRPC: mapped).",
+      labelNames: ["protocol", "code"] as const,
+      ...opts,
+    }),
+    exportRequests: new Counter({
+      name: "metrics_governor_export_requests_total",
+      help: "Export requests by protocol and result (success, retry, rejected).",
+      labelNames: ["protocol", "result"] as const,
+      ...opts,
+    }),
+    datapointsLost: new Counter({
+      name: "metrics_governor_export_datapoints_lost_total",
+      help: "Accepted datapoints that could not be delivered (rejected by downstream, or left at shutdown).",
+      labelNames: ["protocol", "reason"] as const,
+      ...opts,
+    }),
+    bufferDatapoints: new Gauge({
+      name: "metrics_governor_buffer_datapoints",
+      help: "Datapoints waiting in the export buffer.",
+      labelNames: ["protocol"] as const,
+      ...opts,
+    }),
+  }
+  for (const protocol of ["otlp", "prw"] as const) {
+    d.datapointsReceived.inc({ protocol }, 0)
+    d.datapointsSent.inc({ protocol }, 0)
+    d.bufferDatapoints.set({ protocol }, 0)
+  }
+  return d
 }
 
 export type Instruments = ReturnType<typeof makeInstruments>

@@ -1,7 +1,17 @@
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import type { CompiledRule } from "../../src/limits/rules.js"
+import { SeriesSet } from "../../src/limits/series-set.js"
 import { emptyStats, type RuleStats, reconcile, type StatsByRule } from "../../src/limits/stats.js"
+
+const seriesOf = (keys: ReadonlyArray<string>): SeriesSet => {
+  const s = new SeriesSet()
+  for (const k of keys) s.add(k)
+  return s
+}
+
+/** The series keys each generated stats object was built from, to check membership after reconcile. */
+const keysOf = new WeakMap<RuleStats, ReadonlyArray<string>>()
 
 const rule = (name: string, groupBy: ReadonlyArray<string> = []): CompiledRule => ({
   name,
@@ -35,15 +45,22 @@ const statsFor = (r: CompiledRule): fc.Arbitrary<RuleStats> =>
       series: fc.uniqueArray(fc.string(), { maxLength: 5 }),
       groups: fc.array(fc.tuple(fc.string(), fc.nat(), fc.nat()), { maxLength: 3 }),
       dropped: fc.uniqueArray(fc.string(), { maxLength: 3 }),
+      shed: fc.tuple(fc.nat(), fc.nat()),
     })
-    .map((s) => ({
-      windowStart: s.windowStart,
-      datapoints: s.datapoints,
-      series: new Set(s.series),
-      groupBy: r.groupBy,
-      groups: new Map(s.groups.map(([k, d, n]) => [k, { datapoints: d, series: n }])),
-      droppedGroups: new Set(s.dropped),
-    }))
+    .map((s) => {
+      const stats: RuleStats = {
+        windowStart: s.windowStart,
+        datapoints: s.datapoints,
+        series: seriesOf(s.series),
+        groupBy: r.groupBy,
+        groups: new Map(s.groups.map(([k, d, n]) => [k, { datapoints: d, series: n }])),
+        droppedGroups: new Set(s.dropped),
+        shedDatapoints: s.shed[0],
+        shedSeries: s.shed[1],
+      }
+      keysOf.set(stats, s.series)
+      return stats
+    })
 
 /** Old rules with stats for each, and any new rules. */
 const scenario = fc.tuple(rulesArb, rulesArb).chain(([oldRules, newRules]) =>
@@ -59,10 +76,12 @@ const snapshot = (stats: StatsByRule) =>
     k,
     s.windowStart,
     s.datapoints,
-    [...s.series],
+    s.series.clone(),
     [...s.groupBy],
-    [...s.groups],
+    [...s.groups].map(([g, v]) => [g, { ...v }]),
     [...s.droppedGroups],
+    s.shedDatapoints,
+    s.shedSeries,
   ])
 
 describe("reconcile (LIMITS.md: Reload and stats)", () => {
@@ -97,7 +116,12 @@ describe("reconcile (LIMITS.md: Reload and stats)", () => {
           } else {
             expect(now.windowStart).toBe(prev.windowStart)
             expect(now.datapoints).toBe(prev.datapoints)
-            expect([...now.series]).toEqual([...prev.series])
+            expect(now.shedDatapoints).toBe(prev.shedDatapoints)
+            expect(now.shedSeries).toBe(prev.shedSeries)
+            expect(now.series).not.toBe(prev.series)
+            expect(now.series.size).toBe(prev.series.size)
+            expect(now.series.equals(prev.series)).toBe(true)
+            for (const k of keysOf.get(prev) ?? []) expect(now.series.has(k)).toBe(true)
             expect(now.groupBy).toEqual(r.groupBy)
             expect(now.groups.size).toBe(0)
             expect(now.droppedGroups.size).toBe(0)
@@ -146,7 +170,7 @@ describe("reconcile (LIMITS.md: Reload and stats)", () => {
 
   it("a rename is a removal plus an addition", () => {
     const old = rule("old-name")
-    const stats = new Map([["old-name", { ...emptyStats(old), datapoints: 7, series: new Set(["s"]) }]])
+    const stats = new Map([["old-name", { ...emptyStats(old), datapoints: 7, series: seriesOf(["s"]) }]])
     const out = reconcile(stats, [old], [rule("new-name")])
     expect([...out.keys()]).toEqual(["new-name"])
     expect(out.get("new-name")?.datapoints).toBe(0)

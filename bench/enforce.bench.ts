@@ -1,0 +1,81 @@
+/**
+ * Throughput of the limits engine: `npx vitest bench bench/enforce.bench.ts`.
+ *
+ * 100 rules (an anchored regex and a label condition each), batches of 1,000 entries with one
+ * datapoint and 6 labels each (as OTLP delivers them), 20,000 distinct series; the match cache is
+ * warm, as it is in steady state.
+ */
+import { Either } from "effect"
+import { bench, describe } from "vitest"
+import { decodeLimits } from "../src/config/decode.js"
+import type { SeriesBatch } from "../src/limits/batch.js"
+import { enforce } from "../src/limits/enforce.js"
+import { type ConfigVersion, nextVersion } from "../src/reload/version.js"
+
+const RULES = 100
+const SERIES = 20_000
+const BATCH = 1_000
+
+const limitsYaml = (action: string, extra = ""): string => {
+  const rules = Array.from(
+    { length: RULES },
+    (_, i) =>
+      `  - name: rule-${i}\n    match:\n      metric_name: "svc${i}_.*"\n      labels: { env: "*" }\n` +
+      `    max_cardinality: 100000\n    max_datapoints_rate: 100000000\n    action: ${action}\n${extra}`,
+  )
+  return `defaults:\n  max_cardinality: 100000\n  action: drop\nrules:\n${rules.join("")}`
+}
+
+const versionOf = (yaml: string, dryRun = false): ConfigVersion => {
+  const decoded = decodeLimits("limits.yaml", Buffer.from(yaml))
+  if (Either.isLeft(decoded)) throw new Error(decoded.left.message)
+  return nextVersion(undefined, {
+    limits: decoded.right,
+    main: undefined,
+    dryRunFlag: dryRun,
+    trigger: "startup",
+    now: 0,
+  })
+}
+
+/** Batches covering SERIES series: metric `svc{k}_requests_total`, 6 labels. */
+const batches: Array<SeriesBatch> = Array.from({ length: SERIES / BATCH }, (_, b) => {
+  const names: Array<string> = []
+  const labels: Array<Array<string>> = []
+  for (let j = 0; j < BATCH; j++) {
+    const i = b * BATCH + j
+    names.push(`svc${i % (RULES + 5)}_requests_total`)
+    labels.push([
+      "env",
+      i % 3 === 0 ? "prod" : "dev",
+      "instance",
+      `10.0.${i % 250}.${i % 7}:9100`,
+      "job",
+      "api",
+      "method",
+      ["GET", "POST", "PUT"][i % 3] as string,
+      "path",
+      `/v1/items/${i}`,
+      "service",
+      `svc-${i % 40}`,
+    ])
+  }
+  return { length: BATCH, names, labels, datapoints: new Uint32Array(BATCH).fill(1) }
+})
+
+const runAll = (v: ConfigVersion, now: number) => {
+  for (const batch of batches) enforce(v, now, batch)
+}
+
+const drop = versionOf(limitsYaml("drop"))
+const adaptive = versionOf(limitsYaml("adaptive", "    group_by: [service]\n"))
+const dry = versionOf(limitsYaml("drop"), true)
+const t0 = 1_700_000_040_000
+for (const v of [drop, adaptive, dry]) runAll(v, t0) // warm the match caches
+
+describe(`enforce: ${SERIES / BATCH} batches x ${BATCH} datapoints, ${RULES} rules, cache warm`, () => {
+  bench("drop", () => runAll(drop, t0 + 1))
+  bench("adaptive, group_by [service]", () => runAll(adaptive, t0 + 1))
+  bench("drop, dry-run", () => runAll(dry, t0 + 1))
+  bench("drop, cold cache (new version per run)", () => runAll(versionOf(limitsYaml("drop")), t0 + 1))
+})

@@ -1,0 +1,99 @@
+/**
+ * The bounded in-memory buffer between receivers and one exporter. Receivers ask `canTake` before
+ * they account a request against the limits, then `push` (synchronously, so nothing can fill the
+ * buffer in between): a full buffer is answered with backpressure (429/503/RESOURCE_EXHAUSTED) and
+ * the request costs nothing, so the sender's retry is not counted twice.
+ */
+export interface Buffered<P> {
+  readonly payload: P
+  readonly datapoints: number
+  readonly bytes: number
+  /** Wall-clock ms when it was accepted. */
+  readonly at: number
+}
+
+export class ExportBuffer<P> {
+  private items: Array<Buffered<P>> = []
+  private head = 0
+  private datapointsHeld = 0
+  private bytesHeld = 0
+  private waiter: (() => void) | undefined
+
+  constructor(
+    readonly maxDatapoints: number,
+    readonly maxBytes: number,
+  ) {}
+
+  get datapoints(): number {
+    return this.datapointsHeld
+  }
+  get bytes(): number {
+    return this.bytesHeld
+  }
+  get length(): number {
+    return this.items.length - this.head
+  }
+
+  /** Whether a request of this size fits now. An empty buffer takes any one request. */
+  canTake(datapoints: number, bytes: number): boolean {
+    if (this.length === 0) return true
+    return this.datapointsHeld + datapoints <= this.maxDatapoints && this.bytesHeld + bytes <= this.maxBytes
+  }
+
+  push(item: Buffered<P>): void {
+    this.items.push(item)
+    this.datapointsHeld += item.datapoints
+    this.bytesHeld += item.bytes
+    const w = this.waiter
+    this.waiter = undefined
+    w?.()
+  }
+
+  /** Wall-clock ms of the oldest item, or undefined when empty. */
+  oldest(): number | undefined {
+    return this.items[this.head]?.at
+  }
+
+  /** Takes items from the front until `maxDatapoints` would be exceeded (always at least one). */
+  take(maxDatapoints: number): Array<Buffered<P>> {
+    const out: Array<Buffered<P>> = []
+    let n = 0
+    while (this.head < this.items.length) {
+      const item = this.items[this.head] as Buffered<P>
+      if (out.length > 0 && n + item.datapoints > maxDatapoints) break
+      out.push(item)
+      n += item.datapoints
+      this.head++
+      this.datapointsHeld -= item.datapoints
+      this.bytesHeld -= item.bytes
+    }
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head)
+      this.head = 0
+    }
+    return out
+  }
+
+  /** Puts items taken but not delivered back at the front, in order. */
+  unshift(items: ReadonlyArray<Buffered<P>>): void {
+    if (items.length === 0) return
+    this.items = [...items, ...this.items.slice(this.head)]
+    this.head = 0
+    for (const i of items) {
+      this.datapointsHeld += i.datapoints
+      this.bytesHeld += i.bytes
+    }
+  }
+
+  /** Resolves when something is pushed (or at once if the buffer is not empty). */
+  whenNotEmpty(): Promise<void> {
+    if (this.length > 0) return Promise.resolve()
+    return new Promise((resolve) => {
+      const prev = this.waiter
+      this.waiter = () => {
+        prev?.()
+        resolve()
+      }
+    })
+  }
+}

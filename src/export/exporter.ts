@@ -1,0 +1,229 @@
+import { Clock, Data, Duration, Effect, Fiber, Ref } from "effect"
+import { logError, logInfo, logWarn } from "../telemetry/log.js"
+import type { Instruments } from "../telemetry/metrics.js"
+import type { Buffered, ExportBuffer } from "./buffer.js"
+import { TokenFile } from "./token-file.js"
+
+export type ProtocolName = "otlp" | "prw"
+
+/** How one protocol's buffered payloads become one HTTP request. */
+export interface WireEncoder<P> {
+  readonly encode: (payloads: ReadonlyArray<P>) => {
+    readonly body: Uint8Array
+    readonly headers: Readonly<Record<string, string>>
+  }
+}
+
+export interface ExporterSettings<P> {
+  readonly protocol: ProtocolName
+  /** Undefined: accepted data is counted and discarded. */
+  readonly endpoint: string | undefined
+  readonly headers: Readonly<Record<string, string>>
+  readonly bearerTokenFile: string | undefined
+  readonly timeoutMs: number
+  readonly batchSize: number
+  readonly flushIntervalMs: number
+  readonly shutdownTimeoutMs: number
+  readonly encoder: WireEncoder<P>
+  /** First retry pause; doubles up to `maxBackoffMs`. */
+  readonly minBackoffMs?: number
+  readonly maxBackoffMs?: number
+}
+
+/** Why a send failed, and whether it is worth retrying. */
+export class ExportFailed extends Data.TaggedError("ExportFailed")<{
+  readonly retryable: boolean
+  readonly status: number | undefined
+  readonly reason: string
+  readonly retryAfterMs: number | undefined
+}> {
+  override get message(): string {
+    return this.status === undefined ? this.reason : `HTTP ${this.status}: ${this.reason}`
+  }
+}
+
+const retryAfter = (header: string | null): number | undefined => {
+  if (header === null) return undefined
+  const s = Number(header)
+  if (Number.isFinite(s)) return Math.max(0, s * 1000)
+  const t = Date.parse(header)
+  return Number.isNaN(t) ? undefined : Math.max(0, t - Date.now())
+}
+
+/** One POST. 2xx is success; 5xx, 429 and network errors are retryable; other statuses are not. */
+export const post = (
+  url: string,
+  body: Uint8Array,
+  headers: Readonly<Record<string, string>>,
+  timeoutMs: number,
+): Effect.Effect<void, ExportFailed> =>
+  Effect.tryPromise({
+    try: (signal) =>
+      fetch(url, {
+        method: "POST",
+        body,
+        headers,
+        signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
+      }),
+    catch: (e) =>
+      new ExportFailed({
+        retryable: true,
+        status: undefined,
+        reason: e instanceof Error ? (e.cause instanceof Error ? e.cause.message : e.message) : String(e),
+        retryAfterMs: undefined,
+      }),
+  }).pipe(
+    Effect.flatMap((res) =>
+      Effect.promise(() => res.arrayBuffer().catch(() => new ArrayBuffer(0))).pipe(
+        Effect.flatMap((buf) => {
+          if (res.status >= 200 && res.status < 300) return Effect.void
+          const text = new TextDecoder().decode(buf.slice(0, 256)).trim()
+          return Effect.fail(
+            new ExportFailed({
+              retryable: res.status >= 500 || res.status === 429,
+              status: res.status,
+              reason: text === "" ? res.statusText : text,
+              retryAfterMs: retryAfter(res.headers.get("retry-after")),
+            }),
+          )
+        }),
+      ),
+    ),
+  )
+
+/**
+ * The exporter of one protocol: takes batches of up to `batchSize` datapoints from the buffer once a
+ * batch is full or its oldest datapoint has waited `flushIntervalMs`, and POSTs them, retrying with
+ * backoff on 5xx, 429 and network errors (a `Retry-After` is honoured) and never on other 4xx (those
+ * datapoints are counted as rejected and logged). Nothing is dropped while retrying: a full buffer
+ * makes the receivers push back instead. On close, what is buffered is flushed within
+ * `shutdownTimeoutMs`; what cannot be sent by then is counted as lost and logged.
+ */
+export const runExporter = <P>(
+  settings: ExporterSettings<P>,
+  buffer: ExportBuffer<P>,
+  telemetry: Instruments,
+) =>
+  Effect.gen(function* () {
+    const protocol = settings.protocol
+    const minBackoff = settings.minBackoffMs ?? 100
+    const maxBackoff = settings.maxBackoffMs ?? 30_000
+    const token = settings.bearerTokenFile === undefined ? undefined : new TokenFile(settings.bearerTokenFile)
+    const closing = yield* Ref.make<number | undefined>(undefined)
+    const deadlinePassed = Effect.gen(function* () {
+      const deadline = yield* Ref.get(closing)
+      return deadline !== undefined && (yield* Clock.currentTimeMillis) >= deadline
+    })
+
+    const headersFor = (base: Readonly<Record<string, string>>): Record<string, string> | Error => {
+      const h: Record<string, string> = { ...settings.headers, ...base }
+      if (token !== undefined) {
+        const t = token.read()
+        if (t instanceof Error) return t
+        h.authorization = `Bearer ${t}`
+      }
+      return h
+    }
+
+    const deliver = (items: ReadonlyArray<Buffered<P>>) =>
+      Effect.gen(function* () {
+        const datapoints = items.reduce((n, i) => n + i.datapoints, 0)
+        if (settings.endpoint === undefined) return
+        const { body, headers } = settings.encoder.encode(items.map((i) => i.payload))
+        let backoff = minBackoff
+        for (let attempt = 1; ; attempt++) {
+          const h = headersFor(headers)
+          const result =
+            h instanceof Error
+              ? yield* Effect.either(
+                  Effect.fail(
+                    new ExportFailed({
+                      retryable: true,
+                      status: undefined,
+                      reason: h.message,
+                      retryAfterMs: undefined,
+                    }),
+                  ),
+                )
+              : yield* Effect.either(post(settings.endpoint, body, h, settings.timeoutMs))
+          if (result._tag === "Right") {
+            telemetry.exportRequests.inc({ protocol, result: "success" })
+            telemetry.datapointsSent.inc({ protocol }, datapoints)
+            return
+          }
+          const failure = result.left
+          if (!failure.retryable) {
+            telemetry.exportRequests.inc({ protocol, result: "rejected" })
+            telemetry.datapointsLost.inc({ protocol, reason: "rejected_by_downstream" }, datapoints)
+            yield* logError("export rejected by downstream, not retrying", {
+              protocol,
+              endpoint: settings.endpoint,
+              error: failure.message,
+              datapoints,
+            })
+            return
+          }
+          telemetry.exportRequests.inc({ protocol, result: "retry" })
+          if (yield* deadlinePassed) {
+            telemetry.datapointsLost.inc({ protocol, reason: "shutdown_timeout" }, datapoints)
+            yield* logError("export abandoned at shutdown", { protocol, error: failure.message, datapoints })
+            return
+          }
+          if (attempt === 1 || attempt % 10 === 0) {
+            yield* logWarn("export failed, retrying", {
+              protocol,
+              endpoint: settings.endpoint,
+              error: failure.message,
+              attempt,
+            })
+          }
+          const pause = Math.min(maxBackoff, Math.max(backoff, failure.retryAfterMs ?? 0))
+          backoff = Math.min(maxBackoff, backoff * 2)
+          yield* Effect.sleep(Duration.millis(pause * (0.8 + Math.random() * 0.4)))
+        }
+      })
+
+    const loop = Effect.gen(function* () {
+      for (;;) {
+        if (buffer.length === 0) {
+          if ((yield* Ref.get(closing)) !== undefined) return
+          yield* Effect.promise(() =>
+            Promise.race([buffer.whenNotEmpty(), new Promise((r) => setTimeout(r, 50))]),
+          )
+          continue
+        }
+        const now = yield* Clock.currentTimeMillis
+        const age = now - (buffer.oldest() ?? now)
+        const flushing = (yield* Ref.get(closing)) !== undefined
+        if (!flushing && buffer.datapoints < settings.batchSize && age < settings.flushIntervalMs) {
+          yield* Effect.sleep(Duration.millis(Math.min(5, settings.flushIntervalMs - age)))
+          continue
+        }
+        telemetry.bufferDatapoints.set({ protocol }, buffer.datapoints)
+        yield* deliver(buffer.take(settings.batchSize))
+        telemetry.bufferDatapoints.set({ protocol }, buffer.datapoints)
+      }
+    })
+
+    if (settings.endpoint === undefined) {
+      yield* logInfo("no exporter endpoint: accepted datapoints are counted and discarded", { protocol })
+    }
+    const fiber = yield* Effect.forkDaemon(loop)
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        yield* Ref.set(closing, now + settings.shutdownTimeoutMs)
+        const done = yield* Fiber.join(fiber).pipe(
+          Effect.timeout(Duration.millis(settings.shutdownTimeoutMs + 1_000)),
+          Effect.option,
+        )
+        if (done._tag === "None") yield* Fiber.interrupt(fiber)
+        if (buffer.datapoints > 0) {
+          telemetry.datapointsLost.inc({ protocol, reason: "shutdown_timeout" }, buffer.datapoints)
+          yield* logError("datapoints left unsent at shutdown", { protocol, datapoints: buffer.datapoints })
+        } else {
+          yield* logInfo("exporter flushed", { protocol })
+        }
+      }),
+    )
+  })

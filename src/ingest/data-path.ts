@@ -1,0 +1,142 @@
+import { Effect, Either, Layer, SubscriptionRef } from "effect"
+import { MAIN_DEFAULTS } from "../config/main-schema.js"
+import { ExportBuffer } from "../export/buffer.js"
+import { type ExporterSettings, runExporter } from "../export/exporter.js"
+import { Reloader } from "../reload/reloader.js"
+import { type AddressError, type ListenAddress, parseListenAddress } from "../server/address.js"
+import { logError, logInfo } from "../telemetry/log.js"
+import { Telemetry } from "../telemetry/metrics.js"
+import { serveGrpc } from "./grpc-receiver.js"
+import { serveReceiver } from "./http-receiver.js"
+import { makeIngest } from "./ingest.js"
+import type { ExportMetricsServiceRequest } from "./otlp/types.js"
+import { otlpAdapter, otlpEncoder } from "./otlp-protocol.js"
+import { otlpHttpRoute } from "./otlp-route.js"
+import type { WriteRequest } from "./prw/types.js"
+import { prwAdapter, prwEncoder } from "./prw-protocol.js"
+import { prwRoute } from "./prw-route.js"
+import { ViolationLog } from "./violations.js"
+
+export interface DataPathFlags {
+  readonly httpListen: string
+  readonly grpcListen: string
+  readonly prwListen: string
+  readonly exporterEndpoint: string | undefined
+  readonly prwExporterEndpoint: string | undefined
+}
+
+const VIOLATION_LOG_INTERVAL_MS = 10_000
+
+const listen = (flag: string, value: string): Effect.Effect<ListenAddress | undefined, AddressError> => {
+  if (value === "") return Effect.succeed(undefined)
+  const parsed = parseListenAddress(flag, value)
+  return Either.isLeft(parsed) ? Effect.fail(parsed.left) : Effect.succeed(parsed.right)
+}
+
+/**
+ * The data path for the life of the scope: export buffers and exporters (from `config.yaml`, read at
+ * start), the receivers, and the aggregated violation log. On close the receivers stop accepting
+ * first, then the exporters flush what is buffered (bounded by `shutdown_timeout`).
+ */
+export const layer = (flags: DataPathFlags) =>
+  Layer.scopedDiscard(
+    Effect.gen(function* () {
+      const reloader = yield* Reloader
+      const telemetry = yield* Telemetry
+      const startup = yield* SubscriptionRef.get(reloader.active)
+      const main = startup.main
+      const maxRequestBytes = main.receivers?.max_request_bytes ?? MAIN_DEFAULTS.maxRequestBytes
+      const maxDecompressedBytes =
+        main.receivers?.max_decompressed_bytes ?? MAIN_DEFAULTS.maxDecompressedBytes
+      const buffer = main.buffer ?? {}
+      const current = () => Effect.runSync(SubscriptionRef.get(reloader.active))
+      const violations = new ViolationLog()
+      yield* Effect.forkScoped(violations.run(VIOLATION_LOG_INTERVAL_MS))
+
+      const exporterSettings = <P>(
+        protocol: "otlp" | "prw",
+        endpoint: string | undefined,
+        encoder: ExporterSettings<P>["encoder"],
+      ): ExporterSettings<P> => {
+        const spec = main.exporters?.[protocol] ?? {}
+        return {
+          protocol,
+          endpoint,
+          headers: spec.headers ?? {},
+          bearerTokenFile: spec.bearer_token_file,
+          timeoutMs: spec.timeout ?? MAIN_DEFAULTS.exporterTimeoutMs,
+          batchSize: buffer.batch_size ?? MAIN_DEFAULTS.batchSize,
+          flushIntervalMs: buffer.flush_interval ?? MAIN_DEFAULTS.flushIntervalMs,
+          shutdownTimeoutMs: main.shutdown_timeout ?? MAIN_DEFAULTS.shutdownTimeoutMs,
+          encoder,
+        }
+      }
+      const newBuffer = <P>() =>
+        new ExportBuffer<P>(
+          buffer.size ?? MAIN_DEFAULTS.bufferSize,
+          buffer.max_bytes ?? MAIN_DEFAULTS.bufferMaxBytes,
+        )
+      const onError = (e: unknown) =>
+        Effect.runFork(
+          logError("receiver failed on a request", {
+            error: e instanceof Error ? (e.stack ?? e.message) : String(e),
+          }),
+        )
+
+      // OTLP: one buffer and exporter for OTLP/HTTP and OTLP/gRPC.
+      const httpAddress = yield* listen("http-listen", flags.httpListen)
+      const grpcAddress = yield* listen("grpc-listen", flags.grpcListen)
+      if (httpAddress !== undefined || grpcAddress !== undefined) {
+        const otlpBuffer = newBuffer<ExportMetricsServiceRequest>()
+        yield* runExporter(
+          exporterSettings("otlp", flags.exporterEndpoint, otlpEncoder),
+          otlpBuffer,
+          telemetry,
+        )
+        const ingest = makeIngest(otlpAdapter, otlpBuffer, telemetry, current, violations)
+        if (httpAddress !== undefined) {
+          yield* serveReceiver(
+            "OTLP/HTTP receiver",
+            httpAddress,
+            [otlpHttpRoute({ maxRequestBytes, maxDecompressedBytes, ingest })],
+            telemetry,
+            onError,
+          )
+          yield* logInfo("OTLP/HTTP receiver listening", {
+            address: flags.httpListen,
+            exporter_endpoint: flags.exporterEndpoint ?? null,
+          })
+        }
+        if (grpcAddress !== undefined) {
+          yield* serveGrpc(grpcAddress, maxDecompressedBytes, ingest, telemetry)
+          yield* logInfo("OTLP/gRPC receiver listening", {
+            address: flags.grpcListen,
+            exporter_endpoint: flags.exporterEndpoint ?? null,
+          })
+        }
+      }
+
+      // Remote write.
+      const prwAddress = yield* listen("prw-listen", flags.prwListen)
+      if (prwAddress !== undefined) {
+        const prwBuffer = newBuffer<WriteRequest>()
+        yield* runExporter(
+          exporterSettings("prw", flags.prwExporterEndpoint, prwEncoder),
+          prwBuffer,
+          telemetry,
+        )
+        const ingest = makeIngest(prwAdapter, prwBuffer, telemetry, current, violations)
+        yield* serveReceiver(
+          "remote-write receiver",
+          prwAddress,
+          [prwRoute({ maxRequestBytes, maxDecompressedBytes, ingest })],
+          telemetry,
+          onError,
+        )
+        yield* logInfo("remote-write receiver listening", {
+          address: flags.prwListen,
+          exporter_endpoint: flags.prwExporterEndpoint ?? null,
+        })
+      }
+    }),
+  )

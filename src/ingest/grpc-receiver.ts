@@ -1,0 +1,62 @@
+import { Effect } from "effect"
+import type { ListenAddress } from "../server/address.js"
+import type { Instruments } from "../telemetry/metrics.js"
+import { ListenError } from "./http-receiver.js"
+import type { IngestOutcome } from "./ingest.js"
+import { countDataPoints } from "./otlp/adapter.js"
+import { startGrpcServer } from "./otlp/grpc.js"
+import type { ExportMetricsServiceRequest } from "./otlp/types.js"
+
+const ESTIMATED_BYTES_PER_POINT = 128
+
+/**
+ * OTLP/gRPC `MetricsService/Export` for the life of the scope. Bad data is INVALID_ARGUMENT (not
+ * retryable); a full export buffer is RESOURCE_EXHAUSTED with a RetryInfo, so clients retry later;
+ * what the limits drop is reported as a partial success.
+ */
+export const serveGrpc = (
+  address: ListenAddress,
+  maxMessageBytes: number,
+  ingest: (req: ExportMetricsServiceRequest, bytes: number) => IngestOutcome,
+  telemetry: Instruments,
+) =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      try: () =>
+        startGrpcServer({
+          host: address.host ?? "",
+          port: address.port,
+          maxReceiveMessageLength: maxMessageBytes,
+          onDecodeError: () =>
+            telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_invalid_argument" }),
+          handle: async (req) => {
+            // gRPC hands over the decoded message only: its size is estimated for the buffer bound.
+            const outcome = ingest(req, countDataPoints(req) * ESTIMATED_BYTES_PER_POINT)
+            if (outcome._tag === "Overloaded") {
+              telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_resource_exhausted" })
+              return {
+                ok: false,
+                code: "overloaded",
+                message: "export buffer full, retry later",
+                retryAfterMs: outcome.retryAfterMs,
+              }
+            }
+            telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_ok" })
+            return outcome.dropped > 0
+              ? {
+                  ok: true,
+                  rejectedDataPoints: outcome.dropped,
+                  errorMessage: "dropped by metrics-governor limits",
+                }
+              : { ok: true }
+          },
+        }),
+      catch: (e) =>
+        new ListenError({
+          what: "OTLP/gRPC receiver",
+          address: `${address.host ?? ""}:${address.port}`,
+          reason: e instanceof Error ? e.message : String(e),
+        }),
+    }),
+    (server) => Effect.promise(() => server.shutdown()),
+  )

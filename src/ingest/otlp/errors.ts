@@ -1,0 +1,34 @@
+import { Data } from "effect"
+
+/**
+ * What was wrong with an OTLP request body:
+ *
+ * - `bad_gzip`: `Content-Encoding: gzip`, but the body is not valid gzip;
+ * - `too_large`: the body inflates past the configured limit (answer `413`, never retry);
+ * - `bad_protobuf`: not a valid `ExportMetricsServiceRequest` in binary protobuf;
+ * - `bad_json`: not a valid `ExportMetricsServiceRequest` in OTLP/JSON.
+ */
+export type OtlpDecodeErrorKind = "bad_gzip" | "too_large" | "bad_protobuf" | "bad_json"
+
+const WHAT: Readonly<Record<OtlpDecodeErrorKind, string>> = {
+  bad_gzip: "invalid gzip body",
+  too_large: "body too large",
+  bad_protobuf: "invalid OTLP protobuf",
+  bad_json: "invalid OTLP JSON",
+}
+
+/** An OTLP body could not be turned into a request. Permanent: the sender must not retry it. */
+export class OtlpDecodeError extends Data.TaggedError("OtlpDecodeError")<{
+  readonly kind: OtlpDecodeErrorKind
+  /** Short, for the operator: what is wrong and where (`field 3 at byte 120: truncated`). */
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `${WHAT[this.kind]}: ${this.reason}`
+  }
+
+  /** The OTLP/HTTP answer: `413 Content Too Large` for `too_large`, else `400 Bad Request`. */
+  get httpStatus(): 400 | 413 {
+    return this.kind === "too_large" ? 413 : 400
+  }
+}

@@ -1,0 +1,49 @@
+import type { IncomingMessage } from "node:http"
+import { Either } from "effect"
+import { type Reply, type Route, textReply } from "./http-receiver.js"
+import type { IngestOutcome } from "./ingest.js"
+import { decodeWriteRequest } from "./prw/codec.js"
+import { decompressBody } from "./prw/snappy.js"
+import type { WriteRequest } from "./prw/types.js"
+
+const mediaType = (req: IncomingMessage): string =>
+  (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? ""
+
+/**
+ * `POST /api/v1/write`, Prometheus remote write 1.0: a snappy block holding a protobuf
+ * `WriteRequest`. 204 on success (also when limits dropped some of it: the sender must not retry);
+ * 415 for another content type or encoding; 413 over the size bounds; 400 for a body that does not
+ * decode; 503 with `Retry-After` while the export buffer is full (Prometheus retries 5xx, and by
+ * default does not retry 429).
+ */
+export const prwRoute = (options: {
+  readonly maxRequestBytes: number
+  readonly maxDecompressedBytes: number
+  readonly ingest: (req: WriteRequest, bytes: number) => IngestOutcome
+}): Route => ({
+  method: "POST",
+  path: "/api/v1/write",
+  protocol: "prw",
+  maxRequestBytes: options.maxRequestBytes,
+  handle: (req, body): Reply => {
+    const type = mediaType(req)
+    if (type !== "application/x-protobuf") {
+      return textReply(415, `unsupported content type "${type}"; remote write sends application/x-protobuf`)
+    }
+    const encoding = (req.headers["content-encoding"] ?? "").trim().toLowerCase()
+    if (encoding !== "snappy") {
+      return textReply(415, `unsupported content encoding "${encoding}"; remote write sends snappy`)
+    }
+    const raw = decompressBody(body, options.maxDecompressedBytes)
+    if (Either.isLeft(raw)) return textReply(raw.left.kind === "too_large" ? 413 : 400, raw.left.message)
+    const decoded = decodeWriteRequest(raw.right)
+    if (Either.isLeft(decoded)) return textReply(400, decoded.left.message)
+    const outcome = options.ingest(decoded.right, raw.right.length)
+    if (outcome._tag === "Overloaded") {
+      return textReply(503, "export buffer full, retry later", {
+        "retry-after": String(Math.ceil(outcome.retryAfterMs / 1000)),
+      })
+    }
+    return { status: 204 }
+  },
+})

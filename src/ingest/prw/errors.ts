@@ -1,0 +1,21 @@
+import { Data } from "effect"
+
+/**
+ * Why a remote-write body was refused:
+ * - `bad_snappy`: not a valid snappy block (answer 400);
+ * - `too_large`: the block's header announces more than the configured bound (answer 413);
+ * - `bad_protobuf`: decompressed, but not a valid `WriteRequest` (answer 400).
+ */
+export type PrwDecodeErrorKind = "bad_snappy" | "too_large" | "bad_protobuf"
+
+/** A remote-write body that cannot be decoded, with what the operator needs to see why. */
+export class PrwDecodeError extends Data.TaggedError("PrwDecodeError")<{
+  readonly kind: PrwDecodeErrorKind
+  /** What is wrong and where, e.g. `truncated varint at byte 17`. */
+  readonly reason: string
+}> {
+  /** `snappy: corrupt input`, `protobuf: truncated varint at byte 17`. */
+  override get message(): string {
+    return `${this.kind === "bad_protobuf" ? "protobuf" : "snappy"}: ${this.reason}`
+  }
+}

@@ -1,0 +1,274 @@
+import type { ConfigVersion } from "../reload/version.js"
+import { activeUsage, shedGroups } from "./adaptive.js"
+import type { BatchVerdict, RuleCounts, SeriesBatch } from "./batch.js"
+import { fingerprintSeries } from "./fingerprint.js"
+import { groupKey, matchCacheKey, ownerOf } from "./match.js"
+import type { CompiledRule } from "./rules.js"
+import { accountedRules, emptyStats, type GroupStats, type RuleStats } from "./stats.js"
+import { rollWindow, windowStartOf } from "./window.js"
+
+/** What `enforce` decided for a batch, and the per-rule counts to export once for it. */
+export interface EnforceResult {
+  readonly verdict: BatchVerdict
+  /** One entry per rule that owned a datapoint of the batch, in rule order (`default` last). */
+  readonly counts: ReadonlyArray<RuleCounts>
+}
+
+/** What a config version needs at enforcement time, derived once per version. */
+interface Engine {
+  readonly rules: ReadonlyArray<CompiledRule>
+  readonly index: Map<CompiledRule, number>
+  /** `stats[i]` belongs to `rules[i]`. */
+  readonly stats: ReadonlyArray<RuleStats>
+}
+
+/** Derived from the version alone, so memoising it per version keeps `enforce` a function of its inputs. */
+const engines = new WeakMap<ConfigVersion, Engine>()
+
+const engineOf = (version: ConfigVersion): Engine => {
+  let engine = engines.get(version)
+  if (engine === undefined) {
+    const rules = accountedRules(version.limits)
+    engine = {
+      rules,
+      index: new Map(rules.map((r, i) => [r, i])),
+      // A version built by reconcile has stats for every accounted rule; the fallback only serves
+      // hand-made versions, whose stats then live here.
+      stats: rules.map((r) => version.stats.get(r.name) ?? emptyStats(r)),
+    }
+    engines.set(version, engine)
+  }
+  return engine
+}
+
+const TWO_POW_32 = 4294967296
+/** The fingerprint of the current entry's series; reused, never escapes. */
+const fp = new Uint32Array(2)
+
+const groupOf = (stats: RuleStats, key: string): GroupStats => {
+  let g = stats.groups.get(key)
+  if (g === undefined) {
+    g = { datapoints: 0, series: 0 }
+    stats.groups.set(key, g)
+  }
+  return g
+}
+
+/**
+ * Accounts one entry of a rule with action log, drop, sample or strip_labels; returns how many of
+ * its leading datapoints are within the limits (the rest violate).
+ *
+ * Only datapoints within the limits count toward usage, and only they admit their series, so that
+ * admitted usage never passes a limit and a series refused for cardinality stays refused for the
+ * window. Datapoints are decided in order, which makes the violating ones a suffix of the entry:
+ * - a new series that would pass `max_cardinality` violates with each of its datapoints;
+ * - otherwise the first `max_datapoints_rate - datapoints` are within the limit, the rest violate.
+ */
+const admit = (
+  stats: RuleStats,
+  rule: CompiledRule,
+  name: string,
+  labels: ReadonlyArray<string>,
+  hi: number,
+  lo: number,
+  dps: number,
+  c: RuleCounts,
+): number => {
+  const series = stats.series
+  const maxDp = rule.maxDatapointsRate
+  const isNew = !series.hasHash(hi, lo)
+  if (isNew && rule.maxCardinality > 0 && series.size >= rule.maxCardinality) {
+    c.cardinalityExceeded += dps
+    if (maxDp > 0 && stats.datapoints >= maxDp) c.datapointsExceeded += dps
+    return 0
+  }
+  const ok = maxDp > 0 ? Math.min(dps, Math.max(0, maxDp - stats.datapoints)) : dps
+  c.datapointsExceeded += dps - ok
+  if (ok > 0) {
+    stats.datapoints += ok
+    if (isNew) series.addHash(hi, lo)
+    if (rule.groupBy.length > 0) {
+      const g = groupOf(stats, groupKey(rule.groupBy, name, labels))
+      g.datapoints += ok
+      if (isNew) g.series++
+    }
+  }
+  return ok
+}
+
+/**
+ * Accounts one entry of an `adaptive` rule; returns how many of its leading datapoints pass (the
+ * rest are dropped).
+ *
+ * Every datapoint of a group still flowing counts toward usage, the one that goes over a limit
+ * included. When usage passes a limit, groups are dropped largest first until the rest fits
+ * (`shedGroups`); the datapoint that went over passes unless its own group was dropped. A dropped
+ * group's datapoints are dropped, uncounted, for the rest of the window.
+ */
+const admitAdaptive = (
+  stats: RuleStats,
+  rule: CompiledRule,
+  name: string,
+  labels: ReadonlyArray<string>,
+  hi: number,
+  lo: number,
+  dps: number,
+  c: RuleCounts,
+): number => {
+  const key = groupKey(rule.groupBy, name, labels)
+  const dropped = stats.droppedGroups
+  if (dropped.has(key)) return 0
+  const g = groupOf(stats, key)
+  const maxDp = rule.maxDatapointsRate
+  const maxCard = rule.maxCardinality
+  // The first datapoint: it may bring a new series.
+  const isNew = stats.series.addHash(hi, lo)
+  if (isNew) g.series++
+  stats.datapoints++
+  g.datapoints++
+  const rateOver = maxDp > 0 && activeUsage(stats, "datapoints") > maxDp
+  if (isNew && maxCard > 0 && activeUsage(stats, "series") > maxCard) {
+    c.cardinalityExceeded++
+    shedGroups(stats, "series", maxCard)
+  }
+  if (rateOver) {
+    c.datapointsExceeded++
+    shedGroups(stats, "datapoints", maxDp)
+  }
+  if ((isNew || rateOver) && dropped.has(key)) return 0
+  let ok = 1
+  let remaining = dps - 1
+  // The others, in runs that fit, each followed by one that goes over.
+  while (remaining > 0) {
+    const room = maxDp > 0 ? Math.max(0, maxDp - activeUsage(stats, "datapoints")) : remaining
+    if (room >= remaining) {
+      stats.datapoints += remaining
+      g.datapoints += remaining
+      return ok + remaining
+    }
+    stats.datapoints += room + 1
+    g.datapoints += room + 1
+    ok += room
+    remaining -= room + 1
+    c.datapointsExceeded++
+    shedGroups(stats, "datapoints", maxDp)
+    if (dropped.has(key)) return ok
+    ok++
+  }
+  return ok
+}
+
+/**
+ * Decides a whole batch against one config version at wall-clock time `nowMs` (LIMITS.md; the
+ * semantics are written down in docs/limits.md). Pure but for the version's own state, which it
+ * updates: its rule stats (the accounting of the current window) and its match cache.
+ * Synchronous, and allocation-free per datapoint: per entry, the series' labels are hashed once
+ * (never joined into a key) and the only allocations are its 4-character match-cache key and, for
+ * `group_by` over several labels, its group key.
+ *
+ * - Each entry's series is owned by the first matching rule, else `default`, else nobody (passes,
+ *   uncounted).
+ * - Every rule's window rolls over when `nowMs` is in another window than its stats.
+ * - Datapoints are decided in batch order; a violating datapoint is handled by the rule's action.
+ * - In dry-run, the accounting is exactly that of the real run, and every datapoint passes unchanged.
+ */
+export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatch): EnforceResult => {
+  const n = batch.length
+  // Fresh per batch: the verdict travels on with the request (rebuilding, buffering), so arrays
+  // reused across batches could be overwritten while still in use.
+  const pass = new Uint32Array(n)
+  const strip = new Uint8Array(n)
+  const owners = new Array<CompiledRule | undefined>(n).fill(undefined)
+  const limits = version.limits
+  const names = batch.names
+  const allLabels = batch.labels
+  const datapoints = batch.datapoints
+  if (limits.rules.length === 0 && limits.defaults === undefined) {
+    for (let i = 0; i < n; i++) pass[i] = datapoints[i] as number
+    return { verdict: { pass, strip, rule: owners }, counts: [] }
+  }
+  const engine = engineOf(version)
+  const statsByIndex = engine.stats
+  const windowStart = windowStartOf(nowMs, limits.windowMs)
+  for (let r = 0; r < statsByIndex.length; r++) rollWindow(statsByIndex[r] as RuleStats, windowStart)
+  const perRule = new Array<RuleCounts | undefined>(statsByIndex.length).fill(undefined)
+  const cache = version.matchCache
+  const dryRun = version.dryRun
+  let lastRule: CompiledRule | undefined
+  let lastIndex = 0
+
+  for (let i = 0; i < n; i++) {
+    const dps = datapoints[i] as number
+    const name = names[i] as string
+    const labels = allLabels[i] as ReadonlyArray<string>
+    fingerprintSeries(name, labels, fp)
+    const hi = fp[0] as number
+    const lo = fp[1] as number
+    const rule = ownerOf(limits, cache, matchCacheKey(hi, lo), name, labels)
+    if (rule === null) {
+      pass[i] = dps
+      continue
+    }
+    owners[i] = rule
+    if (dps === 0) continue
+    if (rule !== lastRule) {
+      lastRule = rule
+      lastIndex = engine.index.get(rule) as number
+    }
+    const stats = statsByIndex[lastIndex] as RuleStats
+    let c = perRule[lastIndex]
+    if (c === undefined) {
+      c = {
+        rule: rule.name,
+        action: rule.action,
+        passed: 0,
+        dropped: 0,
+        wouldDrop: 0,
+        cardinalityExceeded: 0,
+        datapointsExceeded: 0,
+      }
+      perRule[lastIndex] = c
+    }
+    const action = rule.action
+    const ok =
+      action === "adaptive"
+        ? admitAdaptive(stats, rule, name, labels, hi, lo, dps, c)
+        : admit(stats, rule, name, labels, hi, lo, dps, c)
+    const violating = dps - ok
+    // What the real run does with the violating datapoints.
+    let passed = dps
+    let dropped = 0
+    let stripped = 0
+    if (violating > 0) {
+      if (action === "drop" || action === "adaptive") {
+        passed = ok
+        dropped = violating
+      } else if (action === "sample") {
+        if (hi / TWO_POW_32 >= rule.sampleRate) {
+          passed = ok
+          dropped = violating
+        }
+      } else if (action === "strip_labels") {
+        passed = ok
+        stripped = violating
+      }
+    }
+    if (dryRun) {
+      pass[i] = dps
+      c.passed += dps
+      c.wouldDrop += dropped + stripped
+    } else {
+      pass[i] = passed
+      if (stripped > 0) strip[i] = 1
+      c.passed += passed + stripped
+      c.dropped += dropped
+    }
+  }
+
+  const counts: Array<RuleCounts> = []
+  for (let r = 0; r < perRule.length; r++) {
+    const c = perRule[r]
+    if (c !== undefined) counts.push(c)
+  }
+  return { verdict: { pass, strip, rule: owners }, counts }
+}
