@@ -1,0 +1,123 @@
+{{/* The chart name, shortened to fit a DNS label. */}}
+{{- define "metrics-governor.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The name of every object of a release. */}}
+{{- define "metrics-governor.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "metrics-governor.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "metrics-governor.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "metrics-governor.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "metrics-governor.labels" -}}
+helm.sh/chart: {{ include "metrics-governor.chart" . }}
+{{ include "metrics-governor.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "metrics-governor.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "metrics-governor.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The ConfigMap with config.yaml and limits.yaml. */}}
+{{- define "metrics-governor.configMapName" -}}
+{{- include "metrics-governor.fullname" . }}
+{{- end }}
+
+{{/* The ConfigMap with the sidecar's script (files/configmap-reload.sh). */}}
+{{- define "metrics-governor.reloadScriptName" -}}
+{{- printf "%s-reload-script" (include "metrics-governor.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Where the ConfigMap is mounted, as a directory (never subPath), and the files in it. */}}
+{{- define "metrics-governor.configDir" -}}/etc/metrics-governor{{- end }}
+{{- define "metrics-governor.configPath" -}}{{ include "metrics-governor.configDir" . }}/config.yaml{{- end }}
+{{- define "metrics-governor.limitsPath" -}}{{ include "metrics-governor.configDir" . }}/limits.yaml{{- end }}
+{{- define "metrics-governor.stateDir" -}}/var/lib/metrics-governor{{- end }}
+
+{{/* The files the sidecar watches, space-separated (WATCH_FILES of configmap-reload.sh). */}}
+{{- define "metrics-governor.watchFiles" -}}
+{{- $files := list (include "metrics-governor.configPath" .) }}
+{{- if .Values.limits.enabled }}
+{{- $files = prepend $files (include "metrics-governor.limitsPath" .) }}
+{{- end }}
+{{- join " " $files }}
+{{- end }}
+
+{{/*
+checksum/config: a hash of the settings in config.yaml that need a restart, that is everything
+but the `limits` section. limits.yaml and limits.dry_run are reloaded in place and left out, so
+changing them never rolls the pods.
+*/}}
+{{- define "metrics-governor.restartChecksum" -}}
+{{- $config := fromYaml .Values.config }}
+{{- if hasKey $config "Error" }}
+{{- fail (printf "config is not valid YAML: %s" (get $config "Error")) }}
+{{- end }}
+{{- omit $config "limits" | toYaml | sha256sum }}
+{{- end }}
+
+{{/*
+-reload-watch: reload.watch when set; when empty (null), true without the sidecar and false with
+it, so that a ConfigMap change causes one reload, not two.
+*/}}
+{{- define "metrics-governor.reloadWatch" -}}
+{{- if kindIs "invalid" .Values.reload.watch }}
+{{- not .Values.configReload.enabled }}
+{{- else }}
+{{- .Values.reload.watch | toString | eq "true" }}
+{{- end }}
+{{- end }}
+
+{{/* The governor's command line. */}}
+{{- define "metrics-governor.args" -}}
+- {{ printf "-config=%s" (include "metrics-governor.configPath" .) | quote }}
+{{- if .Values.limits.enabled }}
+- {{ printf "-limits-config=%s" (include "metrics-governor.limitsPath" .) | quote }}
+{{- end }}
+- {{ printf "-stats-addr=:%v" .Values.ports.stats | quote }}
+- {{ printf "-http-listen=:%v" .Values.ports.otlpHttp | quote }}
+- {{ printf "-grpc-listen=:%v" .Values.ports.otlpGrpc | quote }}
+- {{ printf "-prw-listen=:%v" .Values.ports.prw | quote }}
+{{- with .Values.exporters.otlp.endpoint }}
+- {{ printf "-exporter-endpoint=%s" . | quote }}
+{{- end }}
+{{- with .Values.exporters.prw.endpoint }}
+- {{ printf "-prw-exporter-endpoint=%s" . | quote }}
+{{- end }}
+- {{ printf "-reload-watch=%t" (include "metrics-governor.reloadWatch" . | eq "true") | quote }}
+- {{ printf "-reload-poll-interval=%s" .Values.reload.pollInterval | quote }}
+- {{ printf "-reload-debounce=%s" .Values.reload.debounce | quote }}
+{{- if .Values.reload.http }}
+- "-reload-http"
+{{- end }}
+{{- if .Values.reload.eventLog.enabled }}
+- {{ printf "-reload-event-log=%s/reload-events.jsonl" (include "metrics-governor.stateDir" .) | quote }}
+{{- end }}
+- {{ printf "-log-level=%s" .Values.logLevel | quote }}
+{{- range .Values.extraArgs }}
+- {{ . | quote }}
+{{- end }}
+{{- end }}
