@@ -11,6 +11,15 @@ import { logInfo } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
 import { type RunFlags, UsageError } from "./flags.js"
 
+const isHttpUrl = (value: string): boolean => {
+  try {
+    const url = new URL(value)
+    return (url.protocol === "http:" || url.protocol === "https:") && url.host !== ""
+  } catch {
+    return false
+  }
+}
+
 /**
  * `metrics-governor run`: startup load (a bad config ends the process with exit 1), then the control
  * server and every reload trigger, until SIGTERM/SIGINT interrupts it. Closing the scope stops the
@@ -28,6 +37,18 @@ export const run = (flags: RunFlags) =>
       const parsed = value === "" ? undefined : parseListenAddress(flag, value)
       if (parsed !== undefined && Either.isLeft(parsed)) {
         return yield* Effect.fail(new UsageError({ reason: parsed.left.message }))
+      }
+    }
+    for (const [flag, value] of [
+      ["exporter-endpoint", flags.exporterEndpoint],
+      ["prw-exporter-endpoint", flags.prwExporterEndpoint],
+    ] as const) {
+      if (value !== undefined && !isHttpUrl(value)) {
+        return yield* Effect.fail(
+          new UsageError({
+            reason: `invalid URL "${value}" for flag -${flag} (expected http:// or https://)`,
+          }),
+        )
       }
     }
 

@@ -30,6 +30,14 @@ export const prwRoute = (options: {
     if (type !== "application/x-protobuf") {
       return textReply(415, `unsupported content type "${type}"; remote write sends application/x-protobuf`)
     }
+    const proto = /;\s*proto=([^;\s]+)/i.exec(req.headers["content-type"] ?? "")?.[1]
+    if (proto !== undefined && proto !== "prometheus.WriteRequest") {
+      // Remote write 2.0 senders fall back to 1.0 on 415.
+      return textReply(
+        415,
+        `unsupported remote-write message "${proto}"; this receiver speaks prometheus.WriteRequest (1.0)`,
+      )
+    }
     const encoding = (req.headers["content-encoding"] ?? "").trim().toLowerCase()
     if (encoding !== "snappy") {
       return textReply(415, `unsupported content encoding "${encoding}"; remote write sends snappy`)

@@ -19,7 +19,8 @@ export class ViolationLog {
 
   add(counts: ReadonlyArray<RuleCounts>): void {
     for (const c of counts) {
-      if (c.cardinalityExceeded === 0 && c.datapointsExceeded === 0) continue
+      if (c.cardinalityExceeded === 0 && c.datapointsExceeded === 0 && c.dropped === 0 && c.wouldDrop === 0)
+        continue
       let t = this.totals.get(c.rule)
       if (t === undefined) {
         t = { action: c.action, cardinalityExceeded: 0, datapointsExceeded: 0, dropped: 0, wouldDrop: 0 }

@@ -26,7 +26,7 @@ export interface ConfigVersion {
   readonly trigger: Trigger
   /** Rule stats, reconciled from the previous version's (see `reconcile`). */
   readonly stats: StatsByRule
-  /** Series key -> owning rule (null: no rule). Belongs to this version, so a new one starts empty. */
+  /** Series fingerprint (see `matchCacheKey`) -> owning rule (null: no rule). Belongs to this version, so a new one starts empty. */
   readonly matchCache: Map<string, CompiledRule | null>
 }
 
