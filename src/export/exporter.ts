@@ -1,4 +1,4 @@
-import { Clock, Data, Duration, Effect, Fiber, Ref } from "effect"
+import { Clock, Data, Deferred, Duration, Effect, Fiber, Ref } from "effect"
 import { logError, logInfo, logWarn } from "../telemetry/log.js"
 import type { Instruments } from "../telemetry/metrics.js"
 import type { Buffered, ExportBuffer } from "./buffer.js"
@@ -110,6 +110,10 @@ export const runExporter = <P>(
     const maxBackoff = settings.maxBackoffMs ?? 30_000
     const token = settings.bearerTokenFile === undefined ? undefined : new TokenFile(settings.bearerTokenFile)
     const closing = yield* Ref.make<number | undefined>(undefined)
+    /** Completed when shutdown begins: cuts short a backoff pause taken before it. */
+    const closingStarted = yield* Deferred.make<void>()
+    /** Datapoints taken from the buffer whose delivery has not ended yet. */
+    let inFlight = 0
     const deadlinePassed = Effect.gen(function* () {
       const deadline = yield* Ref.get(closing)
       return deadline !== undefined && (yield* Clock.currentTimeMillis) >= deadline
@@ -128,7 +132,10 @@ export const runExporter = <P>(
     const deliver = (items: ReadonlyArray<Buffered<P>>) =>
       Effect.gen(function* () {
         const datapoints = items.reduce((n, i) => n + i.datapoints, 0)
-        if (settings.endpoint === undefined) return
+        if (settings.endpoint === undefined) {
+          inFlight = 0
+          return
+        }
         const { body, headers } = settings.encoder.encode(items.map((i) => i.payload))
         let backoff = minBackoff
         for (let attempt = 1; ; attempt++) {
@@ -149,12 +156,14 @@ export const runExporter = <P>(
           if (result._tag === "Right") {
             telemetry.exportRequests.inc({ protocol, result: "success" })
             telemetry.datapointsSent.inc({ protocol }, datapoints)
+            inFlight = 0
             return
           }
           const failure = result.left
           if (!failure.retryable) {
             telemetry.exportRequests.inc({ protocol, result: "rejected" })
             telemetry.datapointsLost.inc({ protocol, reason: "rejected_by_downstream" }, datapoints)
+            inFlight = 0
             yield* logError("export rejected by downstream, not retrying", {
               protocol,
               endpoint: settings.endpoint,
@@ -166,6 +175,7 @@ export const runExporter = <P>(
           telemetry.exportRequests.inc({ protocol, result: "retry" })
           if (yield* deadlinePassed) {
             telemetry.datapointsLost.inc({ protocol, reason: "shutdown_timeout" }, datapoints)
+            inFlight = 0
             yield* logError("export abandoned at shutdown", { protocol, error: failure.message, datapoints })
             return
           }
@@ -179,7 +189,13 @@ export const runExporter = <P>(
           }
           const pause = Math.min(maxBackoff, Math.max(backoff, failure.retryAfterMs ?? 0))
           backoff = Math.min(maxBackoff, backoff * 2)
-          yield* Effect.sleep(Duration.millis(pause * (0.8 + Math.random() * 0.4)))
+          // While shutting down, no pause outlasts the deadline; a pause begun before is cut short.
+          const deadline = yield* Ref.get(closing)
+          const now = yield* Clock.currentTimeMillis
+          const jittered = pause * (0.8 + Math.random() * 0.4)
+          yield* deadline === undefined
+            ? Effect.raceFirst(Effect.sleep(Duration.millis(jittered)), Deferred.await(closingStarted))
+            : Effect.sleep(Duration.millis(Math.max(0, Math.min(jittered, deadline - now))))
         }
       })
 
@@ -200,7 +216,9 @@ export const runExporter = <P>(
           continue
         }
         telemetry.bufferDatapoints.set({ protocol }, buffer.datapoints)
-        yield* deliver(buffer.take(settings.batchSize))
+        const batch = buffer.take(settings.batchSize)
+        inFlight = batch.reduce((n, i) => n + i.datapoints, 0)
+        yield* deliver(batch)
         telemetry.bufferDatapoints.set({ protocol }, buffer.datapoints)
       }
     })
@@ -213,14 +231,19 @@ export const runExporter = <P>(
       Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
         yield* Ref.set(closing, now + settings.shutdownTimeoutMs)
+        yield* Deferred.succeed(closingStarted, undefined)
+        // Finalizers run uninterruptibly: without `interruptible` the timeout could not stop the join.
         const done = yield* Fiber.join(fiber).pipe(
           Effect.timeout(Duration.millis(settings.shutdownTimeoutMs + 1_000)),
           Effect.option,
+          Effect.interruptible,
         )
         if (done._tag === "None") yield* Fiber.interrupt(fiber)
-        if (buffer.datapoints > 0) {
-          telemetry.datapointsLost.inc({ protocol, reason: "shutdown_timeout" }, buffer.datapoints)
-          yield* logError("datapoints left unsent at shutdown", { protocol, datapoints: buffer.datapoints })
+        // What is still buffered, and a batch whose delivery was cut off, is lost.
+        const left = buffer.datapoints + inFlight
+        if (left > 0) {
+          telemetry.datapointsLost.inc({ protocol, reason: "shutdown_timeout" }, left)
+          yield* logError("datapoints left unsent at shutdown", { protocol, datapoints: left })
         } else {
           yield* logInfo("exporter flushed", { protocol })
         }

@@ -83,16 +83,38 @@ export const layer = (flags: DataPathFlags) =>
           }),
         )
 
-      // OTLP: one buffer and exporter for OTLP/HTTP and OTLP/gRPC.
       const httpAddress = yield* listen("http-listen", flags.httpListen)
       const grpcAddress = yield* listen("grpc-listen", flags.grpcListen)
-      if (httpAddress !== undefined || grpcAddress !== undefined) {
-        const otlpBuffer = newBuffer<ExportMetricsServiceRequest>()
-        yield* runExporter(
-          exporterSettings("otlp", flags.exporterEndpoint, otlpEncoder),
-          otlpBuffer,
-          telemetry,
-        )
+      const prwAddress = yield* listen("prw-listen", flags.prwListen)
+      // OTLP: one buffer and exporter for OTLP/HTTP and OTLP/gRPC.
+      const otlpBuffer =
+        httpAddress !== undefined || grpcAddress !== undefined
+          ? newBuffer<ExportMetricsServiceRequest>()
+          : undefined
+      const prwBuffer = prwAddress !== undefined ? newBuffer<WriteRequest>() : undefined
+      // The exporters start before every receiver, so their flush runs after every receiver stopped
+      // accepting; their finalizers run in parallel, so shutdown takes one shutdown_timeout, not one
+      // per protocol.
+      yield* Effect.parallelFinalizers(
+        Effect.all([
+          otlpBuffer === undefined
+            ? Effect.void
+            : runExporter(
+                exporterSettings("otlp", flags.exporterEndpoint, otlpEncoder),
+                otlpBuffer,
+                telemetry,
+              ),
+          prwBuffer === undefined
+            ? Effect.void
+            : runExporter(
+                exporterSettings("prw", flags.prwExporterEndpoint, prwEncoder),
+                prwBuffer,
+                telemetry,
+              ),
+        ]),
+      )
+
+      if (otlpBuffer !== undefined) {
         const ingest = makeIngest(otlpAdapter, otlpBuffer, telemetry, current, violations)
         if (httpAddress !== undefined) {
           yield* serveReceiver(
@@ -117,14 +139,7 @@ export const layer = (flags: DataPathFlags) =>
       }
 
       // Remote write.
-      const prwAddress = yield* listen("prw-listen", flags.prwListen)
-      if (prwAddress !== undefined) {
-        const prwBuffer = newBuffer<WriteRequest>()
-        yield* runExporter(
-          exporterSettings("prw", flags.prwExporterEndpoint, prwEncoder),
-          prwBuffer,
-          telemetry,
-        )
+      if (prwAddress !== undefined && prwBuffer !== undefined) {
         const ingest = makeIngest(prwAdapter, prwBuffer, telemetry, current, violations)
         yield* serveReceiver(
           "remote-write receiver",
