@@ -114,6 +114,8 @@ export const runExporter = <P>(
     const closingStarted = yield* Deferred.make<void>()
     /** Datapoints taken from the buffer whose delivery has not ended yet. */
     let inFlight = 0
+    /** Datapoints given up at shutdown after their last retry. */
+    let abandoned = 0
     const deadlinePassed = Effect.gen(function* () {
       const deadline = yield* Ref.get(closing)
       return deadline !== undefined && (yield* Clock.currentTimeMillis) >= deadline
@@ -175,6 +177,7 @@ export const runExporter = <P>(
           telemetry.exportRequests.inc({ protocol, result: "retry" })
           if (yield* deadlinePassed) {
             telemetry.datapointsLost.inc({ protocol, reason: "shutdown_timeout" }, datapoints)
+            abandoned += datapoints
             inFlight = 0
             yield* logError("export abandoned at shutdown", { protocol, error: failure.message, datapoints })
             return
@@ -187,12 +190,15 @@ export const runExporter = <P>(
               attempt,
             })
           }
-          const pause = Math.min(maxBackoff, Math.max(backoff, failure.retryAfterMs ?? 0))
+          // Jitter spreads our own backoff; a downstream's Retry-After is a floor, never undercut.
+          const jittered = Math.min(
+            maxBackoff,
+            Math.max(backoff * (0.8 + Math.random() * 0.4), failure.retryAfterMs ?? 0),
+          )
           backoff = Math.min(maxBackoff, backoff * 2)
           // While shutting down, no pause outlasts the deadline; a pause begun before is cut short.
           const deadline = yield* Ref.get(closing)
           const now = yield* Clock.currentTimeMillis
-          const jittered = pause * (0.8 + Math.random() * 0.4)
           yield* deadline === undefined
             ? Effect.raceFirst(Effect.sleep(Duration.millis(jittered)), Deferred.await(closingStarted))
             : Effect.sleep(Duration.millis(Math.max(0, Math.min(jittered, deadline - now))))
@@ -215,17 +221,16 @@ export const runExporter = <P>(
           yield* Effect.sleep(Duration.millis(Math.min(5, settings.flushIntervalMs - age)))
           continue
         }
-        telemetry.bufferDatapoints.set({ protocol }, buffer.datapoints)
         const batch = buffer.take(settings.batchSize)
         inFlight = batch.reduce((n, i) => n + i.datapoints, 0)
         yield* deliver(batch)
-        telemetry.bufferDatapoints.set({ protocol }, buffer.datapoints)
       }
     })
 
     if (settings.endpoint === undefined) {
       yield* logInfo("no exporter endpoint: accepted datapoints are counted and discarded", { protocol })
     }
+    telemetry.setBufferSource(protocol, () => buffer.datapoints + inFlight)
     const fiber = yield* Effect.forkDaemon(loop)
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
@@ -244,7 +249,7 @@ export const runExporter = <P>(
         if (left > 0) {
           telemetry.datapointsLost.inc({ protocol, reason: "shutdown_timeout" }, left)
           yield* logError("datapoints left unsent at shutdown", { protocol, datapoints: left })
-        } else {
+        } else if (abandoned === 0) {
           yield* logInfo("exporter flushed", { protocol })
         }
       }),

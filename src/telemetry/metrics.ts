@@ -110,6 +110,7 @@ const RULE_ACTION = ["rule", "action"] as const
 
 /** The data path: what came in, what went out, what the limits did, and the exporters' state. */
 const makeDataPathInstruments = (opts: { registers: Array<Registry> }) => {
+  const bufferSources = new Map<"otlp" | "prw", () => number>()
   const d = {
     datapointsReceived: new Counter({
       name: "metrics_governor_datapoints_received_total",
@@ -173,10 +174,17 @@ const makeDataPathInstruments = (opts: { registers: Array<Registry> }) => {
     }),
     bufferDatapoints: new Gauge({
       name: "metrics_governor_buffer_datapoints",
-      help: "Datapoints waiting in the export buffer.",
+      help: "Datapoints accepted and not yet delivered (in the export buffer or being sent).",
       labelNames: ["protocol"] as const,
       ...opts,
+      collect() {
+        for (const [protocol, read] of bufferSources) this.set({ protocol }, read())
+      },
     }),
+    /** Points the buffer gauge of a protocol at its buffer, read at scrape time. */
+    setBufferSource: (protocol: "otlp" | "prw", read: () => number) => {
+      bufferSources.set(protocol, read)
+    },
   }
   for (const protocol of ["otlp", "prw"] as const) {
     d.datapointsReceived.inc({ protocol }, 0)
