@@ -80,7 +80,7 @@ log() {
       *:n)
         _k=${_k%:n}
         case $_v in
-          '' | *[!0-9.]* | *.*.*) _jv=null ;;
+          '' | *[!0-9.]* | *.*.* | '.'* | *'.' | 0[0-9]*) _jv=null ;;
           *) _jv=$_v ;;
         esac
         ;;
@@ -106,6 +106,9 @@ case $WATCH_INTERVAL in
   *[1-9]*) ;;
   *) fatal "WATCH_INTERVAL must be a positive number of seconds" value "$WATCH_INTERVAL" ;;
 esac
+case $WATCH_INTERVAL in
+  '.'*) WATCH_INTERVAL=0$WATCH_INTERVAL ;;
+esac
 case $CONFIRM_TIMEOUT in
   '' | *[!0-9]* | 0) fatal "CONFIRM_TIMEOUT must be a positive whole number of seconds" value "$CONFIRM_TIMEOUT" ;;
 esac
@@ -117,10 +120,11 @@ case $_sig in
   *[!0-9]*) ;;
   *) _sig=$(kill -l "$_sig" 2>/dev/null) || fatal "SIGNAL is not a signal name or number" value "$SIGNAL" ;;
 esac
-kill -l | awk -v s="$_sig" '
+if [ "$_sig" = 0 ] || ! kill -l | awk -v s="$_sig" '
   { for (i = 1; i <= NF; i++) { w = $i; sub(/^SIG/, "", w); if (w == s) found = 1 } }
-  END { exit !found }' ||
+  END { exit !found }'; then
   fatal "SIGNAL is not a signal name or number" value "$SIGNAL"
+fi
 SIGNAL=$_sig
 case $PROCESS_NAME in
   '' | */*) fatal "PROCESS_NAME must be a process name (no slash)" value "$PROCESS_NAME" ;;
