@@ -90,7 +90,12 @@ describe("the governor as a process", () => {
   })
 
   it("exits 2 on an exporter endpoint that is not an http(s) URL", async () => {
-    const r = await runCli(["-prw-exporter-endpoint", "127.0.0.1:9090/api/v1/write", "-stats-addr", "127.0.0.1:0"])
+    const r = await runCli([
+      "-prw-exporter-endpoint",
+      "127.0.0.1:9090/api/v1/write",
+      "-stats-addr",
+      "127.0.0.1:0",
+    ])
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('invalid URL "127.0.0.1:9090/api/v1/write" for flag -prw-exporter-endpoint')
   })
