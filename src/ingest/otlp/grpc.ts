@@ -149,7 +149,7 @@ const answer = (
 }
 
 const hostPort = (host: string, port: number): string => {
-  const h = host === "" ? "0.0.0.0" : host.includes(":") && !host.startsWith("[") ? `[${host}]` : host
+  const h = host === "" ? "[::]" : host.includes(":") && !host.startsWith("[") ? `[${host}]` : host
   return `${h}:${port}`
 }
 
