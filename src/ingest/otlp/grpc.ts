@@ -86,7 +86,7 @@ export type GrpcExportResult =
     }
 
 export interface GrpcServerOptions {
-  /** Interface to listen on; `""` listens on all IPv4 interfaces (`0.0.0.0`). */
+  /** Interface to listen on; `""` listens on all interfaces, IPv4 and IPv6 (`[::]`). */
   readonly host: string
   /** 0 picks a free port (see the returned `port`). */
   readonly port: number
