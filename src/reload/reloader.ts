@@ -158,6 +158,8 @@ export const make = (settings: ReloadSettings) =>
               error: issuesJson(decision),
             })
         }
+        // Trigger to decision: after the files were read, decoded, validated and decided on.
+        const decidedAt = yield* Clock.currentTimeMillis
         const result: ReloadResult =
           decision._tag === "Applied" ? "applied" : decision._tag === "Unchanged" ? "unchanged" : "rejected"
         const record: ReloadAttempt = {
@@ -170,7 +172,7 @@ export const make = (settings: ReloadSettings) =>
           config_sha256: active?.configSha256 ?? "",
           rules_count: active?.rulesCount ?? 0,
           dry_run: active?.dryRun ?? false,
-          duration_seconds: Math.max(0, now - first.at) / 1000,
+          duration_seconds: Math.max(0, decidedAt - first.at) / 1000,
           ...(decision._tag === "Rejected" ? { error: issuesJson(decision) } : {}),
         }
         return { decision, record }

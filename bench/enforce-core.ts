@@ -1,0 +1,266 @@
+/**
+ * Area 1: the enforcement core. Datapoints per second through `enforce()` on one core (this
+ * process, one thread), for 1, 100 and 1,000 rules, with and without `group_by`, with the match
+ * cache and the series sets hot (steady state: every series already matched and counted in this
+ * window) and cold (a new config version: empty match cache and empty series sets, so every series
+ * is matched against the rules and inserted).
+ *
+ * Baseline, measured in the same rounds on the same batches: a plain loop that only builds each
+ * series key (`seriesKey`: name and labels joined) and adds it to a `Set<string>` (hot: the set
+ * already holds every key; cold: a new set per pass).
+ *
+ * `node --import tsx bench/enforce-core.ts` (BENCH_QUICK=1 for a short run).
+ */
+import { Either } from "effect"
+import { decodeLimits } from "../src/config/decode.js"
+import type { SeriesBatch } from "../src/limits/batch.js"
+import { enforce } from "../src/limits/enforce.js"
+import { seriesKey } from "../src/limits/match.js"
+import { type ConfigVersion, nextVersion } from "../src/reload/version.js"
+import { type AreaResult, areaMain, median, QUICK, ratio, si } from "./lib.js"
+
+const SERIES = 20_000
+const BATCH = 1_000
+const ROUNDS = QUICK ? 2 : 7
+/** Minimum time of one measurement (one case in one round). */
+const SLICE_MS = QUICK ? 60 : 150
+const TARGET = 5_000_000
+
+type Decoded = Parameters<typeof nextVersion>[1]["limits"]
+
+const limitsYaml = (rules: number, groupBy: boolean): string => {
+  const out: Array<string> = []
+  for (let i = 0; i < rules; i++) {
+    out.push(
+      `  - name: rule-${i}\n    match:\n      metric_name: "svc${i}_.*"\n      labels: { env: "*" }\n` +
+        `    max_cardinality: 1000000\n    max_datapoints_rate: 1000000000\n    action: drop\n` +
+        (groupBy ? "    group_by: [service]\n" : ""),
+    )
+  }
+  return `defaults:\n  max_cardinality: 1000000\n  action: drop\nrules:\n${out.join("")}`
+}
+
+const decode = (yaml: string): Decoded => {
+  const d = decodeLimits("limits.yaml", Buffer.from(yaml))
+  if (Either.isLeft(d)) throw new Error(d.left.message)
+  return d.right
+}
+
+const versionOf = (limits: Decoded): ConfigVersion =>
+  nextVersion(undefined, { limits, main: undefined, dryRunFlag: false, trigger: "startup", now: 0 })
+
+/** SERIES distinct series in batches of BATCH entries, one datapoint each, 6 labels (as OTLP delivers). */
+const makeBatches = (rules: number): Array<SeriesBatch> =>
+  Array.from({ length: SERIES / BATCH }, (_, b) => {
+    const names: Array<string> = []
+    const labels: Array<Array<string>> = []
+    for (let j = 0; j < BATCH; j++) {
+      const i = b * BATCH + j
+      // Metric names spread over every rule and a few that no rule matches (they go to `defaults`).
+      names.push(`svc${i % (rules + 5)}_requests_total`)
+      labels.push([
+        "env",
+        i % 3 === 0 ? "prod" : "dev",
+        "instance",
+        `10.0.${i % 250}.${i % 7}:9100`,
+        "job",
+        "api",
+        "method",
+        ["GET", "POST", "PUT"][i % 3] as string,
+        "path",
+        `/v1/items/${i}`,
+        "service",
+        `svc-${i % 40}`,
+      ])
+    }
+    return { length: BATCH, names, labels, datapoints: new Uint32Array(BATCH).fill(1) }
+  })
+
+const NOW = 1_700_000_040_000
+
+interface Case {
+  readonly name: string
+  readonly rules: number
+  readonly groupBy: boolean
+  readonly cache: "hot" | "cold"
+  /** One measurement: datapoints processed and milliseconds spent. */
+  readonly measure: () => { dps: number; ms: number }
+  readonly rates: Array<number>
+}
+
+/** Repeats `pass` (over all batches) until SLICE_MS has passed. */
+const timed = (pass: () => number): { dps: number; ms: number } => {
+  let dps = 0
+  const t = performance.now()
+  let elapsed = 0
+  do {
+    dps += pass()
+    elapsed = performance.now() - t
+  } while (elapsed < SLICE_MS)
+  return { dps, ms: elapsed }
+}
+
+/**
+ * Cold: a new version (empty match cache, empty series sets), then batches one by one until
+ * SLICE_MS has passed or every batch is done; versions are made outside the timer when possible.
+ */
+const timedCold = (limits: Decoded, batches: ReadonlyArray<SeriesBatch>): { dps: number; ms: number } => {
+  let dps = 0
+  let elapsed = 0
+  while (elapsed < SLICE_MS) {
+    const v = versionOf(limits)
+    const t = performance.now()
+    for (const batch of batches) {
+      enforce(v, NOW, batch)
+      dps += batch.length
+      if (elapsed + (performance.now() - t) >= SLICE_MS) break
+    }
+    elapsed += performance.now() - t
+  }
+  return { dps, ms: elapsed }
+}
+
+const run = async (): Promise<AreaResult> => {
+  const cases: Array<Case> = []
+  const baselines: Record<string, Case> = {}
+  const batchesByRules = new Map<number, Array<SeriesBatch>>()
+  for (const rules of [1, 100, 1_000]) {
+    const batches = makeBatches(rules)
+    batchesByRules.set(rules, batches)
+    for (const groupBy of [false, true]) {
+      const limits = decode(limitsYaml(rules, groupBy))
+      const hot = versionOf(limits)
+      for (const b of batches) enforce(hot, NOW, b) // warm: match cache and series sets full
+      const label = `${rules} rule${rules === 1 ? "" : "s"}${groupBy ? ", group_by [service]" : ""}`
+      cases.push({
+        name: label,
+        rules,
+        groupBy,
+        cache: "hot",
+        rates: [],
+        measure: () =>
+          timed(() => {
+            for (const b of batches) enforce(hot, NOW, b)
+            return SERIES
+          }),
+      })
+      cases.push({
+        name: label,
+        rules,
+        groupBy,
+        cache: "cold",
+        rates: [],
+        measure: () => timedCold(limits, batches),
+      })
+    }
+  }
+  // The batches differ between rule counts only in their metric names; the baseline uses those of
+  // 100 rules (key lengths within a few characters of the others).
+  const baseBatches = batchesByRules.get(100) as Array<SeriesBatch>
+  const warmSet = new Set<string>()
+  const keysInto = (set: Set<string>) => {
+    for (const b of baseBatches) {
+      const names = b.names
+      const labels = b.labels
+      for (let i = 0; i < b.length; i++)
+        set.add(seriesKey(names[i] as string, labels[i] as ReadonlyArray<string>))
+    }
+    return SERIES
+  }
+  keysInto(warmSet)
+  baselines.hot = {
+    name: "baseline: seriesKey + Set<string>.add",
+    rules: 0,
+    groupBy: false,
+    cache: "hot",
+    rates: [],
+    measure: () => timed(() => keysInto(warmSet)),
+  }
+  baselines.cold = {
+    name: "baseline: seriesKey + Set<string>.add",
+    rules: 0,
+    groupBy: false,
+    cache: "cold",
+    rates: [],
+    measure: () => timed(() => keysInto(new Set<string>())),
+  }
+  const all = [...cases, baselines.hot, baselines.cold]
+  // Warm-up (JIT), then interleaved rounds: every case once per round, rotating the start.
+  for (const c of all) c.measure()
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let k = 0; k < all.length; k++) {
+      const c = all[(k + round) % all.length] as Case
+      const { dps, ms } = c.measure()
+      c.rates.push(dps / (ms / 1000))
+    }
+  }
+
+  const baseHot = median((baselines.hot as Case).rates)
+  const baseCold = median((baselines.cold as Case).rates)
+  const rows = cases.map((c) => {
+    const rate = median(c.rates)
+    const base = c.cache === "hot" ? baseHot : baseCold
+    return { c, rate, vsBase: rate / base, spread: [Math.min(...c.rates), Math.max(...c.rates)] }
+  })
+  const md: Array<string> = []
+  md.push("## 1. Enforcement core")
+  md.push("")
+  md.push(
+    `\`enforce()\` in one thread, batches of ${BATCH.toLocaleString("en")} entries with one datapoint and 6 labels each, ` +
+      `${SERIES.toLocaleString("en")} distinct series, action \`drop\` with limits that are never reached (every rule has an ` +
+      "anchored regex and a label condition, as in `bench/enforce.bench.ts`; `defaults` catches the rest). " +
+      "**Hot**: the version's match cache and series sets already hold every series (steady state within a window). " +
+      "**Cold**: a new config version per pass (empty match cache, empty series sets: every series is matched against the rules " +
+      "and inserted — the first batches after a reload or a new window with new series). " +
+      `Medians of ${ROUNDS} interleaved rounds of ≥ ${SLICE_MS} ms per case; the baseline is measured in the same rounds: ` +
+      "a plain loop that builds each series key (`seriesKey`: name and labels joined) and adds it to a `Set<string>` " +
+      "(hot: the set already holds every key; cold: a new set per pass).",
+  )
+  md.push("")
+  md.push("| rules | group_by | cache | datapoints/s (median) | min–max of rounds | ratio to baseline |")
+  md.push("|---:|---|---|---:|---:|---:|")
+  for (const r of rows) {
+    md.push(
+      `| ${r.c.rules.toLocaleString("en")} | ${r.c.groupBy ? "[service]" : "—"} | ${r.c.cache} | ${si(r.rate)} | ${si(r.spread[0] as number)}–${si(r.spread[1] as number)} | ${ratio(r.vsBase)} |`,
+    )
+  }
+  md.push(`| baseline | — | hot | ${si(baseHot)} | | 1.00× |`)
+  md.push(`| baseline | — | cold | ${si(baseCold)} | | 1.00× |`)
+  md.push("")
+  const hotRows = rows.filter((r) => r.c.cache === "hot")
+  const best = Math.max(...hotRows.map((r) => r.rate))
+  const worst = Math.min(...hotRows.map((r) => r.rate))
+  const hundred = rows.find((r) => r.c.cache === "hot" && r.c.rules === 100 && !r.c.groupBy)
+  const met = worst >= TARGET
+  md.push(
+    `Target ≥ 5M datapoints/s on one core on the cached (hot) path: **${met ? "met" : "not met"}** — ` +
+      `hot path ${si(worst)}–${si(best)} datapoints/s (100 rules, no group_by: ${si(hundred?.rate ?? Number.NaN)}, ` +
+      `${ratio((hundred?.rate ?? Number.NaN) / TARGET)} of the target).`,
+  )
+  md.push("")
+  return {
+    area: "enforce",
+    markdown: md.join("\n"),
+    targets: [
+      {
+        area: "1. enforcement core",
+        target: "≥ 5M datapoints/s on one core, cached path",
+        measured: `${si(worst)}–${si(best)} datapoints/s (${ratio(worst / TARGET)}–${ratio(best / TARGET)} of target)`,
+        met,
+      },
+    ],
+    data: {
+      baselineHot: baseHot,
+      baselineCold: baseCold,
+      rows: rows.map((r) => ({
+        rules: r.c.rules,
+        groupBy: r.c.groupBy,
+        cache: r.c.cache,
+        rate: r.rate,
+        vsBaseline: r.vsBase,
+      })),
+    },
+  }
+}
+
+areaMain(import.meta.url, run)

@@ -1,0 +1,382 @@
+/**
+ * Area 3: OTLP end to end, the cost of limits. Two governors run side by side, one with limits (one
+ * rule, `max_cardinality: 10000`) and one without `-limits-config`; both export to the same
+ * loopback sink (`bench/sink.ts`, 204 without decoding). Loaded one at a time, interleaved:
+ *
+ * - OTLP/HTTP protobuf: wrk (1 thread, 8 connections) POSTing prepared bodies of 1,000 data points;
+ * - OTLP/gRPC: a grpc-js client in this process sending the same prepared bytes with 8 calls in
+ *   flight (bounded in time and in count).
+ *
+ * `node --import tsx bench/otlp.ts` (BENCH_QUICK=1 for a short run).
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as grpc from "@grpc/grpc-js"
+import { METRICS_EXPORT_PATH } from "../src/ingest/otlp/grpc.js"
+import {
+  type AreaResult,
+  areaMain,
+  cpuSeconds,
+  fixedRate,
+  freePort,
+  median,
+  ms,
+  type Proc,
+  percentile,
+  QUICK,
+  ratio,
+  runWrk,
+  si,
+  sleep,
+  startGovernor,
+  startSink,
+  stopProcess,
+  tempDir,
+  writeWrkScript,
+} from "./lib.js"
+import { OTLP_HEADERS, otlpBody } from "./payloads.js"
+
+const BODIES = 8
+const POINTS = 1_000
+const ROUNDS = QUICK ? 1 : 3
+const HTTP_S = QUICK ? 3 : 6
+const GRPC_S = QUICK ? 3 : 5
+const FIXED_S = QUICK ? 3 : 5
+const GRPC_IN_FLIGHT = 8
+const GRPC_MAX_CALLS = 200_000
+const CONNECTIONS = 8
+const LIMITS = "rules:\n  - name: all-series\n    max_cardinality: 10000\n    action: drop\n"
+
+const RawClient = grpc.makeGenericClientConstructor(
+  {
+    export: {
+      path: METRICS_EXPORT_PATH,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: (b: Buffer) => b,
+      requestDeserialize: (b: Buffer) => b,
+      responseSerialize: (b: Buffer) => b,
+      responseDeserialize: (b: Buffer) => b,
+    },
+  },
+  "MetricsService",
+)
+
+type ExportFn = (req: Buffer, cb: (err: grpc.ServiceError | null, res: Buffer) => void) => void
+
+/** Closed loop: `GRPC_IN_FLIGHT` calls at a time for `seconds` (or GRPC_MAX_CALLS calls). */
+const grpcLoad = async (
+  port: number,
+  bodies: ReadonlyArray<Buffer>,
+  seconds: number,
+): Promise<{ okPerS: number; p50: number; p99: number; failed: number; cpu: number }> => {
+  const client = new RawClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
+    "grpc.max_send_message_length": 64 * 1024 * 1024,
+  })
+  const exportCall = (client as unknown as { export: ExportFn }).export.bind(client)
+  const latencies: Array<number> = []
+  let ok = 0
+  let failed = 0
+  let started = 0
+  const t0 = performance.now()
+  const deadline = t0 + seconds * 1000
+  await new Promise<void>((resolve) => {
+    let inFlight = 0
+    const next = () => {
+      if (performance.now() >= deadline || started >= GRPC_MAX_CALLS) {
+        if (inFlight === 0) resolve()
+        return
+      }
+      const body = bodies[started % bodies.length] as Buffer
+      started++
+      inFlight++
+      const t = performance.now()
+      exportCall(body, (err) => {
+        inFlight--
+        if (err === null) {
+          ok++
+          latencies.push(performance.now() - t)
+        } else failed++
+        next()
+      })
+    }
+    for (let i = 0; i < GRPC_IN_FLIGHT; i++) next()
+  })
+  const elapsed = (performance.now() - t0) / 1000
+  client.close()
+  return {
+    okPerS: ok / elapsed,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    failed,
+    cpu: 0,
+  }
+}
+
+/** Open loop: `rate` calls per second for `seconds`, latency from each call's due time. */
+const grpcFixedRate = async (
+  port: number,
+  bodies: ReadonlyArray<Buffer>,
+  rate: number,
+  seconds: number,
+): Promise<{ latencies: Array<number>; ok: number; failed: number }> => {
+  const client = new RawClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
+    "grpc.max_send_message_length": 64 * 1024 * 1024,
+  })
+  const exportCall = (client as unknown as { export: ExportFn }).export.bind(client)
+  const latencies: Array<number> = []
+  let ok = 0
+  let failed = 0
+  let outstanding = 0
+  const interval = 1000 / rate
+  const total = Math.floor(rate * seconds)
+  const t0 = performance.now()
+  await new Promise<void>((resolve) => {
+    let k = 0
+    const tick = () => {
+      const due = Math.min(total, Math.floor((performance.now() - t0) / interval) + 1)
+      while (k < due) {
+        const at = t0 + k * interval
+        const body = bodies[k % bodies.length] as Buffer
+        k++
+        outstanding++
+        exportCall(body, (err) => {
+          outstanding--
+          if (err === null) {
+            ok++
+            latencies.push(performance.now() - at)
+          } else failed++
+        })
+      }
+      if (k >= total) resolve()
+      else setTimeout(tick, Math.max(0, Math.min(5, t0 + k * interval - performance.now())))
+    }
+    tick()
+  })
+  const deadline = Date.now() + 10_000
+  while (outstanding > 0 && Date.now() < deadline) await sleep(5)
+  client.close()
+  return { latencies, ok, failed: failed + outstanding }
+}
+
+interface Arm {
+  readonly name: string
+  readonly proc: Proc
+  readonly httpUrl: string
+  readonly grpcPort: number
+}
+
+const run = async (): Promise<AreaResult> => {
+  const dir = tempDir("mg-bench-otlp-")
+  const bodies = Array.from({ length: BODIES }, (_, b) => otlpBody(b, POINTS))
+  const script = writeWrkScript(
+    dir,
+    bodies.map((b) => b.body),
+    OTLP_HEADERS,
+  )
+  const grpcBodies = bodies.map((b) => Buffer.from(b.body))
+  const limitsFile = path.join(dir, "limits.yaml")
+  fs.writeFileSync(limitsFile, LIMITS)
+  const sink = await startSink("none")
+  const arms: Array<Arm> = []
+  for (const [name, extra] of [
+    ["limits on", ["-limits-config", limitsFile]],
+    ["limits off", []],
+  ] as const) {
+    const httpPort = await freePort()
+    const grpcPort = await freePort()
+    const g = await startGovernor(`governor (${name})`, [
+      "-http-listen",
+      `127.0.0.1:${httpPort}`,
+      "-grpc-listen",
+      `127.0.0.1:${grpcPort}`,
+      "-exporter-endpoint",
+      `${sink.url}/v1/metrics`,
+      ...extra,
+    ])
+    arms.push({ name, proc: g.proc, httpUrl: `http://127.0.0.1:${httpPort}/v1/metrics`, grpcPort })
+  }
+
+  for (const a of arms) {
+    await runWrk({ url: a.httpUrl, script, connections: CONNECTIONS, threads: 1, durationS: 2 })
+    await grpcLoad(a.grpcPort, grpcBodies, 1)
+  }
+  const http: Record<
+    string,
+    Array<{ dps: number; p50: number; p99: number; non2xx: number; cpu: number }>
+  > = {}
+  const grpcRes: Record<
+    string,
+    Array<{ dps: number; p50: number; p99: number; failed: number; cpu: number }>
+  > = {}
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 === 0 ? arms : [...arms].reverse()
+    for (const a of order) {
+      const c0 = cpuSeconds(a.proc.child.pid)
+      const r = await runWrk({
+        url: a.httpUrl,
+        script,
+        connections: CONNECTIONS,
+        threads: 1,
+        durationS: HTTP_S,
+      })
+      const cpu = (cpuSeconds(a.proc.child.pid) - c0) / r.durationS
+      const list = http[a.name] ?? []
+      http[a.name] = list
+      list.push({ dps: r.okPerS * POINTS, p50: r.p50, p99: r.p99, non2xx: r.statusErrors, cpu })
+      console.error(`otlp http ${a.name}: ${si(r.okPerS * POINTS)} dp/s`)
+      await sleep(1_000) // let the exporter drain
+    }
+    for (const a of order) {
+      const c0 = cpuSeconds(a.proc.child.pid)
+      const t0 = performance.now()
+      const r = await grpcLoad(a.grpcPort, grpcBodies, GRPC_S)
+      const cpu = (cpuSeconds(a.proc.child.pid) - c0) / ((performance.now() - t0) / 1000)
+      const list = grpcRes[a.name] ?? []
+      grpcRes[a.name] = list
+      list.push({ dps: r.okPerS * POINTS, p50: r.p50, p99: r.p99, failed: r.failed, cpu })
+      console.error(`otlp grpc ${a.name}: ${si(r.okPerS * POINTS)} dp/s`)
+      await sleep(1_000)
+    }
+  }
+
+  // Fixed rate below saturation, interleaved: latency and server CPU per accepted datapoint.
+  const lowest = Math.min(
+    ...arms.flatMap((a) => [
+      median((http[a.name] ?? []).map((x) => x.dps)),
+      median((grpcRes[a.name] ?? []).map((x) => x.dps)),
+    ]),
+  )
+  const rate = Math.max(5, Math.floor((lowest / POINTS) * 0.5))
+  const fixed: Record<string, Array<{ p50: number; p99: number; cpuPerDp: number; failed: number }>> = {}
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 === 0 ? arms : [...arms].reverse()
+    for (const transport of ["OTLP/HTTP", "OTLP/gRPC"] as const) {
+      for (const a of order) {
+        const c0 = cpuSeconds(a.proc.child.pid)
+        let latencies: Array<number>
+        let okDps: number
+        let failed: number
+        if (transport === "OTLP/HTTP") {
+          const r = await fixedRate({
+            url: a.httpUrl,
+            bodies,
+            headers: OTLP_HEADERS,
+            ratePerS: rate,
+            durationS: FIXED_S,
+            connections: 16,
+          })
+          latencies = r.latencies
+          okDps = r.okDatapoints
+          failed = r.failed
+        } else {
+          const r = await grpcFixedRate(a.grpcPort, grpcBodies, rate, FIXED_S)
+          latencies = r.latencies
+          okDps = r.ok * POINTS
+          failed = r.failed
+        }
+        const cpu = cpuSeconds(a.proc.child.pid) - c0
+        const key = `${transport} ${a.name}`
+        const list = fixed[key] ?? []
+        fixed[key] = list
+        list.push({
+          p50: percentile(latencies, 50),
+          p99: percentile(latencies, 99),
+          cpuPerDp: okDps > 0 ? (cpu * 1e6) / okDps : Number.NaN,
+          failed,
+        })
+        await sleep(500)
+      }
+    }
+  }
+  for (const a of arms) await stopProcess(a.proc)
+  await stopProcess(sink.proc)
+  fs.rmSync(dir, { recursive: true, force: true })
+
+  const med = <T>(xs: ReadonlyArray<T> | undefined, f: (x: T) => number) => median((xs ?? []).map(f))
+  const md: Array<string> = []
+  md.push("## 3. OTLP end to end: the cost of limits")
+  md.push("")
+  md.push(
+    `Two governors side by side, both exporting to the same sink: **limits on** (one rule, \`max_cardinality: 10000\`, \`action: drop\`) ` +
+      `and **limits off** (no \`-limits-config\`). Requests of ${POINTS.toLocaleString("en")} gauge data points (10 metrics × 100 points, ` +
+      `5 attributes, one resource), ${BODIES} prepared bodies, ${(BODIES * POINTS).toLocaleString("en")} distinct series in all (nothing is dropped). ` +
+      `OTLP/HTTP protobuf: \`wrk -t1 -c${CONNECTIONS}\`, ${HTTP_S} s per run. OTLP/gRPC: a grpc-js client sending the same ` +
+      `prepared bytes with ${GRPC_IN_FLIGHT} calls in flight, ${GRPC_S} s per run (the client shares the machine). ` +
+      `${ROUNDS} interleaved rounds; medians. Latencies are at saturation (closed loop), so they mostly show queueing; ` +
+      "non-2xx answers (429 when the export buffer is full) are in wrk's latencies but not in datapoints/s.",
+  )
+  md.push("")
+  md.push("| transport | governor | datapoints/s | p50 | p99 | server CPU (cores) | failed/non-2xx |")
+  md.push("|---|---|---:|---:|---:|---:|---:|")
+  for (const a of arms) {
+    const h = http[a.name]
+    md.push(
+      `| OTLP/HTTP | ${a.name} | ${si(med(h, (x) => x.dps))} | ${ms(med(h, (x) => x.p50))} | ${ms(med(h, (x) => x.p99))} | ${med(h, (x) => x.cpu).toFixed(2)} | ${(h ?? []).reduce((n, x) => n + x.non2xx, 0)} |`,
+    )
+  }
+  for (const a of arms) {
+    const g = grpcRes[a.name]
+    md.push(
+      `| OTLP/gRPC | ${a.name} | ${si(med(g, (x) => x.dps))} | ${ms(med(g, (x) => x.p50))} | ${ms(med(g, (x) => x.p99))} | ${med(g, (x) => x.cpu).toFixed(2)} | ${(g ?? []).reduce((n, x) => n + x.failed, 0)} |`,
+    )
+  }
+  md.push("")
+  md.push(
+    `**At a fixed rate** below saturation (open loop, ${rate} requests/s = ${si(rate * POINTS)} datapoints/s, half the lowest ` +
+      `saturation rate above; OTLP/HTTP by the node generator of \`bench/lib.ts\` over up to 16 connections, OTLP/gRPC by ` +
+      `grpc-js on one channel; latency from each request's due time; ${FIXED_S} s per run, ${ROUNDS} interleaved rounds). ` +
+      "Server CPU per datapoint = CPU seconds of the governor process during the run / datapoints accepted: the cost of " +
+      "handling a datapoint, with and without limits.",
+  )
+  md.push("")
+  md.push("| transport | governor | p50 | p99 | server CPU per datapoint | failed |")
+  md.push("|---|---|---:|---:|---:|---:|")
+  for (const transport of ["OTLP/HTTP", "OTLP/gRPC"]) {
+    for (const a of arms) {
+      const f = fixed[`${transport} ${a.name}`]
+      md.push(
+        `| ${transport} | ${a.name} | ${ms(med(f, (x) => x.p50))} | ${ms(med(f, (x) => x.p99))} | ${med(f, (x) => x.cpuPerDp).toFixed(2)} µs | ${(f ?? []).reduce((n, x) => n + x.failed, 0)} |`,
+      )
+    }
+  }
+  md.push("")
+  const fixedRatio = (transport: string, f: (x: { p99: number; cpuPerDp: number }) => number) =>
+    med(fixed[`${transport} limits on`], f) / med(fixed[`${transport} limits off`], f)
+  const httpCpu = fixedRatio("OTLP/HTTP", (x) => x.cpuPerDp)
+  const grpcCpu = fixedRatio("OTLP/gRPC", (x) => x.cpuPerDp)
+  const httpFixedP99 = fixedRatio("OTLP/HTTP", (x) => x.p99)
+  const grpcFixedP99 = fixedRatio("OTLP/gRPC", (x) => x.p99)
+  const httpRatio = med(http["limits on"], (x) => x.dps) / med(http["limits off"], (x) => x.dps)
+  const grpcRatio = med(grpcRes["limits on"], (x) => x.dps) / med(grpcRes["limits off"], (x) => x.dps)
+  const httpP99 = med(http["limits on"], (x) => x.p99) / med(http["limits off"], (x) => x.p99)
+  const grpcP99 = med(grpcRes["limits on"], (x) => x.p99) / med(grpcRes["limits off"], (x) => x.p99)
+  md.push(
+    "**Cost of limits** (limits on / limits off): " +
+      `at a fixed rate, server CPU per datapoint OTLP/HTTP ${ratio(httpCpu)}, OTLP/gRPC ${ratio(grpcCpu)}; p99 OTLP/HTTP ${ratio(httpFixedP99)}, ` +
+      `OTLP/gRPC ${ratio(grpcFixedP99)}. At saturation, throughput OTLP/HTTP ${ratio(httpRatio)} (p99 ${ratio(httpP99)}), ` +
+      `OTLP/gRPC ${ratio(grpcRatio)} (p99 ${ratio(grpcP99)}). At saturation both governors answer many OTLP/HTTP requests with 429 ` +
+      "(export buffer full) and may use less than one core (CPU column): the accepted rate there is set by the export path's " +
+      "backpressure as much as by the limits, so the fixed-rate CPU per datapoint is the cleaner measure of what limits cost.",
+  )
+  md.push("")
+  return {
+    area: "otlp",
+    markdown: md.join("\n"),
+    targets: [],
+    data: {
+      httpOn: med(http["limits on"], (x) => x.dps),
+      httpOff: med(http["limits off"], (x) => x.dps),
+      grpcOn: med(grpcRes["limits on"], (x) => x.dps),
+      grpcOff: med(grpcRes["limits off"], (x) => x.dps),
+      httpRatio,
+      grpcRatio,
+      httpCpu,
+      grpcCpu,
+      httpCpuOff: med(fixed["OTLP/HTTP limits off"], (x) => x.cpuPerDp),
+      grpcCpuOff: med(fixed["OTLP/gRPC limits off"], (x) => x.cpuPerDp),
+    },
+  }
+}
+
+areaMain(import.meta.url, run)

@@ -1,0 +1,231 @@
+/**
+ * Area 6: reloads under load. One governor (remote write, 100 rules plus a catch-all rule that owns
+ * the load's series, limits never reached) relays to a sink that decodes every body and counts its
+ * datapoints (`bench/sink.ts prw`). An open-loop generator sends remote write at a fixed rate the
+ * whole time, while phases alternate: **quiet** (no reload) and **reloading** (SIGHUP after SIGHUP,
+ * alternating between two limits files, each waited for at /api/v1/status/config), until 1,000
+ * reloads have applied (bounded in time). Then: failed requests, datapoints sent by the client vs
+ * received by the governor vs `metrics_governor_datapoints_sent_total{protocol="prw"}` vs the sink,
+ * and the request p99 of each kind of phase.
+ *
+ * `node --import tsx bench/reload-under-load.ts` (BENCH_QUICK=1 for a short run).
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import {
+  type AreaResult,
+  areaMain,
+  fixedRate,
+  freePort,
+  httpGet,
+  metricSum,
+  ms,
+  percentile,
+  QUICK,
+  ratio,
+  si,
+  sinkCounts,
+  sleep,
+  startGovernor,
+  startSink,
+  stopProcess,
+  tempDir,
+} from "./lib.js"
+import { PRW_HEADERS, prwBody } from "./payloads.js"
+import { limitsOf, replaceFile } from "./reload.js"
+
+const RELOADS = QUICK ? 60 : 1_000
+const RULES = 100
+const RATE = 50 // requests/s of 1,000 datapoints
+const PHASE_S = QUICK ? 2 : 5
+const MAX_S = QUICK ? 30 : 150
+const BODIES = 8
+
+const limitsFor = (variant: 0 | 1): string =>
+  `${limitsOf(RULES, variant)}  - name: all-series\n    max_cardinality: 100000\n    action: drop\n`
+
+const run = async (): Promise<AreaResult> => {
+  const dir = tempDir("mg-bench-rul-")
+  const file = path.join(dir, "limits.yaml")
+  const variants = [limitsFor(0), limitsFor(1)] as const
+  fs.writeFileSync(file, variants[0])
+  const now = Date.now()
+  const bodies = Array.from({ length: BODIES }, (_, b) => prwBody(b, 1_000, now))
+  const sink = await startSink("prw")
+  const port = await freePort()
+  const g = await startGovernor("governor", [
+    "-prw-listen",
+    `127.0.0.1:${port}`,
+    "-prw-exporter-endpoint",
+    `${sink.url}/api/v1/write`,
+    "-limits-config",
+    file,
+    "-reload-debounce",
+    "0s",
+    "-reload-watch=false",
+  ])
+  const url = `http://127.0.0.1:${port}/api/v1/write`
+  const version = async () =>
+    (JSON.parse((await httpGet(`${g.statsUrl}/api/v1/status/config`)).body) as { version: number }).version
+
+  // Warm-up at the same rate, not counted.
+  await fixedRate({ url, bodies, headers: PRW_HEADERS, ratePerS: RATE, durationS: 2, connections: 16 })
+  await sleep(1_500)
+  const before = {
+    received: metricSum(
+      (await httpGet(`${g.statsUrl}/metrics`)).body,
+      "metrics_governor_datapoints_received_total",
+      ['protocol="prw"'],
+    ),
+    sent: metricSum((await httpGet(`${g.statsUrl}/metrics`)).body, "metrics_governor_datapoints_sent_total", [
+      'protocol="prw"',
+    ]),
+    sink: (await sinkCounts(sink.url)).datapoints,
+  }
+
+  let phase = "quiet"
+  let done = false
+  let reloads = 0
+  let current = await version()
+  const reloadLatencies: Array<number> = []
+  const phases: Array<{ phase: string; seconds: number; reloads: number }> = []
+  const controller = (async () => {
+    const start = performance.now()
+    while (!done && performance.now() - start < MAX_S * 1000) {
+      phase = "quiet"
+      const q0 = performance.now()
+      await sleep(PHASE_S * 1000)
+      phases.push({ phase, seconds: (performance.now() - q0) / 1000, reloads: 0 })
+      if (reloads >= RELOADS) break
+      phase = "reloading"
+      const p0 = performance.now()
+      let n = 0
+      while (performance.now() - p0 < PHASE_S * 1000 && reloads < RELOADS) {
+        replaceFile(file, variants[current % 2] as string)
+        const t0 = performance.now()
+        process.kill(g.proc.child.pid as number, "SIGHUP")
+        for (;;) {
+          const v = await version()
+          if (v > current) {
+            current = v
+            break
+          }
+          if (performance.now() - t0 > 30_000) throw new Error("reload not visible after 30 s")
+          await sleep(1)
+        }
+        reloadLatencies.push(performance.now() - t0)
+        reloads++
+        n++
+      }
+      phases.push({ phase, seconds: (performance.now() - p0) / 1000, reloads: n })
+    }
+    done = true
+  })()
+  const load = await fixedRate({
+    url,
+    bodies,
+    headers: PRW_HEADERS,
+    ratePerS: RATE,
+    durationS: MAX_S + PHASE_S * 2,
+    connections: 16,
+    phaseOf: () => phase,
+    until: () => done,
+  })
+  await controller
+  // Let the exporter flush (flush interval 1 s), then wait until the sink is quiet.
+  let last = -1
+  for (let i = 0; i < 50; i++) {
+    await sleep(500)
+    const c = (await sinkCounts(sink.url)).datapoints
+    if (c === last) break
+    last = c
+  }
+  const text = (await httpGet(`${g.statsUrl}/metrics`)).body
+  const received =
+    metricSum(text, "metrics_governor_datapoints_received_total", ['protocol="prw"']) - before.received
+  const sent = metricSum(text, "metrics_governor_datapoints_sent_total", ['protocol="prw"']) - before.sent
+  const lost = metricSum(text, "metrics_governor_export_datapoints_lost_total", ['protocol="prw"'])
+  const dropped = metricSum(text, "metrics_governor_limit_datapoints_dropped_total")
+  const sinkDp = (await sinkCounts(sink.url)).datapoints - before.sink
+  const sinkErrors = (await sinkCounts(sink.url)).errors
+  await stopProcess(g.proc)
+  await stopProcess(sink.proc)
+  fs.rmSync(dir, { recursive: true, force: true })
+
+  const quiet = load.byPhase.quiet ?? []
+  const busy = load.byPhase.reloading ?? []
+  const p99q = percentile(quiet, 99)
+  const p99r = percentile(busy, 99)
+  const p99Ratio = p99r / p99q
+  const failedOk = load.failed === 0
+  const lostOk = sinkDp === sent && sent === load.okDatapoints
+  const p99Ok = p99Ratio <= 1.1
+  const md: Array<string> = []
+  md.push("## 6. Reloads under load")
+  md.push("")
+  md.push(
+    `One governor: remote write, ${RULES} rules plus a catch-all rule owning the load's series (limits never reached), ` +
+      "`-reload-debounce 0s -reload-watch=false`, exporting to a sink that decodes every body and counts its datapoints. " +
+      `An open-loop generator sends ${RATE} requests/s of 1,000 datapoints (${si(RATE * 1000)} datapoints/s, up to 16 connections) ` +
+      `the whole time, while phases of ${PHASE_S} s alternate: **quiet** (no reload) and **reloading** (SIGHUP after SIGHUP, ` +
+      "alternating between two limits files, each reload waited for at `/api/v1/status/config`), " +
+      `until ${RELOADS.toLocaleString("en")} reloads applied (at most ${MAX_S} s). Each request counts in the phase it was sent in.`,
+  )
+  md.push("")
+  md.push("| measure | value |")
+  md.push("|---|---:|")
+  md.push(
+    `| reloads applied | ${reloads.toLocaleString("en")} in ${phases.filter((p) => p.phase === "reloading").length} reloading phases |`,
+  )
+  md.push(
+    `| reload latency while loaded, p50 / p99 | ${ms(percentile(reloadLatencies, 50))} / ${ms(percentile(reloadLatencies, 99))} |`,
+  )
+  md.push(`| requests sent / answered 2xx / failed | ${load.sent} / ${load.ok} / ${load.failed} |`)
+  md.push(`| datapoints accepted (client: 2xx × 1,000) | ${load.okDatapoints.toLocaleString("en")} |`)
+  md.push(`| governor \`datapoints_received_total{protocol="prw"}\` | ${received.toLocaleString("en")} |`)
+  md.push(`| governor \`datapoints_sent_total{protocol="prw"}\` | ${sent.toLocaleString("en")} |`)
+  md.push(
+    `| sink: datapoints decoded (bodies that did not decode) | ${sinkDp.toLocaleString("en")} (${sinkErrors}) |`,
+  )
+  md.push(`| governor: datapoints lost / dropped by limits | ${lost} / ${dropped} |`)
+  md.push(
+    `| request p50 / p99, quiet phases (n = ${quiet.length}) | ${ms(percentile(quiet, 50))} / ${ms(p99q)} |`,
+  )
+  md.push(
+    `| request p50 / p99, reloading phases (n = ${busy.length}) | ${ms(percentile(busy, 50))} / ${ms(p99r)} |`,
+  )
+  md.push("")
+  md.push(
+    `Targets: 0 failed requests — **${failedOk ? "met" : "not met"}** (${load.failed}${failedOk ? "" : `: ${JSON.stringify(load.failures)}`}); ` +
+      `0 lost datapoints (client = governor sent = sink) — **${lostOk ? "met" : "not met"}**; ` +
+      `p99 while reloading ≤ 1.1× the quiet p99 — **${p99Ok ? "met" : "not met"}** (${ratio(p99Ratio)}).`,
+  )
+  md.push("")
+  return {
+    area: "reload-under-load",
+    markdown: md.join("\n"),
+    targets: [
+      {
+        area: "6. reload under load",
+        target: "0 failed requests",
+        measured: `${load.failed} failed of ${load.sent}`,
+        met: failedOk,
+      },
+      {
+        area: "6. reload under load",
+        target: "0 lost datapoints (sink == datapoints_sent_total)",
+        measured: `client ${load.okDatapoints}, sent_total ${sent}, sink ${sinkDp}`,
+        met: lostOk,
+      },
+      {
+        area: "6. reload under load",
+        target: "p99 during reloads ≤ 1.1× p99 without",
+        measured: `${ratio(p99Ratio)} (${ms(p99r)} vs ${ms(p99q)})`,
+        met: p99Ok,
+      },
+    ],
+    data: { p99Ratio, p99Quiet: p99q, p99Reloading: p99r, reloads },
+  }
+}
+
+areaMain(import.meta.url, run)

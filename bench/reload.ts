@@ -1,0 +1,335 @@
+/**
+ * Area 5: reload latency.
+ *
+ * - SIGHUP → the new version visible at `GET /api/v1/status/config`, for limits files of 10, 100,
+ *   1,000 and 10,000 rules (one governor each, `-reload-debounce 0s`, `-reload-watch=false`). Before
+ *   each signal the limits file is replaced (atomic rename) by the other of two variants, so every
+ *   reload applies; the status endpoint is polled back to back.
+ * - Beside it, Prometheus with a trivial config: SIGHUP → a new value of
+ *   `prometheus_config_last_reload_success_timestamp_seconds` on its /metrics, polled back to back.
+ * - The watcher: limits file replaced (atomic rename) → new version, 100 rules, `-reload-debounce 50ms`.
+ *
+ * Reloads are interleaved in blocks across all targets, and bounded in count and in time per block.
+ * `node --import tsx bench/reload.ts` (BENCH_QUICK=1 for a short run).
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { parseDocument } from "yaml"
+import { decodeLimits } from "../src/config/decode.js"
+import {
+  type AreaResult,
+  areaMain,
+  freePort,
+  httpGet,
+  median,
+  metricSum,
+  ms,
+  type Proc,
+  percentile,
+  QUICK,
+  ratio,
+  sleep,
+  startGovernor,
+  startProcess,
+  stopProcess,
+  tempDir,
+  waitHttpOk,
+} from "./lib.js"
+
+const SIZES = [10, 100, 1_000, 10_000] as const
+const RELOADS = QUICK ? 12 : 100
+const BLOCKS = 4
+/** Longest time one target may take for one block of reloads. */
+const BLOCK_BUDGET_MS = QUICK ? 3_000 : 10_000
+const WATCH_RELOADS = QUICK ? 6 : 30
+const WATCH_DEBOUNCE_MS = 50
+
+/** A limits file of `n` rules; `variant` changes every limit, so the two variants always differ. */
+export const limitsOf = (n: number, variant: 0 | 1): string => {
+  const out: Array<string> = ["rules:"]
+  for (let i = 0; i < n; i++) {
+    out.push(
+      `  - name: rule-${i}\n    match:\n      metric_name: "svc${i}_.*"\n      labels: { env: "*" }\n` +
+        `    max_cardinality: ${5000 + variant}\n    action: drop`,
+    )
+  }
+  return `${out.join("\n")}\n`
+}
+
+/** Replaces `file` atomically (write a temporary file, rename it over). */
+export const replaceFile = (file: string, text: string): void => {
+  const tmp = `${file}.tmp-${process.pid}`
+  fs.writeFileSync(tmp, text)
+  fs.renameSync(tmp, file)
+}
+
+const statusVersion = async (statsUrl: string): Promise<number> =>
+  (JSON.parse((await httpGet(`${statsUrl}/api/v1/status/config`)).body) as { version: number }).version
+
+interface Target {
+  readonly name: string
+  readonly proc: Proc
+  /** One reload: returns its latency in ms. */
+  readonly reload: () => Promise<number>
+  readonly latencies: Array<number>
+  /** Time of one poll of the endpoint that shows the outcome (ms), sampled. */
+  readonly pollMs: Array<number>
+}
+
+const governorTarget = async (dir: string, rules: number): Promise<Target & { statsUrl: string }> => {
+  const file = path.join(dir, `limits-${rules}.yaml`)
+  const variants = [limitsOf(rules, 0), limitsOf(rules, 1)] as const
+  fs.writeFileSync(file, variants[0])
+  const g = await startGovernor(`governor (${rules} rules)`, [
+    "-limits-config",
+    file,
+    "-reload-debounce",
+    "0s",
+    "-reload-watch=false",
+  ])
+  let version = await statusVersion(g.statsUrl)
+  const target = {
+    name: `metrics-governor, ${rules.toLocaleString("en")} rules`,
+    proc: g.proc,
+    statsUrl: g.statsUrl,
+    latencies: [] as Array<number>,
+    pollMs: [] as Array<number>,
+    reload: async () => {
+      replaceFile(file, variants[version % 2] as string)
+      const want = version + 1
+      const t0 = performance.now()
+      process.kill(g.proc.child.pid as number, "SIGHUP")
+      const deadline = t0 + 60_000
+      for (;;) {
+        const p0 = performance.now()
+        const v = await statusVersion(g.statsUrl)
+        const p1 = performance.now()
+        if (target.pollMs.length < 2_000) target.pollMs.push(p1 - p0)
+        if (v >= want) {
+          version = v
+          return p1 - t0
+        }
+        if (p1 > deadline) throw new Error(`${target.name}: version ${want} not visible after 60 s`)
+      }
+    },
+  }
+  return target
+}
+
+const RELOAD_METRIC = "prometheus_config_last_reload_success_timestamp_seconds"
+
+const prometheusTarget = async (dir: string): Promise<Target> => {
+  const file = path.join(dir, "prometheus.yml")
+  const variants = ["global:\n  scrape_interval: 15s\n", "global:\n  scrape_interval: 16s\n"] as const
+  fs.writeFileSync(file, variants[0])
+  const port = await freePort()
+  const proc = startProcess("prometheus", "prometheus", [
+    `--config.file=${file}`,
+    `--storage.tsdb.path=${path.join(dir, "prometheus-data")}`,
+    `--web.listen-address=127.0.0.1:${port}`,
+    "--log.level=error",
+  ])
+  const url = `http://127.0.0.1:${port}`
+  await waitHttpOk("prometheus /-/ready", `${url}/-/ready`, proc, 30_000)
+  const stamp = async () => metricSum((await httpGet(`${url}/metrics`)).body, RELOAD_METRIC)
+  let last = await stamp()
+  let n = 0
+  const target: Target = {
+    name: "Prometheus (trivial config)",
+    proc,
+    latencies: [],
+    pollMs: [],
+    reload: async () => {
+      replaceFile(file, variants[++n % 2] as string)
+      const t0 = performance.now()
+      process.kill(proc.child.pid as number, "SIGHUP")
+      const deadline = t0 + 60_000
+      for (;;) {
+        const p0 = performance.now()
+        const s = await stamp()
+        const p1 = performance.now()
+        if (target.pollMs.length < 2_000) target.pollMs.push(p1 - p0)
+        if (s !== last) {
+          last = s
+          return p1 - t0
+        }
+        if (p1 > deadline) throw new Error("prometheus: no reload seen after 60 s")
+      }
+    },
+  }
+  return target
+}
+
+const run = async (): Promise<AreaResult> => {
+  const dir = tempDir("mg-bench-reload-")
+  const targets: Array<Target & { statsUrl?: string; rules?: number }> = []
+  for (const rules of SIZES) targets.push({ ...(await governorTarget(dir, rules)), rules })
+  targets.push(await prometheusTarget(dir))
+
+  // Interleaved blocks: every target does its share of reloads in each block, bounded in time.
+  const perBlock = Math.ceil(RELOADS / BLOCKS)
+  for (let block = 0; block < BLOCKS; block++) {
+    for (const t of block % 2 === 0 ? targets : [...targets].reverse()) {
+      const start = performance.now()
+      for (let i = 0; i < perBlock && t.latencies.length < RELOADS; i++) {
+        t.latencies.push(await t.reload())
+        if (performance.now() - start > BLOCK_BUDGET_MS) break
+      }
+      console.error(`reload ${t.name}: ${t.latencies.length} reloads, p50 ${ms(median(t.latencies))}`)
+    }
+  }
+  // The governor's own account of each reload (trigger to decision), from its last 100 attempts.
+  const internal: Record<string, number> = {}
+  for (const t of targets) {
+    if (t.statsUrl === undefined) continue
+    const body = JSON.parse((await httpGet(`${t.statsUrl}/api/v1/status/reloads`)).body) as {
+      reloads: Array<{ status: string; trigger: string; duration_seconds: number }>
+    }
+    const d = body.reloads.filter((r) => r.trigger === "sighup").map((r) => r.duration_seconds * 1000)
+    internal[t.name] = median(d)
+  }
+  for (const t of targets) await stopProcess(t.proc)
+
+  // The watcher: atomic rename → new version, 100 rules, -reload-debounce 50ms.
+  const wfile = path.join(dir, "watched", "limits.yaml")
+  fs.mkdirSync(path.dirname(wfile))
+  const wvariants = [limitsOf(100, 0), limitsOf(100, 1)] as const
+  fs.writeFileSync(wfile, wvariants[0])
+  const w = await startGovernor("governor (watch)", [
+    "-limits-config",
+    wfile,
+    "-reload-debounce",
+    `${WATCH_DEBOUNCE_MS}ms`,
+  ])
+  await sleep(500)
+  let wversion = await statusVersion(w.statsUrl)
+  const watchLat: Array<number> = []
+  const watchDeadline = performance.now() + (QUICK ? 10_000 : 30_000)
+  for (let i = 0; i < WATCH_RELOADS && performance.now() < watchDeadline; i++) {
+    replaceFile(wfile, wvariants[wversion % 2] as string)
+    const t0 = performance.now()
+    const want = wversion + 1
+    for (;;) {
+      const v = await statusVersion(w.statsUrl)
+      if (v >= want) {
+        wversion = v
+        watchLat.push(performance.now() - t0)
+        break
+      }
+      if (performance.now() - t0 > 10_000) throw new Error("watch: no new version after 10 s")
+    }
+    await sleep(WATCH_DEBOUNCE_MS * 3) // quiet spell: each change is its own reload
+  }
+  await stopProcess(w.proc)
+  fs.rmSync(dir, { recursive: true, force: true })
+
+  // Where a reload's time goes: decoding the limits file in this process (same code as a reload:
+  // YAML parse, schema, rule compilation), beside the YAML parse alone. Bounded: 10 runs or 10 s.
+  const inProcess: Array<{ rules: number; decode: number; yaml: number; runs: number }> = []
+  for (const rules of SIZES) {
+    const text = Buffer.from(limitsOf(rules, 0))
+    decodeLimits("limits.yaml", text)
+    const decode: Array<number> = []
+    const yaml: Array<number> = []
+    const until = performance.now() + (QUICK ? 3_000 : 10_000)
+    for (let i = 0; i < 10 && performance.now() < until; i++) {
+      const t0 = performance.now()
+      decodeLimits("limits.yaml", text)
+      const t1 = performance.now()
+      parseDocument(text.toString("utf8"))
+      yaml.push(performance.now() - t1)
+      decode.push(t1 - t0)
+    }
+    inProcess.push({ rules, decode: median(decode), yaml: median(yaml), runs: decode.length })
+  }
+
+  const prom = targets.find((t) => t.rules === undefined) as Target
+  const promP50 = median(prom.latencies)
+  const promP99 = percentile(prom.latencies, 99)
+  const md: Array<string> = []
+  md.push("## 5. Reload latency")
+  md.push("")
+  md.push(
+    "**SIGHUP → new version visible.** One governor per size, started together, `-reload-debounce 0s -reload-watch=false`; " +
+      "before each SIGHUP the limits file is atomically replaced by the other of two variants (every rule's `max_cardinality` differs), so " +
+      "every reload applies. Latency = from `kill(pid, SIGHUP)` to the first `GET /api/v1/status/config` that shows the next " +
+      "`version`, polled back to back on a keep-alive connection. Rules are an anchored regex, a label condition and a limit each. " +
+      `Prometheus ${"(Debian's package)"} with a trivial config (two variants of \`scrape_interval\`, alternated the same way) in the same rounds: ` +
+      `SIGHUP → a new value of \`${RELOAD_METRIC}\` on \`/metrics\`, polled back to back. ` +
+      `Up to ${RELOADS} reloads per target in ${BLOCKS} interleaved blocks, each block bounded to ${BLOCK_BUDGET_MS / 1000} s per target ` +
+      '(so the largest files get fewer reloads: see n). "Governor\'s own duration" is the median `duration_seconds` of its SIGHUP ' +
+      "attempts (`/api/v1/status/reloads`); it is read before the files are decoded, so it leaves most of the reload out (see §7). " +
+      '"One poll" is the time of one request to the endpoint that shows the outcome: the resolution of the measurement.',
+  )
+  md.push("")
+  md.push(
+    "| target | n | p50 | p99 | max | ratio p50 to Prometheus | governor's own duration (p50) | one poll (p50) |",
+  )
+  md.push("|---|---:|---:|---:|---:|---:|---:|---:|")
+  for (const t of targets) {
+    md.push(
+      `| ${t.name} | ${t.latencies.length} | ${ms(median(t.latencies))} | ${ms(percentile(t.latencies, 99))} | ${ms(Math.max(...t.latencies))} | ` +
+        `${ratio(median(t.latencies) / promP50)} | ${internal[t.name] === undefined ? "—" : ms(internal[t.name] as number)} | ${ms(median(t.pollMs))} |`,
+    )
+  }
+  md.push("")
+  const hundred = targets.find((t) => t.rules === 100) as Target
+  const p99at100 = percentile(hundred.latencies, 99)
+  const sighupMet = p99at100 <= 5
+  md.push(
+    `Target p99 ≤ 5 ms at 100 rules: **${sighupMet ? "met" : "not met"}** (p99 ${ms(p99at100)}, p50 ${ms(median(hundred.latencies))}; ` +
+      `Prometheus p50 ${ms(promP50)}, p99 ${ms(promP99)}).`,
+  )
+  md.push("")
+  md.push(
+    "Where the time goes: `decodeLimits` (what a reload runs on the main thread: YAML parse, schema validation, rule " +
+      "compilation) timed in the benchmark process, medians, beside the YAML parse alone (`yaml`'s `parseDocument`):",
+  )
+  md.push("")
+  md.push("| rules | decodeLimits | YAML parse alone (timed separately) | runs |")
+  md.push("|---:|---:|---:|---:|")
+  for (const r of inProcess) {
+    md.push(`| ${r.rules.toLocaleString("en")} | ${ms(r.decode)} | ${ms(r.yaml)} | ${r.runs} |`)
+  }
+  md.push("")
+  const wp50 = median(watchLat)
+  const wp99 = percentile(watchLat, 99)
+  const watchMet = wp99 <= 100
+  md.push(
+    `**Watcher: file replaced (atomic rename) → new version.** 100 rules, **\`-reload-debounce ${WATCH_DEBOUNCE_MS}ms\`** (the default is 250 ms, ` +
+      `and the watch waits for one debounce of quiet after the last event, so with the default expect about 200 ms more), ` +
+      `${watchLat.length} changes ${WATCH_DEBOUNCE_MS * 3} ms apart: p50 ${ms(wp50)}, p99 ${ms(wp99)}, max ${ms(Math.max(...watchLat))}. ` +
+      `Target ≤ 100 ms after the write: **${watchMet ? "met" : "not met"}**.`,
+  )
+  md.push("")
+  return {
+    area: "reload",
+    markdown: md.join("\n"),
+    targets: [
+      {
+        area: "5. reload (SIGHUP)",
+        target: "p99 ≤ 5 ms at 100 rules",
+        measured: `p99 ${ms(p99at100)} (Prometheus p99 ${ms(promP99)})`,
+        met: sighupMet,
+      },
+      {
+        area: "5. reload (watch)",
+        target: "≤ 100 ms after the write (-reload-debounce 50ms)",
+        measured: `p99 ${ms(wp99)}, p50 ${ms(wp50)}`,
+        met: watchMet,
+      },
+    ],
+    data: {
+      sighup: Object.fromEntries(
+        targets.map((t) => [
+          t.name,
+          { p50: median(t.latencies), p99: percentile(t.latencies, 99), n: t.latencies.length },
+        ]),
+      ),
+      watch: { p50: wp50, p99: wp99 },
+      inProcess,
+    },
+  }
+}
+
+areaMain(import.meta.url, run)

@@ -1,0 +1,332 @@
+/**
+ * Area 2: Prometheus remote write end to end. The governor (one rule, `max_cardinality: 10000`)
+ * beside vmagent (`-remoteWrite.maxHourlySeries=10000`), both relaying to the same loopback sink
+ * (`bench/sink.ts`, 204 without decoding), driven by the same load:
+ *
+ * - saturation: wrk (1 thread, 8 connections) POSTing prepared snappy bodies of 1,000 series round
+ *   robin, interleaved rounds governor / vmagent; datapoints/s = successful requests/s × 1,000;
+ * - fixed rate: the open-loop node generator of `lib.ts` at half the lower saturation rate,
+ *   interleaved the same way; p50/p99 from each request's due time;
+ * - one CPU profile of the governor at saturation (`node --cpu-prof`), top functions by self time.
+ *
+ * `node --import tsx bench/remote-write.ts` (BENCH_QUICK=1 for a short run).
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import {
+  type AreaResult,
+  areaMain,
+  cpuSeconds,
+  fixedRate,
+  freePort,
+  median,
+  ms,
+  type Proc,
+  percentile,
+  QUICK,
+  ratio,
+  rssBytes,
+  runWrk,
+  type SinkCounts,
+  si,
+  sinkCounts,
+  sleep,
+  startGovernor,
+  startProcess,
+  startSink,
+  stopProcess,
+  summarizeProfile,
+  tempDir,
+  type WrkResult,
+  waitHttpOk,
+  writeWrkScript,
+} from "./lib.js"
+import { PRW_HEADERS, prwBody } from "./payloads.js"
+
+const BODIES = 8 // 8,000 distinct series: under both limits of 10,000, so nothing is dropped
+const SERIES_PER_REQUEST = 1_000
+const ROUNDS = QUICK ? 1 : 3
+const SATURATION_S = QUICK ? 3 : 10
+const FIXED_S = QUICK ? 3 : 6
+const PROFILE_S = QUICK ? 3 : 8
+const CONNECTIONS = 8
+const LIMITS = "rules:\n  - name: all-series\n    max_cardinality: 10000\n    action: drop\n"
+
+interface Target {
+  readonly name: string
+  readonly url: string
+  readonly proc: Proc
+}
+
+/** Waits until the sink has seen no new request for 500 ms (at most 10 s); returns how long that took. */
+const drain = async (sinkUrl: string): Promise<{ ms: number; counts: SinkCounts }> => {
+  const t = Date.now()
+  let last = await sinkCounts(sinkUrl)
+  let quietSince = Date.now()
+  while (Date.now() - t < 10_000) {
+    await sleep(100)
+    const now = await sinkCounts(sinkUrl)
+    if (now.requests !== last.requests) {
+      last = now
+      quietSince = Date.now()
+    } else if (Date.now() - quietSince >= 500) break
+  }
+  return { ms: quietSince - t, counts: last }
+}
+
+const run = async (): Promise<AreaResult> => {
+  const dir = tempDir("mg-bench-prw-")
+  const now = Date.now()
+  const bodies = Array.from({ length: BODIES }, (_, b) => prwBody(b, SERIES_PER_REQUEST, now))
+  const script = writeWrkScript(
+    dir,
+    bodies.map((b) => b.body),
+    PRW_HEADERS,
+  )
+  const limitsFile = path.join(dir, "limits.yaml")
+  fs.writeFileSync(limitsFile, LIMITS)
+  const sink = await startSink("none")
+  const sinkWrite = `${sink.url}/api/v1/write`
+
+  const govPort = await freePort()
+  const gov = await startGovernor("governor", [
+    "-prw-listen",
+    `127.0.0.1:${govPort}`,
+    "-prw-exporter-endpoint",
+    sinkWrite,
+    "-limits-config",
+    limitsFile,
+  ])
+  const vmPort = await freePort()
+  const vm = startProcess("vmagent", "vmagent", [
+    `-httpListenAddr=127.0.0.1:${vmPort}`,
+    `-remoteWrite.url=${sinkWrite}`,
+    "-remoteWrite.maxHourlySeries=10000",
+    `-remoteWrite.tmpDataPath=${path.join(dir, "vmagent-data")}`,
+    "-loggerLevel=ERROR",
+  ])
+  await waitHttpOk("vmagent /health", `http://127.0.0.1:${vmPort}/health`, vm)
+  const targets: Array<Target> = [
+    { name: "governor", url: `http://127.0.0.1:${govPort}/api/v1/write`, proc: gov.proc },
+    { name: "vmagent", url: `http://127.0.0.1:${vmPort}/api/v1/write`, proc: vm },
+  ]
+
+  // Warm-up: JIT, connection pools, vmagent's series tracker.
+  for (const t of targets) {
+    await runWrk({ url: t.url, script, connections: CONNECTIONS, threads: 1, durationS: 2 })
+    await drain(sink.url)
+  }
+
+  // Saturation, interleaved.
+  const sat: Record<
+    string,
+    Array<WrkResult & { cpu: number; sinkCpu: number; drainMs: number; sinkRequests: number }>
+  > = { governor: [], vmagent: [] }
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 === 0 ? targets : [...targets].reverse()
+    for (const t of order) {
+      const before = await sinkCounts(sink.url)
+      const cpu0 = cpuSeconds(t.proc.child.pid)
+      const sinkCpu0 = cpuSeconds(sink.proc.child.pid)
+      const r = await runWrk({
+        url: t.url,
+        script,
+        connections: CONNECTIONS,
+        threads: 1,
+        durationS: SATURATION_S,
+      })
+      const cpu = (cpuSeconds(t.proc.child.pid) - cpu0) / r.durationS
+      const sinkCpu = (cpuSeconds(sink.proc.child.pid) - sinkCpu0) / r.durationS
+      const d = await drain(sink.url)
+      sat[t.name]?.push({
+        ...r,
+        cpu,
+        sinkCpu,
+        drainMs: d.ms,
+        sinkRequests: d.counts.requests - before.requests,
+      })
+      console.error(
+        `prw saturation ${t.name}: ${si(r.okPerS * SERIES_PER_REQUEST)} dp/s, cpu ${cpu.toFixed(2)}`,
+      )
+    }
+  }
+  const satMedian = (
+    name: string,
+    f: (r: WrkResult & { cpu: number; sinkCpu: number; drainMs: number }) => number,
+  ) => median((sat[name] ?? []).map(f))
+  const govDps = satMedian("governor", (r) => r.okPerS * SERIES_PER_REQUEST)
+  const vmDps = satMedian("vmagent", (r) => r.okPerS * SERIES_PER_REQUEST)
+  const ratioRuns = (sat.governor ?? []).map(
+    (g, i) => (g.okPerS / ((sat.vmagent ?? [])[i]?.okPerS ?? Number.NaN)) as number,
+  )
+
+  // Fixed rate, interleaved: half the lower saturation rate, so both keep up.
+  const rate = Math.max(10, Math.floor((Math.min(govDps, vmDps) / SERIES_PER_REQUEST) * 0.5))
+  const fixed: Record<string, Array<{ p50: number; p99: number; failed: number; ok: number }>> = {
+    governor: [],
+    vmagent: [],
+  }
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 === 0 ? targets : [...targets].reverse()
+    for (const t of order) {
+      const r = await fixedRate({
+        url: t.url,
+        bodies,
+        headers: PRW_HEADERS,
+        ratePerS: rate,
+        durationS: FIXED_S,
+        connections: 16,
+      })
+      fixed[t.name]?.push({
+        p50: percentile(r.latencies, 50),
+        p99: percentile(r.latencies, 99),
+        failed: r.failed,
+        ok: r.ok,
+      })
+      await drain(sink.url)
+    }
+  }
+  const fixedMedian = (name: string, f: (r: { p50: number; p99: number }) => number) =>
+    median((fixed[name] ?? []).map(f))
+
+  const govRss = rssBytes(gov.proc.child.pid)
+  const vmRss = rssBytes(vm.child.pid)
+  await stopProcess(gov.proc)
+  await stopProcess(vm)
+
+  // One CPU profile of the governor at saturation.
+  const profDir = path.join(dir, "profile")
+  fs.mkdirSync(profDir)
+  const profPort = await freePort()
+  const prof = await startGovernor(
+    "governor (profiled)",
+    [
+      "-prw-listen",
+      `127.0.0.1:${profPort}`,
+      "-prw-exporter-endpoint",
+      sinkWrite,
+      "-limits-config",
+      limitsFile,
+    ],
+    ["--cpu-prof", `--cpu-prof-dir=${profDir}`],
+  )
+  const profUrl = `http://127.0.0.1:${profPort}/api/v1/write`
+  await runWrk({ url: profUrl, script, connections: CONNECTIONS, threads: 1, durationS: 2 })
+  const profRun = await runWrk({
+    url: profUrl,
+    script,
+    connections: CONNECTIONS,
+    threads: 1,
+    durationS: PROFILE_S,
+  })
+  await stopProcess(prof.proc, 15_000)
+  await stopProcess(sink.proc)
+  const profFile = fs.readdirSync(profDir).find((f) => f.endsWith(".cpuprofile"))
+  const profile = profFile === undefined ? undefined : summarizeProfile(path.join(profDir, profFile))
+  fs.rmSync(dir, { recursive: true, force: true })
+
+  const md: Array<string> = []
+  md.push("## 2. Remote write end to end: governor vs vmagent")
+  md.push("")
+  md.push(
+    `Both relay to the same sink (\`bench/sink.ts\`: node:http, 204 without decoding, in its own process). ` +
+      `The governor runs with one rule (\`max_cardinality: 10000\`, \`action: drop\`) and its default buffer/exporter ` +
+      `settings; vmagent ${"`"}-remoteWrite.maxHourlySeries=10000${"`"} with its defaults. Load: ${BODIES} prepared snappy bodies of ` +
+      `${SERIES_PER_REQUEST.toLocaleString("en")} series with one sample each (${(BODIES * SERIES_PER_REQUEST).toLocaleString("en")} ` +
+      "distinct series in all, under both limits: nothing is dropped), sent round robin. " +
+      `Saturation: \`wrk -t1 -c${CONNECTIONS}\` for ${SATURATION_S} s per run, ${ROUNDS} interleaved rounds (order alternating); ` +
+      "datapoints/s = 2xx requests/s × 1,000; non-2xx answers (the governor's 503 when its export buffer is full) are not counted " +
+      "as throughput but are in wrk's latencies. Every run is followed by a wait until the sink is quiet (the relay kept up when that is short). " +
+      "CPU = CPU seconds of the process per second of the run (from /proc; 1.0 = one core). " +
+      "Both processes run all the time; only one is loaded at a time. wrk, the sink and the server share the machine's cores.",
+  )
+  md.push("")
+  md.push(
+    "| run | server | datapoints/s | wrk p50 | wrk p99 | non-2xx | server CPU (cores) | sink CPU | sink quiet after |",
+  )
+  md.push("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+  for (let i = 0; i < ROUNDS; i++) {
+    for (const name of ["governor", "vmagent"]) {
+      const r = sat[name]?.[i]
+      if (r === undefined) continue
+      md.push(
+        `| ${i + 1} | ${name} | ${si(r.okPerS * SERIES_PER_REQUEST)} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.statusErrors} | ${r.cpu.toFixed(2)} | ${r.sinkCpu.toFixed(2)} | ${r.drainMs} ms |`,
+      )
+    }
+  }
+  md.push("")
+  const satRatio = govDps / vmDps
+  md.push(
+    `**Saturation throughput, median: governor ${si(govDps)} datapoints/s, vmagent ${si(vmDps)} datapoints/s: ratio ${ratio(satRatio)}** ` +
+      `(per-round ratios ${ratioRuns.map((x) => ratio(x)).join(", ")}). ` +
+      `Target ≥ 0.5× vmagent: **${satRatio >= 0.5 ? "met" : "not met"}**. ` +
+      `Server CPU at saturation (median): governor ${satMedian("governor", (r) => r.cpu).toFixed(2)} cores, vmagent ${satMedian("vmagent", (r) => r.cpu).toFixed(2)} cores. ` +
+      `RSS after the runs: governor ${si(govRss)}B, vmagent ${si(vmRss)}B.`,
+  )
+  md.push("")
+  md.push(
+    `Fixed rate (open loop, node generator of \`bench/lib.ts\`, up to 16 connections, latency from each request's due time): ` +
+      `${rate} requests/s = ${si(rate * SERIES_PER_REQUEST)} datapoints/s (half the lower saturation rate), ${FIXED_S} s per run, ${ROUNDS} interleaved rounds.`,
+  )
+  md.push("")
+  md.push("| server | p50 (median of runs) | p99 (median of runs) | failed requests |")
+  md.push("|---|---:|---:|---:|")
+  for (const name of ["governor", "vmagent"]) {
+    md.push(
+      `| ${name} | ${ms(fixedMedian(name, (r) => r.p50))} | ${ms(fixedMedian(name, (r) => r.p99))} | ${(fixed[name] ?? []).reduce((n, r) => n + r.failed, 0)} |`,
+    )
+  }
+  md.push("")
+  const p99Ratio = fixedMedian("governor", (r) => r.p99) / fixedMedian("vmagent", (r) => r.p99)
+  md.push(`p99 ratio governor / vmagent at the fixed rate: ${ratio(p99Ratio)}.`)
+  md.push("")
+  if (profile !== undefined) {
+    md.push(
+      `### What bounds the governor (CPU profile)\n\nOne run of ${PROFILE_S} s at saturation under \`node --cpu-prof\` ` +
+        `(${si(profRun.okPerS * SERIES_PER_REQUEST)} datapoints/s while profiled; the whole process life, startup and a 2 s warm-up included; the main thread was idle ` +
+        `${(profile.idleShare * 100).toFixed(1)}% of the samples). Self time of the main thread, top functions ` +
+        "(paths are the built `dist/` files; `(native / V8)` includes GC and native code such as snappy):",
+    )
+    md.push("")
+    md.push("| self time | function | where |")
+    md.push("|---:|---|---|")
+    for (const f of profile.functions.slice(0, 15)) {
+      md.push(`| ${(f.share * 100).toFixed(1)}% | \`${f.name}\` | ${f.where} |`)
+    }
+    md.push("")
+    md.push("By file:")
+    md.push("")
+    md.push("| self time | file |")
+    md.push("|---:|---|")
+    for (const f of profile.files.slice(0, 12)) md.push(`| ${(f.share * 100).toFixed(1)}% | ${f.where} |`)
+    md.push("")
+  }
+  return {
+    area: "prw",
+    markdown: md.join("\n"),
+    targets: [
+      {
+        area: "2. remote write",
+        target: "≥ 0.5× vmagent's throughput",
+        measured: `${ratio(satRatio)} (${si(govDps)} vs ${si(vmDps)} datapoints/s)`,
+        met: satRatio >= 0.5,
+      },
+    ],
+    data: {
+      governorDps: govDps,
+      vmagentDps: vmDps,
+      ratio: satRatio,
+      governorCpu: satMedian("governor", (r) => r.cpu),
+      vmagentCpu: satMedian("vmagent", (r) => r.cpu),
+      fixedRate: rate,
+      governorRss: govRss,
+      vmagentRss: vmRss,
+      p99Ratio,
+      profileTop: profile?.functions.slice(0, 15),
+      profileFiles: profile?.files.slice(0, 12),
+      profileIdle: profile?.idleShare,
+    },
+  }
+}
+
+areaMain(import.meta.url, run)
