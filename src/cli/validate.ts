@@ -1,6 +1,6 @@
 import { Effect, Either } from "effect"
 import { formatIssue } from "../config/errors.js"
-import { decodeConfig, readConfigBytes } from "../config/load.js"
+import { loadConfig } from "../config/load.js"
 import { type RunFlags, UsageError } from "./flags.js"
 
 /** What `validate` prints on success: one line with the rules count and the hashes. */
@@ -25,7 +25,7 @@ export const validate = (flags: RunFlags) =>
       return yield* Effect.fail(new UsageError({ reason: "validate needs -limits-config and/or -config" }))
     }
     const paths = { config: flags.config, limits: flags.limitsConfig }
-    const loaded = decodeConfig(paths, yield* readConfigBytes(paths))
+    const loaded = yield* Effect.either(loadConfig(paths))
     if (Either.isLeft(loaded)) {
       for (const issue of loaded.left.issues) process.stderr.write(`${formatIssue(issue)}\n`)
       const n = loaded.left.issues.length

@@ -15,12 +15,6 @@ export interface LoadedConfig {
   readonly limits: DecodedLimits | undefined
 }
 
-/** The raw bytes of both files, read in one go so that a reload decides on one snapshot. */
-export interface ConfigBytes {
-  readonly main: Uint8Array | undefined
-  readonly limits: Uint8Array | undefined
-}
-
 /** Loading failed: every problem of both files, in file then document order. */
 export class ConfigLoadError extends Data.TaggedError("ConfigLoadError")<{
   readonly errors: ReadonlyArray<ConfigError>

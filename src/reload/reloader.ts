@@ -74,7 +74,8 @@ interface Pending {
 }
 
 const MAX_ATTEMPTS_KEPT = 100
-const MISSING = "missing"
+/** The hash recorded for a configured file that cannot be read; the watcher and poller use it too. */
+export const MISSING = "missing"
 
 const hashOf = (read: Either.Either<Uint8Array, unknown> | undefined): string =>
   read === undefined ? "" : Either.isRight(read) ? sha256Hex(read.right) : MISSING

@@ -3,7 +3,7 @@ import * as path from "node:path"
 import { Data, Effect, Schedule, Stream } from "effect"
 import { sha256Hex } from "../config/decode.js"
 import { logDebug, logInfo, logWarn } from "../telemetry/log.js"
-import type { FileHashes, ReloaderService } from "./reloader.js"
+import { type FileHashes, MISSING, type ReloaderService } from "./reloader.js"
 import { sighups } from "./sighup.js"
 import type { Trigger } from "./trigger.js"
 
@@ -33,7 +33,7 @@ const hashFile = (file: string | undefined): string => {
   try {
     return sha256Hex(fs.readFileSync(file))
   } catch {
-    return "missing"
+    return MISSING
   }
 }
 
