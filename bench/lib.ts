@@ -8,9 +8,11 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as http from "node:http"
-import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
+import { freePort } from "../test/support/ports.js"
+
+export { freePort }
 
 export const ROOT = path.resolve(import.meta.dirname, "..")
 /** The governor to run: `MG_BENCH_MAIN` (run.ts points it at a snapshot of dist/ taken after the build), else dist/main.js. */
@@ -180,17 +182,6 @@ export const installCleanup = (): void => {
     })
   }
 }
-
-/** A free TCP port on loopback. */
-export const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.once("error", reject)
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port
-      srv.close(() => resolve(port))
-    })
-  })
 
 export const tempDir = (prefix = "mg-bench-"): string => fs.mkdtempSync(path.join(os.tmpdir(), prefix))
 

@@ -1,8 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
+import { freePort } from "./ports.js"
+
+export { freePort }
 
 export const ROOT = path.resolve(import.meta.dirname, "../..")
 export const MAIN = path.join(ROOT, "dist/main.js")
@@ -16,17 +18,6 @@ export interface LogLine {
 
 /** A fresh temporary directory, removed by `cleanup`. */
 export const tempDir = (prefix = "mg-"): string => fs.mkdtempSync(path.join(os.tmpdir(), prefix))
-
-/** A free TCP port on loopback. */
-export const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.once("error", reject)
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port
-      srv.close(() => resolve(port))
-    })
-  })
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
