@@ -1,5 +1,6 @@
 import { NodeContext } from "@effect/platform-node"
 import { Effect, Either, Layer } from "effect"
+import * as Decoder from "../config/decoder.js"
 import * as EventLog from "../events/log.js"
 import * as DataPath from "../ingest/data-path.js"
 import * as Reload from "../reload/reloader.js"
@@ -72,6 +73,7 @@ export const run = (flags: RunFlags) =>
         }),
       ),
       Layer.provideMerge(Reload.layer(reloadSettings)),
+      Layer.provideMerge(Decoder.worker()),
       Layer.provideMerge(EventLog.layer(flags.reloadEventLog)),
       Layer.provideMerge(Telemetry.live),
       Layer.provideMerge(NodeContext.layer),

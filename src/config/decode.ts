@@ -5,7 +5,7 @@ import type { CompiledLimits } from "../limits/rules.js"
 import { ConfigInvalidError, type ConfigIssue } from "./errors.js"
 import { LimitsSpec } from "./limits-schema.js"
 import { MainConfigSpec } from "./main-schema.js"
-import { parseYaml, type YamlSource } from "./yaml-source.js"
+import { fastYamlValue, parseYaml, type YamlSource } from "./yaml-source.js"
 
 /** A decoded `limits.yaml`: the spec as written, its compiled rules and the SHA-256 of its bytes. */
 export interface DecodedLimits {
@@ -123,10 +123,9 @@ const byPosition = (a: ConfigIssue, b: ConfigIssue) => a.line - b.line || a.colu
 
 type Parsed = { readonly text: string; readonly source: YamlSource }
 
-const readText = (file: string, bytes: Uint8Array): Either.Either<Parsed, ConfigInvalidError> => {
-  let text: string
+const utf8 = (file: string, bytes: Uint8Array): Either.Either<string, ConfigInvalidError> => {
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes)
+    return Either.right(new TextDecoder("utf-8", { fatal: true }).decode(bytes))
   } catch {
     return Either.left(
       new ConfigInvalidError({
@@ -135,6 +134,9 @@ const readText = (file: string, bytes: Uint8Array): Either.Either<Parsed, Config
       }),
     )
   }
+}
+
+const readText = (file: string, text: string): Either.Either<Parsed, ConfigInvalidError> => {
   const parsed = parseYaml(text)
   if (parsed._tag === "SyntaxErrors") {
     return Either.left(
@@ -143,6 +145,26 @@ const readText = (file: string, bytes: Uint8Array): Either.Either<Parsed, Config
   }
   return Either.right({ text, source: parsed.source })
 }
+
+/**
+ * Decodes `text` with `decode`: first from the fast parser's value (most files: valid and plain),
+ * and when that is not possible or finds any problem, from the full parser, whose positions every
+ * reported problem needs. Both parsers give the same value where the fast one gives any, so the
+ * outcome is the same either way.
+ */
+const withYaml = <A>(
+  file: string,
+  bytes: Uint8Array,
+  decode: (source: YamlSource) => Either.Either<A, ConfigInvalidError>,
+): Either.Either<A, ConfigInvalidError> =>
+  Either.flatMap(utf8(file, bytes), (text) => {
+    const fast = fastYamlValue(text)
+    if (fast !== undefined) {
+      const result = decode({ value: fast.value, locate: () => ({ line: 0, column: 0 }) })
+      if (Either.isRight(result)) return result
+    }
+    return Either.flatMap(readText(file, text), ({ source }) => decode(source))
+  })
 
 const decodeWith = <A, I>(
   schema: Schema.Schema<A, I>,
@@ -167,39 +189,42 @@ export const decodeLimits = (
   file: string,
   bytes: Uint8Array,
 ): Either.Either<DecodedLimits, ConfigInvalidError> =>
-  Either.gen(function* () {
-    const { source } = yield* readText(file, bytes)
-    if (source.value === undefined || source.value === null) {
-      return yield* Either.left(
-        new ConfigInvalidError({
+  withYaml(file, bytes, (source) =>
+    Either.gen(function* () {
+      if (source.value === undefined || source.value === null) {
+        return yield* Either.left(
+          new ConfigInvalidError({
+            file,
+            issues: [
+              { file, line: 0, column: 0, path: "", message: "is empty (write `rules: []` for no rules)" },
+            ],
+          }),
+        )
+      }
+      const spec = yield* decodeWith(LimitsSpec, file, source)
+      const compiled = compileLimits(spec)
+      if (compiled._tag === "Problems") {
+        const issues = compiled.problems.map((p) => ({
           file,
-          issues: [
-            { file, line: 0, column: 0, path: "", message: "is empty (write `rules: []` for no rules)" },
-          ],
-        }),
-      )
-    }
-    const spec = yield* decodeWith(LimitsSpec, file, source)
-    const compiled = compileLimits(spec)
-    if (compiled._tag === "Problems") {
-      const issues = compiled.problems.map((p) => ({
-        file,
-        ...source.locate(p.path, p.atKey ?? false),
-        path: formatPath(p.path),
-        message: p.message,
-      }))
-      return yield* Either.left(new ConfigInvalidError({ file, issues: issues.sort(byPosition) }))
-    }
-    return { file, sha256: sha256Hex(bytes), spec, compiled: compiled.limits }
-  })
+          ...source.locate(p.path, p.atKey ?? false),
+          path: formatPath(p.path),
+          message: p.message,
+        }))
+        return yield* Either.left(new ConfigInvalidError({ file, issues: issues.sort(byPosition) }))
+      }
+      return { file, sha256: sha256Hex(bytes), spec, compiled: compiled.limits }
+    }),
+  )
 
 /** Decodes `config.yaml` from its bytes. An empty file means every default. */
 export const decodeMainConfig = (
   file: string,
   bytes: Uint8Array,
 ): Either.Either<DecodedMainConfig, ConfigInvalidError> =>
-  Either.gen(function* () {
-    const { source } = yield* readText(file, bytes)
-    const spec = yield* decodeWith(MainConfigSpec, file, source)
-    return { file, sha256: sha256Hex(bytes), spec }
-  })
+  withYaml(file, bytes, (source) =>
+    Either.map(decodeWith(MainConfigSpec, file, source), (spec) => ({
+      file,
+      sha256: sha256Hex(bytes),
+      spec,
+    })),
+  )

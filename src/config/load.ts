@@ -1,4 +1,4 @@
-import { FileSystem } from "@effect/platform"
+import * as fs from "node:fs"
 import { Data, Effect, Either } from "effect"
 import { type DecodedLimits, type DecodedMainConfig, decodeLimits, decodeMainConfig } from "./decode.js"
 import { type ConfigError, type ConfigIssue, ConfigReadError, formatIssue } from "./errors.js"
@@ -31,42 +31,56 @@ export class ConfigLoadError extends Data.TaggedError("ConfigLoadError")<{
   }
 }
 
-const readOne = (fs: FileSystem.FileSystem, file: string | undefined) =>
-  file === undefined
-    ? Effect.succeed(undefined)
-    : fs.readFile(file).pipe(
-        Effect.mapError(
-          (e) =>
-            new ConfigReadError({
-              file,
-              reason:
-                e._tag === "SystemError"
-                  ? e.reason === "NotFound"
-                    ? "no such file"
-                    : `${e.reason}${e.description ? ` (${e.description})` : ""}`
-                  : e.message,
-            }),
-        ),
-        Effect.either,
-      )
+/** Why a file could not be read, in the operator's words. */
+const readFailure = (e: unknown): string => {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code
+  switch (code) {
+    case "ENOENT":
+    case "ENOTDIR":
+      return "no such file"
+    case "EACCES":
+    case "EPERM":
+      return "permission denied"
+    case "EISDIR":
+      return "is a directory"
+    default:
+      return code ?? (e instanceof Error ? e.message : String(e))
+  }
+}
 
-/** Reads both files. A read failure is data here, so `decodeBytes` can report both files at once. */
-export const readConfigBytes = (paths: ConfigPaths) =>
-  Effect.gen(function* () {
-    const fs = yield* FileSystem.FileSystem
-    const [main, limits] = yield* Effect.all([readOne(fs, paths.config), readOne(fs, paths.limits)], {
-      concurrency: 2,
-    })
-    return { main, limits }
-  })
+const readOne = (file: string | undefined): Either.Either<Uint8Array, ConfigReadError> | undefined => {
+  if (file === undefined) return undefined
+  try {
+    return Either.right(fs.readFileSync(file))
+  } catch (e) {
+    return Either.left(new ConfigReadError({ file, reason: readFailure(e) }))
+  }
+}
+
+/**
+ * Reads both files, synchronously: config files are small and local (a ConfigMap is a tmpfs), and
+ * one `readFileSync` is far quicker than the round trips of an asynchronous read. A read failure is
+ * data here, so `decodeConfig` can report both files at once.
+ */
+export const readConfigBytesSync = (paths: ConfigPaths): ReadBytes => ({
+  main: readOne(paths.config),
+  limits: readOne(paths.limits),
+})
+
+/** `readConfigBytesSync` as an effect. */
+export const readConfigBytes = (paths: ConfigPaths): Effect.Effect<ReadBytes> =>
+  Effect.sync(() => readConfigBytesSync(paths))
+
+/** What `readConfigBytes` read: each configured file's bytes, or why it could not be read. */
+export interface ReadBytes {
+  readonly main: Either.Either<Uint8Array, ConfigReadError> | undefined
+  readonly limits: Either.Either<Uint8Array, ConfigReadError> | undefined
+}
 
 /** Decodes what `readConfigBytes` read. Pure. */
 export const decodeConfig = (
   paths: ConfigPaths,
-  read: {
-    readonly main: Either.Either<Uint8Array, ConfigReadError> | undefined
-    readonly limits: Either.Either<Uint8Array, ConfigReadError> | undefined
-  },
+  read: ReadBytes,
 ): Either.Either<LoadedConfig, ConfigLoadError> => {
   const errors: Array<ConfigError> = []
   const decode = <A>(

@@ -22,8 +22,23 @@ export type CompileResult =
 const MIN_WINDOW_MS = 1_000
 const MAX_WINDOW_MS = 86_400_000
 
+/**
+ * Compiled regexes by source, shared by every config version: most reloads change a limit, not a
+ * pattern, so a reload compiles only the patterns it has not seen. A compiled `RE2JS` is immutable
+ * (matching allocates its own state), so versions may share one. Bounded: emptied when full.
+ */
+const regexCache = new Map<string, RE2JS>()
+const REGEX_CACHE_MAX = 20_000
+
 /** Compiles a Prometheus-style, fully anchored RE2 regex (`.` also matches newlines, as in Prometheus). */
-export const compileMetricRegex = (source: string): RE2JS => RE2JS.compile(`^(?:${source})$`, RE2JS.DOTALL)
+export const compileMetricRegex = (source: string): RE2JS => {
+  const hit = regexCache.get(source)
+  if (hit !== undefined) return hit
+  const compiled = RE2JS.compile(`^(?:${source})$`, RE2JS.DOTALL)
+  if (regexCache.size >= REGEX_CACHE_MAX) regexCache.clear()
+  regexCache.set(source, compiled)
+  return compiled
+}
 
 /** The parser's message for the pattern as the user wrote it (not its anchored wrapping). */
 const regexError = (source: string, anchoredError: unknown): string => {

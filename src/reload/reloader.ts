@@ -1,7 +1,8 @@
 import { Clock, Context, Deferred, Effect, Either, Layer, Queue, Ref, Stream, SubscriptionRef } from "effect"
 import { sha256Hex } from "../config/decode.js"
+import { ConfigDecoder } from "../config/decoder.js"
 import { formatIssue } from "../config/errors.js"
-import { type ConfigPaths, decodeConfig, readConfigBytes } from "../config/load.js"
+import type { ConfigPaths } from "../config/load.js"
 import { EventLog } from "../events/log.js"
 import { logError, logInfo } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
@@ -95,6 +96,7 @@ export const make = (settings: ReloadSettings) =>
   Effect.gen(function* () {
     const telemetry = yield* Telemetry
     const events = yield* EventLog
+    const decoder = yield* ConfigDecoder
     const attemptsRef = yield* Ref.make<ReadonlyArray<ReloadAttempt>>([])
     const lastAttemptedRef = yield* Ref.make<FileHashes>({ limits: "", config: "" })
     const outstanding = yield* SubscriptionRef.make(0)
@@ -106,7 +108,7 @@ export const make = (settings: ReloadSettings) =>
       Effect.gen(function* () {
         const first = (batch[0] as Pending).event
         yield* events.append({ type: "ReloadRequested", trigger: first.trigger, coalesced: batch.length })
-        const read = yield* readConfigBytes(settings.paths)
+        const { read, decoded } = yield* decoder.load(settings.paths)
         const hashes = { limits: hashOf(read.limits), config: hashOf(read.main) }
         yield* Ref.set(lastAttemptedRef, hashes)
         if (read.limits !== undefined && Either.isRight(read.limits)) {
@@ -116,7 +118,7 @@ export const make = (settings: ReloadSettings) =>
           yield* events.storeSnapshot(hashes.config, read.main.right)
         }
         const now = yield* Clock.currentTimeMillis
-        const decision = decide(current, decodeConfig(settings.paths, read), {
+        const decision = decide(current, decoded, {
           trigger: first.trigger,
           now,
           dryRunFlag: settings.dryRunFlag,

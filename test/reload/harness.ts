@@ -3,6 +3,7 @@ import * as path from "node:path"
 import { NodeContext } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { sha256Hex } from "../../src/config/decode.js"
+import * as Decoder from "../../src/config/decoder.js"
 import * as EventLog from "../../src/events/log.js"
 import * as Reload from "../../src/reload/reloader.js"
 import { Reloader, type ReloaderService, type ReloadSettings } from "../../src/reload/reloader.js"
@@ -40,6 +41,7 @@ export const withPipeline = <A>(
   }).pipe(
     Effect.provide(
       Reload.layer(settings).pipe(
+        Layer.provideMerge(Decoder.inline),
         Layer.provideMerge(EventLog.layer(eventLog)),
         Layer.provideMerge(Telemetry.test),
         Layer.provideMerge(NodeContext.layer),

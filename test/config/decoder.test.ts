@@ -1,0 +1,106 @@
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Effect, Either, type Layer } from "effect"
+import { afterAll, describe, expect, it } from "vitest"
+import * as Decoder from "../../src/config/decoder.js"
+import { formatIssue } from "../../src/config/errors.js"
+import type { ConfigPaths } from "../../src/config/load.js"
+
+/** The built worker (the test suite builds `dist/` before it starts), as the governor runs it. */
+const WORKER = new URL("../../dist/config/decode-worker.js", import.meta.url)
+const EXAMPLES = path.resolve(import.meta.dirname, "../../deploy/examples")
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mg-decoder-"))
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+const load = (layer: Layer.Layer<Decoder.ConfigDecoder>, paths: ConfigPaths) =>
+  Effect.runPromise(
+    Effect.gen(function* () {
+      const d = yield* Decoder.ConfigDecoder
+      return yield* d.load(paths)
+    }).pipe(Effect.provide(layer)),
+  )
+
+/** What an operator can see of an outcome: the spec, hashes and rules, or every message. */
+const outcome = (loaded: Decoder.Loaded) =>
+  Either.match(loaded.decoded, {
+    onLeft: (e) => ({ rejected: e.issues.map(formatIssue) }),
+    onRight: (c) => ({
+      main: c.main === undefined ? undefined : { sha256: c.main.sha256, spec: c.main.spec },
+      limits:
+        c.limits === undefined
+          ? undefined
+          : {
+              sha256: c.limits.sha256,
+              spec: c.limits.spec,
+              rules: c.limits.compiled.rules.map((r) => ({ ...r, metricName: r.metricName?.pattern() })),
+            },
+    }),
+  })
+
+const write = (name: string, text: string): string => {
+  const file = path.join(dir, name)
+  fs.writeFileSync(file, text)
+  return file
+}
+
+const cases: ReadonlyArray<[string, ConfigPaths]> = [
+  [
+    "the shipped examples",
+    { config: path.join(EXAMPLES, "config.yaml"), limits: path.join(EXAMPLES, "limits.yaml") },
+  ],
+  [
+    "a limits file with several problems",
+    {
+      config: undefined,
+      limits: write(
+        "bad.yaml",
+        'rules:\n  - name: a\n    match: { metric_name: "(" }\n    max_cardinalty: 5\n  - name: a\n    sample_rate: 2\n',
+      ),
+    },
+  ],
+  ["a missing file", { config: path.join(dir, "nope.yaml"), limits: path.join(EXAMPLES, "limits.yaml") }],
+  ["YAML that does not parse", { config: undefined, limits: write("syntax.yaml", "rules: [\n") }],
+]
+
+describe("config decoder: worker thread and calling thread agree", () => {
+  it.each(cases)("%s", async (_, paths) => {
+    const inThread = await load(Decoder.inline, paths)
+    const inWorker = await load(Decoder.worker({ url: WORKER, inlineMaxBytes: 0 }), paths)
+    expect(outcome(inWorker)).toStrictEqual(outcome(inThread))
+    // What was read travels back too: the reloader hashes it and stores snapshots of it.
+    expect(inWorker.read).toStrictEqual(inThread.read)
+  })
+
+  it("a large file is decoded in the worker; the default layer gives the same outcome", async () => {
+    const rules = Array.from(
+      { length: 2_000 },
+      (_, i) =>
+        `  - name: r${i}\n    match: { metric_name: "m${i}_.*" }\n    max_cardinality: ${i}\n    action: drop`,
+    )
+    const limits = write("big.yaml", `rules:\n${rules.join("\n")}\n`)
+    expect(fs.statSync(limits).size).toBeGreaterThan(Decoder.INLINE_MAX_BYTES)
+    const paths = { config: undefined, limits }
+    const inWorker = await load(Decoder.worker({ url: WORKER }), paths)
+    expect(Either.isRight(inWorker.decoded)).toBe(true)
+    expect(outcome(inWorker)).toStrictEqual(outcome(await load(Decoder.inline, paths)))
+  })
+
+  it("a decoder thread that dies rejects the reload with a clear message, and the next one starts a new thread", async () => {
+    const dying = write("dying-worker.mjs", "process.exit(7)\n")
+    const paths = { config: undefined, limits: path.join(EXAMPLES, "limits.yaml") }
+    const result = await Effect.runPromise(
+      Effect.gen(function* () {
+        const d = yield* Decoder.ConfigDecoder
+        return [yield* d.load(paths), yield* d.load(paths)] as const
+      }).pipe(Effect.provide(Decoder.worker({ url: new URL(`file://${dying}`), inlineMaxBytes: 0 }))),
+    )
+    for (const loaded of result) {
+      expect(outcome(loaded)).toStrictEqual({
+        rejected: [`${paths.limits}: the config decoder failed: its thread exited (code 7)`],
+      })
+      // The files were still read: the reloader records their hashes.
+      expect(loaded.read.limits !== undefined && Either.isRight(loaded.read.limits)).toBe(true)
+    }
+  })
+})
