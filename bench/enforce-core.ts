@@ -13,7 +13,7 @@
  */
 import { Either } from "effect"
 import { decodeLimits } from "../src/config/decode.js"
-import type { SeriesBatch } from "../src/limits/batch.js"
+import { type ArraySeriesBatch, arrayBatch } from "../src/limits/batch.js"
 import { enforce } from "../src/limits/enforce.js"
 import { seriesKey } from "../src/limits/match.js"
 import { type ConfigVersion, nextVersion } from "../src/reload/version.js"
@@ -50,7 +50,7 @@ const versionOf = (limits: Decoded): ConfigVersion =>
   nextVersion(undefined, { limits, main: undefined, dryRunFlag: false, trigger: "startup", now: 0 })
 
 /** SERIES distinct series in batches of BATCH entries, one datapoint each, 6 labels (as OTLP delivers). */
-const makeBatches = (rules: number): Array<SeriesBatch> =>
+const makeBatches = (rules: number): Array<ArraySeriesBatch> =>
   Array.from({ length: SERIES / BATCH }, (_, b) => {
     const names: Array<string> = []
     const labels: Array<Array<string>> = []
@@ -73,7 +73,7 @@ const makeBatches = (rules: number): Array<SeriesBatch> =>
         `svc-${i % 40}`,
       ])
     }
-    return { length: BATCH, names, labels, datapoints: new Uint32Array(BATCH).fill(1) }
+    return arrayBatch(names, labels, new Uint32Array(BATCH).fill(1))
   })
 
 const NOW = 1_700_000_040_000
@@ -104,7 +104,10 @@ const timed = (pass: () => number): { dps: number; ms: number } => {
  * Cold: a new version (empty match cache, empty series sets), then batches one by one until
  * SLICE_MS has passed or every batch is done; versions are made outside the timer when possible.
  */
-const timedCold = (limits: Decoded, batches: ReadonlyArray<SeriesBatch>): { dps: number; ms: number } => {
+const timedCold = (
+  limits: Decoded,
+  batches: ReadonlyArray<ArraySeriesBatch>,
+): { dps: number; ms: number } => {
   let dps = 0
   let elapsed = 0
   while (elapsed < SLICE_MS) {
@@ -123,7 +126,7 @@ const timedCold = (limits: Decoded, batches: ReadonlyArray<SeriesBatch>): { dps:
 const run = async (): Promise<AreaResult> => {
   const cases: Array<Case> = []
   const baselines: Record<string, Case> = {}
-  const batchesByRules = new Map<number, Array<SeriesBatch>>()
+  const batchesByRules = new Map<number, Array<ArraySeriesBatch>>()
   for (const rules of [1, 100, 1_000]) {
     const batches = makeBatches(rules)
     batchesByRules.set(rules, batches)
@@ -156,7 +159,7 @@ const run = async (): Promise<AreaResult> => {
   }
   // The batches differ between rule counts only in their metric names; the baseline uses those of
   // 100 rules (key lengths within a few characters of the others).
-  const baseBatches = batchesByRules.get(100) as Array<SeriesBatch>
+  const baseBatches = batchesByRules.get(100) as Array<ArraySeriesBatch>
   const warmSet = new Set<string>()
   const keysInto = (set: Set<string>) => {
     for (const b of baseBatches) {

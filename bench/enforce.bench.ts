@@ -8,7 +8,7 @@
 import { Either } from "effect"
 import { bench, describe } from "vitest"
 import { decodeLimits } from "../src/config/decode.js"
-import type { SeriesBatch } from "../src/limits/batch.js"
+import { type ArraySeriesBatch, arrayBatch } from "../src/limits/batch.js"
 import { enforce } from "../src/limits/enforce.js"
 import { type ConfigVersion, nextVersion } from "../src/reload/version.js"
 
@@ -39,7 +39,7 @@ const versionOf = (yaml: string, dryRun = false): ConfigVersion => {
 }
 
 /** Batches covering SERIES series: metric `svc{k}_requests_total`, 6 labels. */
-const batches: Array<SeriesBatch> = Array.from({ length: SERIES / BATCH }, (_, b) => {
+const batches: Array<ArraySeriesBatch> = Array.from({ length: SERIES / BATCH }, (_, b) => {
   const names: Array<string> = []
   const labels: Array<Array<string>> = []
   for (let j = 0; j < BATCH; j++) {
@@ -60,7 +60,7 @@ const batches: Array<SeriesBatch> = Array.from({ length: SERIES / BATCH }, (_, b
       `svc-${i % 40}`,
     ])
   }
-  return { length: BATCH, names, labels, datapoints: new Uint32Array(BATCH).fill(1) }
+  return arrayBatch(names, labels, new Uint32Array(BATCH).fill(1))
 })
 
 const runAll = (v: ConfigVersion, now: number) => {

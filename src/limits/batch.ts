@@ -5,23 +5,52 @@ import type { CompiledRule } from "./rules.js"
  * (remote write, OTLP) lists each series entry of the request once, in request order; the same
  * series may appear more than once (OTLP lists every data point separately).
  *
- * Parallel arrays keep the hot loop allocation-light: entry `i` is `names[i]`, `labels[i]`,
- * `datapoints[i]`.
+ * Entry `i` has `datapoints[i]` datapoints, metric name `nameOf(i)` and labels `labelsOf(i)`. The
+ * engine asks for the name and labels only when it needs them (a series it has not matched yet in
+ * this version, a rule with `group_by`), so an adapter that reads them from the wire may decode
+ * them on demand.
  */
 export interface SeriesBatch {
   /** Number of entries. */
   readonly length: number
-  /** Metric name of each entry (`__name__` for remote write; the metric name for OTLP). */
-  readonly names: ReadonlyArray<string>
+  /** Datapoints carried by each entry, in order (remote write: samples; OTLP: 1 per data point). */
+  readonly datapoints: ArrayLike<number>
+  /** Metric name of entry `i` (`__name__` for remote write; the metric name for OTLP). */
+  readonly nameOf: (i: number) => string
   /**
-   * Labels of each entry as a flat, key-sorted `[k0, v0, k1, v1, …]` list, without `__name__`.
+   * Labels of entry `i` as a flat, key-sorted `[k0, v0, k1, v1, …]` list, without `__name__`.
    * For OTLP: resource attributes and data point attributes together (data point wins on a clash),
    * values as strings.
    */
-  readonly labels: ReadonlyArray<ReadonlyArray<string>>
-  /** Datapoints carried by each entry, in order (remote write: samples; OTLP: 1 per data point). */
-  readonly datapoints: ArrayLike<number>
+  readonly labelsOf: (i: number) => ReadonlyArray<string>
+  /**
+   * The fingerprint of each entry's series (`fingerprintSeries(nameOf(i), labelsOf(i))`: high
+   * halves in `hi`, low halves in `lo`), when the adapter computed it while decoding; otherwise the
+   * engine computes it.
+   */
+  readonly hi?: Uint32Array
+  readonly lo?: Uint32Array
 }
+
+/** A batch whose names and labels are already decoded, as arrays. */
+export interface ArraySeriesBatch extends SeriesBatch {
+  readonly names: ReadonlyArray<string>
+  readonly labels: ReadonlyArray<ReadonlyArray<string>>
+}
+
+/** The batch of `names[i]`, `labels[i]`, `datapoints[i]`. */
+export const arrayBatch = (
+  names: ReadonlyArray<string>,
+  labels: ReadonlyArray<ReadonlyArray<string>>,
+  datapoints: ArrayLike<number>,
+): ArraySeriesBatch => ({
+  length: names.length,
+  names,
+  labels,
+  datapoints,
+  nameOf: (i) => names[i] as string,
+  labelsOf: (i) => labels[i] as ReadonlyArray<string>,
+})
 
 /**
  * What the engine decided for each entry of a `SeriesBatch`. For entry `i`: the first `pass[i]`

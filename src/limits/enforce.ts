@@ -2,7 +2,7 @@ import type { ConfigVersion } from "../reload/version.js"
 import { activeUsage, shedGroups } from "./adaptive.js"
 import type { BatchVerdict, RuleCounts, SeriesBatch } from "./batch.js"
 import { fingerprintSeries } from "./fingerprint.js"
-import { groupKey, matchCacheKey, ownerOf } from "./match.js"
+import { groupKey, matchRule } from "./match.js"
 import type { CompiledRule } from "./rules.js"
 import { accountedRules, emptyStats, type GroupStats, type RuleStats } from "./stats.js"
 import { rollWindow, windowStartOf } from "./window.js"
@@ -67,8 +67,8 @@ const groupOf = (stats: RuleStats, key: string): GroupStats => {
 const admit = (
   stats: RuleStats,
   rule: CompiledRule,
-  name: string,
-  labels: ReadonlyArray<string>,
+  batch: SeriesBatch,
+  i: number,
   hi: number,
   lo: number,
   dps: number,
@@ -88,7 +88,7 @@ const admit = (
     stats.datapoints += ok
     if (isNew) series.addHash(hi, lo)
     if (rule.groupBy.length > 0) {
-      const g = groupOf(stats, groupKey(rule.groupBy, name, labels))
+      const g = groupOf(stats, groupKey(rule.groupBy, batch.nameOf(i), batch.labelsOf(i)))
       g.datapoints += ok
       if (isNew) g.series++
     }
@@ -108,14 +108,14 @@ const admit = (
 const admitAdaptive = (
   stats: RuleStats,
   rule: CompiledRule,
-  name: string,
-  labels: ReadonlyArray<string>,
+  batch: SeriesBatch,
+  i: number,
   hi: number,
   lo: number,
   dps: number,
   c: RuleCounts,
 ): number => {
-  const key = groupKey(rule.groupBy, name, labels)
+  const key = groupKey(rule.groupBy, batch.nameOf(i), batch.labelsOf(i))
   const dropped = stats.droppedGroups
   if (dropped.has(key)) return 0
   const g = groupOf(stats, key)
@@ -162,9 +162,9 @@ const admitAdaptive = (
  * Decides a whole batch against one config version at wall-clock time `nowMs` (LIMITS.md; the
  * semantics are written down in docs/limits.md). Pure but for the version's own state, which it
  * updates: its rule stats (the accounting of the current window) and its match cache.
- * Synchronous, and allocation-free per datapoint: per entry, the series' labels are hashed once
- * (never joined into a key) and the only allocations are its 4-character match-cache key and, for
- * `group_by` over several labels, its group key.
+ * Synchronous, and allocation-free per datapoint: per entry, the series' fingerprint comes from
+ * the batch (or its labels are hashed once, never joined into a key), the match cache is keyed by
+ * that number, and the only allocation is, for `group_by` over several labels, its group key.
  *
  * - Each entry's series is owned by the first matching rule, else `default`, else nobody (passes,
  *   uncounted).
@@ -180,8 +180,6 @@ export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatc
   const strip = new Uint8Array(n)
   const owners = new Array<CompiledRule | undefined>(n).fill(undefined)
   const limits = version.limits
-  const names = batch.names
-  const allLabels = batch.labels
   const datapoints = batch.datapoints
   if (limits.rules.length === 0 && limits.defaults === undefined) {
     for (let i = 0; i < n; i++) pass[i] = datapoints[i] as number
@@ -194,17 +192,28 @@ export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatc
   const perRule = new Array<RuleCounts | undefined>(statsByIndex.length).fill(undefined)
   const cache = version.matchCache
   const dryRun = version.dryRun
+  const his = batch.hi
+  const los = batch.lo
   let lastRule: CompiledRule | undefined
   let lastIndex = 0
 
   for (let i = 0; i < n; i++) {
     const dps = datapoints[i] as number
-    const name = names[i] as string
-    const labels = allLabels[i] as ReadonlyArray<string>
-    fingerprintSeries(name, labels, fp)
-    const hi = fp[0] as number
-    const lo = fp[1] as number
-    const rule = ownerOf(limits, cache, matchCacheKey(hi, lo), name, labels)
+    let hi: number
+    let lo: number
+    if (his !== undefined && los !== undefined) {
+      hi = his[i] as number
+      lo = los[i] as number
+    } else {
+      fingerprintSeries(batch.nameOf(i), batch.labelsOf(i), fp)
+      hi = fp[0] as number
+      lo = fp[1] as number
+    }
+    let rule = cache.get(hi, lo)
+    if (rule === undefined) {
+      rule = matchRule(limits, batch.nameOf(i), batch.labelsOf(i)) ?? null
+      cache.set(hi, lo, rule)
+    }
     if (rule === null) {
       pass[i] = dps
       continue
@@ -232,8 +241,8 @@ export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatc
     const action = rule.action
     const ok =
       action === "adaptive"
-        ? admitAdaptive(stats, rule, name, labels, hi, lo, dps, c)
-        : admit(stats, rule, name, labels, hi, lo, dps, c)
+        ? admitAdaptive(stats, rule, batch, i, hi, lo, dps, c)
+        : admit(stats, rule, batch, i, hi, lo, dps, c)
     const violating = dps - ok
     // What the real run does with the violating datapoints.
     let passed = dps

@@ -1,3 +1,4 @@
+import type { MatchCache } from "./match-cache.js"
 import type { CompiledLimits, CompiledRule } from "./rules.js"
 
 /**
@@ -8,14 +9,6 @@ export const KEY_SEPARATOR = "\u0000"
 
 /** The match cache of a config version is emptied when it would grow past this many series. */
 export const MATCH_CACHE_MAX = 100_000
-
-/**
- * The key of a series in the match cache: its 64-bit fingerprint (`fingerprintSeries`) as four
- * UTF-16 code units. Looking a series up costs hashing its labels once and a 4-character string,
- * never building the full series key.
- */
-export const matchCacheKey = (hi: number, lo: number): string =>
-  String.fromCharCode(hi >>> 16, hi & 0xffff, lo >>> 16, lo & 0xffff)
 
 /**
  * The key of one series: the metric name and every label (`labels` is the batch's flat, key-sorted
@@ -87,22 +80,22 @@ export const matchRule = (
 }
 
 /**
- * The owning rule of a series, through the version's match cache under `key` (its
- * {@link matchCacheKey}); `null`: no rule and no defaults, the series is untracked. Each series is
- * matched once per version, until the cache passes {@link MATCH_CACHE_MAX} entries and starts over.
+ * The owning rule of a series, through the version's match cache under its fingerprint `(hi, lo)`;
+ * `null`: no rule and no defaults, the series is untracked. Each series is matched once per version,
+ * until the cache passes {@link MATCH_CACHE_MAX} entries and starts over.
  */
 export const ownerOf = (
   limits: CompiledLimits,
-  cache: Map<string, CompiledRule | null>,
-  key: string,
+  cache: MatchCache,
+  hi: number,
+  lo: number,
   name: string,
   labels: ReadonlyArray<string>,
 ): CompiledRule | null => {
-  const hit = cache.get(key)
+  const hit = cache.get(hi, lo)
   if (hit !== undefined) return hit
   const owner = matchRule(limits, name, labels) ?? null
-  if (cache.size >= MATCH_CACHE_MAX) cache.clear()
-  cache.set(key, owner)
+  cache.set(hi, lo, owner)
   return owner
 }
 

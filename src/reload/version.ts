@@ -1,6 +1,8 @@
 import type { DecodedLimits, DecodedMainConfig } from "../config/decode.js"
 import type { MainConfigSpec } from "../config/main-schema.js"
-import { type CompiledLimits, type CompiledRule, EMPTY_LIMITS } from "../limits/rules.js"
+import { MATCH_CACHE_MAX } from "../limits/match.js"
+import { MatchCache } from "../limits/match-cache.js"
+import { type CompiledLimits, EMPTY_LIMITS } from "../limits/rules.js"
 import { accountedRules, reconcile, type StatsByRule } from "../limits/stats.js"
 import type { Trigger } from "./trigger.js"
 
@@ -26,8 +28,8 @@ export interface ConfigVersion {
   readonly trigger: Trigger
   /** Rule stats, reconciled from the previous version's (see `reconcile`). */
   readonly stats: StatsByRule
-  /** Series fingerprint (see `matchCacheKey`) -> owning rule (null: no rule). Belongs to this version, so a new one starts empty. */
-  readonly matchCache: Map<string, CompiledRule | null>
+  /** Series fingerprint -> owning rule (null: no rule). Belongs to this version, so a new one starts empty. */
+  readonly matchCache: MatchCache
 }
 
 export interface VersionInputs {
@@ -58,6 +60,6 @@ export const nextVersion = (previous: ConfigVersion | undefined, inputs: Version
       previous === undefined
         ? reconcile(new Map(), [], newRules)
         : reconcile(previous.stats, accountedRules(previous.limits), newRules),
-    matchCache: new Map(),
+    matchCache: new MatchCache(MATCH_CACHE_MAX),
   }
 }

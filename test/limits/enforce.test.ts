@@ -361,8 +361,8 @@ describe("enforce: the match cache", () => {
     const cold = versionOf(yaml)
     const first = run(cold, T, entries)
     expect(cold.matchCache.size).toBe(3)
-    expect(cold.matchCache.get(cacheKeyOf("b", ["x", "1"]))).toBeNull()
-    expect(cold.matchCache.get(cacheKeyOf("ab", ["x", "1"]))?.name).toBe("r")
+    expect(cold.matchCache.get(...cacheKeyOf("b", ["x", "1"]))).toBeNull()
+    expect(cold.matchCache.get(...cacheKeyOf("ab", ["x", "1"]))?.name).toBe("r")
     // Hot: the same batch in a new window decides the same way.
     const hot = run(cold, T + 60_000, entries)
     expect(hot).toEqual(first)

@@ -1,10 +1,9 @@
 import { Either } from "effect"
 import { expect } from "vitest"
 import { decodeLimits } from "../../src/config/decode.js"
-import type { SeriesBatch } from "../../src/limits/batch.js"
+import { type ArraySeriesBatch, arrayBatch } from "../../src/limits/batch.js"
 import { enforce } from "../../src/limits/enforce.js"
 import { fingerprintSeries } from "../../src/limits/fingerprint.js"
-import { matchCacheKey } from "../../src/limits/match.js"
 import { type ConfigVersion, nextVersion } from "../../src/reload/version.js"
 
 /** A config version made the way the reloader makes one: real YAML, decoded, compiled, reconciled. */
@@ -27,27 +26,27 @@ export const versionOf = (
   })
 }
 
-/** The key of a series in the version's match cache. */
-export const cacheKeyOf = (name: string, labels: ReadonlyArray<string>): string => {
+/** The key of a series in the version's match cache: its fingerprint, `[hi, lo]`. */
+export const cacheKeyOf = (name: string, labels: ReadonlyArray<string>): [number, number] => {
   const fp = new Uint32Array(2)
   fingerprintSeries(name, labels, fp)
-  return matchCacheKey(fp[0] as number, fp[1] as number)
+  return [fp[0] as number, fp[1] as number]
 }
 
 /** One entry of a batch: metric name, labels, datapoints. */
 export type Entry = readonly [name: string, labels: Readonly<Record<string, string>>, datapoints: number]
 
 /** The batch view of `entries`, labels flattened and sorted by key as adapters deliver them. */
-export const batchOf = (entries: ReadonlyArray<Entry>): SeriesBatch => ({
-  length: entries.length,
-  names: entries.map(([name]) => name),
-  labels: entries.map(([, labels]) =>
-    Object.keys(labels)
-      .sort()
-      .flatMap((k) => [k, labels[k] as string]),
-  ),
-  datapoints: Uint32Array.from(entries.map(([, , d]) => d)),
-})
+export const batchOf = (entries: ReadonlyArray<Entry>): ArraySeriesBatch =>
+  arrayBatch(
+    entries.map(([name]) => name),
+    entries.map(([, labels]) =>
+      Object.keys(labels)
+        .sort()
+        .flatMap((k) => [k, labels[k] as string]),
+    ),
+    Uint32Array.from(entries.map(([, , d]) => d)),
+  )
 
 /** Runs one batch and returns the verdict as plain arrays and the counts by rule name. */
 export const run = (version: ConfigVersion, nowMs: number, entries: ReadonlyArray<Entry>) => {

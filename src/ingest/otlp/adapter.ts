@@ -18,7 +18,7 @@
  * resource attribute stays, because the resource is shared by every point under it; where a data
  * point attribute shadowed a resource attribute of the same key, the resource value shows again.
  */
-import type { BatchVerdict, SeriesBatch } from "../../limits/batch.js"
+import { type ArraySeriesBatch, arrayBatch, type BatchVerdict } from "../../limits/batch.js"
 import { flattenAttributes, mergeLabels } from "./attribute-text.js"
 import type {
   DataPoint,
@@ -33,7 +33,7 @@ import type {
 const NO_LABELS: ReadonlyArray<string> = Object.freeze([])
 
 /** The limits engine's view of `req`: one entry per data point, in wire order. */
-export const toSeriesBatch = (req: ExportMetricsServiceRequest): SeriesBatch => {
+export const toSeriesBatch = (req: ExportMetricsServiceRequest): ArraySeriesBatch => {
   const names: string[] = []
   const labels: Array<ReadonlyArray<string>> = []
   for (const rm of req.resourceMetrics) {
@@ -50,7 +50,7 @@ export const toSeriesBatch = (req: ExportMetricsServiceRequest): SeriesBatch => 
     }
   }
   const length = names.length
-  return { length, names, labels, datapoints: new Uint32Array(length).fill(1) }
+  return arrayBatch(names, labels, new Uint32Array(length).fill(1))
 }
 
 /** The number of data points in `req` (= `toSeriesBatch(req).length`). */

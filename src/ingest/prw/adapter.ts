@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { BatchVerdict, SeriesBatch } from "../../limits/batch.js"
+import { type ArraySeriesBatch, arrayBatch, type BatchVerdict } from "../../limits/batch.js"
 import { type Label, NO_BYTES, type Sample, type TimeSeries, type WriteRequest } from "./types.js"
 
 /** Datapoints a series carries for the limits engine: its float samples plus its native histograms. */
@@ -22,7 +22,7 @@ export const METRIC_NAME_LABEL = "__name__"
  * label (`""` without one); `labels[i]` holds the other labels sorted by name (UTF-16 code-unit
  * order, stable), sorted only when the sender did not already sort them.
  */
-export const toSeriesBatch = (request: WriteRequest): SeriesBatch => {
+export const toSeriesBatch = (request: WriteRequest): ArraySeriesBatch => {
   const timeseries = request.timeseries
   const length = timeseries.length
   const names: Array<string> = []
@@ -50,7 +50,7 @@ export const toSeriesBatch = (request: WriteRequest): SeriesBatch => {
     labels.push(flat)
     datapoints[i] = datapointCount(series)
   }
-  return { length, names, labels, datapoints }
+  return arrayBatch(names, labels, datapoints)
 }
 
 /** `[k0, v0, k1, v1, …]` stably sorted by key. */

@@ -247,12 +247,11 @@ describe("toSeriesBatch", () => {
   })
 
   it("is empty for an empty request", () => {
-    expect(toSeriesBatch({ resourceMetrics: [] })).toEqual({
-      length: 0,
-      names: [],
-      labels: [],
-      datapoints: new Uint32Array(0),
-    })
+    const batch = toSeriesBatch({ resourceMetrics: [] })
+    expect(batch.length).toBe(0)
+    expect(batch.names).toEqual([])
+    expect(batch.labels).toEqual([])
+    expect(batch.datapoints).toEqual(new Uint32Array(0))
   })
 })
 
