@@ -12,7 +12,6 @@ import { makeIngest } from "./ingest.js"
 import type { ExportMetricsServiceRequest } from "./otlp/types.js"
 import { otlpAdapter, otlpEncoder } from "./otlp-protocol.js"
 import { otlpHttpRoute } from "./otlp-route.js"
-import type { WriteRequest } from "./prw/types.js"
 import { prwAdapter, prwEncoder } from "./prw-protocol.js"
 import { prwRoute } from "./prw-route.js"
 import { ViolationLog } from "./violations.js"
@@ -91,7 +90,7 @@ export const layer = (flags: DataPathFlags) =>
         httpAddress !== undefined || grpcAddress !== undefined
           ? newBuffer<ExportMetricsServiceRequest>()
           : undefined
-      const prwBuffer = prwAddress !== undefined ? newBuffer<WriteRequest>() : undefined
+      const prwBuffer = prwAddress !== undefined ? newBuffer<Uint8Array>() : undefined
       // The exporters start before every receiver, so their flush runs after every receiver stopped
       // accepting; their finalizers run in parallel, so shutdown takes one shutdown_timeout, not one
       // per protocol.

@@ -7,13 +7,14 @@ import type { Instruments } from "../telemetry/metrics.js"
 import type { ViolationLog } from "./violations.js"
 
 /** How one protocol's decoded request is seen by the limits engine and rebuilt from its verdict. */
-export interface ProtocolAdapter<Req> {
+export interface ProtocolAdapter<Req, Out = Req> {
   readonly protocol: ProtocolName
   readonly toSeriesBatch: (req: Req) => SeriesBatch
+  /** What to forward after the verdict (`Out`: what the exporter buffers), and its datapoints. */
   readonly applyVerdict: (
     req: Req,
     verdict: BatchVerdict,
-  ) => { readonly request: Req; readonly datapoints: number }
+  ) => { readonly request: Out; readonly datapoints: number }
 }
 
 export type IngestOutcome =
@@ -46,9 +47,9 @@ const countRules = (telemetry: Instruments, counts: ReadonlyArray<RuleCounts>) =
  * verdict and buffer it for the exporter.
  */
 export const makeIngest =
-  <Req>(
-    adapter: ProtocolAdapter<Req>,
-    buffer: ExportBuffer<Req>,
+  <Req, Out>(
+    adapter: ProtocolAdapter<Req, Out>,
+    buffer: ExportBuffer<Out>,
     telemetry: Instruments,
     currentVersion: () => ConfigVersion,
     violations: ViolationLog,

@@ -1,31 +1,31 @@
 import type { WireEncoder } from "../export/exporter.js"
 import type { ProtocolAdapter } from "./ingest.js"
-import { applyVerdict, toSeriesBatch } from "./prw/adapter.js"
-import { encodeWriteRequest } from "./prw/codec.js"
+import { applyScannedVerdict, concatBytes, type ScannedWriteRequest } from "./prw/scan.js"
 import { compressBody } from "./prw/snappy.js"
-import type { WriteRequest } from "./prw/types.js"
 
-export const prwAdapter: ProtocolAdapter<WriteRequest> = { protocol: "prw", toSeriesBatch, applyVerdict }
+/**
+ * Remote write through the limits: the request is scanned, not decoded (`prw/scan.ts`), and what
+ * passes is forwarded as the encoded `WriteRequest` bytes it came in (re-encoded only where the
+ * verdict changes a series).
+ */
+export const prwAdapter: ProtocolAdapter<ScannedWriteRequest, Uint8Array> = {
+  protocol: "prw",
+  toSeriesBatch: (req) => req,
+  applyVerdict: applyScannedVerdict,
+}
 
-/** Buffered requests become one remote-write request: their series and metadata, in order. */
-export const prwEncoder: WireEncoder<WriteRequest> = {
-  encode: (requests) => {
-    const merged: WriteRequest =
-      requests.length === 1
-        ? (requests[0] as WriteRequest)
-        : {
-            timeseries: requests.flatMap((r) => r.timeseries),
-            metadata: requests.flatMap((r) => r.metadata),
-            unknown: [],
-          }
-    return {
-      body: compressBody(encodeWriteRequest(merged)),
-      headers: {
-        "content-type": "application/x-protobuf",
-        "content-encoding": "snappy",
-        "x-prometheus-remote-write-version": "0.1.0",
-        "user-agent": "metrics-governor",
-      },
-    }
-  },
+/**
+ * Buffered requests become one remote-write request: encoded `WriteRequest`s concatenate into one
+ * (their series and metadata, in order), compressed once.
+ */
+export const prwEncoder: WireEncoder<Uint8Array> = {
+  encode: (requests) => ({
+    body: compressBody(concatBytes(requests)),
+    headers: {
+      "content-type": "application/x-protobuf",
+      "content-encoding": "snappy",
+      "x-prometheus-remote-write-version": "0.1.0",
+      "user-agent": "metrics-governor",
+    },
+  }),
 }

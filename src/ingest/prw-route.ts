@@ -2,9 +2,8 @@ import type { IncomingMessage } from "node:http"
 import { Either } from "effect"
 import { type Reply, type Route, textReply } from "./http-receiver.js"
 import type { IngestOutcome } from "./ingest.js"
-import { decodeWriteRequest } from "./prw/codec.js"
+import { type ScannedWriteRequest, scanWriteRequest } from "./prw/scan.js"
 import { decompressBody } from "./prw/snappy.js"
-import type { WriteRequest } from "./prw/types.js"
 
 const mediaType = (req: IncomingMessage): string =>
   (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? ""
@@ -19,7 +18,7 @@ const mediaType = (req: IncomingMessage): string =>
 export const prwRoute = (options: {
   readonly maxRequestBytes: number
   readonly maxDecompressedBytes: number
-  readonly ingest: (req: WriteRequest, bytes: number) => IngestOutcome
+  readonly ingest: (req: ScannedWriteRequest, bytes: number) => IngestOutcome
 }): Route => ({
   method: "POST",
   path: "/api/v1/write",
@@ -44,7 +43,7 @@ export const prwRoute = (options: {
     }
     const raw = decompressBody(body, options.maxDecompressedBytes)
     if (Either.isLeft(raw)) return textReply(raw.left.kind === "too_large" ? 413 : 400, raw.left.message)
-    const decoded = decodeWriteRequest(raw.right)
+    const decoded = scanWriteRequest(raw.right)
     if (Either.isLeft(decoded)) return textReply(400, decoded.left.message)
     const outcome = options.ingest(decoded.right, raw.right.length)
     if (outcome._tag === "Overloaded") {

@@ -73,3 +73,36 @@ export const fingerprintSeries = (name: string, labels: ReadonlyArray<string>, o
   }
   finish(out)
 }
+
+// --- the same fingerprint over UTF-8 bytes, for decoders that read labels from the wire ---------
+
+/** Starts a fingerprint (then `absorbBytes` / `absorbSeparator`, then `finishFingerprint`). */
+export const beginFingerprint = (): void => {
+  h1 = SEED_1
+  h2 = SEED_2
+}
+
+/**
+ * Absorbs `bytes[start, end)`, which must be ASCII: then each byte is the UTF-16 code unit
+ * `fingerprintSeries` absorbs for the same character, and the two fingerprints agree.
+ */
+export const absorbBytes = (bytes: Uint8Array, start: number, end: number): void => {
+  let a = h1
+  let b = h2
+  for (let i = start; i < end; i++) {
+    const c = bytes[i] as number
+    a = Math.imul(a ^ c, P1)
+    b = Math.imul(b ^ c, P2)
+  }
+  h1 = a
+  h2 = b
+}
+
+/** Absorbs the separator between the parts of a series key. */
+export const absorbSeparator = (): void => {
+  h1 = Math.imul(h1 ^ SEP, P1)
+  h2 = Math.imul(h2 ^ SEP, P2)
+}
+
+/** Writes the fingerprint begun by `beginFingerprint`. */
+export const finishFingerprint = (out: Uint32Array): void => finish(out)

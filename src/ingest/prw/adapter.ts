@@ -30,27 +30,35 @@ export const toSeriesBatch = (request: WriteRequest): ArraySeriesBatch => {
   const datapoints = new Uint32Array(length)
   for (let i = 0; i < length; i++) {
     const series = timeseries[i] as TimeSeries
-    const seriesLabels = series.labels
-    let name: string | undefined
-    let flat: Array<string> = []
-    let sorted = true
-    let previous = ""
-    for (let j = 0; j < seriesLabels.length; j++) {
-      const label = seriesLabels[j] as Label
-      if (label.name === METRIC_NAME_LABEL) {
-        name ??= label.value
-        continue
-      }
-      if (flat.length > 0 && label.name < previous) sorted = false
-      previous = label.name
-      flat.push(label.name, label.value)
-    }
-    if (!sorted) flat = sortPairs(flat)
-    names.push(name ?? "")
-    labels.push(flat)
+    const entry = seriesEntry(series)
+    names.push(entry.name)
+    labels.push(entry.labels)
     datapoints[i] = datapointCount(series)
   }
   return arrayBatch(names, labels, datapoints)
+}
+
+/** The name and flat, key-sorted labels of one series, as `toSeriesBatch` lists them. */
+export const seriesEntry = (
+  series: TimeSeries,
+): { readonly name: string; readonly labels: ReadonlyArray<string> } => {
+  const seriesLabels = series.labels
+  let name: string | undefined
+  let flat: Array<string> = []
+  let sorted = true
+  let previous = ""
+  for (let j = 0; j < seriesLabels.length; j++) {
+    const label = seriesLabels[j] as Label
+    if (label.name === METRIC_NAME_LABEL) {
+      name ??= label.value
+      continue
+    }
+    if (flat.length > 0 && label.name < previous) sorted = false
+    previous = label.name
+    flat.push(label.name, label.value)
+  }
+  if (!sorted) flat = sortPairs(flat)
+  return { name: name ?? "", labels: flat }
 }
 
 /** `[k0, v0, k1, v1, …]` stably sorted by key. */

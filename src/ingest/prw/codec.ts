@@ -74,15 +74,16 @@ const EMPTY_SERIES: TimeSeries = Object.freeze({
 })
 
 /** A malformed message; `decodeWriteRequest` turns it into a `PrwDecodeError`. */
-class Malformed extends Error {}
+export class Malformed extends Error {}
 
 /**
  * One pass over one message. Positions are offsets into the whole body, so an error names the byte
- * where the operator (or `protoc --decode_raw`) can look.
+ * where the operator (or `protoc --decode_raw`) can look. (`scan.ts` extends it: its primitives
+ * are shared so that both accept and reject exactly the same input.)
  */
-class Decoder {
+export class Decoder {
   pos = 0
-  private readonly view: DataView
+  readonly view: DataView
   /**
    * The label strings of the previous series, by position (`2 * index` name, `+ 1` value), with
    * where their bytes were. Consecutive series of one request mostly repeat names and many values;
@@ -92,7 +93,7 @@ class Decoder {
   private readonly prevEnd: Array<number> = []
   private readonly prevText: Array<string> = []
 
-  constructor(private readonly bytes: Uint8Array) {
+  constructor(readonly bytes: Uint8Array) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   }
 
@@ -126,7 +127,7 @@ class Decoder {
     return { timeseries, metadata: metadata ?? NO_BYTES, unknown: unknown ?? NO_BYTES }
   }
 
-  private timeSeries(end: number): TimeSeries {
+  timeSeries(end: number): TimeSeries {
     if (this.pos === end) return EMPTY_SERIES
     const labels: Array<Label> = []
     // Remote-write senders mostly send one sample per series: a one-element array fits it exactly,
@@ -263,7 +264,7 @@ class Decoder {
     return text
   }
 
-  private utf8(start: number, end: number): string {
+  utf8(start: number, end: number): string {
     try {
       return readUtf8(this.bytes, start, end)
     } catch (e) {
@@ -273,7 +274,7 @@ class Decoder {
   }
 
   /** A field key; field number 0 is malformed (wire types are checked where the field is read). */
-  private tag(end: number): number {
+  tag(end: number): number {
     const start = this.pos
     const tag = this.varint(end)
     if (tag > 0xffffffff || tag >>> 3 === 0)
@@ -281,16 +282,16 @@ class Decoder {
     return tag
   }
 
-  private expectLen(tag: number, start: number, what: string): void {
+  expectLen(tag: number, start: number, what: string): void {
     if ((tag & 7) !== LEN) this.wrongWireType(tag, start, what, LEN)
   }
 
-  private wrongWireType(tag: number, start: number, what: string, expected: number): never {
+  wrongWireType(tag: number, start: number, what: string, expected: number): never {
     return this.fail(`${what} has wire type ${tag & 7} (expected ${expected}) at byte ${start}`)
   }
 
   /** Reads a length prefix and returns where the payload ends; fails when that is past `end`. */
-  private lengthEnd(end: number): number {
+  lengthEnd(end: number): number {
     const start = this.pos
     const length = this.varint(end)
     if (length > end - this.pos) {
@@ -300,7 +301,7 @@ class Decoder {
   }
 
   /** Skips the payload of a field this decoder does not interpret. */
-  private skip(tag: number, start: number, end: number): void {
+  skip(tag: number, start: number, end: number): void {
     switch (tag & 7) {
       case VARINT:
         this.varint(end)
@@ -322,7 +323,7 @@ class Decoder {
   }
 
   /** An unsigned varint as a number (exact to 2^53; beyond that only its size matters to callers). */
-  private varint(end: number): number {
+  varint(end: number): number {
     const bytes = this.bytes
     const start = this.pos
     if (start < end) {
@@ -349,7 +350,7 @@ class Decoder {
   }
 
   /** A two's-complement int64 varint as a number (exact in ±2^53). */
-  private int64(end: number): number {
+  int64(end: number): number {
     const bytes = this.bytes
     const start = this.pos
     let lo = 0
@@ -466,7 +467,7 @@ class Encoder {
   pos = 0
   next = 0
   readonly out: Uint8Array
-  private readonly view: DataView
+  readonly view: DataView
 
   constructor(size: number) {
     this.out = new Uint8Array(size)
