@@ -9,6 +9,11 @@ const Count = Schema.Number.pipe(
   Schema.lessThanOrEqualTo(Number.MAX_SAFE_INTEGER, { message: () => "is too large" }),
 ).annotations({ message: () => ({ message: "must be a whole number > 0", override: true }) })
 
+const Threads = Schema.Number.pipe(
+  Schema.int({ message: () => "must be a whole number" }),
+  Schema.between(0, 64, { message: () => "must be between 0 and 64" }),
+).annotations({ message: () => ({ message: "must be a whole number from 0 to 64", override: true }) })
+
 const Bool = Schema.Boolean.annotations({
   message: () => ({ message: "must be true or false", override: true }),
 })
@@ -32,6 +37,8 @@ export const MainConfigSpec = Schema.Struct({
       max_request_bytes: opt(Count),
       /** Largest accepted request body after decompression. */
       max_decompressed_bytes: opt(Count),
+      /** Worker threads that decompress and scan remote-write bodies; 0: the main thread does. */
+      decode_threads: opt(Threads),
     }),
   ),
   exporters: opt(Schema.Struct({ otlp: opt(ExporterSpec), prw: opt(ExporterSpec) })),

@@ -12,6 +12,7 @@ import { makeIngest } from "./ingest.js"
 import type { ExportMetricsServiceRequest } from "./otlp/types.js"
 import { otlpAdapter, otlpEncoder } from "./otlp-protocol.js"
 import { otlpHttpRoute } from "./otlp-route.js"
+import { defaultDecodeThreads, inlineDecoder, workerDecoder } from "./prw/decode.js"
 import { prwAdapter, prwEncoder } from "./prw-protocol.js"
 import { prwRoute } from "./prw-route.js"
 import { ViolationLog } from "./violations.js"
@@ -140,16 +141,23 @@ export const layer = (flags: DataPathFlags) =>
       // Remote write.
       if (prwAddress !== undefined && prwBuffer !== undefined) {
         const ingest = makeIngest(prwAdapter, prwBuffer, telemetry, current, violations)
+        const threads = main.receivers?.decode_threads ?? defaultDecodeThreads()
+        // Acquired before the receiver, so released after it stopped accepting.
+        const decoder = yield* Effect.acquireRelease(
+          Effect.sync(() => (threads > 0 ? workerDecoder(threads) : inlineDecoder)),
+          (d) => Effect.promise(() => d.close()),
+        )
         yield* serveReceiver(
           "remote-write receiver",
           prwAddress,
-          [prwRoute({ maxRequestBytes, maxDecompressedBytes, ingest })],
+          [prwRoute({ maxRequestBytes, maxDecompressedBytes, ingest, decoder })],
           telemetry,
           onError,
         )
         yield* logInfo("remote-write receiver listening", {
           address: flags.prwListen,
           exporter_endpoint: flags.prwExporterEndpoint ?? null,
+          decode_threads: threads,
         })
       }
     }),

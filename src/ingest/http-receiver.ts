@@ -29,7 +29,8 @@ export interface Route {
   readonly protocol: ProtocolName
   /** Largest body accepted as sent; bigger is answered 413 without being read. */
   readonly maxRequestBytes: number
-  readonly handle: (req: IncomingMessage, body: Uint8Array) => Reply
+  /** The reply, or a promise of it (a body decoded in another thread). */
+  readonly handle: (req: IncomingMessage, body: Uint8Array) => Reply | Promise<Reply>
 }
 
 const send = (res: ServerResponse, reply: Reply) => {
@@ -83,21 +84,27 @@ export const serveReceiver = (
           )
           return
         }
+        const answer = (reply: Reply) => {
+          count(reply.status)
+          if (!res.destroyed) send(res, reply)
+        }
+        const failed = (e: unknown) => {
+          onError(e)
+          answer(textReply(500, "internal error"))
+        }
         readBody(req, route.maxRequestBytes).then(
           (body) => {
-            let reply: Reply
-            if (body._tag === "TooLarge") reply = textReply(413, `request body exceeds ${body.limit} bytes`)
-            else if (body._tag === "Aborted") reply = textReply(400, `request body: ${body.reason}`)
-            else {
-              try {
-                reply = route.handle(req, body.bytes)
-              } catch (e) {
-                onError(e)
-                reply = textReply(500, "internal error")
-              }
+            if (body._tag === "TooLarge")
+              return answer(textReply(413, `request body exceeds ${body.limit} bytes`))
+            if (body._tag === "Aborted") return answer(textReply(400, `request body: ${body.reason}`))
+            let reply: Reply | Promise<Reply>
+            try {
+              reply = route.handle(req, body.bytes)
+            } catch (e) {
+              return failed(e)
             }
-            count(reply.status)
-            if (!res.destroyed) send(res, reply)
+            if (reply instanceof Promise) reply.then(answer, failed)
+            else answer(reply)
           },
           (e) => {
             onError(e)

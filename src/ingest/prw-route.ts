@@ -2,8 +2,8 @@ import type { IncomingMessage } from "node:http"
 import { Either } from "effect"
 import { type Reply, type Route, textReply } from "./http-receiver.js"
 import type { IngestOutcome } from "./ingest.js"
-import { type ScannedWriteRequest, scanWriteRequest } from "./prw/scan.js"
-import { decompressBody } from "./prw/snappy.js"
+import type { BodyDecoder, DecodeFailure } from "./prw/decode.js"
+import type { ScannedWriteRequest } from "./prw/scan.js"
 
 const mediaType = (req: IncomingMessage): string =>
   (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? ""
@@ -19,38 +19,46 @@ export const prwRoute = (options: {
   readonly maxRequestBytes: number
   readonly maxDecompressedBytes: number
   readonly ingest: (req: ScannedWriteRequest, bytes: number) => IngestOutcome
-}): Route => ({
-  method: "POST",
-  path: "/api/v1/write",
-  protocol: "prw",
-  maxRequestBytes: options.maxRequestBytes,
-  handle: (req, body): Reply => {
-    const type = mediaType(req)
-    if (type !== "application/x-protobuf") {
-      return textReply(415, `unsupported content type "${type}"; remote write sends application/x-protobuf`)
+  /** Decompresses and scans bodies, in this thread or in worker threads. */
+  readonly decoder: BodyDecoder
+}): Route => {
+  const afterDecode = (decoded: Either.Either<ScannedWriteRequest, DecodeFailure>): Reply => {
+    if (Either.isLeft(decoded)) {
+      const f = decoded.left
+      return textReply(f.status, f.message, f.status === 503 ? { "retry-after": "1" } : {})
     }
-    const proto = /;\s*proto=([^;\s]+)/i.exec(req.headers["content-type"] ?? "")?.[1]
-    if (proto !== undefined && proto !== "prometheus.WriteRequest") {
-      // Remote write 2.0 senders fall back to 1.0 on 415.
-      return textReply(
-        415,
-        `unsupported remote-write message "${proto}"; this receiver speaks prometheus.WriteRequest (1.0)`,
-      )
-    }
-    const encoding = (req.headers["content-encoding"] ?? "").trim().toLowerCase()
-    if (encoding !== "snappy") {
-      return textReply(415, `unsupported content encoding "${encoding}"; remote write sends snappy`)
-    }
-    const raw = decompressBody(body, options.maxDecompressedBytes)
-    if (Either.isLeft(raw)) return textReply(raw.left.kind === "too_large" ? 413 : 400, raw.left.message)
-    const decoded = scanWriteRequest(raw.right)
-    if (Either.isLeft(decoded)) return textReply(400, decoded.left.message)
-    const outcome = options.ingest(decoded.right, raw.right.length)
+    const outcome = options.ingest(decoded.right, decoded.right.bytes.length)
     if (outcome._tag === "Overloaded") {
       return textReply(503, "export buffer full, retry later", {
         "retry-after": String(Math.ceil(outcome.retryAfterMs / 1000)),
       })
     }
     return { status: 204 }
-  },
-})
+  }
+  return {
+    method: "POST",
+    path: "/api/v1/write",
+    protocol: "prw",
+    maxRequestBytes: options.maxRequestBytes,
+    handle: (req, body): Reply | Promise<Reply> => {
+      const type = mediaType(req)
+      if (type !== "application/x-protobuf") {
+        return textReply(415, `unsupported content type "${type}"; remote write sends application/x-protobuf`)
+      }
+      const proto = /;\s*proto=([^;\s]+)/i.exec(req.headers["content-type"] ?? "")?.[1]
+      if (proto !== undefined && proto !== "prometheus.WriteRequest") {
+        // Remote write 2.0 senders fall back to 1.0 on 415.
+        return textReply(
+          415,
+          `unsupported remote-write message "${proto}"; this receiver speaks prometheus.WriteRequest (1.0)`,
+        )
+      }
+      const encoding = (req.headers["content-encoding"] ?? "").trim().toLowerCase()
+      if (encoding !== "snappy") {
+        return textReply(415, `unsupported content encoding "${encoding}"; remote write sends snappy`)
+      }
+      const decoded = options.decoder.decode(body, options.maxDecompressedBytes)
+      return decoded instanceof Promise ? decoded.then(afterDecode) : afterDecode(decoded)
+    },
+  }
+}

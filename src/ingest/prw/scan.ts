@@ -130,12 +130,12 @@ class Scanner extends Decoder {
       fields++
     }
     return scanned(bytes, {
-      fieldStarts,
-      fieldEnds,
-      fieldSeries,
+      fieldStarts: fieldStarts.subarray(0, fields),
+      fieldEnds: fieldEnds.subarray(0, fields),
+      fieldSeries: fieldSeries.subarray(0, fields),
       fieldCount: fields,
-      payloadStarts,
-      payloadEnds,
+      payloadStarts: payloadStarts.subarray(0, series),
+      payloadEnds: payloadEnds.subarray(0, series),
       datapoints: datapoints.subarray(0, series),
       hi: hi.subarray(0, series),
       lo: lo.subarray(0, series),
@@ -326,11 +326,11 @@ class Scanner extends Decoder {
   }
 }
 
-/** The batch view: names and labels decoded on first use, then kept. */
-const scanned = (
-  bytes: Uint8Array,
-  parts: Omit<ScannedWriteRequest, "bytes" | "nameOf" | "labelsOf">,
-): ScannedWriteRequest => {
+/** What a scan found, as plain data (a decoding thread sends it to the main thread). */
+export type ScanParts = Omit<ScannedWriteRequest, "bytes" | "nameOf" | "labelsOf">
+
+/** The batch view of a scan: names and labels decoded on first use, then kept. */
+export const scanned = (bytes: Uint8Array, parts: ScanParts): ScannedWriteRequest => {
   const names: Array<string | undefined> = []
   const labels: Array<ReadonlyArray<string> | undefined> = []
   let d: Decoder | undefined
@@ -451,3 +451,17 @@ export const concatBytes = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
   }
   return out
 }
+
+/** The plain-data parts of a scan, to send to another thread. */
+export const partsOf = (req: ScannedWriteRequest): ScanParts => ({
+  length: req.length,
+  fieldStarts: req.fieldStarts,
+  fieldEnds: req.fieldEnds,
+  fieldSeries: req.fieldSeries,
+  fieldCount: req.fieldCount,
+  payloadStarts: req.payloadStarts,
+  payloadEnds: req.payloadEnds,
+  datapoints: req.datapoints,
+  hi: req.hi,
+  lo: req.lo,
+})
