@@ -169,7 +169,9 @@ describe("applyScannedVerdict: the verdict applied to bytes", () => {
         expect(fromBytes.datapoints).toBe(fromObjects.datapoints)
         expect(comparable(mustDecode(fromBytes.request))).toEqual(comparable(fromObjects.request))
         // Everything passes: the body itself goes on, not a copy.
-        const counts = (req.timeseries as ReadonlyArray<TimeSeries>).map((ts) => ts.samples.length + ts.histograms.length)
+        const counts = (req.timeseries as ReadonlyArray<TimeSeries>).map(
+          (ts) => ts.samples.length + ts.histograms.length,
+        )
         if (pass.every((p, i) => p >= (counts[i] as number))) expect(fromBytes.request).toBe(bytes)
       }),
       { numRuns: 1_000 },
