@@ -1,7 +1,15 @@
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
+import { compileMetricRegex } from "../../src/limits/compile.js"
 import { enforce } from "../../src/limits/enforce.js"
-import { groupKey, MATCH_CACHE_MAX, matchRule, ownerOf, seriesKey } from "../../src/limits/match.js"
+import {
+  groupKey,
+  literalPrefix,
+  MATCH_CACHE_MAX,
+  matchRule,
+  ownerOf,
+  seriesKey,
+} from "../../src/limits/match.js"
 import { batchOf, cacheKeyOf, versionOf } from "./engine.js"
 
 describe("seriesKey", () => {
@@ -112,5 +120,59 @@ describe("ownerOf: the version's match cache", () => {
     v.matchCache.set(...cacheKeyOf("other", []), v.limits.rules[0] ?? null)
     const out = enforce(v, 0, batchOf([["other", {}, 1]]))
     expect(out.verdict.rule[0]?.name).toBe("r")
+  })
+})
+
+describe("literalPrefix: the literal a pattern's matches start with", () => {
+  const piece = fc.constantFrom(
+    "a",
+    "b",
+    "x",
+    "_",
+    ".",
+    ".*",
+    "a+",
+    "b?",
+    "x*",
+    "(a|b)",
+    "[ab]",
+    "a{2}",
+    "b{0}",
+    "\\.",
+    "|",
+    "(?i)a",
+    "^",
+    "$",
+  )
+  const pattern = fc.array(piece, { minLength: 1, maxLength: 6 }).map((p) => p.join(""))
+  const name = fc
+    .array(fc.constantFrom("a", "b", "x", "_", ".", "A", "B"), { maxLength: 8 })
+    .map((n) => n.join(""))
+
+  it("law: every name the anchored regex matches starts with the prefix", () => {
+    fc.assert(
+      fc.property(pattern, fc.array(name, { minLength: 1, maxLength: 20 }), (source, names) => {
+        const re = compileMetricRegex(source)
+        const prefix = literalPrefix(source)
+        for (const n of names)
+          if (re.testExact(n)) expect(n.startsWith(prefix), `${source} ~ ${n}`).toBe(true)
+      }),
+      { numRuns: 2_000 },
+    )
+  })
+
+  it.each([
+    ["svc12_.*", "svc12_"],
+    ["http_requests_total", "http_requests_total"],
+    ["ab*", "a"],
+    ["ab?c", "a"],
+    ["ab{0}", "a"],
+    ["ab+", "ab"],
+    ["a|b", ""],
+    ["(?i)up", ""],
+    [".*_bucket", ""],
+    ["node\\.x", "node"],
+  ])("%s → %s", (source, prefix) => {
+    expect(literalPrefix(source)).toBe(prefix)
   })
 })
