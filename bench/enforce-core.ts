@@ -267,14 +267,28 @@ const run = async (): Promise<AreaResult> => {
   md.push(`| baseline | — | cold | — | ${si(baseCold)} | | 1.00× |`)
   md.push("")
   const hotRows = rows.filter((r) => r.c.cache === "hot")
-  const best = Math.max(...hotRows.map((r) => r.rate))
-  const worst = Math.min(...hotRows.map((r) => r.rate))
-  const hundred = rows.find((r) => r.c.cache === "hot" && r.c.rules === 100 && !r.c.groupBy)
-  const met = worst >= TARGET
+  const range = (rs: typeof rows) => {
+    const rates = rs.map((r) => r.rate)
+    return `${si(Math.min(...rates))}–${si(Math.max(...rates))}`
+  }
+  const byDecoder = hotRows.filter((r) => r.c.fp === "decoder")
+  const inEnforce = hotRows.filter((r) => r.c.fp === "enforce")
+  const metRows = hotRows.filter((r) => r.rate >= TARGET)
+  const met = metRows.length === hotRows.length
+  const metWhere = byDecoder
+    .filter((r) => r.rate >= TARGET)
+    .map(
+      (r) =>
+        `${r.c.rules.toLocaleString("en")} rule${r.c.rules === 1 ? "" : "s"}${r.c.groupBy ? " with group_by" : ""}`,
+    )
+  const hundred = rows.find(
+    (r) => r.c.cache === "hot" && r.c.rules === 100 && !r.c.groupBy && r.c.fp === "decoder",
+  )
   md.push(
-    `Target ≥ 5M datapoints/s on one core on the cached (hot) path: **${met ? "met" : "not met"}** — ` +
-      `hot path ${si(worst)}–${si(best)} datapoints/s (100 rules, no group_by: ${si(hundred?.rate ?? Number.NaN)}, ` +
-      `${ratio((hundred?.rate ?? Number.NaN) / TARGET)} of the target).`,
+    `Target ≥ 5M datapoints/s on one core on the cached (hot) path: **${met ? "met" : metRows.length > 0 ? "met in part" : "not met"}** — ` +
+      `${metRows.length} of ${hotRows.length} hot rows. With fingerprints from the decoder (remote write): ${range(byDecoder)} ` +
+      `datapoints/s (100 rules, no group_by: ${si(hundred?.rate ?? Number.NaN)}, ${ratio((hundred?.rate ?? Number.NaN) / TARGET)} of the target; ` +
+      `at or above it: ${metWhere.length > 0 ? metWhere.join(", ") : "none"}). With fingerprints computed in \`enforce()\` (OTLP): ${range(inEnforce)}.`,
   )
   md.push("")
   return {
@@ -284,7 +298,9 @@ const run = async (): Promise<AreaResult> => {
       {
         area: "1. enforcement core",
         target: "≥ 5M datapoints/s on one core, cached path",
-        measured: `${si(worst)}–${si(best)} datapoints/s (${ratio(worst / TARGET)}–${ratio(best / TARGET)} of target)`,
+        measured:
+          `remote write (fingerprints from the decoder) ${range(byDecoder)}, met for ${metWhere.length > 0 ? metWhere.join(", ") : "none"}; ` +
+          `OTLP (fingerprints in enforce) ${range(inEnforce)} datapoints/s`,
         met,
       },
     ],
@@ -295,6 +311,7 @@ const run = async (): Promise<AreaResult> => {
         rules: r.c.rules,
         groupBy: r.c.groupBy,
         cache: r.c.cache,
+        fp: r.c.fp,
         rate: r.rate,
         vsBaseline: r.vsBase,
       })),

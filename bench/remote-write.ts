@@ -12,6 +12,7 @@
  * `node --import tsx bench/remote-write.ts` (BENCH_QUICK=1 for a short run).
  */
 import * as fs from "node:fs"
+import { availableParallelism } from "node:os"
 import * as path from "node:path"
 import {
   type AreaResult,
@@ -230,8 +231,10 @@ const run = async (): Promise<AreaResult> => {
   md.push("")
   md.push(
     `Both relay to the same sink (\`bench/sink.ts\`: node:http, 204 without decoding, in its own process). ` +
-      `The governor runs with one rule (\`max_cardinality: 10000\`, \`action: drop\`) and its default buffer/exporter ` +
-      `settings; vmagent ${"`"}-remoteWrite.maxHourlySeries=10000${"`"} with its defaults. Load: ${BODIES} prepared snappy bodies of ` +
+      `The governor runs with one rule (\`max_cardinality: 10000\`, \`action: drop\`) and its defaults: buffer and exporter settings, and ` +
+      `\`receivers.decode_threads\` = one thread per core beyond the first, at most 4 (here ${Math.max(0, Math.min(4, availableParallelism() - 1))}: ` +
+      "bodies are decompressed and scanned in that many worker threads, the limits enforced on the main thread); " +
+      `vmagent \`-remoteWrite.maxHourlySeries=10000\` with its defaults. Load: ${BODIES} prepared snappy bodies of ` +
       `${SERIES_PER_REQUEST.toLocaleString("en")} series with one sample each (${(BODIES * SERIES_PER_REQUEST).toLocaleString("en")} ` +
       "distinct series in all, under both limits: nothing is dropped), sent round robin. " +
       `Saturation: \`wrk -t1 -c${CONNECTIONS}\` for ${SATURATION_S} s per run, ${ROUNDS} interleaved rounds (order alternating); ` +
