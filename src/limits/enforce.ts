@@ -2,7 +2,8 @@ import type { ConfigVersion } from "../reload/version.js"
 import { activeUsage, shedGroups } from "./adaptive.js"
 import type { BatchVerdict, RuleCounts, SeriesBatch } from "./batch.js"
 import { fingerprintSeries } from "./fingerprint.js"
-import { groupKey, matchRule } from "./match.js"
+import { groupKey, matchRule, ownerCode, ownerOfCode } from "./match.js"
+import { NOT_CACHED } from "./match-cache.js"
 import type { CompiledRule } from "./rules.js"
 import { accountedRules, emptyStats, type GroupStats, type RuleStats } from "./stats.js"
 import { rollWindow, windowStartOf } from "./window.js"
@@ -209,11 +210,12 @@ export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatc
       hi = fp[0] as number
       lo = fp[1] as number
     }
-    let rule = cache.get(hi, lo)
-    if (rule === undefined) {
-      rule = matchRule(limits, batch.nameOf(i), batch.labelsOf(i)) ?? null
-      cache.set(hi, lo, rule)
+    let code = cache.get(hi, lo)
+    if (code === NOT_CACHED) {
+      code = ownerCode(limits, matchRule(limits, batch.nameOf(i), batch.labelsOf(i)))
+      cache.set(hi, lo, code)
     }
+    const rule = ownerOfCode(limits, code)
     if (rule === null) {
       pass[i] = dps
       continue

@@ -1,18 +1,30 @@
-import type { CompiledRule } from "./rules.js"
+import type { CompiledLimits } from "./rules.js"
+
+/** `MatchCache.get` when the series is not cached. */
+export const NOT_CACHED = -3
+/** The owner code of series owned by `defaults`. */
+export const OWNER_DEFAULTS = -1
+/** The owner code of series owned by no rule (untracked). */
+export const OWNER_NONE = -2
 
 /**
- * The match cache of a config version: series fingerprint → owning rule (`null`: no rule and no
- * defaults, the series is untracked). Each series is matched against the rules once per version.
+ * The match cache: series fingerprint → owner code (the index of the owning rule in the rules'
+ * file order, {@link OWNER_DEFAULTS} or {@link OWNER_NONE}). Each series is matched against the
+ * rules once.
  *
  * Keyed by the 64-bit fingerprint itself, in an open-addressing table of typed arrays: a lookup is
  * a few array reads, with no key to build and nothing allocated. Grows by doubling at half load;
  * emptied (and matched again) when it would pass `max` entries, so its memory stays bounded.
+ *
+ * Owners are stored as positions, not rule objects, so the cache holds for any config version
+ * whose rules match exactly as the ones it was filled with (`sameMatching`): a reload that only
+ * changes limits or actions keeps it.
  */
 export class MatchCache {
   private his: Uint32Array
   private los: Uint32Array
-  /** `undefined`: empty slot. */
-  private owners: Array<CompiledRule | null | undefined>
+  /** Owner code + 3 (0: empty slot). */
+  private owners: Int32Array
   private mask: number
   private count = 0
 
@@ -22,7 +34,7 @@ export class MatchCache {
   ) {
     this.his = new Uint32Array(initialSlots)
     this.los = new Uint32Array(initialSlots)
-    this.owners = new Array<CompiledRule | null | undefined>(initialSlots).fill(undefined)
+    this.owners = new Int32Array(initialSlots)
     this.mask = initialSlots - 1
   }
 
@@ -30,42 +42,42 @@ export class MatchCache {
     return this.count
   }
 
-  /** The owner cached for the fingerprint `(hi, lo)`; `undefined` when not cached. */
-  get(hi: number, lo: number): CompiledRule | null | undefined {
+  /** The owner code cached for the fingerprint `(hi, lo)`, or {@link NOT_CACHED}. */
+  get(hi: number, lo: number): number {
     const his = this.his
     const los = this.los
     const owners = this.owners
     const mask = this.mask
     for (let slot = lo & mask; ; slot = (slot + 1) & mask) {
-      const owner = owners[slot]
-      if (owner === undefined) return undefined
-      if (los[slot] === lo && his[slot] === hi) return owner
+      const owner = owners[slot] as number
+      if (owner === 0) return NOT_CACHED
+      if (los[slot] === lo >>> 0 && his[slot] === hi >>> 0) return owner - 3
     }
   }
 
-  /** Caches `owner` for `(hi, lo)`, which must not be cached yet. */
-  set(hi: number, lo: number, owner: CompiledRule | null): void {
+  /** Caches `owner` (a code, not {@link NOT_CACHED}) for `(hi, lo)`, which must not be cached yet. */
+  set(hi: number, lo: number, owner: number): void {
     if (this.count >= this.max) this.clear()
     if (2 * (this.count + 1) > this.owners.length) this.grow()
-    this.insert(hi >>> 0, lo >>> 0, owner)
+    this.insert(hi >>> 0, lo >>> 0, owner + 3)
     this.count++
   }
 
   clear(): void {
     this.his = new Uint32Array(this.initialSlots)
     this.los = new Uint32Array(this.initialSlots)
-    this.owners = new Array<CompiledRule | null | undefined>(this.initialSlots).fill(undefined)
+    this.owners = new Int32Array(this.initialSlots)
     this.mask = this.initialSlots - 1
     this.count = 0
   }
 
-  private insert(hi: number, lo: number, owner: CompiledRule | null): void {
+  private insert(hi: number, lo: number, stored: number): void {
     const mask = this.mask
     let slot = lo & mask
-    while (this.owners[slot] !== undefined) slot = (slot + 1) & mask
+    while (this.owners[slot] !== 0) slot = (slot + 1) & mask
     this.his[slot] = hi
     this.los[slot] = lo
-    this.owners[slot] = owner
+    this.owners[slot] = stored
   }
 
   private grow(): void {
@@ -73,11 +85,33 @@ export class MatchCache {
     const slots = owners.length * 2
     this.his = new Uint32Array(slots)
     this.los = new Uint32Array(slots)
-    this.owners = new Array<CompiledRule | null | undefined>(slots).fill(undefined)
+    this.owners = new Int32Array(slots)
     this.mask = slots - 1
     for (let i = 0; i < owners.length; i++) {
-      const owner = owners[i]
-      if (owner !== undefined) this.insert(his[i] as number, los[i] as number, owner)
+      const stored = owners[i] as number
+      if (stored !== 0) this.insert(his[i] as number, los[i] as number, stored)
     }
   }
+}
+
+/**
+ * Whether two sets of rules give every series the same owner code: the same rules in the same
+ * order with the same `metric_name` patterns and label conditions, and `defaults` set in both or in
+ * neither. Names, limits, actions and everything else may differ.
+ */
+export const sameMatching = (a: CompiledLimits, b: CompiledLimits): boolean => {
+  if (a.rules.length !== b.rules.length || (a.defaults === undefined) !== (b.defaults === undefined))
+    return false
+  for (let i = 0; i < a.rules.length; i++) {
+    const ra = a.rules[i]
+    const rb = b.rules[i]
+    if (ra === undefined || rb === undefined || ra.metricNameSource !== rb.metricNameSource) return false
+    if (ra.labels.length !== rb.labels.length) return false
+    for (let j = 0; j < ra.labels.length; j++) {
+      const la = ra.labels[j]
+      const lb = rb.labels[j]
+      if (la?.name !== lb?.name || la?.value !== lb?.value) return false
+    }
+  }
+  return true
 }

@@ -1,4 +1,4 @@
-import type { MatchCache } from "./match-cache.js"
+import { type MatchCache, NOT_CACHED, OWNER_DEFAULTS, OWNER_NONE } from "./match-cache.js"
 import type { CompiledLimits, CompiledRule } from "./rules.js"
 
 /**
@@ -107,10 +107,18 @@ export const matchRule = (
   return limits.defaults
 }
 
+/** The owner code of `owner` (see `MatchCache`): its index in the rules, or a special code. */
+export const ownerCode = (limits: CompiledLimits, owner: CompiledRule | undefined): number =>
+  owner === undefined ? OWNER_NONE : owner === limits.defaults ? OWNER_DEFAULTS : limits.rules.indexOf(owner)
+
+/** The owner an owner code stands for under `limits`; `null`: untracked. */
+export const ownerOfCode = (limits: CompiledLimits, code: number): CompiledRule | null =>
+  code >= 0 ? (limits.rules[code] ?? null) : code === OWNER_DEFAULTS ? (limits.defaults ?? null) : null
+
 /**
- * The owning rule of a series, through the version's match cache under its fingerprint `(hi, lo)`;
- * `null`: no rule and no defaults, the series is untracked. Each series is matched once per version,
- * until the cache passes {@link MATCH_CACHE_MAX} entries and starts over.
+ * The owning rule of a series, through the match cache under its fingerprint `(hi, lo)`; `null`:
+ * no rule and no defaults, the series is untracked. Each series is matched once, until the cache
+ * passes {@link MATCH_CACHE_MAX} entries and starts over.
  */
 export const ownerOf = (
   limits: CompiledLimits,
@@ -120,11 +128,12 @@ export const ownerOf = (
   name: string,
   labels: ReadonlyArray<string>,
 ): CompiledRule | null => {
-  const hit = cache.get(hi, lo)
-  if (hit !== undefined) return hit
-  const owner = matchRule(limits, name, labels) ?? null
-  cache.set(hi, lo, owner)
-  return owner
+  let code = cache.get(hi, lo)
+  if (code === NOT_CACHED) {
+    code = ownerCode(limits, matchRule(limits, name, labels))
+    cache.set(hi, lo, code)
+  }
+  return ownerOfCode(limits, code)
 }
 
 /**

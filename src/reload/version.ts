@@ -1,7 +1,7 @@
 import type { DecodedLimits, DecodedMainConfig } from "../config/decode.js"
 import type { MainConfigSpec } from "../config/main-schema.js"
 import { MATCH_CACHE_MAX } from "../limits/match.js"
-import { MatchCache } from "../limits/match-cache.js"
+import { MatchCache, sameMatching } from "../limits/match-cache.js"
 import { type CompiledLimits, EMPTY_LIMITS } from "../limits/rules.js"
 import { accountedRules, reconcile, type StatsByRule } from "../limits/stats.js"
 import type { Trigger } from "./trigger.js"
@@ -28,7 +28,10 @@ export interface ConfigVersion {
   readonly trigger: Trigger
   /** Rule stats, reconciled from the previous version's (see `reconcile`). */
   readonly stats: StatsByRule
-  /** Series fingerprint -> owning rule (null: no rule). Belongs to this version, so a new one starts empty. */
+  /**
+   * Series fingerprint -> owner (see `MatchCache`). A new version starts with an empty cache, unless
+   * its rules match exactly as its predecessor's (`sameMatching`): then it takes that cache over.
+   */
   readonly matchCache: MatchCache
 }
 
@@ -60,6 +63,11 @@ export const nextVersion = (previous: ConfigVersion | undefined, inputs: Version
       previous === undefined
         ? reconcile(new Map(), [], newRules)
         : reconcile(previous.stats, accountedRules(previous.limits), newRules),
-    matchCache: new MatchCache(MATCH_CACHE_MAX),
+    // A version whose rules match exactly as its predecessor's takes over its cache (owners are
+    // stored by position): a reload that changes limits does not make every series cold.
+    matchCache:
+      previous !== undefined && sameMatching(previous.limits, limits)
+        ? previous.matchCache
+        : new MatchCache(MATCH_CACHE_MAX),
   }
 }

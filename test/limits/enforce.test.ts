@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest"
 import { enforce } from "../../src/limits/enforce.js"
 import { fingerprint } from "../../src/limits/fingerprint.js"
 import { seriesKey } from "../../src/limits/match.js"
+import { OWNER_NONE } from "../../src/limits/match-cache.js"
 import type { RuleStats } from "../../src/limits/stats.js"
 import type { ConfigVersion } from "../../src/reload/version.js"
 import { batchOf, cacheKeyOf, counts, run, s, versionOf } from "./engine.js"
@@ -361,21 +362,22 @@ describe("enforce: the match cache", () => {
     const cold = versionOf(yaml)
     const first = run(cold, T, entries)
     expect(cold.matchCache.size).toBe(3)
-    expect(cold.matchCache.get(...cacheKeyOf("b", ["x", "1"]))).toBeNull()
-    expect(cold.matchCache.get(...cacheKeyOf("ab", ["x", "1"]))?.name).toBe("r")
+    expect(cold.matchCache.get(...cacheKeyOf("b", ["x", "1"]))).toBe(OWNER_NONE)
+    expect(cold.matchCache.get(...cacheKeyOf("ab", ["x", "1"]))).toBe(0) // rules[0], "r"
     // Hot: the same batch in a new window decides the same way.
     const hot = run(cold, T + 60_000, entries)
     expect(hot).toEqual(first)
   })
 
-  it("a new version starts with an empty cache; a retained rule keeps its window stats", () => {
+  it("a new version whose rules match as before keeps the cache; a retained rule keeps its window stats", () => {
     const v1 = versionOf(yaml)
     run(v1, T, [
       ["a1", {}, 1],
       ["a2", {}, 1],
     ])
     const v2 = versionOf(yaml.replace("max_cardinality: 2", "max_cardinality: 3"), { previous: v1 })
-    expect(v2.matchCache.size).toBe(0)
+    expect(v2.matchCache).toBe(v1.matchCache)
+    expect(v2.matchCache.size).toBe(2)
     expect(v2.stats.get("r")).toBe(v1.stats.get("r"))
     // The new limit applies from the next datapoint on: one more series fits, a1 is still known.
     expect(
@@ -385,7 +387,22 @@ describe("enforce: the match cache", () => {
         ["a1", {}, 1],
       ]).pass,
     ).toEqual([1, 0, 1])
-    expect(v2.matchCache.size).toBe(3)
+    expect(v2.matchCache.size).toBe(4)
+  })
+
+  it("a new version whose patterns, label conditions, order or defaults differ starts with an empty cache", () => {
+    const v1 = versionOf(yaml)
+    run(v1, T, [["a1", {}, 1]])
+    for (const changed of [
+      yaml.replace('"a.*"', '"a1.*"'),
+      yaml.replace('metric_name: "a.*" }', 'metric_name: "a.*", labels: { x: "*" } }'),
+      `${yaml}  - name: s\n    match: { metric_name: "b" }\n`,
+      `defaults:\n  max_cardinality: 5\n${yaml}`,
+    ]) {
+      const v2 = versionOf(changed, { previous: v1 })
+      expect(v2.matchCache).not.toBe(v1.matchCache)
+      expect(v2.matchCache.size).toBe(0)
+    }
   })
 })
 
