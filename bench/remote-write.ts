@@ -53,6 +53,8 @@ const PROFILE_S = QUICK ? 3 : 8
 const CONNECTIONS = 8
 const LIMITS = "rules:\n  - name: all-series\n    max_cardinality: 10000\n    action: drop\n"
 
+const ONE_THREAD = "governor, decode_threads 0"
+
 interface Target {
   readonly name: string
   readonly url: string
@@ -98,6 +100,20 @@ const run = async (): Promise<AreaResult> => {
     "-limits-config",
     limitsFile,
   ])
+  // The same governor with its limits and everything else, but decoding on the main thread.
+  const oneThreadConfig = path.join(dir, "one-thread.yaml")
+  fs.writeFileSync(oneThreadConfig, "receivers:\n  decode_threads: 0\n")
+  const gov0Port = await freePort()
+  const gov0 = await startGovernor("governor (decode_threads 0)", [
+    "-config",
+    oneThreadConfig,
+    "-prw-listen",
+    `127.0.0.1:${gov0Port}`,
+    "-prw-exporter-endpoint",
+    sinkWrite,
+    "-limits-config",
+    limitsFile,
+  ])
   const vmPort = await freePort()
   const vm = startProcess("vmagent", "vmagent", [
     `-httpListenAddr=127.0.0.1:${vmPort}`,
@@ -112,8 +128,13 @@ const run = async (): Promise<AreaResult> => {
     { name: "vmagent", url: `http://127.0.0.1:${vmPort}/api/v1/write`, proc: vm },
   ]
 
+  const oneThread: Target = {
+    name: ONE_THREAD,
+    url: `http://127.0.0.1:${gov0Port}/api/v1/write`,
+    proc: gov0.proc,
+  }
   // Warm-up: JIT, connection pools, vmagent's series tracker.
-  for (const t of targets) {
+  for (const t of [...targets, oneThread]) {
     await runWrk({ url: t.url, script, connections: CONNECTIONS, threads: 1, durationS: 2 })
     await drain(sink.url)
   }
@@ -122,9 +143,9 @@ const run = async (): Promise<AreaResult> => {
   const sat: Record<
     string,
     Array<WrkResult & { cpu: number; sinkCpu: number; drainMs: number; sinkRequests: number }>
-  > = { governor: [], vmagent: [] }
+  > = { governor: [], vmagent: [], [ONE_THREAD]: [] }
   for (let round = 0; round < ROUNDS; round++) {
-    const order = round % 2 === 0 ? targets : [...targets].reverse()
+    const order = round % 2 === 0 ? [...targets, oneThread] : [oneThread, ...targets].reverse()
     for (const t of order) {
       const before = await sinkCounts(sink.url)
       const cpu0 = cpuSeconds(t.proc.child.pid)
@@ -192,6 +213,7 @@ const run = async (): Promise<AreaResult> => {
 
   const govRss = rssBytes(gov.proc.child.pid)
   const vmRss = rssBytes(vm.child.pid)
+  await stopProcess(gov0.proc)
   await stopProcess(gov.proc)
   await stopProcess(vm)
 
@@ -222,7 +244,12 @@ const run = async (): Promise<AreaResult> => {
   })
   await stopProcess(prof.proc, 15_000)
   await stopProcess(sink.proc)
-  const profFile = fs.readdirSync(profDir).find((f) => f.endsWith(".cpuprofile"))
+  // One profile per thread (CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile): thread 0 is the main one.
+  const profFiles = fs.readdirSync(profDir).filter((f) => f.endsWith(".cpuprofile"))
+  const profFile = profFiles.find((f) => f.split(".")[4] === "0")
+  const workerFile = profFiles.find((f) => f.split(".")[4] !== "0")
+  const workerProfile =
+    workerFile === undefined ? undefined : summarizeProfile(path.join(profDir, workerFile))
   const profile = profFile === undefined ? undefined : summarizeProfile(path.join(profDir, profFile))
   fs.rmSync(dir, { recursive: true, force: true })
 
@@ -234,14 +261,16 @@ const run = async (): Promise<AreaResult> => {
       `The governor runs with one rule (\`max_cardinality: 10000\`, \`action: drop\`) and its defaults: buffer and exporter settings, and ` +
       `\`receivers.decode_threads\` = one thread per core beyond the first, at most 4 (here ${Math.max(0, Math.min(4, availableParallelism() - 1))}: ` +
       "bodies are decompressed and scanned in that many worker threads, the limits enforced on the main thread); " +
-      `vmagent \`-remoteWrite.maxHourlySeries=10000\` with its defaults. Load: ${BODIES} prepared snappy bodies of ` +
+      `vmagent \`-remoteWrite.maxHourlySeries=10000\` with its defaults. A third server, the same governor with ` +
+      "`receivers.decode_threads: 0` (decoding on the main thread), joins the saturation rounds. " +
+      `Load: ${BODIES} prepared snappy bodies of ` +
       `${SERIES_PER_REQUEST.toLocaleString("en")} series with one sample each (${(BODIES * SERIES_PER_REQUEST).toLocaleString("en")} ` +
       "distinct series in all, under both limits: nothing is dropped), sent round robin. " +
       `Saturation: \`wrk -t1 -c${CONNECTIONS}\` for ${SATURATION_S} s per run, ${ROUNDS} interleaved rounds (order alternating); ` +
       "datapoints/s = 2xx requests/s × 1,000; non-2xx answers (the governor's 503 when its export buffer is full) are not counted " +
       "as throughput but are in wrk's latencies. Every run is followed by a wait until the sink is quiet (the relay kept up when that is short). " +
       "CPU = CPU seconds of the process per second of the run (from /proc; 1.0 = one core). " +
-      "Both processes run all the time; only one is loaded at a time. wrk, the sink and the server share the machine's cores.",
+      "All three servers run all the time; only one is loaded at a time. wrk, the sink and the server share the machine's cores.",
   )
   md.push("")
   md.push(
@@ -249,7 +278,7 @@ const run = async (): Promise<AreaResult> => {
   )
   md.push("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
   for (let i = 0; i < ROUNDS; i++) {
-    for (const name of ["governor", "vmagent"]) {
+    for (const name of ["governor", "vmagent", ONE_THREAD]) {
       const r = sat[name]?.[i]
       if (r === undefined) continue
       md.push(
@@ -265,6 +294,13 @@ const run = async (): Promise<AreaResult> => {
       `Target ≥ 0.5× vmagent: **${satRatio >= 0.5 ? "met" : "not met"}**. ` +
       `Server CPU at saturation (median): governor ${satMedian("governor", (r) => r.cpu).toFixed(2)} cores, vmagent ${satMedian("vmagent", (r) => r.cpu).toFixed(2)} cores. ` +
       `RSS after the runs: governor ${si(govRss)}B, vmagent ${si(vmRss)}B.`,
+  )
+  md.push("")
+  const oneDps = satMedian(ONE_THREAD, (r) => r.okPerS * SERIES_PER_REQUEST)
+  md.push(
+    `**Decoding threads, measured in the same rounds:** the governor with \`receivers.decode_threads: 0\` (everything on the ` +
+      `main thread) relays ${si(oneDps)} datapoints/s at ${satMedian(ONE_THREAD, (r) => r.cpu).toFixed(2)} cores; with the default ` +
+      `${si(govDps)} at ${satMedian("governor", (r) => r.cpu).toFixed(2)} cores: ${ratio(govDps / oneDps)} the throughput.`,
   )
   md.push("")
   md.push(
@@ -304,6 +340,18 @@ const run = async (): Promise<AreaResult> => {
     for (const f of profile.files.slice(0, 12)) md.push(`| ${(f.share * 100).toFixed(1)}% | ${f.where} |`)
     md.push("")
   }
+  if (workerProfile !== undefined) {
+    md.push(
+      `The decoding thread in the same run (idle ${(workerProfile.idleShare * 100).toFixed(1)}% of its samples), top functions by self time:`,
+    )
+    md.push("")
+    md.push("| self time | function | where |")
+    md.push("|---:|---|---|")
+    for (const f of workerProfile.functions.slice(0, 8)) {
+      md.push(`| ${(f.share * 100).toFixed(1)}% | \`${f.name}\` | ${f.where} |`)
+    }
+    md.push("")
+  }
   return {
     area: "prw",
     markdown: md.join("\n"),
@@ -320,6 +368,9 @@ const run = async (): Promise<AreaResult> => {
       vmagentDps: vmDps,
       ratio: satRatio,
       governorCpu: satMedian("governor", (r) => r.cpu),
+      oneThreadDps: oneDps,
+      oneThreadCpu: satMedian(ONE_THREAD, (r) => r.cpu),
+      workerIdle: workerProfile?.idleShare,
       vmagentCpu: satMedian("vmagent", (r) => r.cpu),
       fixedRate: rate,
       governorRss: govRss,

@@ -51,31 +51,38 @@ const AREAS: ReadonlyArray<Area> = [
 /** Why a target is missed, keyed by the target's text; each cause is backed by a section of the document. */
 const CAUSES: Record<string, string> = {
   "≥ 5M datapoints/s on one core, cached path":
-    "Per entry, `enforce()` hashes the whole series (name and every label, about 100 UTF-16 code units, two multiplies each), " +
-    "builds a 4-character match-cache key and looks it up in a `Map`, then probes the rule's series set: a few hundred " +
-    "nanoseconds per datapoint. The plain baseline loop (build the key, `Set.add`) is no faster (ratios in §1): touching " +
-    "every label string per datapoint costs more than the target allows on this machine, so 5M/s needs a path that does not touch the label strings per datapoint (fingerprints computed once per label " +
-    "pair in the decoder, a numeric-keyed cache); with many rules, per-batch work over every rule adds to it (§7).",
+    "Where the decoder supplies each series' fingerprint (remote write: computed from the label bytes while scanning), the " +
+    "hot path is a numeric match-cache probe, a series-set probe and a few counters per datapoint, and runs above the target up " +
+    "to 100 rules, also with `group_by`. Two cases stay below it: with 1,000 rules, per-batch work proportional to the number " +
+    "of rules (rolling every rule's window, a `perRule` array, one `RuleCounts` per rule seen) and the memory traffic of a " +
+    "thousand rules' state dominate; and where `enforce()` hashes each series itself (OTLP, whose decoder does not compute " +
+    "fingerprints yet), two multiplies per UTF-16 code unit of every label (about 100 per series) cost more than the target " +
+    "allows on this machine (§1, §7).",
   "≥ 0.5× vmagent's throughput":
-    "The governor is bound by its one JavaScript thread (decode, enforce, re-encode, compress and export all run on it; CPU " +
-    "profile in §2), while vmagent spreads the same work over both cores with a faster decoder. The limits are not the " +
-    "bound: the enforcement core alone is an order of magnitude faster than the end-to-end rate (§1, §7).",
+    "Both use the machine's two cores (CPU column of §2), but vmagent does about four times as much per core. The governor's " +
+    "main thread is no longer saturated (idle in the profile of §2): remote-write bodies are decompressed and scanned in a " +
+    "worker thread and forwarded without re-encoding, so what is left per request is the HTTP exchange, enforcing, " +
+    "concatenating, compressing and exporting (§7). The scanning thread, the main thread, wrk and the sink share two cores.",
   "p99 ≤ 5 ms at 100 rules":
-    "A reload decodes the whole limits file on the main thread: the `yaml` parser and its garbage take about half of it, " +
-    "schema validation and `re2js` compilation of every rule's regex most of the rest (§5, in-process table). At 100 rules that " +
-    "alone is above the target, before the signal delivery, the reply and the status poll.",
+    "The median is near the target (§5); the tail is not. A reload's own work at 100 rules is one to two milliseconds (read, " +
+    "fast YAML path, schema, rules compiled with cached regexes, swap); the rest of the measured latency is the signal's " +
+    "delivery to the process and the status poll, both of which vary by milliseconds on this shared two-core virtual machine " +
+    "while the benchmark polls back to back (development traces: 0.2–4 ms from `kill` to the signal handler, 1–2 ms from the " +
+    "swap to the poll that sees it).",
   "≤ 100 ms after the write (-reload-debounce 50ms)":
-    "The watch waits for 50 ms of quiet after the last event, hashes both files, then the reload decodes the file " +
-    "(tens of ms at 100 rules, §5): the sum leaves little room under 100 ms, and scheduling delays and GC push the tail over it.",
+    "The watch waits for 50 ms of quiet after the last event, hashes both files, then reloads (§5): scheduling delays push the " +
+    "tail over what remains.",
   "0 failed requests":
-    "Failed requests were 503s (export buffer full): the exporter shares the governor's one thread with the receivers and " +
-    "the reloads, and when it falls behind the buffer fills and receivers push back. Nothing accepted was lost.",
+    "Failed requests were 503s (export buffer full): when the exporter falls behind, the buffer fills and receivers push back. " +
+    "Nothing accepted was lost.",
   "0 lost datapoints (sink == datapoints_sent_total)":
     "See the counts in §6: a difference between the client, the governor and the sink.",
   "p99 during reloads ≤ 1.1× p99 without":
-    "Each reload decodes and compiles the limits file synchronously on the main thread (tens of ms at 100 rules, §5); the " +
-    "requests that arrive meanwhile wait for it, so back-to-back reloads lift the tail. Decoding off the main thread (a worker) " +
-    "and swapping the finished version in would remove the stall.",
+    "During the reloading phases the governor reloads back to back (every few milliseconds) and answers the benchmark's " +
+    "status polls between them; each reload still spends one to two milliseconds on the main thread (files of 100 rules are " +
+    "decoded there, as a hop to the decoding thread would cost the reload more than it saves the requests), and requests " +
+    "that arrive meanwhile wait for it. The stall that used to dominate (every series matched again after each reload) is " +
+    "gone: a version whose rules match as before keeps the match cache (§6).",
 }
 
 const COMMAND = "npm run bench"
@@ -338,8 +345,8 @@ const otlpReading = (enforce: AreaResult | undefined, otlp: AreaResult): string 
   }>
   // OTLP computes fingerprints in enforce().
   const one =
-    rows.find((r) => r.rules === 1 && !r.groupBy && r.cache === "hot" && (r.fp ?? "enforce") === "enforce")?.rate ??
-    Number.NaN
+    rows.find((r) => r.rules === 1 && !r.groupBy && r.cache === "hot" && (r.fp ?? "enforce") === "enforce")
+      ?.rate ?? Number.NaN
   const coldOne = rows.find((r) => r.rules === 1 && !r.groupBy && r.cache === "cold")?.rate ?? Number.NaN
   const enforceUs = 1e6 / one
   const offHttp = num(otlp, "httpCpuOff")
@@ -356,7 +363,7 @@ const otlpReading = (enforce: AreaResult | undefined, otlp: AreaResult): string 
   )
 }
 
-/** Section 7: what bounds throughput, and a multi-core design (not implemented). */
+/** Section 7: what bounds throughput, and how the governor uses more than one core. */
 const boundsSection = (prw: AreaResult | undefined, enforce: AreaResult | undefined): string => {
   const govCpu = num(prw, "governorCpu")
   const vmCpu = num(prw, "vmagentCpu")
@@ -373,82 +380,79 @@ const boundsSection = (prw: AreaResult | undefined, enforce: AreaResult | undefi
     cache: string
     rate: number
   }>
-  const hot100 = rows.find((r) => r.rules === 100 && !r.groupBy && r.cache === "hot")?.rate ?? Number.NaN
+  const hot100 =
+    (rows as Array<{ rules: number; groupBy: boolean; cache: string; fp?: string; rate: number }>).find(
+      (r) => r.rules === 100 && !r.groupBy && r.cache === "hot" && r.fp === "decoder",
+    )?.rate ?? Number.NaN
   const govDps = num(prw, "governorDps")
+  const oneDps = num(prw, "oneThreadDps")
+  const workerIdle = num(prw, "workerIdle")
   const top = (prw?.data?.profileTop ?? []) as Array<{ name: string; where: string; share: number }>
   const topFunctions = top
-    .slice(0, 5)
+    .filter((f) => f.name !== "(idle)")
+    .slice(0, 6)
     .map((f) => `\`${f.name}\` (${f.where}, ${(f.share * 100).toFixed(0)}%)`)
     .join(", ")
   const out: Array<string> = []
-  out.push("## 7. What bounds throughput, and a multi-core design (not implemented)")
+  out.push("## 7. What bounds throughput, and how the governor uses more than one core")
   out.push("")
   out.push(
-    `**One core bounds the governor.** At remote-write saturation the governor process used ${govCpu.toFixed(2)} cores ` +
-      `(its main thread plus V8's GC helper threads) while vmagent used ${vmCpu.toFixed(2)}, and the profiled main thread was idle ` +
-      `${(idle * 100).toFixed(1)}% of the time: every request is received, decompressed, decoded, enforced, re-encoded, ` +
-      "recompressed and exported on the one JavaScript thread. In the profile the remote-write codec files (`dist/ingest/prw/`: " +
-      `decode, encode, UTF-8, snappy glue) take ${codec.toFixed(0)}% of the main thread, the limits engine (\`dist/limits/\`) ${limits.toFixed(0)}%, ` +
-      `native/V8 (GC, snappy, syscalls) ${native.toFixed(0)}%. The enforcement core alone decides ${si(hot100)} datapoints/s (area 1, ` +
-      `100 rules, hot) while the whole path relays ${si(govDps)}: the limits are not what bounds end-to-end throughput; ` +
-      "decoding and re-encoding the protocol are. Because the exporter runs on the same thread, at saturation the receivers " +
-      "out-run it, the export buffer fills and part of the requests are answered 503 (the non-2xx column of area 2): the accepted " +
-      "rate is what the one thread can both take in and send out.",
+    "**The design (built for remote write).** The limits must stay exact per rule, so one thread, the main one, owns every " +
+      "rule's state and runs `enforce()`; everything that needs only the request body moves off it:\n\n" +
+      "1. **Scan, don't decode** (`src/ingest/prw/scan.ts`). One pass over the protobuf checks it exactly as the full decoder " +
+      "does (same acceptance, same messages: a property test holds them to it), records where each series' bytes are, counts " +
+      "its datapoints and computes its 64-bit fingerprint from the label bytes. Names and labels become strings only for series " +
+      "the match cache has not seen in this config version, and for `group_by`.\n" +
+      "2. **Decoding threads** (`src/ingest/prw/decode.ts`, `receivers.decode_threads`, default one per core beyond the first, " +
+      "at most 4). The main thread hands each body to the least busy thread, which decompresses and scans it and sends back the " +
+      "decompressed body and the scan's arrays; the main thread enforces, then buffers. A thread that dies answers its bodies 503 " +
+      "and is started again.\n" +
+      "3. **Forward bytes, not objects.** When every datapoint passes, the decompressed body is buffered as it came; otherwise " +
+      "the bytes of every series that passes whole are copied and only the series the verdict changes are encoded again. The " +
+      "exporter concatenates buffered requests (protobuf messages concatenate) and compresses once.\n" +
+      "4. **The match cache is keyed by the fingerprint** (an open-addressing table of typed arrays, owners stored by rule " +
+      "position) and is taken over by a new config version whose rules match as before, so a reload that changes limits leaves " +
+      "no series cold.\n\n" +
+      "**What it costs.** Per request, the body is copied to a decoding thread and the decompressed body and the scan (about " +
+      "40 bytes per series) are copied back; a request waits for a thread to take it; each thread holds its own copy of the " +
+      "decoder and its V8 heap (tens of MB). Requests of one connection stay in order (HTTP/1.1 answers in order); requests of " +
+      "different connections may be decided in another order than they arrived, as they may without threads. OTLP is still " +
+      "decoded on the main thread.",
   )
   out.push("")
   out.push(
-    "**A multi-core design** (sketch, to be measured before it is built):\n\n" +
-      "1. **Decode and encode in worker threads.** N workers (`node:worker_threads`, N = cores − 1) each own a share of the " +
-      "connections' request bodies: snappy decompression, protobuf decode, building the `SeriesBatch` (names, flat labels) and the " +
-      "64-bit series fingerprints, which are pure functions of the bytes. The worker sends the main thread only what enforcement " +
-      "needs: per entry the fingerprint (two `Uint32`), the datapoint count and, for entries whose series is not in the match " +
-      "cache yet, its name and labels — in a transferable `ArrayBuffer`, not as objects (structured cloning of 1,000 label " +
-      "arrays would cost about what decoding them does).\n" +
-      "2. **Limits stay exact, in the main thread.** `enforce()` keeps running in one place against the one active config " +
-      "version, so every rule's cardinality and rate are counted exactly (no per-worker approximations, no merging of sketches), " +
-      "and reloads keep swapping one `Ref`. The main thread returns the verdict (`pass`/`strip` arrays) to the worker.\n" +
-      "3. **The worker applies the verdict, re-encodes, compresses and exports** (or hands bytes to an export worker), so the " +
-      "exporter no longer competes with the receivers for the main thread; when nothing was dropped it can forward the original " +
-      "decompressed bytes instead of re-encoding.\n\n" +
-      "Cost: two message hops per request (≈ 20–50 µs each, plus copying the fingerprints: 8 bytes per entry), a per-worker " +
-      "copy of the protocol code and its caches (tens of MB per worker), ordering across workers is per connection only, " +
-      "backpressure must be accounted across threads (the export buffer bound becomes a shared counter), and the match cache " +
-      "must be keyed by fingerprint only (it already is). The enforcement core's measured rate is an upper bound for the whole " +
-      `governor under this design (${si(hot100)} datapoints/s at 100 rules, hot, on this machine), minus the message overhead; ` +
-      "a further step, sharding rules across threads, would give up exactness of `defaults` and first-match ordering and is not " +
-      "proposed.",
+    `**What it gains, measured in the same rounds (§2):** ${si(govDps)} datapoints/s with the default decoding threads against ` +
+      `${si(oneDps)} with \`decode_threads: 0\` (${ratio(govDps / oneDps)}), at ${govCpu.toFixed(2)} cores (vmagent: ` +
+      `${vmCpu.toFixed(2)} cores for ${si(num(prw, "vmagentDps"))}). The enforcement core decides ${si(hot100)} datapoints/s ` +
+      "at 100 rules with fingerprints from the decoder (§1): the limits are not what bounds the relay.",
   )
   out.push("")
   out.push(
-    "**Hot spots found (src/ was not changed):**\n\n" +
-      `- Remote write, end to end (profile of §2): the top of the main thread's self time is ${topFunctions}. ` +
-      "Decoding (`src/ingest/prw/`: the codec and its label cache) comes first, then the re-encode for export " +
-      "(`encodeWriteRequest`, `writeUtf8`, `compressBody`): every accepted request is decoded, rebuilt and re-encoded even when " +
-      "the limits pass all of it.\n" +
-      "- The exporter (`src/export/exporter.ts`) sends one batch at a time from the main thread; at saturation the receivers fill " +
-      "the buffer and clients get 503s before the CPU is spent on anything else.\n" +
-      "- Enforcement, hot path: a development profile (`node --cpu-prof`, 100 rules, not part of the timed run) puts about half of " +
-      "`enforce()`'s time in `fingerprintSeries` (two multiplies per UTF-16 code unit of every label, about 100 characters per series), " +
-      "a third in the match-cache lookup (`matchCacheKey` builds a 4-character string per entry, then a `Map` lookup), the rest in the " +
-      "loop itself. Hashing once per label pair in the decoder (label strings are already interned there) and a numeric-keyed " +
-      "cache would remove most of it. With many rules, `enforce()` also does per-batch work proportional to the number of rules " +
-      "(`rollWindow` over every rule, a `perRule` array, a `RuleCounts` object per rule seen): see the 1,000-rule rows of area 1.\n" +
-      "- Cold path: a series seen for the first time in a version is matched against the rules one by one with `re2js` (tens of " +
-      "microseconds at 100 rules, hundreds at 1,000): the cold rows of area 1.\n" +
-      "- Reload: decoding the limits file is synchronous on the main thread and dominated by the `yaml` parser and the garbage it " +
-      "makes, then `re2js` compilation (a development profile of `decodeLimits` over files of 10 to 1,000 rules, dominated by the 1,000-rule file: `yaml` ≈ 48%, GC ≈ 23%, `re2js` " +
-      "≈ 10%). While it runs no request is served, which is the p99 gap of area 6.\n" +
-      "- `duration_seconds` of a reload attempt (and `metrics_governor_config_reload_duration_seconds`) is taken before the files " +
-      "are decoded (`src/reload/reloader.ts`: `now` is read before `decide(…decodeConfig(…))`), so it leaves out most of the " +
-      "reload: compare the governor's own duration with the measured latency in area 5.",
+    `**What bounds it now.** The profiled main thread was idle ${(idle * 100).toFixed(1)}% of the time` +
+      (Number.isFinite(workerIdle) ? ` and the decoding thread ${(workerIdle * 100).toFixed(1)}%` : "") +
+      `; its top functions by self time: ${topFunctions}. The main thread's share of the remote-write code ` +
+      `(\`dist/ingest/prw/\`: scan glue, concatenation, snappy compression) is ${codec.toFixed(0)}%, the limits engine ` +
+      `${limits.toFixed(0)}%, native/V8 (GC, snappy, sockets) ${native.toFixed(0)}%. Two cores are shared by the main thread, the ` +
+      "decoding thread, V8's helper threads, wrk and the sink, so neither thread has a core to itself; per core, vmagent still " +
+      "does several times more (§2).\n\n" +
+      "**Other findings:**\n\n" +
+      "- Enforcement with many rules: `enforce()` does per-batch work proportional to the number of rules (`rollWindow` over every " +
+      "rule, a `perRule` array, a `RuleCounts` object per rule seen): the 1,000-rule rows of §1.\n" +
+      "- OTLP: `enforce()` hashes every series itself (two multiplies per UTF-16 code unit of every label); an OTLP scanner like " +
+      "the remote-write one would move that, and the decoding, off the main thread.\n" +
+      "- Cold path: a series seen for the first time is matched against the rules in order; a rule's literal `metric_name` " +
+      "prefix is checked before its regex, which skips the regex for most rules a name cannot match (cold rows of §1).\n" +
+      "- Reload: files up to 96 KiB are decoded on the main thread in about a millisecond per hundred rules (fast YAML path, " +
+      "cached regexes), larger ones in a worker thread (§5).",
   )
   const govRss = num(prw, "governorRss")
   if (govRss > 256 * 2 ** 20) {
     out.push(
       `- Memory under overload: after the saturation runs of area 2 the governor's RSS was ${si(govRss)}B ` +
         `(vmagent ${si(num(prw, "vmagentRss"))}B), although its export buffer is bounded (100,000 datapoints / 64 MB by default). ` +
-        "Not investigated here: V8 heap growth under the allocation rate of decode/re-encode, or request bodies held while " +
-        "connections wait, are the first suspects.",
+        "Its main V8 heap stays near 100 MB (`nodejs_heap_size_total_bytes` in development runs), so most of it is outside that " +
+        "heap: the decoding thread's heap, request and response buffers, and snappy's native allocations are the suspects; " +
+        "`MALLOC_ARENA_MAX=2` did not change it. Not investigated further.",
     )
   }
   out.push("")

@@ -108,8 +108,7 @@ describe("ownerOf: the version's match cache", () => {
       ownerOf(v.limits, cache, ...cacheKeyOf(`m${i}`, []), `m${i}`, [])
     expect(cache.size).toBe(MATCH_CACHE_MAX)
     // Every entry is still found after the table grew.
-    for (let i = 0; i < MATCH_CACHE_MAX; i += 997)
-      expect(cache.get(...cacheKeyOf(`m${i}`, []))).toBe(0)
+    for (let i = 0; i < MATCH_CACHE_MAX; i += 997) expect(cache.get(...cacheKeyOf(`m${i}`, []))).toBe(0)
     ownerOf(v.limits, cache, ...cacheKeyOf("one-more", []), "one-more", [])
     expect(cache.size).toBe(1)
   })
