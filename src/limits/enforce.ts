@@ -18,7 +18,6 @@ export interface EnforceResult {
 /** What a config version needs at enforcement time, derived once per version. */
 interface Engine {
   readonly rules: ReadonlyArray<CompiledRule>
-  readonly index: Map<CompiledRule, number>
   /** `stats[i]` belongs to `rules[i]`. */
   readonly stats: ReadonlyArray<RuleStats>
 }
@@ -32,7 +31,6 @@ const engineOf = (version: ConfigVersion): Engine => {
     const rules = accountedRules(version.limits)
     engine = {
       rules,
-      index: new Map(rules.map((r, i) => [r, i])),
       // A version built by reconcile has stats for every accounted rule; the fallback only serves
       // hand-made versions, whose stats then live here.
       stats: rules.map((r) => version.stats.get(r.name) ?? emptyStats(r)),
@@ -222,9 +220,10 @@ export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatc
     }
     owners[i] = rule
     if (dps === 0) continue
+    // The owner code is the rule's position in the accounted rules (`defaults` comes last).
     if (rule !== lastRule) {
       lastRule = rule
-      lastIndex = engine.index.get(rule) as number
+      lastIndex = code >= 0 ? code : limits.rules.length
     }
     const stats = statsByIndex[lastIndex] as RuleStats
     let c = perRule[lastIndex]
