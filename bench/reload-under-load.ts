@@ -38,6 +38,8 @@ const RELOADS = QUICK ? 60 : 1_000
 const RULES = 100
 const RATE = 50 // requests/s of 1,000 datapoints
 const PHASE_S = QUICK ? 2 : 5
+/** Reloads per reloading phase: 1,000 reloads make 4 phases, each with enough requests for a p99. */
+const PER_PHASE = Math.ceil(RELOADS / 4)
 const MAX_S = QUICK ? 30 : 150
 const BODIES = 8
 
@@ -101,6 +103,10 @@ const run = async (): Promise<AreaResult> => {
       const p0 = performance.now()
       let n = 0
       while (performance.now() - p0 < PHASE_S * 1000 && reloads < RELOADS) {
+        // Paced: PER_PHASE reloads spread over the phase (or back to back, when they take longer).
+        const due = p0 + (n * PHASE_S * 1000) / PER_PHASE
+        if (n >= PER_PHASE) break
+        if (due > performance.now()) await sleep(due - performance.now())
         replaceFile(file, variants[current % 2] as string)
         const t0 = performance.now()
         process.kill(g.proc.child.pid as number, "SIGHUP")
@@ -167,7 +173,8 @@ const run = async (): Promise<AreaResult> => {
     `One governor: remote write, ${RULES} rules plus a catch-all rule owning the load's series (limits never reached), ` +
       "`-reload-debounce 0s -reload-watch=false`, exporting to a sink that decodes every body and counts its datapoints. " +
       `An open-loop generator sends ${RATE} requests/s of 1,000 datapoints (${si(RATE * 1000)} datapoints/s, up to 16 connections) ` +
-      `the whole time, while phases of ${PHASE_S} s alternate: **quiet** (no reload) and **reloading** (SIGHUP after SIGHUP, ` +
+      `the whole time, while phases of ${PHASE_S} s alternate: **quiet** (no reload) and **reloading** (${PER_PHASE} SIGHUPs spread ` +
+      `evenly over the phase, one every ${((PHASE_S * 1000) / PER_PHASE).toFixed(0)} ms or back to back when a reload takes longer, ` +
       "alternating between two limits files, each reload waited for at `/api/v1/status/config`), " +
       `until ${RELOADS.toLocaleString("en")} reloads applied (at most ${MAX_S} s). Each request counts in the phase it was sent in.`,
   )
