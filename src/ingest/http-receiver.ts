@@ -66,11 +66,14 @@ export const serveReceiver = (
 ) =>
   Effect.acquireRelease(
     Effect.async<Server, ListenError>((resume) => {
+      const protocol = routes[0]?.protocol
       const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
         const url = req.url ?? "/"
         const path = url.indexOf("?") === -1 ? url : url.slice(0, url.indexOf("?"))
         const route = routes.find((r) => r.path === path)
         if (route === undefined) {
+          // Counted under the receiver's protocol: a sender pointed at the wrong path shows up.
+          if (protocol !== undefined) telemetry.receiverRequests.inc({ protocol, code: "404" })
           send(res, textReply(404, `not found: ${path}`))
           return
         }
