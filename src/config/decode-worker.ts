@@ -4,9 +4,7 @@
  *
  * @module
  */
-import { parentPort } from "node:worker_threads"
-import { answer, type DecodeRequest } from "./decoder.js"
+import { serveJobs } from "../threads/pool.js"
+import { answer } from "./decoder.js"
 
-parentPort?.on("message", (req: DecodeRequest) => {
-  parentPort?.postMessage(answer(req))
-})
+serveJobs(answer)

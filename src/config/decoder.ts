@@ -14,9 +14,10 @@
  *
  * @module
  */
-import { Worker } from "node:worker_threads"
-import { Context, Deferred, Effect, Either, Layer, Runtime } from "effect"
+import { Context, Effect, Either, Layer } from "effect"
 import { compileLimits } from "../limits/compile.js"
+import { scriptNextTo, WorkerPool } from "../threads/pool.js"
+import { formatPath } from "./decode.js"
 import { type ConfigError, ConfigInvalidError, ConfigReadError } from "./errors.js"
 import type { LimitsSpec } from "./limits-schema.js"
 import {
@@ -56,7 +57,6 @@ type WireRead =
   | undefined
 
 export interface DecodeRequest {
-  readonly id: number
   readonly paths: ConfigPaths
   readonly main: WireRead
   readonly limits: WireRead
@@ -70,7 +70,7 @@ type WireError =
       readonly issues: ConfigInvalidError["issues"]
     }
 
-export type DecodeReply = { readonly id: number } & (
+export type DecodeReply =
   | {
       readonly ok: {
         readonly main:
@@ -82,7 +82,6 @@ export type DecodeReply = { readonly id: number } & (
       }
     }
   | { readonly errors: ReadonlyArray<WireError> }
-)
 
 const toWireRead = (read: ReadBytes["main"]): WireRead =>
   read === undefined
@@ -103,7 +102,6 @@ export const answer = (req: DecodeRequest): DecodeReply => {
   const result = decodeConfig(req.paths, { main: fromWireRead(req.main), limits: fromWireRead(req.limits) })
   if (Either.isLeft(result)) {
     return {
-      id: req.id,
       errors: result.left.errors.map(
         (e): WireError =>
           e._tag === "ConfigReadError"
@@ -114,7 +112,6 @@ export const answer = (req: DecodeRequest): DecodeReply => {
   }
   const { main, limits } = result.right
   return {
-    id: req.id,
     ok: {
       main: main === undefined ? undefined : { file: main.file, sha256: main.sha256, spec: main.spec },
       limits:
@@ -146,7 +143,7 @@ export const receive = (reply: DecodeReply): Either.Either<LoadedConfig, ConfigL
       file: limits.file,
       line: 0,
       column: 0,
-      path: p.path.join("."),
+      path: formatPath(p.path),
       message: p.message,
     }))
     return Either.left(
@@ -172,10 +169,6 @@ const sizeOf = (read: ReadBytes): number =>
   (read.main !== undefined && Either.isRight(read.main) ? read.main.right.length : 0) +
   (read.limits !== undefined && Either.isRight(read.limits) ? read.limits.right.length : 0)
 
-/** The worker script next to this module (`.js` when built, `.ts` when run from source by tsx). */
-export const workerUrl = (): URL =>
-  new URL(import.meta.url.endsWith(".ts") ? "./decode-worker.ts" : "./decode-worker.js", import.meta.url)
-
 /** Reads and decodes in the calling thread, whatever the size. */
 export const inline: Layer.Layer<ConfigDecoder> = Layer.succeed(ConfigDecoder, {
   load: (paths) =>
@@ -195,59 +188,34 @@ export const worker = (
   Layer.scoped(
     ConfigDecoder,
     Effect.gen(function* () {
-      const url = options.url ?? workerUrl()
       const inlineMax = options.inlineMaxBytes ?? INLINE_MAX_BYTES
-      const runtime = yield* Effect.runtime<never>()
-      const pending = new Map<number, Deferred.Deferred<DecodeReply | string>>()
-      let current: Worker | undefined
-      let nextId = 1
-      const settle = (id: number, value: DecodeReply | string) => {
-        const done = pending.get(id)
-        if (done === undefined) return
-        pending.delete(id)
-        Runtime.runSync(runtime)(Deferred.succeed(done, value))
-      }
-      const get = (): Worker => {
-        if (current !== undefined) return current
-        const w = new Worker(url, { name: "metrics-governor config decoder" })
-        // The decoder never keeps the process alive by itself.
-        w.unref()
-        w.on("message", (reply: DecodeReply) => settle(reply.id, reply))
-        const fail = (reason: string) => {
-          if (current === w) current = undefined
-          for (const id of [...pending.keys()]) settle(id, reason)
-        }
-        w.on("error", (e) => fail(e instanceof Error ? e.message : String(e)))
-        w.on("exit", (code) => fail(`its thread exited (code ${code})`))
-        current = w
-        return w
-      }
-      yield* Effect.addFinalizer(() =>
-        Effect.promise(async () => {
-          const w = current
-          current = undefined
-          if (w !== undefined) await w.terminate()
-        }),
+      // The decoder never keeps the process alive by itself.
+      const pool = yield* Effect.acquireRelease(
+        Effect.sync(
+          () =>
+            new WorkerPool<DecodeRequest, DecodeReply>(
+              1,
+              options.url ?? scriptNextTo(import.meta.url, "decode-worker"),
+              "metrics-governor config decoder",
+              false,
+            ),
+        ),
+        (p) => Effect.promise(() => p.close()),
       )
       return {
         load: (paths) =>
           Effect.gen(function* () {
             const read = readConfigBytesSync(paths)
             if (sizeOf(read) <= inlineMax) return { read, decoded: decodeConfig(paths, read) }
-            const id = nextId++
-            const done = yield* Deferred.make<DecodeReply | string>()
-            pending.set(id, done)
-            const req: DecodeRequest = {
-              id,
-              paths,
-              main: toWireRead(read.main),
-              limits: toWireRead(read.limits),
-            }
-            get().postMessage(req)
-            const reply = yield* Deferred.await(done)
+            const outcome = yield* Effect.promise(() =>
+              pool.run({ paths, main: toWireRead(read.main), limits: toWireRead(read.limits) }),
+            )
             return {
               read,
-              decoded: typeof reply === "string" ? Either.left(decoderFailed(paths, reply)) : receive(reply),
+              decoded:
+                outcome._tag === "Done"
+                  ? receive(outcome.reply)
+                  : Either.left(decoderFailed(paths, outcome.reason)),
             }
           }),
       }

@@ -97,7 +97,7 @@ describe("config decoder: worker thread and calling thread agree", () => {
     )
     for (const loaded of result) {
       expect(outcome(loaded)).toStrictEqual({
-        rejected: [`${paths.limits}: the config decoder failed: its thread exited (code 7)`],
+        rejected: [`${paths.limits}: the config decoder failed: its thread exited with code 7`],
       })
       // The files were still read: the reloader records their hashes.
       expect(loaded.read.limits !== undefined && Either.isRight(loaded.read.limits)).toBe(true)

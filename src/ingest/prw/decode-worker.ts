@@ -3,9 +3,7 @@
  *
  * @module
  */
-import { parentPort } from "node:worker_threads"
-import { type DecodeJob, runJob } from "./decode.js"
+import { serveJobs } from "../../threads/pool.js"
+import { runJob } from "./decode.js"
 
-parentPort?.on("message", (job: DecodeJob) => {
-  parentPort?.postMessage(runJob(job))
-})
+serveJobs(runJob)

@@ -14,8 +14,8 @@
  * @module
  */
 import { availableParallelism } from "node:os"
-import { Worker } from "node:worker_threads"
 import { Either } from "effect"
+import { type JobOutcome, scriptNextTo, WorkerPool } from "../../threads/pool.js"
 import { partsOf, type ScannedWriteRequest, type ScanParts, scanned, scanWriteRequest } from "./scan.js"
 import { decompressBody } from "./snappy.js"
 
@@ -61,81 +61,56 @@ export const inlineDecoder: BodyDecoder = {
 // --- worker threads ------------------------------------------------------------------------------
 
 export interface DecodeJob {
-  readonly id: number
   readonly body: Uint8Array
   readonly maxDecompressedBytes: number
 }
 
 export type DecodeResult =
-  | { readonly id: number; readonly bytes: Uint8Array; readonly parts: ScanParts }
-  | { readonly id: number; readonly failure: DecodeFailure }
+  | { readonly bytes: Uint8Array; readonly parts: ScanParts }
+  | { readonly failure: DecodeFailure }
 
 /** The worker's side. */
 export const runJob = (job: DecodeJob): DecodeResult => {
   const result = decodeBody(job.body, job.maxDecompressedBytes)
-  if (Either.isLeft(result)) return { id: job.id, failure: result.left }
-  return { id: job.id, bytes: result.right.bytes, parts: partsOf(result.right) }
+  if (Either.isLeft(result)) return { failure: result.left }
+  return { bytes: result.right.bytes, parts: partsOf(result.right) }
 }
 
-/** The worker script next to this module (`.js` when built, `.ts` when run from source by tsx). */
-export const decodeWorkerUrl = (): URL =>
-  new URL(import.meta.url.endsWith(".ts") ? "./decode-worker.ts" : "./decode-worker.js", import.meta.url)
-
-type Pending = (result: Either.Either<ScannedWriteRequest, DecodeFailure>) => void
-
-interface Slot {
-  worker: Worker | undefined
-  readonly pending: Map<number, Pending>
+const fromOutcome = (
+  outcome: JobOutcome<DecodeResult>,
+): Either.Either<ScannedWriteRequest, DecodeFailure> => {
+  if (outcome._tag === "Died") {
+    return Either.left({ status: 503, message: `the remote-write decoder failed: ${outcome.reason}; retry` })
+  }
+  const r = outcome.reply
+  return "failure" in r ? Either.left(r.failure) : Either.right(scanned(r.bytes, r.parts))
 }
 
 /**
- * `threads` worker threads; each body goes to the thread with the fewest bodies in hand. A thread
- * that dies fails its bodies with 503 (the sender retries) and is started again for the next one.
+ * `threads` worker threads (`WorkerPool`: the least busy takes each body). A thread that dies
+ * answers its bodies 503 (the sender retries) and is started again for the next one. After
+ * `close`, bodies are decoded in the calling thread.
  */
-export const workerDecoder = (threads: number, url: URL = decodeWorkerUrl()): BodyDecoder => {
-  const slots: Array<Slot> = Array.from({ length: threads }, () => ({
-    worker: undefined,
-    pending: new Map(),
-  }))
-  let nextId = 1
+export const workerDecoder = (
+  threads: number,
+  url: URL = scriptNextTo(import.meta.url, "decode-worker"),
+): BodyDecoder => {
+  const pool = new WorkerPool<DecodeJob, DecodeResult>(
+    threads,
+    url,
+    "metrics-governor remote-write decoder",
+    true,
+  )
   let closed = false
-  const start = (slot: Slot): Worker => {
-    const w = new Worker(url, { name: "metrics-governor remote-write decoder" })
-    w.on("message", (r: DecodeResult) => {
-      const done = slot.pending.get(r.id)
-      if (done === undefined) return
-      slot.pending.delete(r.id)
-      done("failure" in r ? Either.left(r.failure) : Either.right(scanned(r.bytes, r.parts)))
-    })
-    const fail = (reason: string) => {
-      if (slot.worker === w) slot.worker = undefined
-      for (const [id, done] of slot.pending) {
-        slot.pending.delete(id)
-        done(Either.left({ status: 503, message: `decoder thread failed (${reason}); retry` }))
-      }
-    }
-    w.on("error", (e) => fail(e instanceof Error ? e.message : String(e)))
-    w.on("exit", (code) => fail(`exited with code ${code}`))
-    slot.worker = w
-    return w
-  }
   return {
     threads,
-    decode: (body, maxDecompressedBytes) => {
-      if (closed) return decodeBody(body, maxDecompressedBytes)
-      let slot = slots[0] as Slot
-      for (const s of slots) if (s.pending.size < slot.pending.size) slot = s
-      const worker = slot.worker ?? start(slot)
-      const id = nextId++
-      return new Promise((resolve) => {
-        slot.pending.set(id, resolve)
-        const job: DecodeJob = { id, body, maxDecompressedBytes }
-        worker.postMessage(job)
-      })
-    },
-    close: async () => {
+    decode: (body, maxDecompressedBytes) =>
+      closed
+        ? decodeBody(body, maxDecompressedBytes)
+        : pool.run({ body, maxDecompressedBytes }).then(fromOutcome),
+    close: () => {
       closed = true
-      await Promise.all(slots.map((s) => s.worker?.terminate()))
+      return pool.close()
     },
   }
 }

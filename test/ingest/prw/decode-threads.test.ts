@@ -78,7 +78,7 @@ describe("remote-write decoding threads", () => {
       const result = await decoder.decode(body, MAX)
       expect(Either.isLeft(result) && result.left).toEqual({
         status: 503,
-        message: "decoder thread failed (exited with code 9); retry",
+        message: "the remote-write decoder failed: its thread exited with code 9; retry",
       })
     }
   })
