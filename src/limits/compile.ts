@@ -40,6 +40,22 @@ export const compileMetricRegex = (source: string): RE2JS => {
   return compiled
 }
 
+/**
+ * A literal every name matched by `rule.metricName` starts with ("" when there is none to be sure
+ * of): the leading plain characters of a pattern without alternation, less the last one when a
+ * `*`, `?` or `{` follows it. Matching checks it first: it spares the regex for most rules a name cannot match.
+ */
+export const literalPrefix = (source: string): string => {
+  if (source.includes("|")) return ""
+  let end = 0
+  while (end < source.length && !REGEX_META.includes(source[end] as string)) end++
+  const next = source[end]
+  if (end > 0 && (next === "*" || next === "?" || next === "{")) end--
+  return source.slice(0, end)
+}
+
+const REGEX_META = "\\.+*?()|[]{}^$"
+
 /** The parser's message for the pattern as the user wrote it (not its anchored wrapping). */
 const regexError = (source: string, anchoredError: unknown): string => {
   try {
@@ -97,7 +113,7 @@ const checkLimitFields = (
 const limitsOf = (
   name: string,
   spec: DefaultsSpec,
-): Omit<CompiledRule, "metricName" | "metricNameSource" | "labels"> => ({
+): Omit<CompiledRule, "metricName" | "metricNameSource" | "metricNamePrefix" | "labels"> => ({
   name,
   maxDatapointsRate: spec.max_datapoints_rate ?? 0,
   maxCardinality: spec.max_cardinality ?? 0,
@@ -161,7 +177,13 @@ const compileRule = (
     labels.push({ name, value: value === "*" ? undefined : value })
   }
   checkLimitFields(spec, base, problems)
-  return { ...limitsOf(spec.name, spec), metricName, metricNameSource: source, labels }
+  return {
+    ...limitsOf(spec.name, spec),
+    metricName,
+    metricNameSource: source,
+    metricNamePrefix: source === undefined ? "" : literalPrefix(source),
+    labels,
+  }
 }
 
 /**
@@ -182,7 +204,13 @@ export const compileLimits = (spec: LimitsSpec): CompileResult => {
     checkLimitFields(spec.defaults, ["defaults"], problems)
     const fields = limitsOf(DEFAULT_RULE_NAME, spec.defaults)
     if (fields.maxCardinality > 0 || fields.maxDatapointsRate > 0) {
-      defaults = { ...fields, metricName: undefined, metricNameSource: undefined, labels: [] }
+      defaults = {
+        ...fields,
+        metricName: undefined,
+        metricNameSource: undefined,
+        metricNamePrefix: "",
+        labels: [],
+      }
     }
   }
   if (problems.length > 0) return { _tag: "Problems", problems }

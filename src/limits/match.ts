@@ -46,40 +46,13 @@ export const labelValue = (
 }
 
 /**
- * A literal every name matched by `rule.metricName` starts with ("" when there is none to be sure
- * of): the leading plain characters of a pattern without alternation, less the last one when a
- * `*`, `?` or `{` follows it. Checking it first spares the regex for most rules a name cannot match.
- */
-export const literalPrefix = (source: string): string => {
-  if (source.includes("|")) return ""
-  let end = 0
-  while (end < source.length && !REGEX_META.includes(source[end] as string)) end++
-  const next = source[end]
-  if (end > 0 && (next === "*" || next === "?" || next === "{")) end--
-  return source.slice(0, end)
-}
-
-const REGEX_META = "\\.+*?()|[]{}^$"
-
-const prefixes = new WeakMap<CompiledRule, string>()
-
-const prefixOf = (rule: CompiledRule): string => {
-  let prefix = prefixes.get(rule)
-  if (prefix === undefined) {
-    prefix = rule.metricNameSource === undefined ? "" : literalPrefix(rule.metricNameSource)
-    prefixes.set(rule, prefix)
-  }
-  return prefix
-}
-
-/**
  * Whether `rule` matches the series: every label condition holds and the anchored `metric_name`
  * regex matches. A condition `"*"` needs the label present with a non-empty value; `""` needs it
  * absent (or empty); any other value needs exactly that value. Label conditions are checked first,
  * as they are cheaper than the regex.
  */
 export const ruleMatches = (rule: CompiledRule, name: string, labels: ReadonlyArray<string>): boolean => {
-  if (rule.metricName !== undefined && !name.startsWith(prefixOf(rule))) return false
+  if (!name.startsWith(rule.metricNamePrefix)) return false
   const conditions = rule.labels
   for (let c = 0; c < conditions.length; c++) {
     const cond = conditions[c] as CompiledRule["labels"][number]

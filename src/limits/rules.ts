@@ -13,6 +13,8 @@ export interface CompiledRule {
   readonly metricName: RE2JS | undefined
   /** The source of `metricName`, kept for display and encoding. */
   readonly metricNameSource: string | undefined
+  /** A literal every name `metricName` matches starts with (`literalPrefix`; "" for none). */
+  readonly metricNamePrefix: string
   /** Label conditions: `value === undefined` means "present, any value". */
   readonly labels: ReadonlyArray<{ readonly name: string; readonly value: string | undefined }>
   /** Datapoints per window; 0 = no limit. */

@@ -56,6 +56,7 @@ describe("compileLimits: metric_name regexes are anchored at both ends", () => {
 
   it("keeps the source as written, without the anchoring", () => {
     expect(ruleFor("http_.*").metricNameSource).toBe("http_.*")
+    expect(ruleFor("http_.*").metricNamePrefix).toBe("http_")
   })
 
   it("a rule without metric_name matches every name", () => {

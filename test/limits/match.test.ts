@@ -1,15 +1,8 @@
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { compileMetricRegex } from "../../src/limits/compile.js"
+import { compileMetricRegex, literalPrefix } from "../../src/limits/compile.js"
 import { enforce } from "../../src/limits/enforce.js"
-import {
-  groupKey,
-  literalPrefix,
-  MATCH_CACHE_MAX,
-  matchRule,
-  ownerOf,
-  seriesKey,
-} from "../../src/limits/match.js"
+import { groupKey, MATCH_CACHE_MAX, matchRule, ownerOf, seriesKey } from "../../src/limits/match.js"
 import { OWNER_NONE } from "../../src/limits/match-cache.js"
 import { batchOf, cacheKeyOf, versionOf } from "./engine.js"
 

@@ -17,6 +17,7 @@ const rule = (name: string, groupBy: ReadonlyArray<string> = []): CompiledRule =
   name,
   metricName: undefined,
   metricNameSource: undefined,
+  metricNamePrefix: "",
   labels: [],
   maxDatapointsRate: 0,
   maxCardinality: 10,

@@ -55,6 +55,7 @@ const rule = (name: string, stripLabels: string[]): CompiledRule => ({
   name,
   metricName: undefined,
   metricNameSource: undefined,
+  metricNamePrefix: "",
   labels: [],
   maxDatapointsRate: 0,
   maxCardinality: 0,

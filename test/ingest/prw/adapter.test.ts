@@ -10,6 +10,7 @@ const rule = (name: string, stripLabels: ReadonlyArray<string> = []): CompiledRu
   name,
   metricName: undefined,
   metricNameSource: undefined,
+  metricNamePrefix: "",
   labels: [],
   maxDatapointsRate: 10,
   maxCardinality: 0,

@@ -68,6 +68,7 @@ const rule = (stripLabels: ReadonlyArray<string>): CompiledRule => ({
   name: "r",
   metricName: undefined,
   metricNameSource: undefined,
+  metricNamePrefix: "",
   labels: [],
   groupBy: [],
   maxCardinality: 0,
