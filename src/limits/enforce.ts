@@ -2,8 +2,7 @@ import type { ConfigVersion } from "../reload/version.js"
 import { activeUsage, shedGroups } from "./adaptive.js"
 import type { BatchVerdict, RuleCounts, SeriesBatch } from "./batch.js"
 import { fingerprintSeries } from "./fingerprint.js"
-import { groupKey, matchRule, ownerCode, ownerOfCode } from "./match.js"
-import { NOT_CACHED } from "./match-cache.js"
+import { groupKey, ownerOf, ownerOfCode } from "./match.js"
 import type { CompiledRule } from "./rules.js"
 import { accountedRules, emptyStats, type GroupStats, type RuleStats } from "./stats.js"
 import { rollWindow, windowStartOf } from "./window.js"
@@ -208,11 +207,7 @@ export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatc
       hi = fp[0] as number
       lo = fp[1] as number
     }
-    let code = cache.get(hi, lo)
-    if (code === NOT_CACHED) {
-      code = ownerCode(limits, matchRule(limits, batch.nameOf(i), batch.labelsOf(i)))
-      cache.set(hi, lo, code)
-    }
+    const code = ownerOf(limits, cache, hi, lo, batch, i)
     const rule = ownerOfCode(limits, code)
     if (rule === null) {
       pass[i] = dps

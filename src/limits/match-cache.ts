@@ -48,10 +48,12 @@ export class MatchCache {
     const los = this.los
     const owners = this.owners
     const mask = this.mask
-    for (let slot = lo & mask; ; slot = (slot + 1) & mask) {
+    const h = hi >>> 0
+    const l = lo >>> 0
+    for (let slot = l & mask; ; slot = (slot + 1) & mask) {
       const owner = owners[slot] as number
       if (owner === 0) return NOT_CACHED
-      if (los[slot] === lo >>> 0 && his[slot] === hi >>> 0) return owner - 3
+      if (los[slot] === l && his[slot] === h) return owner - 3
     }
   }
 

@@ -1,3 +1,4 @@
+import type { SeriesBatch } from "./batch.js"
 import { type MatchCache, NOT_CACHED, OWNER_DEFAULTS, OWNER_NONE } from "./match-cache.js"
 import type { CompiledLimits, CompiledRule } from "./rules.js"
 
@@ -89,24 +90,24 @@ export const ownerOfCode = (limits: CompiledLimits, code: number): CompiledRule 
   code >= 0 ? (limits.rules[code] ?? null) : code === OWNER_DEFAULTS ? (limits.defaults ?? null) : null
 
 /**
- * The owning rule of a series, through the match cache under its fingerprint `(hi, lo)`; `null`:
- * no rule and no defaults, the series is untracked. Each series is matched once, until the cache
- * passes {@link MATCH_CACHE_MAX} entries and starts over.
+ * The owner code of entry `i` of `batch`, whose fingerprint is `(hi, lo)`, through the match
+ * cache: matched against the rules (its name and labels decoded) only when not cached yet. Each
+ * series is matched once, until the cache passes {@link MATCH_CACHE_MAX} entries and starts over.
  */
 export const ownerOf = (
   limits: CompiledLimits,
   cache: MatchCache,
   hi: number,
   lo: number,
-  name: string,
-  labels: ReadonlyArray<string>,
-): CompiledRule | null => {
+  batch: SeriesBatch,
+  i: number,
+): number => {
   let code = cache.get(hi, lo)
   if (code === NOT_CACHED) {
-    code = ownerCode(limits, matchRule(limits, name, labels))
+    code = ownerCode(limits, matchRule(limits, batch.nameOf(i), batch.labelsOf(i)))
     cache.set(hi, lo, code)
   }
-  return ownerOfCode(limits, code)
+  return code
 }
 
 /**

@@ -2,7 +2,14 @@ import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { compileMetricRegex, literalPrefix } from "../../src/limits/compile.js"
 import { enforce } from "../../src/limits/enforce.js"
-import { groupKey, MATCH_CACHE_MAX, matchRule, ownerOf, seriesKey } from "../../src/limits/match.js"
+import {
+  groupKey,
+  MATCH_CACHE_MAX,
+  matchRule,
+  ownerOf,
+  ownerOfCode,
+  seriesKey,
+} from "../../src/limits/match.js"
 import { OWNER_NONE } from "../../src/limits/match-cache.js"
 import { batchOf, cacheKeyOf, versionOf } from "./engine.js"
 
@@ -92,17 +99,19 @@ describe("ownerOf: the version's match cache", () => {
   it("runs the matching once per series, and stays bounded", () => {
     const v = versionOf('rules:\n  - name: r\n    match: { metric_name: "m.*" }\n')
     const cache = v.matchCache
-    expect(ownerOf(v.limits, cache, ...cacheKeyOf("m1", []), "m1", [])?.name).toBe("r")
+    /** The owner code of one series named `name`, through the cache. */
+    const owner = (key: [number, number], name: string) =>
+      ownerOf(v.limits, cache, ...key, batchOf([[name, {}, 1]]), 0)
+    expect(ownerOfCode(v.limits, owner(cacheKeyOf("m1", []), "m1"))?.name).toBe("r")
     expect(cache.get(...cacheKeyOf("m1", []))).toBe(0)
     // A cached owner is returned as is, whatever the series looks like now.
     cache.set(7, 7, OWNER_NONE)
-    expect(ownerOf(v.limits, cache, 7, 7, "m-would-match", [])).toBeNull()
-    for (let i = 0; cache.size < MATCH_CACHE_MAX; i++)
-      ownerOf(v.limits, cache, ...cacheKeyOf(`m${i}`, []), `m${i}`, [])
+    expect(owner([7, 7], "m-would-match")).toBe(OWNER_NONE)
+    for (let i = 0; cache.size < MATCH_CACHE_MAX; i++) owner(cacheKeyOf(`m${i}`, []), `m${i}`)
     expect(cache.size).toBe(MATCH_CACHE_MAX)
     // Every entry is still found after the table grew.
     for (let i = 0; i < MATCH_CACHE_MAX; i += 997) expect(cache.get(...cacheKeyOf(`m${i}`, []))).toBe(0)
-    ownerOf(v.limits, cache, ...cacheKeyOf("one-more", []), "one-more", [])
+    owner(cacheKeyOf("one-more", []), "one-more")
     expect(cache.size).toBe(1)
   })
 
