@@ -12,8 +12,8 @@
  * `node --import tsx bench/remote-write.ts` (BENCH_QUICK=1 for a short run).
  */
 import * as fs from "node:fs"
-import { availableParallelism } from "node:os"
 import * as path from "node:path"
+import { defaultDecodeThreads } from "../src/ingest/prw/decode.js"
 import {
   type AreaResult,
   areaMain,
@@ -259,7 +259,7 @@ const run = async (): Promise<AreaResult> => {
   md.push(
     `Both relay to the same sink (\`bench/sink.ts\`: node:http, 204 without decoding, in its own process). ` +
       `The governor runs with one rule (\`max_cardinality: 10000\`, \`action: drop\`) and its defaults: buffer and exporter settings, and ` +
-      `\`receivers.decode_threads\` = one thread per core beyond the first, at most 4 (here ${Math.max(0, Math.min(4, availableParallelism() - 1))}: ` +
+      `\`receivers.decode_threads\` = one thread per core beyond the first, at most 4 (here ${defaultDecodeThreads()}: ` +
       "bodies are decompressed and scanned in that many worker threads, the limits enforced on the main thread); " +
       `vmagent \`-remoteWrite.maxHourlySeries=10000\` with its defaults. A third server, the same governor with ` +
       "`receivers.decode_threads: 0` (decoding on the main thread), joins the saturation rounds. " +

@@ -7,8 +7,8 @@
  * sends back the decompressed body and the scan's arrays; the main thread wraps them
  * (`scanned`) and decodes names and labels there only for series it has not matched yet.
  *
- * The cost: the body and the scan are copied between threads (about 0.2 ms per MB), and a request
- * waits for a thread to take it. `receivers.decode_threads` sets the number of threads; 0 decodes
+ * The cost: the body and the scan are copied between threads, and a request waits for a thread to
+ * take it. `receivers.decode_threads` sets the number of threads; 0 decodes
  * in the main thread.
  *
  * @module
@@ -19,7 +19,10 @@ import { type JobOutcome, scriptNextTo, WorkerPool } from "../../threads/pool.js
 import { partsOf, type ScannedWriteRequest, type ScanParts, scanned, scanWriteRequest } from "./scan.js"
 import { decompressBody } from "./snappy.js"
 
-/** Why a body was refused: 413 (too large once decompressed) or 400 (not a valid body). */
+/**
+ * Why a body was refused: 413 (too large once decompressed), 400 (not a valid body) or 503 (its
+ * decoding thread died; the sender retries).
+ */
 export interface DecodeFailure {
   readonly status: 400 | 413 | 503
   readonly message: string
@@ -45,7 +48,6 @@ export interface BodyDecoder {
   ) =>
     | Either.Either<ScannedWriteRequest, DecodeFailure>
     | Promise<Either.Either<ScannedWriteRequest, DecodeFailure>>
-  readonly threads: number
   readonly close: () => Promise<void>
 }
 
@@ -54,7 +56,6 @@ export const defaultDecodeThreads = (): number => Math.max(0, Math.min(4, availa
 
 export const inlineDecoder: BodyDecoder = {
   decode: decodeBody,
-  threads: 0,
   close: () => Promise.resolve(),
 }
 
@@ -103,7 +104,6 @@ export const workerDecoder = (
   )
   let closed = false
   return {
-    threads,
     decode: (body, maxDecompressedBytes) =>
       closed
         ? decodeBody(body, maxDecompressedBytes)
