@@ -64,8 +64,8 @@ const CAUSES: Record<string, string> = {
     "worker thread and forwarded without re-encoding, so what is left per request is the HTTP exchange, enforcing, " +
     "concatenating, compressing and exporting (§7). The scanning thread, the main thread, wrk and the sink share two cores.",
   "p99 ≤ 5 ms at 100 rules":
-    "The median is near the target (§5); the tail is not. A reload's own work at 100 rules is one to two milliseconds (read, " +
-    "fast YAML path, schema, rules compiled with cached regexes, swap); the rest of the measured latency is the signal's " +
+    "The median is near the target (§5); the tail is not. A reload's own work at 100 rules is a few milliseconds (the governor's " +
+    "own duration in §5: read, fast YAML path, schema, rules compiled with cached regexes, decision); the rest of the measured latency is the signal's " +
     "delivery to the process and the status poll, both of which vary by milliseconds on this shared two-core virtual machine " +
     "while the benchmark polls back to back (development traces: 0.2–4 ms from `kill` to the signal handler, 1–2 ms from the " +
     "swap to the poll that sees it).",
@@ -444,7 +444,7 @@ const boundsSection = (prw: AreaResult | undefined, enforce: AreaResult | undefi
       "the remote-write one would move that, and the decoding, off the main thread.\n" +
       "- Cold path: a series seen for the first time is matched against the rules in order; a rule's literal `metric_name` " +
       "prefix is checked before its regex, which skips the regex for most rules a name cannot match (cold rows of §1).\n" +
-      "- Reload: files up to 96 KiB are decoded on the main thread in about a millisecond per hundred rules (fast YAML path, " +
+      "- Reload: files up to 96 KiB are decoded on the main thread in a few milliseconds per hundred rules (fast YAML path, " +
       "cached regexes), larger ones in a worker thread (§5).",
   )
   const govRss = num(prw, "governorRss")
