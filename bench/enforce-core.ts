@@ -13,12 +13,13 @@
  */
 import { Either } from "effect"
 import { decodeLimits } from "../src/config/decode.js"
-import { type ArraySeriesBatch, arrayBatch, type SeriesBatch } from "../src/limits/batch.js"
+import type { ArraySeriesBatch, SeriesBatch } from "../src/limits/batch.js"
 import { enforce } from "../src/limits/enforce.js"
 import { fingerprintSeries } from "../src/limits/fingerprint.js"
 import { seriesKey } from "../src/limits/match.js"
 import { type ConfigVersion, nextVersion } from "../src/reload/version.js"
 import { type AreaResult, areaMain, median, QUICK, ratio, si } from "./lib.js"
+import { enforceBatches } from "./payloads.js"
 
 const SERIES = 20_000
 const BATCH = 1_000
@@ -51,31 +52,7 @@ const versionOf = (limits: Decoded): ConfigVersion =>
   nextVersion(undefined, { limits, main: undefined, dryRunFlag: false, trigger: "startup", now: 0 })
 
 /** SERIES distinct series in batches of BATCH entries, one datapoint each, 6 labels (as OTLP delivers). */
-const makeBatches = (rules: number): Array<ArraySeriesBatch> =>
-  Array.from({ length: SERIES / BATCH }, (_, b) => {
-    const names: Array<string> = []
-    const labels: Array<Array<string>> = []
-    for (let j = 0; j < BATCH; j++) {
-      const i = b * BATCH + j
-      // Metric names spread over every rule and a few that no rule matches (they go to `defaults`).
-      names.push(`svc${i % (rules + 5)}_requests_total`)
-      labels.push([
-        "env",
-        i % 3 === 0 ? "prod" : "dev",
-        "instance",
-        `10.0.${i % 250}.${i % 7}:9100`,
-        "job",
-        "api",
-        "method",
-        ["GET", "POST", "PUT"][i % 3] as string,
-        "path",
-        `/v1/items/${i}`,
-        "service",
-        `svc-${i % 40}`,
-      ])
-    }
-    return arrayBatch(names, labels, new Uint32Array(BATCH).fill(1))
-  })
+const makeBatches = (rules: number): Array<ArraySeriesBatch> => enforceBatches(rules, SERIES, BATCH)
 
 const NOW = 1_700_000_040_000
 

@@ -8,9 +8,10 @@
 import { Either } from "effect"
 import { bench, describe } from "vitest"
 import { decodeLimits } from "../src/config/decode.js"
-import { type ArraySeriesBatch, arrayBatch } from "../src/limits/batch.js"
+import type { ArraySeriesBatch } from "../src/limits/batch.js"
 import { enforce } from "../src/limits/enforce.js"
 import { type ConfigVersion, nextVersion } from "../src/reload/version.js"
+import { enforceBatches } from "./payloads.js"
 
 const RULES = 100
 const SERIES = 20_000
@@ -39,29 +40,7 @@ const versionOf = (yaml: string, dryRun = false): ConfigVersion => {
 }
 
 /** Batches covering SERIES series: metric `svc{k}_requests_total`, 6 labels. */
-const batches: Array<ArraySeriesBatch> = Array.from({ length: SERIES / BATCH }, (_, b) => {
-  const names: Array<string> = []
-  const labels: Array<Array<string>> = []
-  for (let j = 0; j < BATCH; j++) {
-    const i = b * BATCH + j
-    names.push(`svc${i % (RULES + 5)}_requests_total`)
-    labels.push([
-      "env",
-      i % 3 === 0 ? "prod" : "dev",
-      "instance",
-      `10.0.${i % 250}.${i % 7}:9100`,
-      "job",
-      "api",
-      "method",
-      ["GET", "POST", "PUT"][i % 3] as string,
-      "path",
-      `/v1/items/${i}`,
-      "service",
-      `svc-${i % 40}`,
-    ])
-  }
-  return arrayBatch(names, labels, new Uint32Array(BATCH).fill(1))
-})
+const batches: Array<ArraySeriesBatch> = enforceBatches(RULES, SERIES, BATCH)
 
 const runAll = (v: ConfigVersion, now: number) => {
   for (const batch of batches) enforce(v, now, batch)

@@ -9,6 +9,7 @@
 import { seriesKey } from "../src/limits/match.js"
 import { SeriesSet } from "../src/limits/series-set.js"
 import { type AreaResult, areaMain, median, QUICK, ratio } from "./lib.js"
+import { benchSeries } from "./payloads.js"
 
 const N = 1_000_000
 const ROUNDS = QUICK ? 1 : 3
@@ -26,21 +27,10 @@ const used = (): number => {
 }
 
 /** The series key of series `i`: a metric name and 6 labels, about 100 characters. */
-const key = (i: number): string =>
-  seriesKey(`svc${i % 105}_requests_total`, [
-    "env",
-    i % 3 === 0 ? "prod" : "dev",
-    "instance",
-    `10.0.${i % 250}.${i % 7}:9100`,
-    "job",
-    "api",
-    "method",
-    ["GET", "POST", "PUT"][i % 3] as string,
-    "path",
-    `/v1/items/${i}`,
-    "service",
-    `svc-${i % 40}`,
-  ])
+const key = (i: number): string => {
+  const s = benchSeries(i, 100)
+  return seriesKey(s.name, s.labels)
+}
 
 /** Bytes retained by whatever `build` returns, per series. */
 const measure = (build: () => unknown): { perSeries: number; keep: unknown } => {

@@ -8,6 +8,7 @@ import type { ExportMetricsServiceRequest, KeyValue } from "../src/ingest/otlp/t
 import { encodeWriteRequest } from "../src/ingest/prw/codec.js"
 import { compressBody } from "../src/ingest/prw/snappy.js"
 import { NO_BYTES, type TimeSeries } from "../src/ingest/prw/types.js"
+import { type ArraySeriesBatch, arrayBatch } from "../src/limits/batch.js"
 
 export interface Body {
   readonly body: Uint8Array
@@ -112,3 +113,42 @@ export const otlpBody = (b: number, points = 1_000): Body => ({
   body: encodeOtlpProtobuf(otlpRequest(b, points)),
   datapoints: points,
 })
+
+/**
+ * Series `i` of the enforcement and memory benchmarks: metric `svc{i mod (rules + 5)}_requests_total`
+ * (spread over every rule, and a few names no rule matches) and 6 labels, key-sorted as adapters
+ * deliver them; about 100 characters.
+ */
+export const benchSeries = (
+  i: number,
+  rules: number,
+): { readonly name: string; readonly labels: Array<string> } => ({
+  name: `svc${i % (rules + 5)}_requests_total`,
+  labels: [
+    "env",
+    i % 3 === 0 ? "prod" : "dev",
+    "instance",
+    `10.0.${i % 250}.${i % 7}:9100`,
+    "job",
+    "api",
+    "method",
+    ["GET", "POST", "PUT"][i % 3] as string,
+    "path",
+    `/v1/items/${i}`,
+    "service",
+    `svc-${i % 40}`,
+  ],
+})
+
+/** `series` distinct `benchSeries` in batches of `batch` entries with one datapoint each. */
+export const enforceBatches = (rules: number, series: number, batch: number): Array<ArraySeriesBatch> =>
+  Array.from({ length: series / batch }, (_, b) => {
+    const names: Array<string> = []
+    const labels: Array<Array<string>> = []
+    for (let j = 0; j < batch; j++) {
+      const s = benchSeries(b * batch + j, rules)
+      names.push(s.name)
+      labels.push(s.labels)
+    }
+    return arrayBatch(names, labels, new Uint32Array(batch).fill(1))
+  })
