@@ -192,8 +192,6 @@ export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatc
   const dryRun = version.dryRun
   const his = batch.hi
   const los = batch.lo
-  let lastRule: CompiledRule | undefined
-  let lastIndex = 0
 
   for (let i = 0; i < n; i++) {
     const dps = datapoints[i] as number
@@ -216,12 +214,9 @@ export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatc
     owners[i] = rule
     if (dps === 0) continue
     // The owner code is the rule's position in the accounted rules (`defaults` comes last).
-    if (rule !== lastRule) {
-      lastRule = rule
-      lastIndex = code >= 0 ? code : limits.rules.length
-    }
-    const stats = statsByIndex[lastIndex] as RuleStats
-    let c = perRule[lastIndex]
+    const index = code >= 0 ? code : limits.rules.length
+    const stats = statsByIndex[index] as RuleStats
+    let c = perRule[index]
     if (c === undefined) {
       c = {
         rule: rule.name,
@@ -232,7 +227,7 @@ export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatc
         cardinalityExceeded: 0,
         datapointsExceeded: 0,
       }
-      perRule[lastIndex] = c
+      perRule[index] = c
     }
     const action = rule.action
     const ok =
