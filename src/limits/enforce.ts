@@ -14,29 +14,21 @@ export interface EnforceResult {
   readonly counts: ReadonlyArray<RuleCounts>
 }
 
-/** What a config version needs at enforcement time, derived once per version. */
-interface Engine {
-  readonly rules: ReadonlyArray<CompiledRule>
-  /** `stats[i]` belongs to `rules[i]`. */
-  readonly stats: ReadonlyArray<RuleStats>
-}
+/**
+ * Each accounted rule's stats in the rules' order (`defaults` last), so an owner code indexes them.
+ * Derived from the version alone, so memoising it per version keeps `enforce` a function of its inputs.
+ */
+const statsInOrder = new WeakMap<ConfigVersion, ReadonlyArray<RuleStats>>()
 
-/** Derived from the version alone, so memoising it per version keeps `enforce` a function of its inputs. */
-const engines = new WeakMap<ConfigVersion, Engine>()
-
-const engineOf = (version: ConfigVersion): Engine => {
-  let engine = engines.get(version)
-  if (engine === undefined) {
-    const rules = accountedRules(version.limits)
-    engine = {
-      rules,
-      // A version built by reconcile has stats for every accounted rule; the fallback only serves
-      // hand-made versions, whose stats then live here.
-      stats: rules.map((r) => version.stats.get(r.name) ?? emptyStats(r)),
-    }
-    engines.set(version, engine)
+const statsOf = (version: ConfigVersion): ReadonlyArray<RuleStats> => {
+  let stats = statsInOrder.get(version)
+  if (stats === undefined) {
+    // A version built by reconcile has stats for every accounted rule; the fallback only serves
+    // hand-made versions, whose stats then live here.
+    stats = accountedRules(version.limits).map((r) => version.stats.get(r.name) ?? emptyStats(r))
+    statsInOrder.set(version, stats)
   }
-  return engine
+  return stats
 }
 
 const TWO_POW_32 = 4294967296
@@ -183,8 +175,7 @@ export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatc
     for (let i = 0; i < n; i++) pass[i] = datapoints[i] as number
     return { verdict: { pass, strip, rule: owners }, counts: [] }
   }
-  const engine = engineOf(version)
-  const statsByIndex = engine.stats
+  const statsByIndex = statsOf(version)
   const windowStart = windowStartOf(nowMs, limits.windowMs)
   for (let r = 0; r < statsByIndex.length; r++) rollWindow(statsByIndex[r] as RuleStats, windowStart)
   const perRule = new Array<RuleCounts | undefined>(statsByIndex.length).fill(undefined)
