@@ -118,14 +118,12 @@ describe("fast YAML path", () => {
             { root: value },
             { defaultStringType, collectionStyle: flow ? "flow" : "block" },
           )
+          // Not "the value written": the writer does not always round-trip (a whitespace-only
+          // string in a block scalar reads back empty, in both parsers; see the seeds below).
           agrees(text)
-          // Documents the writer made are valid, so the fast path should take them unless a string
-          // could be read as another scalar; it must then still give the value written.
-          const fast = fastYamlValue(text)
-          if (fast !== undefined) expect(fast.value).toStrictEqual({ root: value })
         },
       ),
-      { numRuns: 1_000 },
+      { numRuns: Number(process.env.FAST_YAML_RUNS ?? 1_000) },
     )
   })
 
@@ -159,6 +157,8 @@ describe("fast YAML path", () => {
     ["negative zero", "a: -0", { a: -0 }],
     ["a YAML 1.1 binary int (a string in 1.2)", "a: 0b101", { a: "0b101" }],
     ["an int", "_: 0", { _: 0 }],
+    // Found by the writer law: the writer's block scalar for " " reads back empty in both parsers.
+    ["a whitespace-only block scalar", '"root":\n  - |-\n     \n', { root: [""] }],
   ])("reads %s exactly as the full parser does", (_, text, value) => {
     expect(fastYamlValue(text)?.value).toStrictEqual(value)
     expect(fullValue(text)).toStrictEqual(value)
