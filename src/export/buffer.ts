@@ -17,7 +17,8 @@ export class ExportBuffer<P> {
   private head = 0
   private datapointsHeld = 0
   private bytesHeld = 0
-  private waiter: (() => void) | undefined
+  /** One pending signal shared by every waiter until the next push: waiting allocates nothing new. */
+  private signal: { readonly promise: Promise<void>; readonly resolve: () => void } | undefined
 
   constructor(
     readonly maxDatapoints: number,
@@ -44,9 +45,9 @@ export class ExportBuffer<P> {
     this.items.push(item)
     this.datapointsHeld += item.datapoints
     this.bytesHeld += item.bytes
-    const w = this.waiter
-    this.waiter = undefined
-    w?.()
+    const s = this.signal
+    this.signal = undefined
+    s?.resolve()
   }
 
   /** Wall-clock ms of the oldest item, or undefined when empty. */
@@ -87,13 +88,21 @@ export class ExportBuffer<P> {
 
   /** Resolves when something is pushed (or at once if the buffer is not empty). */
   whenNotEmpty(): Promise<void> {
-    if (this.length > 0) return Promise.resolve()
-    return new Promise((resolve) => {
-      const prev = this.waiter
-      this.waiter = () => {
-        prev?.()
-        resolve()
-      }
-    })
+    return this.length > 0 ? Promise.resolve() : this.nextPush()
+  }
+
+  /**
+   * Resolves at the next push. Every caller until then gets the same promise, so a waiter that is
+   * abandoned (a race it lost) and asked again costs nothing: nothing accumulates while idle.
+   */
+  nextPush(): Promise<void> {
+    if (this.signal === undefined) {
+      let resolve: () => void = () => {}
+      const promise = new Promise<void>((r) => {
+        resolve = r
+      })
+      this.signal = { promise, resolve }
+    }
+    return this.signal.promise
   }
 }

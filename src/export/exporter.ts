@@ -205,20 +205,28 @@ export const runExporter = <P>(
         }
       })
 
+    /** Wakes the loop on the buffer's next push or when shutdown begins; nothing polls. */
+    const pushOrClosing = Effect.raceFirst(
+      Effect.promise(() => buffer.nextPush()),
+      Deferred.await(closingStarted),
+    )
+
     const loop = Effect.gen(function* () {
       for (;;) {
         if (buffer.length === 0) {
           if ((yield* Ref.get(closing)) !== undefined) return
-          yield* Effect.promise(() =>
-            Promise.race([buffer.whenNotEmpty(), new Promise((r) => setTimeout(r, 50))]),
-          )
+          yield* pushOrClosing
           continue
         }
         const now = yield* Clock.currentTimeMillis
         const age = now - (buffer.oldest() ?? now)
         const flushing = (yield* Ref.get(closing)) !== undefined
         if (!flushing && buffer.datapoints < settings.batchSize && age < settings.flushIntervalMs) {
-          yield* Effect.sleep(Duration.millis(Math.min(5, settings.flushIntervalMs - age)))
+          // Until the oldest datapoint is due, a push fills the batch, or shutdown begins.
+          yield* Effect.raceFirst(
+            Effect.sleep(Duration.millis(settings.flushIntervalMs - age)),
+            pushOrClosing,
+          )
           continue
         }
         const batch = buffer.take(settings.batchSize)
