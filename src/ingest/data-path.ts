@@ -4,6 +4,7 @@ import { ExportBuffer } from "../export/buffer.js"
 import { type ExporterSettings, runExporter } from "../export/exporter.js"
 import { Reloader } from "../reload/reloader.js"
 import { type AddressError, type ListenAddress, parseListenAddress } from "../server/address.js"
+import { makeShutdownClock, Shutdown } from "../server/shutdown.js"
 import { logError, logInfo } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
 import { serveGrpc } from "./grpc-receiver.js"
@@ -35,11 +36,14 @@ const listen = (flag: string, value: string): Effect.Effect<ListenAddress | unde
 
 /**
  * The data path for the life of the scope: export buffers and exporters (from `config.yaml`, read at
- * start), the receivers, and the aggregated violation log. On close the receivers stop accepting
- * first, then the exporters flush what is buffered (bounded by `shutdown_timeout`).
+ * start), the receivers, and the aggregated violation log; it provides the shutdown clock. On close
+ * every server stops accepting at once, requests in progress get the grace (a part of
+ * `shutdown_timeout`) before their connections are cut, then the exporters flush what is buffered
+ * with what is left of `shutdown_timeout`, counting and logging what they could not send.
  */
 export const layer = (flags: DataPathFlags) =>
-  Layer.scopedDiscard(
+  Layer.scoped(
+    Shutdown,
     Effect.gen(function* () {
       const reloader = yield* Reloader
       const telemetry = yield* Telemetry
@@ -50,6 +54,7 @@ export const layer = (flags: DataPathFlags) =>
         main.receivers?.max_decompressed_bytes ?? MAIN_DEFAULTS.maxDecompressedBytes
       const buffer = main.buffer ?? {}
       const current = () => Effect.runSync(SubscriptionRef.get(reloader.active))
+      const shutdown = makeShutdownClock(main.shutdown_timeout ?? MAIN_DEFAULTS.shutdownTimeoutMs)
       const violations = new ViolationLog()
       yield* Effect.forkScoped(violations.run(VIOLATION_LOG_INTERVAL_MS))
 
@@ -67,7 +72,11 @@ export const layer = (flags: DataPathFlags) =>
           timeoutMs: spec.timeout ?? MAIN_DEFAULTS.exporterTimeoutMs,
           batchSize: buffer.batch_size ?? MAIN_DEFAULTS.batchSize,
           flushIntervalMs: buffer.flush_interval ?? MAIN_DEFAULTS.flushIntervalMs,
-          shutdownTimeoutMs: main.shutdown_timeout ?? MAIN_DEFAULTS.shutdownTimeoutMs,
+          // Read by the exporter when its flush begins, after the receivers closed: what is left of
+          // shutdown_timeout since shutdown began, not a fresh shutdown_timeout of its own.
+          get shutdownTimeoutMs() {
+            return shutdown.remainingMs()
+          },
           encoder,
         }
       }
@@ -123,6 +132,7 @@ export const layer = (flags: DataPathFlags) =>
             [otlpHttpRoute({ maxRequestBytes, maxDecompressedBytes, ingest })],
             telemetry,
             onError,
+            shutdown,
           )
           yield* logInfo("OTLP/HTTP receiver listening", {
             address: flags.httpListen,
@@ -130,7 +140,7 @@ export const layer = (flags: DataPathFlags) =>
           })
         }
         if (grpcAddress !== undefined) {
-          yield* serveGrpc(grpcAddress, maxDecompressedBytes, ingest, telemetry)
+          yield* serveGrpc(grpcAddress, maxDecompressedBytes, ingest, telemetry, shutdown)
           yield* logInfo("OTLP/gRPC receiver listening", {
             address: flags.grpcListen,
             exporter_endpoint: flags.exporterEndpoint ?? null,
@@ -153,6 +163,7 @@ export const layer = (flags: DataPathFlags) =>
           [prwRoute({ maxRequestBytes, maxDecompressedBytes, ingest, decoder })],
           telemetry,
           onError,
+          shutdown,
         )
         yield* logInfo("remote-write receiver listening", {
           address: flags.prwListen,
@@ -160,5 +171,6 @@ export const layer = (flags: DataPathFlags) =>
           decode_threads: threads,
         })
       }
+      return shutdown
     }),
   )

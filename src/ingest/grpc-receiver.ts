@@ -1,5 +1,6 @@
 import { Effect } from "effect"
 import type { ListenAddress } from "../server/address.js"
+import type { ShutdownClock } from "../server/shutdown.js"
 import type { Instruments } from "../telemetry/metrics.js"
 import { ListenError } from "./http-receiver.js"
 import type { IngestOutcome } from "./ingest.js"
@@ -12,13 +13,15 @@ const ESTIMATED_BYTES_PER_POINT = 128
 /**
  * OTLP/gRPC `MetricsService/Export` for the life of the scope. Bad data is INVALID_ARGUMENT (not
  * retryable); a full export buffer is RESOURCE_EXHAUSTED with a RetryInfo, so clients retry later;
- * what the limits drop is reported as a partial success.
+ * what the limits drop is reported as a partial success. When shutdown begins it stops accepting;
+ * calls in progress have the shutdown grace, then the server is shut down by force.
  */
 export const serveGrpc = (
   address: ListenAddress,
   maxMessageBytes: number,
   ingest: (req: ExportMetricsServiceRequest, bytes: number) => IngestOutcome,
   telemetry: Instruments,
+  shutdown: ShutdownClock,
 ) =>
   Effect.acquireRelease(
     Effect.tryPromise({
@@ -57,6 +60,14 @@ export const serveGrpc = (
           address: `${address.host ?? ""}:${address.port}`,
           reason: e instanceof Error ? e.message : String(e),
         }),
-    }),
-    (server) => Effect.promise(() => server.shutdown()),
+    }).pipe(
+      Effect.tap((server) =>
+        Effect.sync(() => shutdown.onBegin(() => void server.shutdown(shutdown.graceLeftMs()))),
+      ),
+    ),
+    (server) =>
+      Effect.promise(() => {
+        shutdown.begin()
+        return server.shutdown(shutdown.graceLeftMs())
+      }),
   )

@@ -1,7 +1,8 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import { Data, Effect } from "effect"
 import type { ProtocolName } from "../export/exporter.js"
 import type { ListenAddress } from "../server/address.js"
+import { drainHttpServer, type ShutdownClock } from "../server/shutdown.js"
 import type { Instruments } from "../telemetry/metrics.js"
 import { readBody } from "./body.js"
 
@@ -55,7 +56,9 @@ export const textReply = (status: number, message: string, headers: Record<strin
 /**
  * A plain `node:http` receiver (the data path stays out of per-request Effect overhead): one route
  * table, bodies read with a size bound, every answer counted by protocol and status code. A handler
- * that throws is answered 500 and logged; the server keeps serving.
+ * that throws is answered 500 and logged; the server keeps serving. On close it stops accepting when
+ * shutdown begins and gives requests in progress the shutdown grace, then cuts the connections still
+ * open (see `drainHttpServer`): a slow client cannot hold shutdown open.
  */
 export const serveReceiver = (
   what: string,
@@ -63,9 +66,10 @@ export const serveReceiver = (
   routes: ReadonlyArray<Route>,
   telemetry: Instruments,
   onError: (e: unknown) => void,
+  shutdown: ShutdownClock,
 ) =>
   Effect.acquireRelease(
-    Effect.async<Server, ListenError>((resume) => {
+    Effect.async<Effect.Effect<void>, ListenError>((resume) => {
       const protocol = routes[0]?.protocol
       const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
         const url = req.url ?? "/"
@@ -126,18 +130,16 @@ export const serveReceiver = (
             }),
           ),
         )
+      // Tracks the connections from the start; the effect it returns is the bounded close.
+      const drain = drainHttpServer(what, server, shutdown)
       server.once("error", fail)
       server.listen(
         { port: address.port, ...(address.host === undefined ? {} : { host: address.host }) },
         () => {
           server.off("error", fail)
-          resume(Effect.succeed(server))
+          resume(Effect.succeed(drain))
         },
       )
     }),
-    (server) =>
-      Effect.async<void>((resume) => {
-        server.close(() => resume(Effect.void))
-        server.closeIdleConnections()
-      }),
-  )
+    (drain) => drain,
+  ).pipe(Effect.asVoid)

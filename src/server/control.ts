@@ -8,6 +8,7 @@ import { Reloader } from "../reload/reloader.js"
 import { logWarn } from "../telemetry/log.js"
 import { scrape } from "../telemetry/metrics.js"
 import type { ListenAddress } from "./address.js"
+import { drainHttpServer, Shutdown } from "./shutdown.js"
 
 export interface ControlSettings {
   readonly address: ListenAddress
@@ -117,13 +118,27 @@ export const routes = (settings: ControlSettings) =>
     ),
   )
 
-/** The control server, listening on `-stats-addr` for the life of the scope. */
+/**
+ * The control server, listening on `-stats-addr` for the life of the scope. It stops accepting when
+ * shutdown begins, like the receivers; a request still in progress at the end of the shutdown grace
+ * (a client trickling its headers or body) has its connection cut, so it cannot hold shutdown open.
+ */
 export const layer = (settings: ControlSettings) =>
-  HttpServer.serve(routes(settings), (app) => app).pipe(
-    Layer.provide(
-      NodeHttpServer.layer(() => createServer(), {
-        port: settings.address.port,
-        ...(settings.address.host === undefined ? {} : { host: settings.address.host }),
-      }),
-    ),
+  Layer.unwrapEffect(
+    Effect.gen(function* () {
+      const shutdown = yield* Shutdown
+      const server = createServer()
+      const drain = drainHttpServer("control server", server, shutdown)
+      // Built after the server and its routes, so this bounded close runs before theirs (the
+      // platform's own close waits for every connection to end, however long a client takes).
+      return Layer.scopedDiscard(Effect.addFinalizer(() => drain)).pipe(
+        Layer.provideMerge(HttpServer.serve(routes(settings), (app) => app)),
+        Layer.provide(
+          NodeHttpServer.layer(() => server, {
+            port: settings.address.port,
+            ...(settings.address.host === undefined ? {} : { host: settings.address.host }),
+          }),
+        ),
+      )
+    }),
   )

@@ -101,8 +101,11 @@ export interface GrpcServerOptions {
 
 export interface GrpcServer {
   readonly port: number
-  /** Stops accepting, lets calls in flight finish (bounded), then closes. Idempotent. */
-  readonly shutdown: () => Promise<void>
+  /**
+   * Stops accepting, lets calls in flight finish for `graceMs` (default `shutdownGraceMs`), then
+   * cuts those still open (`forceShutdown`). Idempotent: later calls wait for the first one.
+   */
+  readonly shutdown: (graceMs?: number) => Promise<void>
 }
 
 const DEFAULT_PARTIAL_MESSAGE = "data points dropped by metrics-governor limits"
@@ -195,12 +198,15 @@ export const startGrpcServer = (options: GrpcServerOptions): Promise<GrpcServer>
           return
         }
         let stopping: Promise<void> | undefined
-        const shutdown = (): Promise<void> => {
+        const shutdown = (graceMs?: number): Promise<void> => {
           stopping ??= new Promise<void>((done) => {
-            const timer = setTimeout(() => {
-              server.forceShutdown()
-              done()
-            }, options.shutdownGraceMs ?? 5_000)
+            const timer = setTimeout(
+              () => {
+                server.forceShutdown()
+                done()
+              },
+              graceMs ?? options.shutdownGraceMs ?? 5_000,
+            )
             server.tryShutdown(() => {
               clearTimeout(timer)
               done()
