@@ -8,6 +8,7 @@ import { Reloader } from "../reload/reloader.js"
 import { runTriggers } from "../reload/triggers.js"
 import { formatAddress, parseListenAddress } from "../server/address.js"
 import * as Control from "../server/control.js"
+import { Shutdown } from "../server/shutdown.js"
 import { logInfo } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
 import { type RunFlags, UsageError } from "./flags.js"
@@ -99,7 +100,11 @@ export const run = (flags: RunFlags) =>
         reload_poll_interval_ms: flags.reloadPollIntervalMs,
         reload_event_log: flags.reloadEventLog ?? null,
       })
-      yield* Effect.addFinalizer(() => logInfo("metrics-governor stopping"))
+      // The shutdown budget starts here: every server stops accepting before anything else closes.
+      const shutdown = yield* Shutdown
+      yield* Effect.addFinalizer(() =>
+        Effect.zipRight(logInfo("metrics-governor stopping"), Effect.sync(shutdown.begin)),
+      )
       return yield* Effect.never
     }).pipe(Effect.scoped, Effect.provide(app))
   })
