@@ -1,11 +1,11 @@
-import { timingSafeEqual } from "node:crypto"
-import * as fs from "node:fs"
+import { createHash, timingSafeEqual } from "node:crypto"
 import { createServer } from "node:http"
 import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer, SubscriptionRef } from "effect"
+import { TokenFile } from "../export/token-file.js"
 import { Reloader } from "../reload/reloader.js"
-import { logWarn } from "../telemetry/log.js"
+import { logError } from "../telemetry/log.js"
 import { scrape } from "../telemetry/metrics.js"
 import type { ListenAddress } from "./address.js"
 import { drainHttpServer, Shutdown } from "./shutdown.js"
@@ -14,7 +14,10 @@ export interface ControlSettings {
   readonly address: ListenAddress
   /** `-reload-http`: POST /-/reload is enabled. */
   readonly reloadHttp: boolean
-  /** `-reload-auth-token-file`: read on every request, so a rotated token applies at once. */
+  /**
+   * `-reload-auth-token-file`: checked on every request (a stat; read again only when it changed),
+   * so a rotated token applies at once.
+   */
   readonly reloadAuthTokenFile: string | undefined
 }
 
@@ -22,27 +25,28 @@ const json = (body: unknown, status = 200) => HttpServerResponse.unsafeJson(body
 
 type AuthResult =
   | { readonly ok: true }
-  | { readonly ok: false; readonly status: number; readonly message: string }
+  | { readonly ok: false; readonly status: 401 }
+  /** The token file cannot be read or is empty: `detail` (with its path) is for the log only. */
+  | { readonly ok: false; readonly status: 503; readonly detail: string }
 
-const checkToken = (header: string | undefined, tokenFile: string | undefined): AuthResult => {
+const sha256 = (s: string): Buffer => createHash("sha256").update(s, "utf8").digest()
+
+/**
+ * Constant-time token comparison that does not reveal the expected token's length either: both
+ * sides are hashed to fixed-length digests, always, and the digests compared with `timingSafeEqual`.
+ */
+export const tokensMatch = (given: string, expected: string, digest = sha256): boolean => {
+  const a = digest(given)
+  const b = digest(expected)
+  return timingSafeEqual(a, b)
+}
+
+const checkToken = (header: string | undefined, tokenFile: TokenFile | undefined): AuthResult => {
   if (tokenFile === undefined) return { ok: true }
-  let expected: string
-  try {
-    expected = fs.readFileSync(tokenFile, "utf8").trim()
-  } catch (e) {
-    return {
-      ok: false,
-      status: 503,
-      message: `reload token file unreadable: ${e instanceof Error ? e.message : String(e)}`,
-    }
-  }
-  if (expected === "") return { ok: false, status: 503, message: "reload token file is empty" }
+  const expected = tokenFile.read()
+  if (expected instanceof Error) return { ok: false, status: 503, detail: expected.message }
   const m = /^Bearer\s+(.+)$/i.exec(header ?? "")
-  const given = Buffer.from(m?.[1]?.trim() ?? "")
-  const want = Buffer.from(expected)
-  return given.length === want.length && timingSafeEqual(given, want)
-    ? { ok: true }
-    : { ok: false, status: 401, message: "missing or wrong bearer token" }
+  return tokensMatch(m?.[1]?.trim() ?? "", expected) ? { ok: true } : { ok: false, status: 401 }
 }
 
 const statusOf = (v: {
@@ -66,8 +70,10 @@ const statusOf = (v: {
 })
 
 /** The control server's routes: `/metrics`, `/live`, `/ready`, `/-/reload`, `/api/v1/status/*`. */
-export const routes = (settings: ControlSettings) =>
-  HttpRouter.empty.pipe(
+export const routes = (settings: ControlSettings) => {
+  const tokenFile =
+    settings.reloadAuthTokenFile === undefined ? undefined : new TokenFile(settings.reloadAuthTokenFile)
+  return HttpRouter.empty.pipe(
     HttpRouter.get(
       "/metrics",
       Effect.map(scrape, ({ body, contentType }) => HttpServerResponse.text(body, { contentType })),
@@ -103,12 +109,19 @@ export const routes = (settings: ControlSettings) =>
           )
         }
         const request = yield* HttpServerRequest.HttpServerRequest
-        const auth = checkToken(request.headers.authorization, settings.reloadAuthTokenFile)
+        const auth = checkToken(request.headers.authorization, tokenFile)
         if (!auth.ok) {
-          if (auth.status !== 401) yield* logWarn("reload over HTTP refused", { error: auth.message })
+          if (auth.status === 503) {
+            // The path and the system's error are for the operator, not for an unauthenticated client.
+            yield* logError("reload over HTTP refused", {
+              path: settings.reloadAuthTokenFile ?? null,
+              error: auth.detail,
+            })
+            return json({ status: "error", error: { message: "reload token unavailable" } }, 503)
+          }
           return HttpServerResponse.unsafeJson(
-            { status: "error", error: { message: auth.message } },
-            { status: auth.status, headers: auth.status === 401 ? { "www-authenticate": "Bearer" } : {} },
+            { status: "error", error: { message: "missing or wrong bearer token" } },
+            { status: 401, headers: { "www-authenticate": "Bearer" } },
           )
         }
         const reloader = yield* Reloader
@@ -117,6 +130,7 @@ export const routes = (settings: ControlSettings) =>
       }),
     ),
   )
+}
 
 /**
  * The control server, listening on `-stats-addr` for the life of the scope. It stops accepting when
