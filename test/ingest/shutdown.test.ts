@@ -95,11 +95,26 @@ describe("shutdown with slow clients", () => {
   it("SIGTERM with clients trickling bodies to every HTTP server and a downstream that is down: exits 0 within shutdown_timeout + 2 s and logs every accepted datapoint as lost", async () => {
     const d = tempDir("mg-shutdown-")
     cleanup.push(() => fs.rmSync(d, { recursive: true, force: true }))
-    const down = await freePort() // nothing listens there: every export attempt is refused
+    // Down, and held by this test so that no other process can take the port: every export
+    // attempt has its connection reset.
+    const resetting = net.createServer((s) => s.resetAndDestroy())
+    await new Promise<void>((r) => resetting.listen(0, "127.0.0.1", r))
+    cleanup.push(() => new Promise((r) => resetting.close(r)))
+    const down = (resetting.address() as net.AddressInfo).port
     const httpPort = await freePort()
     const prwPort = await freePort()
     const grpcPort = await freePort()
-    const config = "buffer:\n  flush_interval: 50ms\nshutdown_timeout: 5s\n"
+    const config = [
+      "buffer:",
+      "  flush_interval: 50ms",
+      "exporters:",
+      "  otlp:",
+      "    timeout: 1s",
+      "  prw:",
+      "    timeout: 1s",
+      "shutdown_timeout: 5s",
+      "",
+    ].join("\n")
     const governor = await startGovernor({
       args: [
         "-config",
@@ -131,7 +146,7 @@ describe("shutdown with slow clients", () => {
           })) >= 1
             ? true
             : undefined,
-        10_000,
+        15_000,
       )
     }
 
@@ -184,14 +199,19 @@ describe("shutdown with slow clients", () => {
     for (const c of [slowOtlp, slowPrw]) expect(c.answer).not.toMatch(/^HTTP\/1\.1 2/)
     // Everything accepted and not delivered is counted, and logged at error.
     expect(lostAtShutdown(governor)).toEqual({ otlp: 5 + 3, prw: 40 + 7 })
+    // The flush had what was left of shutdown_timeout since `stopping`, not a fresh one of its own.
+    const stopping = governor.logs.find((l) => l.message === "metrics-governor stopping")
+    const stoppedAt = Date.parse(stopping?.ts ?? "")
+    for (const l of governor.logs.filter((l) => l.message === "export abandoned at shutdown")) {
+      expect(Date.parse(l.ts) - stoppedAt).toBeLessThan(5_000 + 500)
+    }
     const cut = governor.logs.filter((l) => l.message === "connections still open at shutdown closed")
     expect(cut.map((l) => l.fields.server).sort()).toEqual(
       ["OTLP/HTTP receiver", "control server", "remote-write receiver"].sort(),
     )
     // Cut at the end of the grace (a fifth of shutdown_timeout), before the exporters' flush.
-    const stopping = governor.logs.find((l) => l.message === "metrics-governor stopping")
     for (const l of cut) {
-      expect(Date.parse(l.ts) - Date.parse(stopping?.ts ?? "")).toBeLessThan(1_000 + 500)
+      expect(Date.parse(l.ts) - stoppedAt).toBeLessThan(1_000 + 500)
       expect(l.fields.connections).toBeGreaterThanOrEqual(1)
     }
   }, 40_000)
