@@ -6,6 +6,7 @@ import { Reloader } from "../reload/reloader.js"
 import { type AddressError, type ListenAddress, parseListenAddress } from "../server/address.js"
 import { logError, logInfo } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
+import type { RequestBounds } from "./bounds.js"
 import { serveGrpc } from "./grpc-receiver.js"
 import { serveReceiver } from "./http-receiver.js"
 import { makeIngest } from "./ingest.js"
@@ -48,6 +49,10 @@ export const layer = (flags: DataPathFlags) =>
       const maxRequestBytes = main.receivers?.max_request_bytes ?? MAIN_DEFAULTS.maxRequestBytes
       const maxDecompressedBytes =
         main.receivers?.max_decompressed_bytes ?? MAIN_DEFAULTS.maxDecompressedBytes
+      const bounds: RequestBounds = {
+        maxDatapoints: main.receivers?.max_datapoints_per_request ?? MAIN_DEFAULTS.maxDatapointsPerRequest,
+        maxElements: main.receivers?.max_elements_per_request ?? MAIN_DEFAULTS.maxElementsPerRequest,
+      }
       const buffer = main.buffer ?? {}
       const current = () => Effect.runSync(SubscriptionRef.get(reloader.active))
       const violations = new ViolationLog()
@@ -120,7 +125,7 @@ export const layer = (flags: DataPathFlags) =>
           yield* serveReceiver(
             "OTLP/HTTP receiver",
             httpAddress,
-            [otlpHttpRoute({ maxRequestBytes, maxDecompressedBytes, ingest })],
+            [otlpHttpRoute({ maxRequestBytes, maxDecompressedBytes, bounds, ingest })],
             telemetry,
             onError,
           )
@@ -130,7 +135,7 @@ export const layer = (flags: DataPathFlags) =>
           })
         }
         if (grpcAddress !== undefined) {
-          yield* serveGrpc(grpcAddress, maxDecompressedBytes, ingest, telemetry)
+          yield* serveGrpc(grpcAddress, maxDecompressedBytes, bounds, ingest, telemetry)
           yield* logInfo("OTLP/gRPC receiver listening", {
             address: flags.grpcListen,
             exporter_endpoint: flags.exporterEndpoint ?? null,
@@ -150,7 +155,7 @@ export const layer = (flags: DataPathFlags) =>
         yield* serveReceiver(
           "remote-write receiver",
           prwAddress,
-          [prwRoute({ maxRequestBytes, maxDecompressedBytes, ingest, decoder })],
+          [prwRoute({ maxRequestBytes, maxDecompressedBytes, bounds, ingest, decoder })],
           telemetry,
           onError,
         )

@@ -5,6 +5,8 @@
  * Status codes (https://opentelemetry.io/docs/specs/otlp/#otlpgrpc-response):
  * - success: `OK` with an `ExportMetricsServiceResponse`; `partial_success` set only when data
  *   points were rejected (or a message is given);
+ * - a request with more datapoints or elements than `bounds` allow: `RESOURCE_EXHAUSTED` without
+ *   `RetryInfo` (gRPC's code for a message too large; not retried), decoding stops there;
  * - bad data (undecodable request, or the handler says `invalid`): `INVALID_ARGUMENT`, not
  *   retryable. Decoding happens in `requestDeserialize`, which never throws: a decode error
  *   travels to the call as a value, so grpc-js never turns it into `INTERNAL`;
@@ -20,6 +22,7 @@
  */
 import * as grpc from "@grpc/grpc-js"
 import { Either } from "effect"
+import { type RequestBounds, UNBOUNDED } from "../bounds.js"
 import type { OtlpDecodeError } from "./errors.js"
 import {
   decodeOtlpProtobuf,
@@ -50,22 +53,27 @@ export interface MetricsExportMethod {
   readonly responseDeserialize: (bytes: Buffer) => ExportMetricsServiceResponse
 }
 
-/** The grpc-js service definition of `MetricsService`. */
-export const MetricsServiceDefinition: { readonly export: MetricsExportMethod } = {
+/** The grpc-js service definition of `MetricsService`; a server decodes requests within `bounds`. */
+export const metricsServiceDefinition = (
+  bounds: RequestBounds = UNBOUNDED,
+): { readonly export: MetricsExportMethod } => ({
   export: {
     path: METRICS_EXPORT_PATH,
     originalName: "Export",
     requestStream: false,
     responseStream: false,
     requestSerialize: (req: ExportMetricsServiceRequest): Buffer => asBuffer(encodeOtlpProtobuf(req)),
-    requestDeserialize: (bytes: Buffer): DecodedExportRequest => decodeOtlpProtobuf(bytes),
+    requestDeserialize: (bytes: Buffer): DecodedExportRequest => decodeOtlpProtobuf(bytes, bounds),
     responseSerialize: (res: ExportMetricsServiceResponse): Buffer =>
       asBuffer(encodeOtlpResponseProtobuf(res)),
     // Client side: grpc-js turns a throw here into an INTERNAL status for the caller.
     responseDeserialize: (bytes: Buffer): ExportMetricsServiceResponse =>
       Either.getOrThrowWith(decodeOtlpResponseProtobuf(bytes), (e) => new Error(e.message)),
   },
-}
+})
+
+/** The service definition for clients. */
+export const MetricsServiceDefinition: { readonly export: MetricsExportMethod } = metricsServiceDefinition()
 
 /** What the handler decided for one request. */
 export type GrpcExportResult =
@@ -93,7 +101,12 @@ export interface GrpcServerOptions {
   readonly handle: (req: ExportMetricsServiceRequest) => Promise<GrpcExportResult>
   /** Largest request accepted, in bytes, both as received and after gzip inflation. */
   readonly maxReceiveMessageLength: number
-  /** Called for every request that could not be decoded (answered INVALID_ARGUMENT). */
+  /** Most datapoints and elements a request may hold; past them: RESOURCE_EXHAUSTED, no RetryInfo. */
+  readonly bounds?: RequestBounds
+  /**
+   * Called for every request that could not be decoded: answered INVALID_ARGUMENT, or
+   * RESOURCE_EXHAUSTED without RetryInfo when it is over `bounds` (kind `too_many`).
+   */
   readonly onDecodeError?: (error: OtlpDecodeError) => void
   /** How long `shutdown` lets calls in flight finish before cutting them (default 5000 ms). */
   readonly shutdownGraceMs?: number
@@ -165,10 +178,13 @@ export const startGrpcServer = (options: GrpcServerOptions): Promise<GrpcServer>
     const decoded = call.request
     if (Either.isLeft(decoded)) {
       options.onDecodeError?.(decoded.left)
+      // Over a bound, like a message over the size bound: RESOURCE_EXHAUSTED, without RetryInfo so
+      // that clients do not retry it.
+      const code = decoded.left.kind === "too_many" ? GrpcCode.RESOURCE_EXHAUSTED : GrpcCode.INVALID_ARGUMENT
       callback({
-        code: GrpcCode.INVALID_ARGUMENT,
+        code,
         details: decoded.left.message,
-        metadata: statusTrailer(GrpcCode.INVALID_ARGUMENT, decoded.left.message, undefined),
+        metadata: statusTrailer(code, decoded.left.message, undefined),
       })
       return
     }
@@ -183,7 +199,7 @@ export const startGrpcServer = (options: GrpcServerOptions): Promise<GrpcServer>
         },
       )
   }
-  server.addService(MetricsServiceDefinition, { export: exportCall })
+  server.addService(metricsServiceDefinition(options.bounds), { export: exportCall })
   return new Promise((resolve, reject) => {
     server.bindAsync(
       hostPort(options.host, options.port),

@@ -5,6 +5,13 @@
  * The reader throws `WireError` on malformed input; the public decoders catch it (and anything
  * else) and return a typed error, so no caller ever sees a throw.
  */
+import {
+  BoundExceeded,
+  type RequestBounds,
+  tooManyDatapoints,
+  tooManyElements,
+  UNBOUNDED,
+} from "../bounds.js"
 
 /** Malformed protobuf input; internal to the decoders, which turn it into `OtlpDecodeError`. */
 export class WireError extends Error {
@@ -35,11 +42,31 @@ export class ProtoReader {
   private lastHi = -1
   private last = 0n
 
-  constructor(bytes: Uint8Array) {
+  /** What the request may still hold before the decoder stops (see `bounds.ts`). */
+  private datapointsLeft: number
+  private elementsLeft: number
+
+  constructor(
+    bytes: Uint8Array,
+    readonly bounds: RequestBounds = UNBOUNDED,
+  ) {
     this.buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     this.pos = 0
     this.end = bytes.byteLength
+    this.datapointsLeft = bounds.maxDatapoints
+    this.elementsLeft = bounds.maxElements
+  }
+
+  /** Counts one decoded element (an item of a repeated field); throws `BoundExceeded` past the bound. */
+  element(): void {
+    if (--this.elementsLeft < 0) throw new BoundExceeded(tooManyElements(this.bounds.maxElements))
+  }
+
+  /** Counts one data point, which is an element too. */
+  datapoint(): void {
+    if (--this.datapointsLeft < 0) throw new BoundExceeded(tooManyDatapoints(this.bounds.maxDatapoints))
+    if (--this.elementsLeft < 0) throw new BoundExceeded(tooManyElements(this.bounds.maxElements))
   }
 
   fail(what: string, at: number = this.pos): never {

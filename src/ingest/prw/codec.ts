@@ -29,6 +29,13 @@
  * @module
  */
 import { Either } from "effect"
+import {
+  BoundExceeded,
+  type RequestBounds,
+  tooManyDatapoints,
+  tooManyElements,
+  UNBOUNDED,
+} from "../bounds.js"
 import { PrwDecodeError } from "./errors.js"
 import { sharedLabelCache } from "./label-cache.js"
 import {
@@ -93,8 +100,28 @@ export class Decoder {
   private readonly prevEnd: Array<number> = []
   private readonly prevText: Array<string> = []
 
-  constructor(readonly bytes: Uint8Array) {
+  /** What the request may still hold before decoding stops (see `bounds.ts`). */
+  private datapointsLeft: number
+  private elementsLeft: number
+
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly bounds: RequestBounds = UNBOUNDED,
+  ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    this.datapointsLeft = bounds.maxDatapoints
+    this.elementsLeft = bounds.maxElements
+  }
+
+  /** Counts one series, label or exemplar; throws `BoundExceeded` past the bound. */
+  element(): void {
+    if (--this.elementsLeft < 0) throw new BoundExceeded(tooManyElements(this.bounds.maxElements))
+  }
+
+  /** Counts one sample or native histogram, which is an element too. */
+  datapoint(): void {
+    if (--this.datapointsLeft < 0) throw new BoundExceeded(tooManyDatapoints(this.bounds.maxDatapoints))
+    if (--this.elementsLeft < 0) throw new BoundExceeded(tooManyElements(this.bounds.maxElements))
   }
 
   fail(reason: string): never {
@@ -113,6 +140,7 @@ export class Decoder {
       if (field === FieldNumber.WriteRequest.timeseries) {
         this.expectLen(tag, start, "WriteRequest.timeseries")
         const fieldEnd = this.lengthEnd(end)
+        this.element()
         timeseries.push(this.timeSeries(fieldEnd))
       } else if (field === FieldNumber.WriteRequest.metadata) {
         this.expectLen(tag, start, "WriteRequest.metadata")
@@ -142,16 +170,19 @@ export class Decoder {
       switch (tag >>> 3) {
         case FieldNumber.TimeSeries.labels: {
           this.expectLen(tag, start, "TimeSeries.labels")
+          this.element()
           labels.push(this.cachedLabel(this.lengthEnd(end), labels.length))
           break
         }
         case FieldNumber.TimeSeries.samples: {
           this.expectLen(tag, start, "TimeSeries.samples")
+          this.datapoint()
           samples = append(samples, this.sample(this.lengthEnd(end)))
           break
         }
         case FieldNumber.TimeSeries.exemplars: {
           this.expectLen(tag, start, "TimeSeries.exemplars")
+          this.element()
           const fieldEnd = this.lengthEnd(end)
           exemplars = append(exemplars, this.bytes.subarray(this.pos, fieldEnd))
           this.pos = fieldEnd
@@ -159,6 +190,7 @@ export class Decoder {
         }
         case FieldNumber.TimeSeries.histograms: {
           this.expectLen(tag, start, "TimeSeries.histograms")
+          this.datapoint()
           const fieldEnd = this.lengthEnd(end)
           histograms = append(histograms, this.bytes.subarray(this.pos, fieldEnd))
           this.pos = fieldEnd
@@ -394,10 +426,15 @@ export class Decoder {
  * unknown fields stay raw views into `bytes`; unknown fields inside `Label` and `Sample` are skipped.
  * Group wire types (3, 4), which prompb never uses, are `Left`.
  */
-export const decodeWriteRequest = (bytes: Uint8Array): Either.Either<WriteRequest, PrwDecodeError> => {
+export const decodeWriteRequest = (
+  bytes: Uint8Array,
+  bounds: RequestBounds = UNBOUNDED,
+): Either.Either<WriteRequest, PrwDecodeError> => {
   try {
-    return Either.right(new Decoder(bytes).writeRequest())
+    return Either.right(new Decoder(bytes, bounds).writeRequest())
   } catch (e) {
+    if (e instanceof BoundExceeded)
+      return Either.left(new PrwDecodeError({ kind: "too_many", reason: e.message }))
     const reason = e instanceof Malformed ? e.message : `unexpected decoder failure: ${String(e)}`
     return Either.left(new PrwDecodeError({ kind: "bad_protobuf", reason }))
   }

@@ -25,6 +25,7 @@ import {
   fingerprintSeries,
   finishFingerprint,
 } from "../../limits/fingerprint.js"
+import { BoundExceeded, type RequestBounds, UNBOUNDED } from "../bounds.js"
 import { applyVerdict, seriesEntry } from "./adapter.js"
 import { Decoder, encodeWriteRequest, Malformed } from "./codec.js"
 import { PrwDecodeError } from "./errors.js"
@@ -97,6 +98,7 @@ class Scanner extends Decoder {
       if (field === FieldNumber.WriteRequest.timeseries) {
         this.expectLen(tag, start, "WriteRequest.timeseries")
         const fieldEnd = this.lengthEnd(end)
+        this.element()
         if (series === seriesCap) {
           seriesCap *= 2
           payloadStarts = grow(payloadStarts, int32)
@@ -154,19 +156,23 @@ class Scanner extends Decoder {
       switch (tag >>> 3) {
         case FieldNumber.TimeSeries.labels:
           this.expectLen(tag, start, "TimeSeries.labels")
+          this.element()
           this.scanLabel(this.lengthEnd(end))
           break
         case FieldNumber.TimeSeries.samples:
           this.expectLen(tag, start, "TimeSeries.samples")
+          this.datapoint()
           this.scanSample(this.lengthEnd(end))
           datapoints++
           break
         case FieldNumber.TimeSeries.exemplars:
           this.expectLen(tag, start, "TimeSeries.exemplars")
+          this.element()
           this.pos = this.lengthEnd(end)
           break
         case FieldNumber.TimeSeries.histograms:
           this.expectLen(tag, start, "TimeSeries.histograms")
+          this.datapoint()
           this.pos = this.lengthEnd(end)
           datapoints++
           break
@@ -359,10 +365,15 @@ export const scanned = (bytes: Uint8Array, parts: ScanParts): ScannedWriteReques
  * Scans a (decompressed) remote-write body. Total: any input gives `Right` or `Left`, never a
  * throw; `Left` exactly where `decodeWriteRequest` gives `Left`, with the same reason.
  */
-export const scanWriteRequest = (bytes: Uint8Array): Either.Either<ScannedWriteRequest, PrwDecodeError> => {
+export const scanWriteRequest = (
+  bytes: Uint8Array,
+  bounds: RequestBounds = UNBOUNDED,
+): Either.Either<ScannedWriteRequest, PrwDecodeError> => {
   try {
-    return Either.right(new Scanner(bytes).scan())
+    return Either.right(new Scanner(bytes, bounds).scan())
   } catch (e) {
+    if (e instanceof BoundExceeded)
+      return Either.left(new PrwDecodeError({ kind: "too_many", reason: e.message }))
     const reason = e instanceof Malformed ? e.message : `unexpected decoder failure: ${String(e)}`
     return Either.left(new PrwDecodeError({ kind: "bad_protobuf", reason }))
   }
