@@ -18,12 +18,13 @@
  * - a message over `maxReceiveMessageLength` (compressed, or after gzip inflation): grpc-js
  *   answers `RESOURCE_EXHAUSTED` before the handler runs.
  *
- * gzip-compressed requests (`grpc-encoding: gzip`) are inflated by grpc-js.
+ * gzip-compressed requests (`grpc-encoding: gzip`) are inflated by grpc-js; one that does not
+ * inflate is answered `INVALID_ARGUMENT` and reported to `onDecodeError` (kind `bad_gzip`).
  */
 import * as grpc from "@grpc/grpc-js"
 import { Either } from "effect"
 import { type RequestBounds, UNBOUNDED } from "../bounds.js"
-import type { OtlpDecodeError } from "./errors.js"
+import { OtlpDecodeError } from "./errors.js"
 import {
   decodeOtlpProtobuf,
   decodeOtlpResponseProtobuf,
@@ -161,6 +162,37 @@ const answer = (
   })
 }
 
+/** What grpc-js answers (`INTERNAL`) to a message that does not inflate. */
+const GRPC_JS_INFLATE_FAILED = "Failed to decompress message"
+
+/**
+ * grpc-js inflates gzip messages itself, before the deserializer or the handler, and answers one
+ * that does not inflate with `INTERNAL`, which clients take for a server fault and retry. It is bad
+ * data: this interceptor, given the innermost call, turns that answer into `INVALID_ARGUMENT` and
+ * reports it as an `OtlpDecodeError` of kind `bad_gzip`, like any request that does not decode.
+ * (It wraps the call's `sendStatus`, which grpc-js calls on decompression failure; the test
+ * "answers INVALID_ARGUMENT to a message marked gzip that is not gzip" pins that behaviour.)
+ */
+const invalidGzipInterceptor =
+  (onDecodeError: ((error: OtlpDecodeError) => void) | undefined): grpc.ServerInterceptor =>
+  (_method, call) => {
+    const sendStatus = call.sendStatus.bind(call)
+    call.sendStatus = (status) => {
+      if (status.code !== GrpcCode.INTERNAL || status.details !== GRPC_JS_INFLATE_FAILED) {
+        sendStatus(status)
+        return
+      }
+      const error = new OtlpDecodeError({ kind: "bad_gzip", reason: "the message does not inflate" })
+      onDecodeError?.(error)
+      sendStatus({
+        code: GrpcCode.INVALID_ARGUMENT,
+        details: error.message,
+        metadata: statusTrailer(GrpcCode.INVALID_ARGUMENT, error.message, undefined),
+      })
+    }
+    return call as grpc.ServerInterceptingCall
+  }
+
 const hostPort = (host: string, port: number): string => {
   const h = host === "" ? "[::]" : host.includes(":") && !host.startsWith("[") ? `[${host}]` : host
   return `${h}:${port}`
@@ -170,6 +202,7 @@ const hostPort = (host: string, port: number): string => {
 export const startGrpcServer = (options: GrpcServerOptions): Promise<GrpcServer> => {
   const server = new grpc.Server({
     "grpc.max_receive_message_length": options.maxReceiveMessageLength,
+    interceptors: [invalidGzipInterceptor(options.onDecodeError)],
   })
   const exportCall: grpc.handleUnaryCall<DecodedExportRequest, ExportMetricsServiceResponse> = (
     call,
