@@ -5,8 +5,9 @@
  * Decoding follows proto3: fields in any order, packed and unpacked repeated scalars, unknown
  * fields (and known fields with an unexpected wire type) kept verbatim in `unknownFields`; a
  * singular message field that occurs twice keeps the last occurrence (as protobufjs does; the
- * spec would merge them, which no sender relies on). Strings with invalid UTF-8 decode with
- * U+FFFD. `AnyValue` nesting deeper than `MAX_DEPTH` is rejected.
+ * spec would merge them, which no sender relies on). A string with invalid UTF-8 is an error (as
+ * proto3 and the Collector's decoder have it; OTLP/JSON and remote write refuse it too), never
+ * rewritten to U+FFFD. `AnyValue` nesting deeper than `MAX_DEPTH` is rejected.
  *
  * Encoding writes fields in field-number order, skips proto3 defaults (a `-0` double is not a
  * default), writes oneof members and `optional` fields whenever set, packs repeated scalars, and

@@ -5,6 +5,7 @@
  * The reader throws `WireError` on malformed input; the public decoders catch it (and anything
  * else) and return a typed error, so no caller ever sees a throw.
  */
+import { isUtf8 } from "node:buffer"
 import {
   BoundExceeded,
   type RequestBounds,
@@ -218,14 +219,20 @@ export class ProtoReader {
     return end
   }
 
-  /** A length-delimited string (invalid UTF-8 is replaced by U+FFFD). */
+  /**
+   * A length-delimited string. It must be valid UTF-8, as proto3 requires: invalid bytes are an
+   * error rather than U+FFFD, which would make distinct names and labels one.
+   */
   string(limit: number): string {
     const end = this.len(limit)
     const start = this.pos
     this.pos = end
     const n = end - start
     if (n === 0) return ""
-    if (n > INTERN_MAX_BYTES) return this.buf.toString("utf8", start, end)
+    if (n > INTERN_MAX_BYTES) {
+      if (!isUtf8(this.buf.subarray(start, end))) this.fail("invalid UTF-8", start)
+      return this.buf.toString("utf8", start, end)
+    }
     return intern(this.buf, start, end)
   }
 
@@ -303,7 +310,12 @@ const internString: string[] = new Array<string>(INTERN_SLOTS).fill("")
 const intern = (buf: Buffer, start: number, end: number): string => {
   const n = end - start
   let h = 0x811c9dc5 ^ n
-  for (let p = start; p < end; p++) h = Math.imul(h ^ (buf[p] as number), 0x01000193)
+  let high = 0
+  for (let p = start; p < end; p++) {
+    const b = buf[p] as number
+    high |= b
+    h = Math.imul(h ^ b, 0x01000193)
+  }
   const slot = (h ^ (h >>> 15)) & (INTERN_SLOTS - 1)
   const base = slot * INTERN_MAX_BYTES
   if (internLength[slot] === n) {
@@ -311,6 +323,8 @@ const intern = (buf: Buffer, start: number, end: number): string => {
     while (i < n && internBytes[base + i] === buf[start + i]) i++
     if (i === n) return internString[slot] as string
   }
+  // A hit returned bytes validated when they were cached; only new non-ASCII bytes need a check.
+  if (high >= 0x80 && !isUtf8(buf.subarray(start, end))) throw new WireError(`invalid UTF-8 at byte ${start}`)
   const s = buf.toString("utf8", start, end)
   for (let i = 0; i < n; i++) internBytes[base + i] = buf[start + i] as number
   internLength[slot] = n
