@@ -340,7 +340,41 @@ const otlpCases: ReadonlyArray<Case> = [
 /** A snappy block whose length header claims 2^32 - 1 bytes. */
 const SNAPPY_HUGE_HEADER = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x00, 0x61, 0x62, 0x63])
 
+/** A remote-write body of one series with `labels` and one sample. */
+const prwLabels = (labels: ReadonlyArray<{ name: string; value: string }>): Uint8Array =>
+  prwBody({
+    timeseries: [
+      { labels, samples: [{ value: 1, timestamp: 1 }], exemplars: [], histograms: [], unknown: [] },
+    ],
+    metadata: [],
+    unknown: [],
+  })
+
 const prwCases: ReadonlyArray<Case> = [
+  {
+    name: "a series with a repeated label name",
+    protocol: "prw",
+    status: 400,
+    send: () =>
+      send(prwPort, {
+        path: "/api/v1/write",
+        headers: REMOTE_WRITE,
+        body: prwLabels([
+          { name: "__name__", value: "m" },
+          { name: "job", value: "a" },
+          { name: "job", value: "b" },
+        ]),
+      }),
+    check: (a) =>
+      expect(a.body.toString()).toContain('invalid labels: series at byte 2: duplicate label name "job"'),
+  },
+  {
+    name: "a series with an empty label set",
+    protocol: "prw",
+    status: 400,
+    send: () => send(prwPort, { path: "/api/v1/write", headers: REMOTE_WRITE, body: prwLabels([]) }),
+    check: (a) => expect(a.body.toString()).toContain("no metric name (__name__)"),
+  },
   {
     name: "truncated protobuf (valid snappy)",
     protocol: "prw",

@@ -25,10 +25,10 @@ import {
   fingerprintSeries,
   finishFingerprint,
 } from "../../limits/fingerprint.js"
-import { BoundExceeded, type RequestBounds, UNBOUNDED } from "../bounds.js"
+import { type RequestBounds, UNBOUNDED } from "../bounds.js"
 import { applyVerdict, seriesEntry } from "./adapter.js"
-import { Decoder, encodeWriteRequest, Malformed } from "./codec.js"
-import { PrwDecodeError } from "./errors.js"
+import { Decoder, decodeError, encodeWriteRequest } from "./codec.js"
+import type { PrwDecodeError } from "./errors.js"
 import { FieldNumber, NO_BYTES } from "./types.js"
 import { InvalidUtf8, readUtf8 } from "./utf8.js"
 
@@ -270,25 +270,44 @@ class Scanner extends Decoder {
     const n = this.labelCount
     let nameLabel = -1
     let sorted = true
+    // Whether the label set is valid as `checkLabels` has it; on a doubt, the decoded path decides.
+    let valid = this.ascii
     let previous = -1
     if (this.ascii) {
       for (let j = 0; j < n; j++) {
-        if (nameLabel < 0 && this.isNameLabel(j)) {
+        if (this.isNameLabel(j)) {
+          if (nameLabel >= 0) {
+            valid = false // a second __name__
+            break
+          }
           nameLabel = j
           continue
         }
-        if (this.isNameLabel(j)) continue
-        if (previous >= 0 && this.compareNames(previous, j) > 0) {
-          sorted = false
+        if (this.nameStarts[j] === this.nameEnds[j]) {
+          valid = false // an empty name
           break
+        }
+        if (previous >= 0) {
+          const order = this.compareNames(previous, j)
+          if (order > 0) {
+            sorted = false
+            break
+          }
+          if (order === 0) {
+            valid = false // a repeated name: neighbours, since the names are sorted
+            break
+          }
         }
         previous = j
       }
+      if (nameLabel < 0 || this.valueStarts[nameLabel] === this.valueEnds[nameLabel]) valid = false
     }
-    if (!this.ascii || !sorted) {
+    if (!sorted || !valid) {
       const d = new Decoder(bytes)
       d.pos = payloadStart
-      const entry = seriesEntry(d.timeSeries(payloadEnd))
+      const series = d.timeSeries(payloadEnd)
+      this.checkLabels(series.labels, payloadStart)
+      const entry = seriesEntry(series)
       fingerprintSeries(entry.name, entry.labels, this.fp)
       return
     }
@@ -372,10 +391,7 @@ export const scanWriteRequest = (
   try {
     return Either.right(new Scanner(bytes, bounds).scan())
   } catch (e) {
-    if (e instanceof BoundExceeded)
-      return Either.left(new PrwDecodeError({ kind: "too_many", reason: e.message }))
-    const reason = e instanceof Malformed ? e.message : `unexpected decoder failure: ${String(e)}`
-    return Either.left(new PrwDecodeError({ kind: "bad_protobuf", reason }))
+    return Either.left(decodeError(e))
   }
 }
 
