@@ -247,15 +247,25 @@ export class ProtoReader {
   /**
    * Skips the field whose tag was read at `tagStart` and returns its raw bytes (tag included)
    * appended to `acc`: how unknown fields are kept for re-encoding.
+   *
+   * Linear in the total: from the second field on, `acc` is a prefix view of a buffer with room
+   * to grow (doubling), which only the one message being decoded appends to. Copying the whole
+   * accumulation per field made a message of a million 2-byte unknown fields cost a terabyte of
+   * copying.
    */
   unknown(t: number, tagStart: number, limit: number, acc: Uint8Array | undefined): Uint8Array {
     this.skip(t, limit, 0)
     if (this.pos > limit) this.fail("field overruns its message", tagStart)
-    const raw = copy(this.buf, tagStart, this.pos)
-    if (acc === undefined) return raw
-    const out = new Uint8Array(acc.length + raw.length)
-    out.set(acc, 0)
-    out.set(raw, acc.length)
+    if (acc === undefined) return copy(this.buf, tagStart, this.pos)
+    const n = this.pos - tagStart
+    const length = acc.length + n
+    let grown = acc
+    if (acc.byteOffset !== 0 || acc.buffer.byteLength < length) {
+      grown = new Uint8Array(Math.max(2 * length, 64)).subarray(0, acc.length)
+      grown.set(acc, 0)
+    }
+    const out = new Uint8Array(grown.buffer, 0, length)
+    out.set(this.buf.subarray(tagStart, this.pos), acc.length)
     return out
   }
 
