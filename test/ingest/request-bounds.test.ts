@@ -96,13 +96,21 @@ const protobufBomb = (n: number): Buffer => {
   return lenField(1, lenField(2, lenField(2, metric))) // resourceMetrics > scopeMetrics > metrics
 }
 
-/** Remote write: `n` series `{a="b"}` without samples (10 bytes a series). */
-const seriesBomb = (n: number): Buffer =>
-  repeat(Buffer.from([0x0a, 0x08, 0x0a, 0x06, 0x0a, 0x01, 0x61, 0x12, 0x01, 0x62]), n)
+/** Remote write: `n` series `{__name__="b"}` without samples (17 bytes a series). */
+const seriesBomb = (n: number): Buffer => {
+  const label = lenField(
+    1,
+    Buffer.concat([lenField(1, Buffer.from("__name__")), lenField(2, Buffer.from("b"))]),
+  )
+  return repeat(lenField(1, label), n)
+}
 
-/** Remote write: one series `{a="b"}` with `n` empty samples (`12 00`, 2 bytes a sample). */
+/** Remote write: one series `{__name__="b"}` with `n` empty samples (`12 00`, 2 bytes a sample). */
 const samplesBomb = (n: number): Buffer => {
-  const label = Buffer.from([0x0a, 0x06, 0x0a, 0x01, 0x61, 0x12, 0x01, 0x62])
+  const label = lenField(
+    1,
+    Buffer.concat([lenField(1, Buffer.from("__name__")), lenField(2, Buffer.from("b"))]),
+  )
   return lenField(1, Buffer.concat([label, repeat(Buffer.from([0x12, 0x00]), n)]))
 }
 
@@ -221,9 +229,9 @@ describe("request bounds (receivers.max_datapoints_per_request, max_elements_per
   )
 
   it(
-    "remote write: 6M series without samples are answered 413",
+    "remote write: 3.5M series without samples are answered 413",
     async () => {
-      const body = compressBody(seriesBomb(6_000_000))
+      const body = compressBody(seriesBomb(3_500_000))
       const a = await postBomb(
         "/api/v1/write",
         { "content-type": "application/x-protobuf", "content-encoding": "snappy" },

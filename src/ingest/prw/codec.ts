@@ -155,10 +155,12 @@ export class Decoder {
         timeseries.push(series)
       } else if (field === FieldNumber.WriteRequest.metadata) {
         this.expectLen(tag, start, "WriteRequest.metadata")
+        this.element()
         const fieldEnd = this.lengthEnd(end)
         metadata = append(metadata, this.bytes.subarray(this.pos, fieldEnd))
         this.pos = fieldEnd
       } else {
+        this.element()
         this.skip(tag, start, end)
         unknown = append(unknown, this.bytes.subarray(start, this.pos))
       }
@@ -208,6 +210,7 @@ export class Decoder {
           break
         }
         default: {
+          this.element()
           this.skip(tag, start, end)
           unknown = append(unknown, this.bytes.subarray(start, this.pos))
         }

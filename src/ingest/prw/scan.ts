@@ -116,8 +116,10 @@ class Scanner extends Decoder {
         index = series++
       } else if (field === FieldNumber.WriteRequest.metadata) {
         this.expectLen(tag, start, "WriteRequest.metadata")
+        this.element()
         this.pos = this.lengthEnd(end)
       } else {
+        this.element()
         this.skip(tag, start, end)
       }
       if (fields === fieldCap) {
@@ -177,6 +179,7 @@ class Scanner extends Decoder {
           datapoints++
           break
         default:
+          this.element()
           this.skip(tag, start, end)
       }
     }
