@@ -121,7 +121,7 @@ export class Decoder {
     this.elementsLeft = bounds.maxElements
   }
 
-  /** Counts one series, label or exemplar; throws `BoundExceeded` past the bound. */
+  /** Counts one series, label, exemplar, metadata entry or unknown field; throws `BoundExceeded` past the bound. */
   element(): void {
     if (--this.elementsLeft < 0) throw new BoundExceeded(tooManyElements(this.bounds.maxElements))
   }
