@@ -39,6 +39,10 @@ export const MainConfigSpec = Schema.Struct({
       max_decompressed_bytes: opt(Count),
       /** Worker threads that decompress and scan remote-write bodies; 0: the main thread does. */
       decode_threads: opt(Threads),
+      /** Most datapoints one request may carry; decoding stops past it (413). */
+      max_datapoints_per_request: opt(Count),
+      /** Most decoded elements (series, metrics, attributes, labels, datapoints, ...) per request (413). */
+      max_elements_per_request: opt(Count),
     }),
   ),
   exporters: opt(Schema.Struct({ otlp: opt(ExporterSpec), prw: opt(ExporterSpec) })),
@@ -64,6 +68,8 @@ export const MAIN_DEFAULTS = {
   dryRun: false,
   maxRequestBytes: 8 * 1024 * 1024,
   maxDecompressedBytes: 64 * 1024 * 1024,
+  maxDatapointsPerRequest: 1_000_000,
+  maxElementsPerRequest: 4_000_000,
   exporterTimeoutMs: 10_000,
   bufferSize: 100_000,
   bufferMaxBytes: 64 * 1024 * 1024,

@@ -7,6 +7,7 @@ import { type AddressError, type ListenAddress, parseListenAddress } from "../se
 import { makeShutdownClock, Shutdown } from "../server/shutdown.js"
 import { logError, logInfo } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
+import type { RequestBounds } from "./bounds.js"
 import { serveGrpc } from "./grpc-receiver.js"
 import { serveReceiver } from "./http-receiver.js"
 import { makeIngest } from "./ingest.js"
@@ -52,6 +53,10 @@ export const layer = (flags: DataPathFlags) =>
       const maxRequestBytes = main.receivers?.max_request_bytes ?? MAIN_DEFAULTS.maxRequestBytes
       const maxDecompressedBytes =
         main.receivers?.max_decompressed_bytes ?? MAIN_DEFAULTS.maxDecompressedBytes
+      const bounds: RequestBounds = {
+        maxDatapoints: main.receivers?.max_datapoints_per_request ?? MAIN_DEFAULTS.maxDatapointsPerRequest,
+        maxElements: main.receivers?.max_elements_per_request ?? MAIN_DEFAULTS.maxElementsPerRequest,
+      }
       const buffer = main.buffer ?? {}
       const current = () => Effect.runSync(SubscriptionRef.get(reloader.active))
       const shutdown = makeShutdownClock(main.shutdown_timeout ?? MAIN_DEFAULTS.shutdownTimeoutMs)
@@ -129,7 +134,7 @@ export const layer = (flags: DataPathFlags) =>
           yield* serveReceiver(
             "OTLP/HTTP receiver",
             httpAddress,
-            [otlpHttpRoute({ maxRequestBytes, maxDecompressedBytes, ingest })],
+            [otlpHttpRoute({ maxRequestBytes, maxDecompressedBytes, bounds, ingest })],
             telemetry,
             onError,
             shutdown,
@@ -140,7 +145,7 @@ export const layer = (flags: DataPathFlags) =>
           })
         }
         if (grpcAddress !== undefined) {
-          yield* serveGrpc(grpcAddress, maxDecompressedBytes, ingest, telemetry, shutdown)
+          yield* serveGrpc(grpcAddress, maxDecompressedBytes, bounds, ingest, telemetry, shutdown)
           yield* logInfo("OTLP/gRPC receiver listening", {
             address: flags.grpcListen,
             exporter_endpoint: flags.exporterEndpoint ?? null,
@@ -160,7 +165,7 @@ export const layer = (flags: DataPathFlags) =>
         yield* serveReceiver(
           "remote-write receiver",
           prwAddress,
-          [prwRoute({ maxRequestBytes, maxDecompressedBytes, ingest, decoder })],
+          [prwRoute({ maxRequestBytes, maxDecompressedBytes, bounds, ingest, decoder })],
           telemetry,
           onError,
           shutdown,

@@ -2,6 +2,7 @@ import { Effect } from "effect"
 import type { ListenAddress } from "../server/address.js"
 import type { ShutdownClock } from "../server/shutdown.js"
 import type { Instruments } from "../telemetry/metrics.js"
+import type { RequestBounds } from "./bounds.js"
 import { ListenError } from "./http-receiver.js"
 import type { IngestOutcome } from "./ingest.js"
 import { countDataPoints } from "./otlp/adapter.js"
@@ -19,6 +20,7 @@ const ESTIMATED_BYTES_PER_POINT = 128
 export const serveGrpc = (
   address: ListenAddress,
   maxMessageBytes: number,
+  bounds: RequestBounds,
   ingest: (req: ExportMetricsServiceRequest, bytes: number) => IngestOutcome,
   telemetry: Instruments,
   shutdown: ShutdownClock,
@@ -30,8 +32,12 @@ export const serveGrpc = (
           host: address.host ?? "",
           port: address.port,
           maxReceiveMessageLength: maxMessageBytes,
-          onDecodeError: () =>
-            telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_invalid_argument" }),
+          bounds,
+          onDecodeError: (e) =>
+            telemetry.receiverRequests.inc({
+              protocol: "otlp",
+              code: e.kind === "too_many" ? "grpc_too_large" : "grpc_invalid_argument",
+            }),
           handle: async (req) => {
             // gRPC hands over the decoded message only: its size is estimated for the buffer bound.
             const outcome = ingest(req, countDataPoints(req) * ESTIMATED_BYTES_PER_POINT)

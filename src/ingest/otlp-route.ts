@@ -1,5 +1,6 @@
 import type { IncomingMessage } from "node:http"
 import { Either } from "effect"
+import type { RequestBounds } from "./bounds.js"
 import type { Reply, Route } from "./http-receiver.js"
 import type { IngestOutcome } from "./ingest.js"
 import { decompressGzip } from "./otlp/gzip.js"
@@ -62,12 +63,15 @@ const formatOf = (req: IncomingMessage): Format | undefined => {
 /**
  * `POST /v1/metrics`, OTLP/HTTP: protobuf or JSON, plain or gzip. 200 with an
  * `ExportMetricsServiceResponse` (a partial success names what the limits dropped, so the client does
- * not retry it); 415 for other content types or encodings; 413 over the size bounds; 400 for a body
+ * not retry it); 415 for other content types or encodings; 413 over the size bounds (bytes,
+ * datapoints, elements); 400 for a body
  * that does not decode; 429 with `Retry-After` while the export buffer is full.
  */
 export const otlpHttpRoute = (options: {
   readonly maxRequestBytes: number
   readonly maxDecompressedBytes: number
+  /** Most datapoints and elements one request may hold (413 past them). */
+  readonly bounds: RequestBounds
   readonly ingest: (req: ExportMetricsServiceRequest, bytes: number) => IngestOutcome
 }): Route => ({
   method: "POST",
@@ -110,9 +114,10 @@ export const otlpHttpRoute = (options: {
         `request body exceeds ${options.maxDecompressedBytes} bytes`,
       )
     }
-    const decoded = format === "json" ? decodeOtlpJson(raw) : decodeOtlpProtobuf(raw)
+    const decoded =
+      format === "json" ? decodeOtlpJson(raw, options.bounds) : decodeOtlpProtobuf(raw, options.bounds)
     if (Either.isLeft(decoded))
-      return statusReply(format, 400, GrpcCode.INVALID_ARGUMENT, decoded.left.message)
+      return statusReply(format, decoded.left.httpStatus, GrpcCode.INVALID_ARGUMENT, decoded.left.message)
     const outcome = options.ingest(decoded.right, raw.length)
     if (outcome._tag === "Overloaded") {
       return statusReply(format, 429, GrpcCode.RESOURCE_EXHAUSTED, "export buffer full, retry later", {

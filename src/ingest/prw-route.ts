@@ -1,5 +1,6 @@
 import type { IncomingMessage } from "node:http"
 import { Either } from "effect"
+import type { RequestBounds } from "./bounds.js"
 import { type Reply, type Route, textReply } from "./http-receiver.js"
 import type { IngestOutcome } from "./ingest.js"
 import type { BodyDecoder, DecodeFailure } from "./prw/decode.js"
@@ -18,6 +19,8 @@ const mediaType = (req: IncomingMessage): string =>
 export const prwRoute = (options: {
   readonly maxRequestBytes: number
   readonly maxDecompressedBytes: number
+  /** Most datapoints and elements one request may hold (413 past them). */
+  readonly bounds: RequestBounds
   readonly ingest: (req: ScannedWriteRequest, bytes: number) => IngestOutcome
   /** Decompresses and scans bodies, in this thread or in worker threads. */
   readonly decoder: BodyDecoder
@@ -57,7 +60,7 @@ export const prwRoute = (options: {
       if (encoding !== "snappy") {
         return textReply(415, `unsupported content encoding "${encoding}"; remote write sends snappy`)
       }
-      const decoded = options.decoder.decode(body, options.maxDecompressedBytes)
+      const decoded = options.decoder.decode(body, options.maxDecompressedBytes, options.bounds)
       return decoded instanceof Promise ? decoded.then(afterDecode) : afterDecode(decoded)
     },
   }

@@ -5,6 +5,7 @@
  */
 
 import * as fs from "node:fs"
+import * as http2 from "node:http2"
 import * as zlib from "node:zlib"
 import * as grpc from "@grpc/grpc-js"
 import { Either } from "effect"
@@ -135,6 +136,42 @@ const REMOTE_WRITE = { "content-type": "application/x-protobuf", "content-encodi
 const otlpBodyOfSize = (bytes: number): Uint8Array =>
   encodeOtlpProtobuf(otlpSeries("big", 1, { pad: "x".repeat(bytes) }))
 
+/** A valid OTLP protobuf body but for one byte of a label value: 0xff, never valid in UTF-8. */
+const otlpInvalidUtf8 = (): Buffer => {
+  const bytes = Buffer.from(encodeOtlpProtobuf(otlpSeries("utf8", 1, { lbl: "utf8_marker" })))
+  bytes[bytes.indexOf("utf8_marker") + 1] = 0xff
+  return bytes
+}
+
+/** A raw gRPC call whose message is marked gzip (compressed flag, `grpc-encoding: gzip`) but is not. */
+const grpcNotGzip = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const session = http2.connect(`http://127.0.0.1:${grpcPort}`)
+    const payload = Buffer.from("this is not gzip")
+    const frame = Buffer.concat([Buffer.from([1, 0, 0, 0, payload.length]), payload])
+    const stream = session.request({
+      ":method": "POST",
+      ":path": METRICS_EXPORT_PATH,
+      "content-type": "application/grpc",
+      "grpc-encoding": "gzip",
+      te: "trailers",
+    })
+    let code = -1
+    stream.on("response", (h) => {
+      if (h["grpc-status"] !== undefined) code = Number(h["grpc-status"])
+    })
+    stream.on("trailers", (t) => {
+      code = Number(t["grpc-status"])
+    })
+    stream.on("close", () => {
+      session.close()
+      resolve(code)
+    })
+    stream.on("error", reject)
+    stream.resume()
+    stream.end(frame)
+  })
+
 /** The `google.rpc.Status` of an OTLP/HTTP protobuf error answer. */
 const rpcStatus = (a: HttpAnswer) => {
   expect(a.headers["content-type"]).toBe("application/x-protobuf")
@@ -251,6 +288,13 @@ const otlpCases: ReadonlyArray<Case> = [
       }),
   },
   {
+    name: "invalid UTF-8 in a protobuf label value",
+    protocol: "otlp",
+    status: 400,
+    send: () => send(httpPort, { path: "/v1/metrics", headers: PROTOBUF, body: otlpInvalidUtf8() }),
+    check: (a) => expect(rpcStatus(a).message).toMatch(/invalid UTF-8 at byte \d+/),
+  },
+  {
     name: "invalid JSON",
     protocol: "otlp",
     status: 400,
@@ -296,7 +340,41 @@ const otlpCases: ReadonlyArray<Case> = [
 /** A snappy block whose length header claims 2^32 - 1 bytes. */
 const SNAPPY_HUGE_HEADER = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x00, 0x61, 0x62, 0x63])
 
+/** A remote-write body of one series with `labels` and one sample. */
+const prwLabels = (labels: ReadonlyArray<{ name: string; value: string }>): Uint8Array =>
+  prwBody({
+    timeseries: [
+      { labels, samples: [{ value: 1, timestamp: 1 }], exemplars: [], histograms: [], unknown: [] },
+    ],
+    metadata: [],
+    unknown: [],
+  })
+
 const prwCases: ReadonlyArray<Case> = [
+  {
+    name: "a series with a repeated label name",
+    protocol: "prw",
+    status: 400,
+    send: () =>
+      send(prwPort, {
+        path: "/api/v1/write",
+        headers: REMOTE_WRITE,
+        body: prwLabels([
+          { name: "__name__", value: "m" },
+          { name: "job", value: "a" },
+          { name: "job", value: "b" },
+        ]),
+      }),
+    check: (a) =>
+      expect(a.body.toString()).toContain('invalid labels: series at byte 2: duplicate label name "job"'),
+  },
+  {
+    name: "a series with an empty label set",
+    protocol: "prw",
+    status: 400,
+    send: () => send(prwPort, { path: "/api/v1/write", headers: REMOTE_WRITE, body: prwLabels([]) }),
+    check: (a) => expect(a.body.toString()).toContain("no metric name (__name__)"),
+  },
   {
     name: "truncated protobuf (valid snappy)",
     protocol: "prw",
@@ -441,6 +519,7 @@ describe("bad input: one governor, all three receivers", () => {
       Buffer.from([0x0a, 0x05, 0x01]), // a length that overruns the message
       Buffer.from([0x0f, 0xff]), // wire type 7
       Buffer.from("this is not protobuf at all, just text"),
+      otlpInvalidUtf8(), // invalid UTF-8 in a label value
     ]) {
       const out = await grpcCall(garbage)
       expect(out.code).toBe(grpc.status.INVALID_ARGUMENT)
@@ -448,6 +527,12 @@ describe("bad input: one governor, all three receivers", () => {
       tally("otlp", "grpc_invalid_argument")
       await expectHealthy(`gRPC garbage ${garbage.toString("hex").slice(0, 16)}`)
     }
+  })
+
+  it("gRPC: a message marked gzip that does not inflate is INVALID_ARGUMENT", async () => {
+    expect(await grpcNotGzip()).toBe(grpc.status.INVALID_ARGUMENT)
+    tally("otlp", "grpc_invalid_argument")
+    await expectHealthy("gRPC corrupt gzip")
   })
 
   it("gRPC: a message over max_decompressed_bytes is RESOURCE_EXHAUSTED", async () => {

@@ -6,15 +6,18 @@ import { Data } from "effect"
  * - `bad_gzip`: `Content-Encoding: gzip`, but the body is not valid gzip;
  * - `too_large`: the body inflates past the configured limit (answer `413`, never retry);
  * - `bad_protobuf`: not a valid `ExportMetricsServiceRequest` in binary protobuf;
- * - `bad_json`: not a valid `ExportMetricsServiceRequest` in OTLP/JSON.
+ * - `bad_json`: not a valid `ExportMetricsServiceRequest` in OTLP/JSON;
+ * - `too_many`: more datapoints or elements than `receivers.max_datapoints_per_request` or
+ *   `receivers.max_elements_per_request` allow (answer `413`, never retry).
  */
-export type OtlpDecodeErrorKind = "bad_gzip" | "too_large" | "bad_protobuf" | "bad_json"
+export type OtlpDecodeErrorKind = "bad_gzip" | "too_large" | "bad_protobuf" | "bad_json" | "too_many"
 
 const WHAT: Readonly<Record<OtlpDecodeErrorKind, string>> = {
   bad_gzip: "invalid gzip body",
   too_large: "body too large",
   bad_protobuf: "invalid OTLP protobuf",
   bad_json: "invalid OTLP JSON",
+  too_many: "too many datapoints or elements",
 }
 
 /** An OTLP body could not be turned into a request. Permanent: the sender must not retry it. */
@@ -24,11 +27,12 @@ export class OtlpDecodeError extends Data.TaggedError("OtlpDecodeError")<{
   readonly reason: string
 }> {
   override get message(): string {
-    return `${WHAT[this.kind]}: ${this.reason}`
+    // A bound's reason is a sentence of its own: "request has more than … datapoints (…)".
+    return this.kind === "too_many" ? this.reason : `${WHAT[this.kind]}: ${this.reason}`
   }
 
-  /** The OTLP/HTTP answer: `413 Content Too Large` for `too_large`, else `400 Bad Request`. */
+  /** The OTLP/HTTP answer: `413 Content Too Large` for `too_large` and `too_many`, else `400 Bad Request`. */
   get httpStatus(): 400 | 413 {
-    return this.kind === "too_large" ? 413 : 400
+    return this.kind === "too_large" || this.kind === "too_many" ? 413 : 400
   }
 }

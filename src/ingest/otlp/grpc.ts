@@ -5,6 +5,8 @@
  * Status codes (https://opentelemetry.io/docs/specs/otlp/#otlpgrpc-response):
  * - success: `OK` with an `ExportMetricsServiceResponse`; `partial_success` set only when data
  *   points were rejected (or a message is given);
+ * - a request with more datapoints or elements than `bounds` allow: `RESOURCE_EXHAUSTED` without
+ *   `RetryInfo` (gRPC's code for a message too large; not retried), decoding stops there;
  * - bad data (undecodable request, or the handler says `invalid`): `INVALID_ARGUMENT`, not
  *   retryable. Decoding happens in `requestDeserialize`, which never throws: a decode error
  *   travels to the call as a value, so grpc-js never turns it into `INTERNAL`;
@@ -16,11 +18,13 @@
  * - a message over `maxReceiveMessageLength` (compressed, or after gzip inflation): grpc-js
  *   answers `RESOURCE_EXHAUSTED` before the handler runs.
  *
- * gzip-compressed requests (`grpc-encoding: gzip`) are inflated by grpc-js.
+ * gzip-compressed requests (`grpc-encoding: gzip`) are inflated by grpc-js; one that does not
+ * inflate is answered `INVALID_ARGUMENT` and reported to `onDecodeError` (kind `bad_gzip`).
  */
 import * as grpc from "@grpc/grpc-js"
 import { Either } from "effect"
-import type { OtlpDecodeError } from "./errors.js"
+import { type RequestBounds, UNBOUNDED } from "../bounds.js"
+import { OtlpDecodeError } from "./errors.js"
 import {
   decodeOtlpProtobuf,
   decodeOtlpResponseProtobuf,
@@ -50,22 +54,27 @@ export interface MetricsExportMethod {
   readonly responseDeserialize: (bytes: Buffer) => ExportMetricsServiceResponse
 }
 
-/** The grpc-js service definition of `MetricsService`. */
-export const MetricsServiceDefinition: { readonly export: MetricsExportMethod } = {
+/** The grpc-js service definition of `MetricsService`; a server decodes requests within `bounds`. */
+export const metricsServiceDefinition = (
+  bounds: RequestBounds = UNBOUNDED,
+): { readonly export: MetricsExportMethod } => ({
   export: {
     path: METRICS_EXPORT_PATH,
     originalName: "Export",
     requestStream: false,
     responseStream: false,
     requestSerialize: (req: ExportMetricsServiceRequest): Buffer => asBuffer(encodeOtlpProtobuf(req)),
-    requestDeserialize: (bytes: Buffer): DecodedExportRequest => decodeOtlpProtobuf(bytes),
+    requestDeserialize: (bytes: Buffer): DecodedExportRequest => decodeOtlpProtobuf(bytes, bounds),
     responseSerialize: (res: ExportMetricsServiceResponse): Buffer =>
       asBuffer(encodeOtlpResponseProtobuf(res)),
     // Client side: grpc-js turns a throw here into an INTERNAL status for the caller.
     responseDeserialize: (bytes: Buffer): ExportMetricsServiceResponse =>
       Either.getOrThrowWith(decodeOtlpResponseProtobuf(bytes), (e) => new Error(e.message)),
   },
-}
+})
+
+/** The service definition for clients. */
+export const MetricsServiceDefinition: { readonly export: MetricsExportMethod } = metricsServiceDefinition()
 
 /** What the handler decided for one request. */
 export type GrpcExportResult =
@@ -93,7 +102,12 @@ export interface GrpcServerOptions {
   readonly handle: (req: ExportMetricsServiceRequest) => Promise<GrpcExportResult>
   /** Largest request accepted, in bytes, both as received and after gzip inflation. */
   readonly maxReceiveMessageLength: number
-  /** Called for every request that could not be decoded (answered INVALID_ARGUMENT). */
+  /** Most datapoints and elements a request may hold; past them: RESOURCE_EXHAUSTED, no RetryInfo. */
+  readonly bounds?: RequestBounds
+  /**
+   * Called for every request that could not be decoded: answered INVALID_ARGUMENT, or
+   * RESOURCE_EXHAUSTED without RetryInfo when it is over `bounds` (kind `too_many`).
+   */
   readonly onDecodeError?: (error: OtlpDecodeError) => void
   /** How long `shutdown` lets calls in flight finish before cutting them (default 5000 ms). */
   readonly shutdownGraceMs?: number
@@ -151,6 +165,37 @@ const answer = (
   })
 }
 
+/** What grpc-js answers (`INTERNAL`) to a message that does not inflate. */
+const GRPC_JS_INFLATE_FAILED = "Failed to decompress message"
+
+/**
+ * grpc-js inflates gzip messages itself, before the deserializer or the handler, and answers one
+ * that does not inflate with `INTERNAL`, which clients take for a server fault and retry. It is bad
+ * data: this interceptor, given the innermost call, turns that answer into `INVALID_ARGUMENT` and
+ * reports it as an `OtlpDecodeError` of kind `bad_gzip`, like any request that does not decode.
+ * (It wraps the call's `sendStatus`, which grpc-js calls on decompression failure; the test
+ * "answers INVALID_ARGUMENT to a message marked gzip that is not gzip" pins that behaviour.)
+ */
+const invalidGzipInterceptor =
+  (onDecodeError: ((error: OtlpDecodeError) => void) | undefined): grpc.ServerInterceptor =>
+  (_method, call) => {
+    const sendStatus = call.sendStatus.bind(call)
+    call.sendStatus = (status) => {
+      if (status.code !== GrpcCode.INTERNAL || status.details !== GRPC_JS_INFLATE_FAILED) {
+        sendStatus(status)
+        return
+      }
+      const error = new OtlpDecodeError({ kind: "bad_gzip", reason: "the message does not inflate" })
+      onDecodeError?.(error)
+      sendStatus({
+        code: GrpcCode.INVALID_ARGUMENT,
+        details: error.message,
+        metadata: statusTrailer(GrpcCode.INVALID_ARGUMENT, error.message, undefined),
+      })
+    }
+    return call as grpc.ServerInterceptingCall
+  }
+
 const hostPort = (host: string, port: number): string => {
   const h = host === "" ? "[::]" : host.includes(":") && !host.startsWith("[") ? `[${host}]` : host
   return `${h}:${port}`
@@ -160,6 +205,7 @@ const hostPort = (host: string, port: number): string => {
 export const startGrpcServer = (options: GrpcServerOptions): Promise<GrpcServer> => {
   const server = new grpc.Server({
     "grpc.max_receive_message_length": options.maxReceiveMessageLength,
+    interceptors: [invalidGzipInterceptor(options.onDecodeError)],
   })
   const exportCall: grpc.handleUnaryCall<DecodedExportRequest, ExportMetricsServiceResponse> = (
     call,
@@ -168,10 +214,13 @@ export const startGrpcServer = (options: GrpcServerOptions): Promise<GrpcServer>
     const decoded = call.request
     if (Either.isLeft(decoded)) {
       options.onDecodeError?.(decoded.left)
+      // Over a bound, like a message over the size bound: RESOURCE_EXHAUSTED, without RetryInfo so
+      // that clients do not retry it.
+      const code = decoded.left.kind === "too_many" ? GrpcCode.RESOURCE_EXHAUSTED : GrpcCode.INVALID_ARGUMENT
       callback({
-        code: GrpcCode.INVALID_ARGUMENT,
+        code,
         details: decoded.left.message,
-        metadata: statusTrailer(GrpcCode.INVALID_ARGUMENT, decoded.left.message, undefined),
+        metadata: statusTrailer(code, decoded.left.message, undefined),
       })
       return
     }
@@ -186,7 +235,7 @@ export const startGrpcServer = (options: GrpcServerOptions): Promise<GrpcServer>
         },
       )
   }
-  server.addService(MetricsServiceDefinition, { export: exportCall })
+  server.addService(metricsServiceDefinition(options.bounds), { export: exportCall })
   return new Promise((resolve, reject) => {
     server.bindAsync(
       hostPort(options.host, options.port),

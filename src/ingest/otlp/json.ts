@@ -20,6 +20,13 @@
  * `unknownFields` cannot be represented in JSON and are not written.
  */
 import { Either } from "effect"
+import {
+  BoundExceeded,
+  type RequestBounds,
+  tooManyDatapoints,
+  tooManyElements,
+  UNBOUNDED,
+} from "../bounds.js"
 import { OtlpDecodeError } from "./errors.js"
 import type {
   AnyValue,
@@ -396,32 +403,49 @@ const DATA_KEYS = [
   ["summary", undefined],
 ] as const
 
+/**
+ * Datapoints the request being decoded may still hold (`receivers.max_datapoints_per_request`).
+ * Decoding is synchronous, so one counter, set by `decodeJsonWith`, serves every decode.
+ */
+let datapointBound = UNBOUNDED.maxDatapoints
+let datapointsLeft = datapointBound
+
+/** `list` for data points: counted against the bound before any of them is converted. */
+const points = <A>(o: Obj, f: (v: unknown) => A): A[] => {
+  const v = get(o, "dataPoints", "data_points")
+  if (Array.isArray(v)) {
+    datapointsLeft -= v.length
+    if (datapointsLeft < 0) throw new BoundExceeded(tooManyDatapoints(datapointBound))
+  }
+  return list(o, "dataPoints", "data_points", f)
+}
+
 const toMetricData = (type: MetricData["type"], v: unknown): MetricData => {
   const o = asObject(v)
   switch (type) {
     case "gauge":
-      return { type, dataPoints: list(o, "dataPoints", "data_points", toNumberDataPoint) }
+      return { type, dataPoints: points(o, toNumberDataPoint) }
     case "sum":
       return {
         type,
-        dataPoints: list(o, "dataPoints", "data_points", toNumberDataPoint),
+        dataPoints: points(o, toNumberDataPoint),
         aggregationTemporality: temporality(o),
         isMonotonic: field(o, "isMonotonic", "is_monotonic", toBool) ?? false,
       }
     case "histogram":
       return {
         type,
-        dataPoints: list(o, "dataPoints", "data_points", toHistogramDataPoint),
+        dataPoints: points(o, toHistogramDataPoint),
         aggregationTemporality: temporality(o),
       }
     case "exponentialHistogram":
       return {
         type,
-        dataPoints: list(o, "dataPoints", "data_points", toExponentialHistogramDataPoint),
+        dataPoints: points(o, toExponentialHistogramDataPoint),
         aggregationTemporality: temporality(o),
       }
     case "summary":
-      return { type, dataPoints: list(o, "dataPoints", "data_points", toSummaryDataPoint) }
+      return { type, dataPoints: points(o, toSummaryDataPoint) }
   }
 }
 
@@ -535,9 +559,34 @@ const quoteBigIntegers = (text: string): string => {
 
 const utf8 = new TextDecoder("utf-8", { fatal: true })
 
+/**
+ * Whether `text` holds more than `bound` elements: JSON objects and further members or items
+ * (every `{` and every `,` outside strings). Run before `JSON.parse`, which would otherwise build
+ * the whole tree first: `[{},{},…]` costs an object per 3 bytes.
+ */
+const exceedsElements = (text: string, bound: number): boolean => {
+  let left = bound
+  const n = text.length
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 0x22) {
+      // A string: skip to its closing quote.
+      for (i++; i < n; i++) {
+        const d = text.charCodeAt(i)
+        if (d === 0x5c) i++
+        else if (d === 0x22) break
+      }
+    } else if (c === 0x7b || c === 0x2c) {
+      if (--left < 0) return true
+    }
+  }
+  return false
+}
+
 const decodeJsonWith = <A>(
   input: string | Uint8Array,
   convert: (v: unknown) => A,
+  bounds: RequestBounds = UNBOUNDED,
 ): Either.Either<A, OtlpDecodeError> => {
   const bad = (reason: string) => Either.left(new OtlpDecodeError({ kind: "bad_json", reason }))
   let text: string
@@ -550,15 +599,22 @@ const decodeJsonWith = <A>(
       return bad("body is not valid UTF-8")
     }
   }
+  if (bounds !== UNBOUNDED && exceedsElements(text, bounds.maxElements)) {
+    return Either.left(new OtlpDecodeError({ kind: "too_many", reason: tooManyElements(bounds.maxElements) }))
+  }
   let parsed: unknown
   try {
     parsed = JSON.parse(quoteBigIntegers(text))
   } catch (e) {
     return bad(e instanceof Error ? e.message : "syntax error")
   }
+  datapointBound = bounds.maxDatapoints
+  datapointsLeft = datapointBound
   try {
     return Either.right(convert(parsed))
   } catch (e) {
+    if (e instanceof BoundExceeded)
+      return Either.left(new OtlpDecodeError({ kind: "too_many", reason: e.message }))
     if (e instanceof JsonShapeError) {
       return bad(e.path.length === 0 ? e.message : `${e.path.join(".")}: ${e.message}`)
     }
@@ -568,11 +624,13 @@ const decodeJsonWith = <A>(
 
 /**
  * Decodes an OTLP/JSON `ExportMetricsServiceRequest` from text or UTF-8 bytes. Total: any input
- * gives a request or an `OtlpDecodeError` of kind `bad_json`; it never throws.
+ * gives a request or an `OtlpDecodeError` of kind `bad_json`, or `too_many` when it holds more
+ * datapoints or elements than `bounds` allow (checked before anything is built); it never throws.
  */
 export const decodeOtlpJson = (
   input: string | Uint8Array,
-): Either.Either<ExportMetricsServiceRequest, OtlpDecodeError> => decodeJsonWith(input, toRequest)
+  bounds: RequestBounds = UNBOUNDED,
+): Either.Either<ExportMetricsServiceRequest, OtlpDecodeError> => decodeJsonWith(input, toRequest, bounds)
 
 /** Decodes an OTLP/JSON `ExportMetricsServiceResponse`. */
 export const decodeOtlpResponseJson = (

@@ -5,8 +5,9 @@
  * Decoding follows proto3: fields in any order, packed and unpacked repeated scalars, unknown
  * fields (and known fields with an unexpected wire type) kept verbatim in `unknownFields`; a
  * singular message field that occurs twice keeps the last occurrence (as protobufjs does; the
- * spec would merge them, which no sender relies on). Strings with invalid UTF-8 decode with
- * U+FFFD. `AnyValue` nesting deeper than `MAX_DEPTH` is rejected.
+ * spec would merge them, which no sender relies on). A string with invalid UTF-8 is an error (as
+ * proto3 and the Collector's decoder have it; OTLP/JSON and remote write refuse it too), never
+ * rewritten to U+FFFD. `AnyValue` nesting deeper than `MAX_DEPTH` is rejected.
  *
  * Encoding writes fields in field-number order, skips proto3 defaults (a `-0` double is not a
  * default), writes oneof members and `optional` fields whenever set, packs repeated scalars, and
@@ -27,6 +28,7 @@
  * its `bigint`, which is most of the gap on repetitive data.
  */
 import { Either } from "effect"
+import { BoundExceeded, type RequestBounds, UNBOUNDED } from "../bounds.js"
 import { OtlpDecodeError } from "./errors.js"
 import type {
   AnyValue,
@@ -124,8 +126,10 @@ const decodeAnyValue = (r: ProtoReader, end: number, depth: number): AnyValue =>
         while (r.pos < e) {
           const at2 = r.pos
           const t2 = r.uint32()
-          if (t2 === T1_LEN) values.push(decodeAnyValue(r, r.len(e), depth + 1))
-          else r.unknown(t2, at2, e, undefined) // unknown fields of the ArrayValue wrapper are dropped
+          if (t2 === T1_LEN) {
+            r.element()
+            values.push(decodeAnyValue(r, r.len(e), depth + 1))
+          } else r.unknown(t2, at2, e, undefined) // unknown fields of the ArrayValue wrapper are dropped
         }
         checkEnd(r, e)
         v = { type: "array", values }
@@ -156,6 +160,7 @@ const decodeAnyValue = (r: ProtoReader, end: number, depth: number): AnyValue =>
 }
 
 const decodeKeyValue = (r: ProtoReader, end: number, depth: number): KeyValue => {
+  r.element()
   let key = ""
   let value: AnyValue = EMPTY
   let unknown: Uint8Array | undefined
@@ -234,6 +239,7 @@ const decodeScope = (r: ProtoReader, end: number): InstrumentationScope => {
 }
 
 const decodeExemplar = (r: ProtoReader, end: number): Exemplar => {
+  r.element()
   let filteredAttributes: KeyValue[] | undefined
   let timeUnixNano = 0n
   let value: NumberValue | undefined
@@ -334,13 +340,19 @@ const decodeNumberDataPoint = (r: ProtoReader, end: number): NumberDataPoint => 
 const readPackedFixed64 = (r: ProtoReader, end: number, into: bigint[]): void => {
   const e = r.len(end)
   if ((e - r.pos) % 8 !== 0) r.fail("packed fixed64 length is not a multiple of 8")
-  while (r.pos < e) into.push(r.fixed64())
+  while (r.pos < e) {
+    r.element()
+    into.push(r.fixed64())
+  }
 }
 
 const readPackedDouble = (r: ProtoReader, end: number, into: number[]): void => {
   const e = r.len(end)
   if ((e - r.pos) % 8 !== 0) r.fail("packed double length is not a multiple of 8")
-  while (r.pos < e) into.push(r.double())
+  while (r.pos < e) {
+    r.element()
+    into.push(r.double())
+  }
 }
 
 const decodeHistogramDataPoint = (r: ProtoReader, end: number): HistogramDataPoint => {
@@ -379,12 +391,14 @@ const decodeHistogramDataPoint = (r: ProtoReader, end: number): HistogramDataPoi
         readPackedFixed64(r, end, bucketCounts)
         break
       case T6_I64:
+        r.element()
         bucketCounts.push(r.fixed64())
         break
       case T7_LEN:
         readPackedDouble(r, end, explicitBounds)
         break
       case T7_I64:
+        r.element()
         explicitBounds.push(r.double())
         break
       case T8_LEN:
@@ -435,11 +449,15 @@ const decodeBuckets = (r: ProtoReader, end: number): Buckets => {
         break
       case T2_LEN: {
         const e = r.len(end)
-        while (r.pos < e) bucketCounts.push(r.uint64())
+        while (r.pos < e) {
+          r.element()
+          bucketCounts.push(r.uint64())
+        }
         checkEnd(r, e)
         break
       }
       case T2_VAR:
+        r.element()
         bucketCounts.push(r.uint64())
         break
       default:
@@ -541,6 +559,7 @@ const decodeExponentialHistogramDataPoint = (r: ProtoReader, end: number): Expon
 }
 
 const decodeValueAtQuantile = (r: ProtoReader, end: number): ValueAtQuantile => {
+  r.element()
   let quantile = 0
   let value = 0
   let unknown: Uint8Array | undefined
@@ -626,6 +645,7 @@ const decodeMetricData = (r: ProtoReader, end: number, type: MetricData["type"])
     const t = r.uint32()
     if (t === T1_LEN) {
       const e = r.len(end)
+      r.datapoint()
       switch (type) {
         case "gauge":
         case "sum":
@@ -735,6 +755,7 @@ const decodeScopeMetrics = (r: ProtoReader, end: number): ScopeMetrics => {
         scope = decodeScope(r, r.len(end))
         break
       case T2_LEN:
+        r.element()
         metrics.push(decodeMetric(r, r.len(end)))
         break
       case T3_LEN:
@@ -764,6 +785,7 @@ const decodeResourceMetrics = (r: ProtoReader, end: number): ResourceMetrics => 
         resource = decodeResource(r, r.len(end))
         break
       case T2_LEN:
+        r.element()
         scopeMetrics.push(decodeScopeMetrics(r, r.len(end)))
         break
       case T3_LEN:
@@ -787,8 +809,10 @@ const decodeRequest = (r: ProtoReader): ExportMetricsServiceRequest => {
   while (r.pos < end) {
     const at = r.pos
     const t = r.uint32()
-    if (t === T1_LEN) resourceMetrics.push(decodeResourceMetrics(r, r.len(end)))
-    else unknown = r.unknown(t, at, end, unknown)
+    if (t === T1_LEN) {
+      r.element()
+      resourceMetrics.push(decodeResourceMetrics(r, r.len(end)))
+    } else unknown = r.unknown(t, at, end, unknown)
   }
   return unknown === undefined ? { resourceMetrics } : { resourceMetrics, unknownFields: unknown }
 }
@@ -828,10 +852,13 @@ const decodeResponse = (r: ProtoReader): ExportMetricsServiceResponse => {
 const decodeWith = <A>(
   bytes: Uint8Array,
   decode: (r: ProtoReader) => A,
+  bounds: RequestBounds = UNBOUNDED,
 ): Either.Either<A, OtlpDecodeError> => {
   try {
-    return Either.right(decode(new ProtoReader(bytes)))
+    return Either.right(decode(new ProtoReader(bytes, bounds)))
   } catch (e) {
+    if (e instanceof BoundExceeded)
+      return Either.left(new OtlpDecodeError({ kind: "too_many", reason: e.message }))
     const reason =
       e instanceof WireError
         ? e.message
@@ -844,11 +871,13 @@ const decodeWith = <A>(
 
 /**
  * Decodes a binary protobuf `ExportMetricsServiceRequest`. Total: any input gives a request or an
- * `OtlpDecodeError` of kind `bad_protobuf`; it never throws. An empty body is an empty request.
+ * `OtlpDecodeError` of kind `bad_protobuf`, or `too_many` as soon as the request holds more
+ * datapoints or elements than `bounds` allow; it never throws. An empty body is an empty request.
  */
 export const decodeOtlpProtobuf = (
   bytes: Uint8Array,
-): Either.Either<ExportMetricsServiceRequest, OtlpDecodeError> => decodeWith(bytes, decodeRequest)
+  bounds: RequestBounds = UNBOUNDED,
+): Either.Either<ExportMetricsServiceRequest, OtlpDecodeError> => decodeWith(bytes, decodeRequest, bounds)
 
 /** Decodes a binary protobuf `ExportMetricsServiceResponse` (what an OTLP server answers). */
 export const decodeOtlpResponseProtobuf = (

@@ -5,6 +5,14 @@
  * The reader throws `WireError` on malformed input; the public decoders catch it (and anything
  * else) and return a typed error, so no caller ever sees a throw.
  */
+import { isUtf8 } from "node:buffer"
+import {
+  BoundExceeded,
+  type RequestBounds,
+  tooManyDatapoints,
+  tooManyElements,
+  UNBOUNDED,
+} from "../bounds.js"
 
 /** Malformed protobuf input; internal to the decoders, which turn it into `OtlpDecodeError`. */
 export class WireError extends Error {
@@ -35,11 +43,31 @@ export class ProtoReader {
   private lastHi = -1
   private last = 0n
 
-  constructor(bytes: Uint8Array) {
+  /** What the request may still hold before the decoder stops (see `bounds.ts`). */
+  private datapointsLeft: number
+  private elementsLeft: number
+
+  constructor(
+    bytes: Uint8Array,
+    readonly bounds: RequestBounds = UNBOUNDED,
+  ) {
     this.buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     this.pos = 0
     this.end = bytes.byteLength
+    this.datapointsLeft = bounds.maxDatapoints
+    this.elementsLeft = bounds.maxElements
+  }
+
+  /** Counts one decoded element (an item of a repeated field); throws `BoundExceeded` past the bound. */
+  element(): void {
+    if (--this.elementsLeft < 0) throw new BoundExceeded(tooManyElements(this.bounds.maxElements))
+  }
+
+  /** Counts one data point, which is an element too. */
+  datapoint(): void {
+    if (--this.datapointsLeft < 0) throw new BoundExceeded(tooManyDatapoints(this.bounds.maxDatapoints))
+    if (--this.elementsLeft < 0) throw new BoundExceeded(tooManyElements(this.bounds.maxElements))
   }
 
   fail(what: string, at: number = this.pos): never {
@@ -191,14 +219,20 @@ export class ProtoReader {
     return end
   }
 
-  /** A length-delimited string (invalid UTF-8 is replaced by U+FFFD). */
+  /**
+   * A length-delimited string. It must be valid UTF-8, as proto3 requires: invalid bytes are an
+   * error rather than U+FFFD, which would make distinct names and labels one.
+   */
   string(limit: number): string {
     const end = this.len(limit)
     const start = this.pos
     this.pos = end
     const n = end - start
     if (n === 0) return ""
-    if (n > INTERN_MAX_BYTES) return this.buf.toString("utf8", start, end)
+    if (n > INTERN_MAX_BYTES) {
+      if (!isUtf8(this.buf.subarray(start, end))) this.fail("invalid UTF-8", start)
+      return this.buf.toString("utf8", start, end)
+    }
     return intern(this.buf, start, end)
   }
 
@@ -213,15 +247,25 @@ export class ProtoReader {
   /**
    * Skips the field whose tag was read at `tagStart` and returns its raw bytes (tag included)
    * appended to `acc`: how unknown fields are kept for re-encoding.
+   *
+   * Linear in the total: from the second field on, `acc` is a prefix view of a buffer with room
+   * to grow (doubling), which only the one message being decoded appends to. Copying the whole
+   * accumulation per field made a message of a million 2-byte unknown fields cost a terabyte of
+   * copying.
    */
   unknown(t: number, tagStart: number, limit: number, acc: Uint8Array | undefined): Uint8Array {
     this.skip(t, limit, 0)
     if (this.pos > limit) this.fail("field overruns its message", tagStart)
-    const raw = copy(this.buf, tagStart, this.pos)
-    if (acc === undefined) return raw
-    const out = new Uint8Array(acc.length + raw.length)
-    out.set(acc, 0)
-    out.set(raw, acc.length)
+    if (acc === undefined) return copy(this.buf, tagStart, this.pos)
+    const n = this.pos - tagStart
+    const length = acc.length + n
+    let grown = acc
+    if (acc.byteOffset !== 0 || acc.buffer.byteLength < length) {
+      grown = new Uint8Array(Math.max(2 * length, 64)).subarray(0, acc.length)
+      grown.set(acc, 0)
+    }
+    const out = new Uint8Array(grown.buffer, 0, length)
+    out.set(this.buf.subarray(tagStart, this.pos), acc.length)
     return out
   }
 
@@ -276,7 +320,12 @@ const internString: string[] = new Array<string>(INTERN_SLOTS).fill("")
 const intern = (buf: Buffer, start: number, end: number): string => {
   const n = end - start
   let h = 0x811c9dc5 ^ n
-  for (let p = start; p < end; p++) h = Math.imul(h ^ (buf[p] as number), 0x01000193)
+  let high = 0
+  for (let p = start; p < end; p++) {
+    const b = buf[p] as number
+    high |= b
+    h = Math.imul(h ^ b, 0x01000193)
+  }
   const slot = (h ^ (h >>> 15)) & (INTERN_SLOTS - 1)
   const base = slot * INTERN_MAX_BYTES
   if (internLength[slot] === n) {
@@ -284,6 +333,8 @@ const intern = (buf: Buffer, start: number, end: number): string => {
     while (i < n && internBytes[base + i] === buf[start + i]) i++
     if (i === n) return internString[slot] as string
   }
+  // A hit returned bytes validated when they were cached; only new non-ASCII bytes need a check.
+  if (high >= 0x80 && !isUtf8(buf.subarray(start, end))) throw new WireError(`invalid UTF-8 at byte ${start}`)
   const s = buf.toString("utf8", start, end)
   for (let i = 0; i < n; i++) internBytes[base + i] = buf[start + i] as number
   internLength[slot] = n

@@ -29,6 +29,13 @@
  * @module
  */
 import { Either } from "effect"
+import {
+  BoundExceeded,
+  type RequestBounds,
+  tooManyDatapoints,
+  tooManyElements,
+  UNBOUNDED,
+} from "../bounds.js"
 import { PrwDecodeError } from "./errors.js"
 import { sharedLabelCache } from "./label-cache.js"
 import {
@@ -76,6 +83,14 @@ const EMPTY_SERIES: TimeSeries = Object.freeze({
 /** A malformed message; `decodeWriteRequest` turns it into a `PrwDecodeError`. */
 export class Malformed extends Error {}
 
+/** A well-formed series whose label set is invalid (see `Decoder.checkLabels`). */
+export class InvalidLabels extends Malformed {}
+
+const METRIC_NAME = "__name__"
+
+/** A label name for an error message: quoted, and cut short. */
+const quoted = (name: string): string => JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name)
+
 /**
  * One pass over one message. Positions are offsets into the whole body, so an error names the byte
  * where the operator (or `protoc --decode_raw`) can look. (`scan.ts` extends it: its primitives
@@ -93,8 +108,28 @@ export class Decoder {
   private readonly prevEnd: Array<number> = []
   private readonly prevText: Array<string> = []
 
-  constructor(readonly bytes: Uint8Array) {
+  /** What the request may still hold before decoding stops (see `bounds.ts`). */
+  private datapointsLeft: number
+  private elementsLeft: number
+
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly bounds: RequestBounds = UNBOUNDED,
+  ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    this.datapointsLeft = bounds.maxDatapoints
+    this.elementsLeft = bounds.maxElements
+  }
+
+  /** Counts one series, label, exemplar, metadata entry or unknown field; throws `BoundExceeded` past the bound. */
+  element(): void {
+    if (--this.elementsLeft < 0) throw new BoundExceeded(tooManyElements(this.bounds.maxElements))
+  }
+
+  /** Counts one sample or native histogram, which is an element too. */
+  datapoint(): void {
+    if (--this.datapointsLeft < 0) throw new BoundExceeded(tooManyDatapoints(this.bounds.maxDatapoints))
+    if (--this.elementsLeft < 0) throw new BoundExceeded(tooManyElements(this.bounds.maxElements))
   }
 
   fail(reason: string): never {
@@ -113,13 +148,19 @@ export class Decoder {
       if (field === FieldNumber.WriteRequest.timeseries) {
         this.expectLen(tag, start, "WriteRequest.timeseries")
         const fieldEnd = this.lengthEnd(end)
-        timeseries.push(this.timeSeries(fieldEnd))
+        this.element()
+        const at = this.pos
+        const series = this.timeSeries(fieldEnd)
+        this.checkLabels(series.labels, at)
+        timeseries.push(series)
       } else if (field === FieldNumber.WriteRequest.metadata) {
         this.expectLen(tag, start, "WriteRequest.metadata")
+        this.element()
         const fieldEnd = this.lengthEnd(end)
         metadata = append(metadata, this.bytes.subarray(this.pos, fieldEnd))
         this.pos = fieldEnd
       } else {
+        this.element()
         this.skip(tag, start, end)
         unknown = append(unknown, this.bytes.subarray(start, this.pos))
       }
@@ -142,16 +183,19 @@ export class Decoder {
       switch (tag >>> 3) {
         case FieldNumber.TimeSeries.labels: {
           this.expectLen(tag, start, "TimeSeries.labels")
+          this.element()
           labels.push(this.cachedLabel(this.lengthEnd(end), labels.length))
           break
         }
         case FieldNumber.TimeSeries.samples: {
           this.expectLen(tag, start, "TimeSeries.samples")
+          this.datapoint()
           samples = append(samples, this.sample(this.lengthEnd(end)))
           break
         }
         case FieldNumber.TimeSeries.exemplars: {
           this.expectLen(tag, start, "TimeSeries.exemplars")
+          this.element()
           const fieldEnd = this.lengthEnd(end)
           exemplars = append(exemplars, this.bytes.subarray(this.pos, fieldEnd))
           this.pos = fieldEnd
@@ -159,12 +203,14 @@ export class Decoder {
         }
         case FieldNumber.TimeSeries.histograms: {
           this.expectLen(tag, start, "TimeSeries.histograms")
+          this.datapoint()
           const fieldEnd = this.lengthEnd(end)
           histograms = append(histograms, this.bytes.subarray(this.pos, fieldEnd))
           this.pos = fieldEnd
           break
         }
         default: {
+          this.element()
           this.skip(tag, start, end)
           unknown = append(unknown, this.bytes.subarray(start, this.pos))
         }
@@ -177,6 +223,48 @@ export class Decoder {
       histograms: histograms ?? NO_BYTES,
       unknown: unknown ?? NO_BYTES,
     }
+  }
+
+  /**
+   * Fails on a label set that Prometheus' remote-write receiver refuses as invalid (it drops such a
+   * series; a TSDB appender answers the whole request 500, which makes the sender retry it for
+   * ever): a label with an empty name, two labels with the same name, no `__name__`, or an empty
+   * `__name__`. Labels with an empty value are valid (they stand for an absent label). `at` is
+   * where the series' payload starts. The first problem in this order is reported, the first
+   * repeated name in wire order for duplicates, so that the scanner, which finds the same
+   * problems on bytes and then calls this, reports the same.
+   */
+  checkLabels(labels: ReadonlyArray<Label>, at: number): void {
+    const n = labels.length
+    let sorted = true
+    for (let i = 0; i < n; i++) {
+      const name = (labels[i] as Label).name
+      if (name === "") this.invalidLabels(at, "a label has an empty name")
+      if (i > 0 && (labels[i - 1] as Label).name > name) sorted = false
+    }
+    if (sorted) {
+      for (let i = 1; i < n; i++) {
+        const name = (labels[i] as Label).name
+        if ((labels[i - 1] as Label).name === name)
+          this.invalidLabels(at, `duplicate label name ${quoted(name)}`)
+      }
+    } else {
+      const seen = new Set<string>()
+      for (let i = 0; i < n; i++) {
+        const name = (labels[i] as Label).name
+        if (seen.has(name)) this.invalidLabels(at, `duplicate label name ${quoted(name)}`)
+        seen.add(name)
+      }
+    }
+    let metricName: string | undefined
+    for (let i = 0; i < n; i++)
+      if ((labels[i] as Label).name === METRIC_NAME) metricName = (labels[i] as Label).value
+    if (metricName === undefined) this.invalidLabels(at, "no metric name (__name__)")
+    if (metricName === "") this.invalidLabels(at, "empty metric name (__name__)")
+  }
+
+  private invalidLabels(at: number, what: string): never {
+    throw new InvalidLabels(`series at byte ${at}: ${what}`)
   }
 
   /** The label in `[pos, end)`, from the label cache when the same bytes were decoded before. */
@@ -394,13 +482,23 @@ export class Decoder {
  * unknown fields stay raw views into `bytes`; unknown fields inside `Label` and `Sample` are skipped.
  * Group wire types (3, 4), which prompb never uses, are `Left`.
  */
-export const decodeWriteRequest = (bytes: Uint8Array): Either.Either<WriteRequest, PrwDecodeError> => {
+export const decodeWriteRequest = (
+  bytes: Uint8Array,
+  bounds: RequestBounds = UNBOUNDED,
+): Either.Either<WriteRequest, PrwDecodeError> => {
   try {
-    return Either.right(new Decoder(bytes).writeRequest())
+    return Either.right(new Decoder(bytes, bounds).writeRequest())
   } catch (e) {
-    const reason = e instanceof Malformed ? e.message : `unexpected decoder failure: ${String(e)}`
-    return Either.left(new PrwDecodeError({ kind: "bad_protobuf", reason }))
+    return Either.left(decodeError(e))
   }
+}
+
+/** What a decoder's throw means for the sender (`scan.ts` shares it). */
+export const decodeError = (e: unknown): PrwDecodeError => {
+  if (e instanceof BoundExceeded) return new PrwDecodeError({ kind: "too_many", reason: e.message })
+  if (e instanceof InvalidLabels) return new PrwDecodeError({ kind: "bad_labels", reason: e.message })
+  const reason = e instanceof Malformed ? e.message : `unexpected decoder failure: ${String(e)}`
+  return new PrwDecodeError({ kind: "bad_protobuf", reason })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,11 +16,13 @@
 import { availableParallelism } from "node:os"
 import { Either } from "effect"
 import { type JobOutcome, scriptNextTo, WorkerPool } from "../../threads/pool.js"
+import { type RequestBounds, UNBOUNDED } from "../bounds.js"
 import { partsOf, type ScannedWriteRequest, type ScanParts, scanned, scanWriteRequest } from "./scan.js"
 import { decompressBody } from "./snappy.js"
 
 /**
- * Why a body was refused: 413 (too large once decompressed), 400 (not a valid body) or 503 (its
+ * Why a body was refused: 413 (too large once decompressed, or more datapoints or elements than
+ * the request bounds allow), 400 (not a valid body) or 503 (its
  * decoding thread died; the sender retries).
  */
 export interface DecodeFailure {
@@ -32,12 +34,16 @@ export interface DecodeFailure {
 export const decodeBody = (
   body: Uint8Array,
   maxDecompressedBytes: number,
+  bounds: RequestBounds = UNBOUNDED,
 ): Either.Either<ScannedWriteRequest, DecodeFailure> => {
   const raw = decompressBody(body, maxDecompressedBytes)
   if (Either.isLeft(raw)) {
     return Either.left({ status: raw.left.kind === "too_large" ? 413 : 400, message: raw.left.message })
   }
-  return Either.mapLeft(scanWriteRequest(raw.right), (e) => ({ status: 400, message: e.message }))
+  return Either.mapLeft(scanWriteRequest(raw.right, bounds), (e) => ({
+    status: e.kind === "too_many" ? 413 : 400,
+    message: e.message,
+  }))
 }
 
 export interface BodyDecoder {
@@ -45,6 +51,7 @@ export interface BodyDecoder {
   readonly decode: (
     body: Uint8Array,
     maxDecompressedBytes: number,
+    bounds?: RequestBounds,
   ) =>
     | Either.Either<ScannedWriteRequest, DecodeFailure>
     | Promise<Either.Either<ScannedWriteRequest, DecodeFailure>>
@@ -64,6 +71,7 @@ export const inlineDecoder: BodyDecoder = {
 export interface DecodeJob {
   readonly body: Uint8Array
   readonly maxDecompressedBytes: number
+  readonly bounds: RequestBounds
 }
 
 export type DecodeResult =
@@ -72,7 +80,7 @@ export type DecodeResult =
 
 /** The worker's side. */
 export const runJob = (job: DecodeJob): DecodeResult => {
-  const result = decodeBody(job.body, job.maxDecompressedBytes)
+  const result = decodeBody(job.body, job.maxDecompressedBytes, job.bounds)
   if (Either.isLeft(result)) return { failure: result.left }
   return { bytes: result.right.bytes, parts: partsOf(result.right) }
 }
@@ -104,10 +112,10 @@ export const workerDecoder = (
   )
   let closed = false
   return {
-    decode: (body, maxDecompressedBytes) =>
+    decode: (body, maxDecompressedBytes, bounds = UNBOUNDED) =>
       closed
-        ? decodeBody(body, maxDecompressedBytes)
-        : pool.run({ body, maxDecompressedBytes }).then(fromOutcome),
+        ? decodeBody(body, maxDecompressedBytes, bounds)
+        : pool.run({ body, maxDecompressedBytes, bounds }).then(fromOutcome),
     close: () => {
       closed = true
       return pool.close()

@@ -25,9 +25,10 @@ import {
   fingerprintSeries,
   finishFingerprint,
 } from "../../limits/fingerprint.js"
+import { type RequestBounds, UNBOUNDED } from "../bounds.js"
 import { applyVerdict, seriesEntry } from "./adapter.js"
-import { Decoder, encodeWriteRequest, Malformed } from "./codec.js"
-import { PrwDecodeError } from "./errors.js"
+import { Decoder, decodeError, encodeWriteRequest } from "./codec.js"
+import type { PrwDecodeError } from "./errors.js"
 import { FieldNumber, NO_BYTES } from "./types.js"
 import { InvalidUtf8, readUtf8 } from "./utf8.js"
 
@@ -97,6 +98,7 @@ class Scanner extends Decoder {
       if (field === FieldNumber.WriteRequest.timeseries) {
         this.expectLen(tag, start, "WriteRequest.timeseries")
         const fieldEnd = this.lengthEnd(end)
+        this.element()
         if (series === seriesCap) {
           seriesCap *= 2
           payloadStarts = grow(payloadStarts, int32)
@@ -114,8 +116,10 @@ class Scanner extends Decoder {
         index = series++
       } else if (field === FieldNumber.WriteRequest.metadata) {
         this.expectLen(tag, start, "WriteRequest.metadata")
+        this.element()
         this.pos = this.lengthEnd(end)
       } else {
+        this.element()
         this.skip(tag, start, end)
       }
       if (fields === fieldCap) {
@@ -154,23 +158,28 @@ class Scanner extends Decoder {
       switch (tag >>> 3) {
         case FieldNumber.TimeSeries.labels:
           this.expectLen(tag, start, "TimeSeries.labels")
+          this.element()
           this.scanLabel(this.lengthEnd(end))
           break
         case FieldNumber.TimeSeries.samples:
           this.expectLen(tag, start, "TimeSeries.samples")
+          this.datapoint()
           this.scanSample(this.lengthEnd(end))
           datapoints++
           break
         case FieldNumber.TimeSeries.exemplars:
           this.expectLen(tag, start, "TimeSeries.exemplars")
+          this.element()
           this.pos = this.lengthEnd(end)
           break
         case FieldNumber.TimeSeries.histograms:
           this.expectLen(tag, start, "TimeSeries.histograms")
+          this.datapoint()
           this.pos = this.lengthEnd(end)
           datapoints++
           break
         default:
+          this.element()
           this.skip(tag, start, end)
       }
     }
@@ -264,25 +273,44 @@ class Scanner extends Decoder {
     const n = this.labelCount
     let nameLabel = -1
     let sorted = true
+    // Whether the label set is valid as `checkLabels` has it; on a doubt, the decoded path decides.
+    let valid = this.ascii
     let previous = -1
     if (this.ascii) {
       for (let j = 0; j < n; j++) {
-        if (nameLabel < 0 && this.isNameLabel(j)) {
+        if (this.isNameLabel(j)) {
+          if (nameLabel >= 0) {
+            valid = false // a second __name__
+            break
+          }
           nameLabel = j
           continue
         }
-        if (this.isNameLabel(j)) continue
-        if (previous >= 0 && this.compareNames(previous, j) > 0) {
-          sorted = false
+        if (this.nameStarts[j] === this.nameEnds[j]) {
+          valid = false // an empty name
           break
+        }
+        if (previous >= 0) {
+          const order = this.compareNames(previous, j)
+          if (order > 0) {
+            sorted = false
+            break
+          }
+          if (order === 0) {
+            valid = false // a repeated name: neighbours, since the names are sorted
+            break
+          }
         }
         previous = j
       }
+      if (nameLabel < 0 || this.valueStarts[nameLabel] === this.valueEnds[nameLabel]) valid = false
     }
-    if (!this.ascii || !sorted) {
+    if (!sorted || !valid) {
       const d = new Decoder(bytes)
       d.pos = payloadStart
-      const entry = seriesEntry(d.timeSeries(payloadEnd))
+      const series = d.timeSeries(payloadEnd)
+      this.checkLabels(series.labels, payloadStart)
+      const entry = seriesEntry(series)
       fingerprintSeries(entry.name, entry.labels, this.fp)
       return
     }
@@ -359,12 +387,14 @@ export const scanned = (bytes: Uint8Array, parts: ScanParts): ScannedWriteReques
  * Scans a (decompressed) remote-write body. Total: any input gives `Right` or `Left`, never a
  * throw; `Left` exactly where `decodeWriteRequest` gives `Left`, with the same reason.
  */
-export const scanWriteRequest = (bytes: Uint8Array): Either.Either<ScannedWriteRequest, PrwDecodeError> => {
+export const scanWriteRequest = (
+  bytes: Uint8Array,
+  bounds: RequestBounds = UNBOUNDED,
+): Either.Either<ScannedWriteRequest, PrwDecodeError> => {
   try {
-    return Either.right(new Scanner(bytes).scan())
+    return Either.right(new Scanner(bytes, bounds).scan())
   } catch (e) {
-    const reason = e instanceof Malformed ? e.message : `unexpected decoder failure: ${String(e)}`
-    return Either.left(new PrwDecodeError({ kind: "bad_protobuf", reason }))
+    return Either.left(decodeError(e))
   }
 }
 

@@ -2,6 +2,7 @@
  * OTLP/gRPC: the official OpenTelemetry gRPC exporter against our server, and raw grpc-js
  * clients for status codes, status details, garbage and size limits. All on 127.0.0.1.
  */
+import * as http2 from "node:http2"
 import * as grpc from "@grpc/grpc-js"
 import { OTLPMetricExporter as GrpcExporter } from "@opentelemetry/exporter-metrics-otlp-grpc"
 import { Either } from "effect"
@@ -227,6 +228,51 @@ describe("startGrpcServer", () => {
     expect(good.value).toHaveLength(0) // full success: empty ExportMetricsServiceResponse
     expect(h.received.map((r) => r.resourceMetrics[0]?.scopeMetrics[0]?.metrics[0]?.name)).toEqual(["after"])
     expect(h.received[0]).toEqual(smallRequest("after"))
+  })
+
+  it("answers INVALID_ARGUMENT to a message marked gzip that is not gzip, reports it, and keeps serving", async () => {
+    const h = await start()
+    // grpc-js clients always compress correctly: frame the message by hand.
+    const session = http2.connect(`http://127.0.0.1:${h.server.port}`)
+    cleanup.push(() => session.close())
+    const garbage = Buffer.from("this is not gzip")
+    const frame = Buffer.alloc(5 + garbage.length)
+    frame.writeUInt8(1, 0) // compressed
+    frame.writeUInt32BE(garbage.length, 1)
+    garbage.copy(frame, 5)
+    const stream = session.request({
+      ":method": "POST",
+      ":path": METRICS_EXPORT_PATH,
+      "content-type": "application/grpc",
+      "grpc-encoding": "gzip",
+      te: "trailers",
+    })
+    const status = await new Promise<{ code: string; message: string }>((resolve, reject) => {
+      let headers: http2.IncomingHttpHeaders = {}
+      stream.on("response", (h2) => {
+        headers = h2
+      })
+      stream.on("trailers", (t) =>
+        resolve({ code: String(t["grpc-status"]), message: String(t["grpc-message"]) }),
+      )
+      // A trailers-only answer carries the status in the headers.
+      stream.on("end", () =>
+        resolve({ code: String(headers["grpc-status"]), message: String(headers["grpc-message"]) }),
+      )
+      stream.on("error", reject)
+      stream.resume()
+      stream.end(frame)
+    })
+    expect(Number(status.code)).toBe(grpc.status.INVALID_ARGUMENT)
+    expect(decodeURIComponent(status.message)).toMatch(/^invalid gzip body: /)
+    expect(h.decodeErrors.map((e) => e.kind)).toEqual(["bad_gzip"])
+    expect(h.received).toHaveLength(0)
+    const good = await call<Buffer>(
+      rawClient(h.server.port, { "grpc.default_compression_algorithm": 2 }),
+      Buffer.from(encodeOtlpProtobuf(smallRequest("after"))),
+    )
+    expect(good.ok).toBe(true)
+    expect(h.received).toHaveLength(1)
   })
 
   it("answers INVALID_ARGUMENT when the handler says the data is invalid", async () => {

@@ -243,6 +243,42 @@ describe("OTLP protobuf codec", () => {
     expect(decodeErr(Buffer.from("4b", "hex"))).toMatch(/unterminated group 9/)
   })
 
+  it("rejects invalid UTF-8 in names, keys and values (short, interned or long), instead of rewriting it", () => {
+    /** The encoding of `req` with the first occurrence of `marker` made invalid UTF-8 (0xff). */
+    const corrupt = (req: ExportMetricsServiceRequest, marker: string): Uint8Array => {
+      const bytes = Buffer.from(encodeOtlpProtobuf(req))
+      const at = bytes.indexOf(marker)
+      expect(at).toBeGreaterThanOrEqual(0)
+      bytes[at + 1] = 0xff
+      return bytes
+    }
+    const long = "L".repeat(100)
+    const cases: ReadonlyArray<[ExportMetricsServiceRequest, string]> = [
+      [gaugeRequest([{ key: "k", value: s("v") }]), "g"], // metric name (one byte: made 0xff itself)
+      [gaugeRequest([{ key: "key_marker", value: s("v") }]), "key_marker"],
+      [gaugeRequest([{ key: "k", value: s("value_marker") }]), "value_marker"],
+      [gaugeRequest([{ key: "k", value: s(long) }]), long],
+      [gaugeRequest([{ key: "k", value: { type: "array", values: [s("nested_marker")] } }]), "nested_marker"],
+    ]
+    for (const [req, marker] of cases) {
+      const bytes = Buffer.from(encodeOtlpProtobuf(req))
+      const at = bytes.indexOf(marker)
+      if (marker.length === 1) bytes[at] = 0xff
+      const bad = marker.length === 1 ? bytes : corrupt(req, marker)
+      expect(decodeErr(bad)).toMatch(/invalid UTF-8 at byte \d+/)
+    }
+    // The same bytes, valid, still decode (and a string first seen valid stays valid from the cache).
+    expect(decodeOk(encodeOtlpProtobuf(gaugeRequest([{ key: "k", value: s("value_marker") }])))).toBeDefined()
+    expect(
+      decodeErr(corrupt(gaugeRequest([{ key: "k", value: s("value_marker") }]), "value_marker")),
+    ).toMatch(/invalid UTF-8/)
+    // Well-formed multi-byte text is kept as it is.
+    const text = "é€😀"
+    const decoded = decodeOk(encodeOtlpProtobuf(gaugeRequest([{ key: text, value: s(text) }])))
+    const point = decoded.resourceMetrics[0]?.scopeMetrics[0]?.metrics[0]?.data?.dataPoints[0]
+    expect(point?.attributes).toEqual([{ key: text, value: s(text) }])
+  })
+
   it("skips groups of unknown fields", () => {
     // field 9 start group { field 1 varint 1 } field 9 end group, then resource_metrics {}
     const bytes = Buffer.from("4b08014c0a00", "hex")

@@ -28,6 +28,36 @@ export const labelText: fc.Arbitrary<string> = fc.oneof(
 
 export const label: fc.Arbitrary<Label> = fc.record({ name: labelText, value: labelText })
 
+/**
+ * A label set a receiver accepts: a non-empty `__name__` anywhere among other labels with distinct,
+ * non-empty names (values may be empty).
+ */
+export const validLabels: fc.Arbitrary<Array<Label>> = fc
+  .tuple(
+    labelText.filter((v) => v !== ""),
+    fc.uniqueArray(
+      label.filter((l) => l.name !== "" && l.name !== "__name__"),
+      { selector: (l) => l.name, maxLength: 5 },
+    ),
+    fc.nat(),
+  )
+  .map(([name, rest, at]) => {
+    const labels = [...rest]
+    labels.splice(at % (rest.length + 1), 0, { name: "__name__", value: name })
+    return labels
+  })
+
+/** Any label set, valid or not (empty, repeated names, empty names, no or empty `__name__`). */
+export const anyLabels: fc.Arbitrary<Array<Label>> = fc.oneof(
+  validLabels,
+  fc.array(label, { maxLength: 6 }),
+  // Repeats of a few names, sorted or not, ASCII or not: the scanner's fast and slow paths.
+  fc.array(
+    fc.record({ name: fc.constantFrom("__name__", "a", "b", "", "é"), value: fc.constantFrom("", "x", "y") }),
+    { maxLength: 5 },
+  ),
+)
+
 /** Bit patterns of every kind: normal, subnormal, ±0, ±Inf, quiet and signalling NaNs, staleness. */
 const valueBits: fc.Arbitrary<bigint> = fc.oneof(
   fc.constantFrom(
@@ -95,7 +125,7 @@ const rawPayloads = (maxLength: number): fc.Arbitrary<Array<Uint8Array>> =>
   fc.array(fc.uint8Array({ maxLength: 24 }), { maxLength })
 
 export const timeSeries: fc.Arbitrary<TimeSeries> = fc.record({
-  labels: fc.array(label, { maxLength: 6 }),
+  labels: validLabels,
   samples: fc.array(sample, { maxLength: 4 }),
   exemplars: rawPayloads(2),
   histograms: rawPayloads(2),

@@ -3,18 +3,19 @@ import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { applyVerdict, toSeriesBatch } from "../../../src/ingest/prw/adapter.js"
 import { decodeWriteRequest, encodeWriteRequest } from "../../../src/ingest/prw/codec.js"
+import type { PrwDecodeError } from "../../../src/ingest/prw/errors.js"
 import {
   applyScannedVerdict,
   type ScannedWriteRequest,
   scanWriteRequest,
 } from "../../../src/ingest/prw/scan.js"
 import { decompressBody } from "../../../src/ingest/prw/snappy.js"
-import type { TimeSeries, WriteRequest } from "../../../src/ingest/prw/types.js"
+import type { Label, TimeSeries, WriteRequest } from "../../../src/ingest/prw/types.js"
 import { prwEncoder } from "../../../src/ingest/prw-protocol.js"
 import type { BatchVerdict } from "../../../src/limits/batch.js"
 import { fingerprintSeries } from "../../../src/limits/fingerprint.js"
 import type { CompiledRule } from "../../../src/limits/rules.js"
-import { comparable, writeRequest } from "./arbitraries.js"
+import { anyLabels, comparable, writeRequest } from "./arbitraries.js"
 
 const mustDecode = (bytes: Uint8Array): WriteRequest => Either.getOrThrow(decodeWriteRequest(bytes))
 const mustScan = (bytes: Uint8Array): ScannedWriteRequest => Either.getOrThrow(scanWriteRequest(bytes))
@@ -151,7 +152,8 @@ describe("applyScannedVerdict: the verdict applied to bytes", () => {
       ),
       strip: fc.tuple(...req.timeseries.map(() => fc.constantFrom(0, 1))),
       stripLabels: fc.tuple(
-        ...req.timeseries.map(() => fc.subarray(["__name__", "job", "instance", "le", ""])),
+        // Not __name__: a rule cannot strip it (limits.yaml refuses it), and without it a series is invalid.
+        ...req.timeseries.map(() => fc.subarray(["job", "instance", "le", ""])),
       ),
     }),
   )
@@ -200,6 +202,96 @@ describe("applyScannedVerdict: the verdict applied to bytes", () => {
         )
       }),
       { numRuns: 300 },
+    )
+  })
+})
+
+describe("label sets a receiver refuses (Prometheus drops such series; its storage answers 500)", () => {
+  const body = (labels: ReadonlyArray<Label>): Uint8Array =>
+    encodeWriteRequest({
+      timeseries: [
+        { labels: [], samples: [{ value: 1, timestamp: 1 }], exemplars: [], histograms: [], unknown: [] },
+      ].map((ts) => ({ ...ts, labels })),
+      metadata: [],
+      unknown: [],
+    })
+  const refused = (labels: ReadonlyArray<Label>, reason: string) => {
+    const results: ReadonlyArray<Either.Either<unknown, PrwDecodeError>> = [
+      scanWriteRequest(body(labels)),
+      decodeWriteRequest(body(labels)),
+    ]
+    for (const result of results) {
+      if (Either.isRight(result)) throw new Error(`accepted ${JSON.stringify(labels)}`)
+      expect(result.left.kind).toBe("bad_labels")
+      expect(result.left.reason).toBe(reason)
+      expect(result.left.message).toBe(`invalid labels: ${reason}`)
+    }
+  }
+  const l = (name: string, value: string): Label => ({ name, value })
+
+  it("refuses a repeated label name, sorted or not, ASCII or not, also __name__", () => {
+    refused([l("__name__", "m"), l("a", "1"), l("a", "2")], 'series at byte 2: duplicate label name "a"')
+    refused([l("__name__", "m"), l("a", "1"), l("a", "")], 'series at byte 2: duplicate label name "a"')
+    refused(
+      [l("b", "1"), l("__name__", "m"), l("a", "1"), l("b", "2")],
+      'series at byte 2: duplicate label name "b"',
+    )
+    refused([l("__name__", "m"), l("é", "1"), l("é", "2")], 'series at byte 2: duplicate label name "é"')
+    refused([l("__name__", "m"), l("__name__", "n")], 'series at byte 2: duplicate label name "__name__"')
+  })
+
+  it("refuses an empty label set, a missing or empty __name__, and an empty label name", () => {
+    refused([], "series at byte 2: no metric name (__name__)")
+    refused([l("a", "1")], "series at byte 2: no metric name (__name__)")
+    refused([l("__name__", ""), l("a", "1")], "series at byte 2: empty metric name (__name__)")
+    refused([l("__name__", "m"), l("", "1")], "series at byte 2: a label has an empty name")
+    refused([l("", ""), l("__name__", "m")], "series at byte 2: a label has an empty name")
+  })
+
+  it("accepts labels with an empty value (an absent label)", () => {
+    const labels = [l("__name__", "m"), l("a", ""), l("b", "1")]
+    expect(mustScan(body(labels)).length).toBe(1)
+    expect(mustDecode(body(labels)).timeseries[0]?.labels).toEqual(labels)
+  })
+
+  /** The reference: what Prometheus' `labels.IsValid` and `HasDuplicateLabelNames` accept. */
+  const valid = (labels: ReadonlyArray<Label>): boolean =>
+    labels.every((x) => x.name !== "") &&
+    new Set(labels.map((x) => x.name)).size === labels.length &&
+    labels.some((x) => x.name === "__name__" && x.value !== "")
+
+  it("law: scan and decode agree on any label sets, and accept exactly the valid ones", () => {
+    fc.assert(
+      fc.property(
+        fc.array(anyLabels, { maxLength: 4 }),
+        fc.array(fc.boolean(), { maxLength: 4 }),
+        (sets, sort) => {
+          const req: WriteRequest = {
+            timeseries: sets.map((labels, i) => ({
+              labels:
+                sort[i] === true
+                  ? [...labels].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+                  : labels,
+              samples: [{ value: i, timestamp: i }],
+              exemplars: [],
+              histograms: [],
+              unknown: [],
+            })),
+            metadata: [],
+            unknown: [],
+          }
+          const bytes = encodeWriteRequest(req)
+          const scanned = scanWriteRequest(bytes)
+          const decoded = decodeWriteRequest(bytes)
+          expect(Either.isRight(scanned)).toBe(req.timeseries.every((ts) => valid(ts.labels)))
+          expect(Either.isRight(decoded)).toBe(Either.isRight(scanned))
+          if (Either.isLeft(scanned) && Either.isLeft(decoded)) {
+            expect(scanned.left.kind).toBe("bad_labels")
+            expect(scanned.left.reason).toBe(decoded.left.reason)
+          }
+        },
+      ),
+      { numRuns: 2_000 },
     )
   })
 })
