@@ -1,3 +1,4 @@
+import { Effect } from "effect"
 import { RE2JS } from "re2js"
 import {
   DEFAULT_WINDOW_MS,
@@ -187,18 +188,22 @@ const compileRule = (
 }
 
 /**
- * Turns a decoded `limits.yaml` into the immutable, compiled rules of one config version, or lists
- * every semantic problem (duplicate or empty names, invalid regexes, fields an action needs).
- * Pure: the same spec always gives the same result.
+ * The compilation of a spec, one rule per step (`next()`), the result when done. A caller that must
+ * not hold the thread for long (a reload beside the data path) can pause between any two steps.
  */
-export const compileLimits = (spec: LimitsSpec): CompileResult => {
+function* compileSteps(spec: LimitsSpec): Generator<void, CompileResult, void> {
   const problems: Array<SpecProblem> = []
   const windowMs = spec.window ?? DEFAULT_WINDOW_MS
   if (spec.window !== undefined && (windowMs < MIN_WINDOW_MS || windowMs > MAX_WINDOW_MS)) {
     problems.push({ path: ["window"], message: "must be between 1s and 24h" })
   }
   const firstIndexByName = new Map<string, number>()
-  const rules = (spec.rules ?? []).map((rule, i) => compileRule(rule, i, firstIndexByName, problems))
+  const specs = spec.rules ?? []
+  const rules: Array<CompiledRule> = new Array(specs.length)
+  for (let i = 0; i < specs.length; i++) {
+    rules[i] = compileRule(specs[i] as RuleSpec, i, firstIndexByName, problems)
+    yield
+  }
   let defaults: CompiledRule | undefined
   if (spec.defaults !== undefined) {
     checkLimitFields(spec.defaults, ["defaults"], problems)
@@ -216,3 +221,57 @@ export const compileLimits = (spec: LimitsSpec): CompileResult => {
   if (problems.length > 0) return { _tag: "Problems", problems }
   return { _tag: "Compiled", limits: { windowMs, rules, defaults } }
 }
+
+/**
+ * Turns a decoded `limits.yaml` into the immutable, compiled rules of one config version, or lists
+ * every semantic problem (duplicate or empty names, invalid regexes, fields an action needs).
+ * Pure: the same spec always gives the same result.
+ */
+export const compileLimits = (spec: LimitsSpec): CompileResult => {
+  const steps = compileSteps(spec)
+  for (;;) {
+    const r = steps.next()
+    if (r.done === true) return r.value
+  }
+}
+
+/** How long a slice of main-thread reload work may hold the event loop before it lets it run. */
+export const SLICE_BUDGET_MS = 4
+
+/**
+ * Lets the event loop run (timers, I/O: the requests that arrived meanwhile) before the calling
+ * fiber goes on. `setImmediate` runs after the loop has polled for I/O, unlike a microtask.
+ */
+export const yieldToEventLoop: Effect.Effect<void> = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
+
+/**
+ * Runs `steps` to its result in slices of about `budgetMs` of work, letting the event loop run
+ * between slices: a long computation on the main thread (tens of thousands of rules) that requests
+ * do not wait for. The result is the same as running every step at once.
+ */
+export const runSliced = <A>(
+  steps: Iterator<void, A, void>,
+  budgetMs: number = SLICE_BUDGET_MS,
+): Effect.Effect<A> =>
+  Effect.gen(function* () {
+    let sliceStart = performance.now()
+    let n = 0
+    for (;;) {
+      const r = steps.next()
+      if (r.done === true) return r.value
+      // The clock is read every 16 steps: a step is a few microseconds at most.
+      if ((++n & 15) === 0 && performance.now() - sliceStart >= budgetMs) {
+        yield* yieldToEventLoop
+        sliceStart = performance.now()
+      }
+    }
+  })
+
+/** `compileLimits` in slices (see `runSliced`): the same result, without holding the event loop. */
+export const compileLimitsSliced = (
+  spec: LimitsSpec,
+  budgetMs: number = SLICE_BUDGET_MS,
+): Effect.Effect<CompileResult> => runSliced(compileSteps(spec), budgetMs)
