@@ -9,15 +9,19 @@
  * beside the data path, so that no request waits for a big reload; the main thread then only
  * compiles the validated rules (regexes come from a cache shared by versions) and swaps the version.
  *
- * Both ways run the same pure `decodeConfig`, so they accept and reject exactly the same files
- * with exactly the same messages. The worker is started on first use and again after it dies; a
- * file that crashes it is rejected, and the process keeps its version and serves on.
+ * Both ways run the same pure decoders (`decodeLimits`, `decodeMainConfig`), so they accept and
+ * reject exactly the same files with exactly the same messages. The worker is started on first use
+ * and again after it dies or outlasts its time limit; it runs with heap limits, so a file that
+ * would exhaust memory kills the thread, not the process. Such a file is rejected, and the process
+ * keeps its version and serves on. The main thread's share (parsing the reply, compiling, building
+ * the version) runs in slices of a few milliseconds, with requests served in between.
  *
  * @module
  */
 import { Context, Effect, Either, Layer } from "effect"
-import { compileLimitsSliced } from "../limits/compile.js"
+import { compileSteps } from "../limits/compile.js"
 import { scriptNextTo, WorkerPool } from "../threads/pool.js"
+import { runSliced, type Steps } from "../threads/slices.js"
 import {
   type DecodedLimits,
   type DecodedMainConfig,
@@ -90,9 +94,39 @@ type WireSlot<S> =
   | { readonly file: string; readonly issues: ReadonlyArray<ConfigIssue> }
   | undefined
 
+/**
+ * The limits spec travels with its rules as JSON text, in chunks: a string crosses threads as one
+ * copy of its bytes, and the main thread parses one chunk per step, where the structured clone of
+ * tens of thousands of rule objects would hold it for 100 ms and more in one go.
+ */
+type WireLimits = Omit<LimitsSpec, "rules"> & { readonly rulesJson: ReadonlyArray<string> | undefined }
+
 export interface DecodeReply {
   readonly main: WireSlot<MainConfigSpec>
-  readonly limits: WireSlot<LimitsSpec>
+  readonly limits: WireSlot<WireLimits>
+}
+
+/** Rules per chunk of `rulesJson`: well under a millisecond of `JSON.parse` each. */
+const RULES_PER_CHUNK = 200
+
+const toWireLimits = ({ rules, ...rest }: LimitsSpec): WireLimits => {
+  if (rules === undefined) return { ...rest, rulesJson: undefined }
+  const rulesJson: Array<string> = []
+  for (let i = 0; i < rules.length; i += RULES_PER_CHUNK) {
+    rulesJson.push(JSON.stringify(rules.slice(i, i + RULES_PER_CHUNK)))
+  }
+  return { ...rest, rulesJson }
+}
+
+/** The spec back from `toWireLimits`, one chunk per step. */
+function* fromWireLimits({ rulesJson, ...rest }: WireLimits): Steps<LimitsSpec> {
+  if (rulesJson === undefined) return rest
+  const rules: Array<NonNullable<LimitsSpec["rules"]>[number]> = []
+  for (const chunk of rulesJson) {
+    for (const rule of JSON.parse(chunk) as NonNullable<LimitsSpec["rules"]>) rules.push(rule)
+    yield
+  }
+  return { ...rest, rules }
 }
 
 const toWire = <S>(
@@ -111,7 +145,12 @@ export const answer = (req: DecodeRequest): DecodeReply => ({
   limits:
     req.paths.limits === undefined || req.limits === undefined
       ? undefined
-      : toWire(decodeLimits(req.paths.limits, req.limits)),
+      : toWire(
+          Either.map(decodeLimits(req.paths.limits, req.limits), (d) => ({
+            ...d,
+            spec: toWireLimits(d.spec),
+          })),
+        ),
 })
 
 /**
@@ -142,7 +181,8 @@ export const receive = (
     if (errors.length > 0) return Either.left(new ConfigLoadError({ errors }))
     const decodedMain: DecodedMainConfig | undefined = main
     if (limits === undefined) return Either.right({ main: decodedMain, limits: undefined })
-    const compiled = yield* compileLimitsSliced(limits.spec)
+    const spec = yield* runSliced(fromWireLimits(limits.spec))
+    const compiled = yield* runSliced(compileSteps(spec))
     if (compiled._tag === "Problems") {
       // The worker validated the same spec with the same code; this only happens if they disagree.
       const issues = compiled.problems.map((p) => ({
@@ -156,7 +196,12 @@ export const receive = (
         new ConfigLoadError({ errors: [new ConfigInvalidError({ file: limits.file, issues })] }),
       )
     }
-    const decodedLimits: DecodedLimits = { ...limits, compiled: compiled.limits }
+    const decodedLimits: DecodedLimits = {
+      file: limits.file,
+      sha256: limits.sha256,
+      spec,
+      compiled: compiled.limits,
+    }
     return Either.right({ main: decodedMain, limits: decodedLimits })
   })
 

@@ -1,4 +1,4 @@
-import { Effect } from "effect"
+import type { Effect } from "effect"
 import { RE2JS } from "re2js"
 import {
   DEFAULT_WINDOW_MS,
@@ -6,6 +6,7 @@ import {
   type LimitsSpec,
   type RuleSpec,
 } from "../config/limits-schema.js"
+import { runSliced, runToEnd, type Steps } from "../threads/slices.js"
 import { type CompiledLimits, type CompiledRule, DEFAULT_RULE_NAME } from "./rules.js"
 
 /** A semantic problem, located by its key path (`rules[2].match.metric_name`). */
@@ -188,10 +189,10 @@ const compileRule = (
 }
 
 /**
- * The compilation of a spec, one rule per step (`next()`), the result when done. A caller that must
- * not hold the thread for long (a reload beside the data path) can pause between any two steps.
+ * The compilation of a spec, one rule per step (see `threads/slices.ts`): a caller that must not
+ * hold the thread for long (a reload beside the data path) runs it in slices.
  */
-function* compileSteps(spec: LimitsSpec): Generator<void, CompileResult, void> {
+export function* compileSteps(spec: LimitsSpec): Steps<CompileResult> {
   const problems: Array<SpecProblem> = []
   const windowMs = spec.window ?? DEFAULT_WINDOW_MS
   if (spec.window !== undefined && (windowMs < MIN_WINDOW_MS || windowMs > MAX_WINDOW_MS)) {
@@ -227,51 +228,8 @@ function* compileSteps(spec: LimitsSpec): Generator<void, CompileResult, void> {
  * every semantic problem (duplicate or empty names, invalid regexes, fields an action needs).
  * Pure: the same spec always gives the same result.
  */
-export const compileLimits = (spec: LimitsSpec): CompileResult => {
-  const steps = compileSteps(spec)
-  for (;;) {
-    const r = steps.next()
-    if (r.done === true) return r.value
-  }
-}
+export const compileLimits = (spec: LimitsSpec): CompileResult => runToEnd(compileSteps(spec))
 
-/** How long a slice of main-thread reload work may hold the event loop before it lets it run. */
-export const SLICE_BUDGET_MS = 4
-
-/**
- * Lets the event loop run (timers, I/O: the requests that arrived meanwhile) before the calling
- * fiber goes on. `setImmediate` runs after the loop has polled for I/O, unlike a microtask.
- */
-export const yieldToEventLoop: Effect.Effect<void> = Effect.async<void>((resume) => {
-  const handle = setImmediate(() => resume(Effect.void))
-  return Effect.sync(() => clearImmediate(handle))
-})
-
-/**
- * Runs `steps` to its result in slices of about `budgetMs` of work, letting the event loop run
- * between slices: a long computation on the main thread (tens of thousands of rules) that requests
- * do not wait for. The result is the same as running every step at once.
- */
-export const runSliced = <A>(
-  steps: Iterator<void, A, void>,
-  budgetMs: number = SLICE_BUDGET_MS,
-): Effect.Effect<A> =>
-  Effect.gen(function* () {
-    let sliceStart = performance.now()
-    let n = 0
-    for (;;) {
-      const r = steps.next()
-      if (r.done === true) return r.value
-      // The clock is read every 16 steps: a step is a few microseconds at most.
-      if ((++n & 15) === 0 && performance.now() - sliceStart >= budgetMs) {
-        yield* yieldToEventLoop
-        sliceStart = performance.now()
-      }
-    }
-  })
-
-/** `compileLimits` in slices (see `runSliced`): the same result, without holding the event loop. */
-export const compileLimitsSliced = (
-  spec: LimitsSpec,
-  budgetMs: number = SLICE_BUDGET_MS,
-): Effect.Effect<CompileResult> => runSliced(compileSteps(spec), budgetMs)
+/** `compileLimits` in slices that let the event loop run in between: the same result. */
+export const compileLimitsSliced = (spec: LimitsSpec): Effect.Effect<CompileResult> =>
+  runSliced(compileSteps(spec))

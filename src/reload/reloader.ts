@@ -5,7 +5,8 @@ import { type ConfigPaths, hashOfRead, MISSING_HASH } from "../config/load.js"
 import { EventLog } from "../events/log.js"
 import { logError, logInfo } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
-import { type Decision, decide } from "./decide.js"
+import { runSliced } from "../threads/slices.js"
+import { type Decision, decideSteps } from "./decide.js"
 import type { Trigger, TriggerEvent } from "./trigger.js"
 import type { ConfigVersion } from "./version.js"
 
@@ -116,11 +117,10 @@ export const make = (settings: ReloadSettings) =>
           yield* events.storeSnapshot(hashes.config, read.main.right.bytes)
         }
         const now = yield* Clock.currentTimeMillis
-        const decision = decide(current, decoded, {
-          trigger: first.trigger,
-          now,
-          dryRunFlag: settings.dryRunFlag,
-        })
+        // In slices: a version of tens of thousands of rules is built while requests go on.
+        const decision = yield* runSliced(
+          decideSteps(current, decoded, { trigger: first.trigger, now, dryRunFlag: settings.dryRunFlag }),
+        )
         const active = decision.version
         const paths = {
           limits_path: settings.paths.limits ?? null,

@@ -198,7 +198,7 @@ describe("a large reload and the data path", () => {
     const latencies: Array<number> = []
     const startedAt: Array<number> = []
     const load = (async () => {
-      const until = Date.now() + 20_000
+      const until = Date.now() + 60_000
       while (!stop && Date.now() < until && latencies.length < 5_000) {
         const t0 = performance.now()
         const r = await postOtlp(port, body)
@@ -212,7 +212,7 @@ describe("a large reload and the data path", () => {
     const before = latencies.length
     const hup = performance.now()
     g.signal("SIGHUP")
-    await g.waitForVersion(2, 20_000)
+    await g.waitForVersion(2, 60_000)
     const applied = performance.now() - hup
     await new Promise((res) => setTimeout(res, 200))
     stop = true
@@ -228,9 +228,10 @@ describe("a large reload and the data path", () => {
     console.log(
       `20k-rule reload applied ${applied.toFixed(0)} ms after SIGHUP; ${latencies.length} requests, ${during.length} from SIGHUP on, max ${max.toFixed(1)} ms; worst: ${worst.join(", ")}`,
     )
-    // Before sliced compilation the whole compile held the event loop: 1.6 s here (2.3 s elsewhere).
-    // Sliced, the worst request took 180-340 ms on a shared 2-CPU machine under a load average of
-    // 7, where the decoder thread and the collector compete with the main thread for the CPUs.
-    expect(max).toBeLessThan(600)
-  }, 120_000)
+    // Before sliced compilation the whole compile held the event loop: 1.6 s on an idle machine
+    // here (2.3 s elsewhere), more under load. Sliced, the worst request took 180-340 ms on a shared
+    // 2-CPU machine at a load average of 7, and up to 700 ms beside the rest of the suite, where the
+    // decoder thread, the collector and other processes compete with the main thread for the CPUs.
+    expect(max).toBeLessThan(1_000)
+  }, 180_000)
 })
