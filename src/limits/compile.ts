@@ -1,4 +1,3 @@
-import type { Effect } from "effect"
 import { RE2JS } from "re2js"
 import {
   DEFAULT_WINDOW_MS,
@@ -6,7 +5,7 @@ import {
   type LimitsSpec,
   type RuleSpec,
 } from "../config/limits-schema.js"
-import { runSliced, runToEnd, type Steps } from "../threads/slices.js"
+import { runToEnd, type Steps } from "../threads/slices.js"
 import { type CompiledLimits, type CompiledRule, DEFAULT_RULE_NAME } from "./rules.js"
 
 /** A semantic problem, located by its key path (`rules[2].match.metric_name`). */
@@ -229,7 +228,3 @@ export function* compileSteps(spec: LimitsSpec): Steps<CompileResult> {
  * Pure: the same spec always gives the same result.
  */
 export const compileLimits = (spec: LimitsSpec): CompileResult => runToEnd(compileSteps(spec))
-
-/** `compileLimits` in slices that let the event loop run in between: the same result. */
-export const compileLimitsSliced = (spec: LimitsSpec): Effect.Effect<CompileResult> =>
-  runSliced(compileSteps(spec))
