@@ -228,10 +228,16 @@ describe("a large reload and the data path", () => {
     console.log(
       `20k-rule reload applied ${applied.toFixed(0)} ms after SIGHUP; ${latencies.length} requests, ${during.length} from SIGHUP on, max ${max.toFixed(1)} ms; worst: ${worst.join(", ")}`,
     )
-    // Before sliced compilation the whole compile held the event loop: 1.6 s on an idle machine
-    // here (2.3 s elsewhere), more under load. Sliced, the worst request took 180-340 ms on a shared
-    // 2-CPU machine at a load average of 7, and up to 700 ms beside the rest of the suite, where the
-    // decoder thread, the collector and other processes compete with the main thread for the CPUs.
-    expect(max).toBeLessThan(1_000)
+    // Before sliced compilation the whole compile held the event loop: the slowest request took
+    // 1.6-3.0 s (2.3 s elsewhere), half of the reload's duration. Sliced, it took
+    // 180-340 ms on a shared 2-CPU machine at a load average of 7. Beside the rest of the suite, the
+    // machine is so loaded that the reload takes 20-30 s, and a request can wait up to 1.5 s for a
+    // CPU (while the decoder thread works and the main thread is idle); there the bound is a tenth
+    // of the reload's duration, which the broken code fails as well.
+    const bound = Math.max(1_000, applied / 10)
+    console.log(
+      `bound ${bound.toFixed(0)} ms; slowest request / reload duration = ${(max / applied).toFixed(3)}`,
+    )
+    expect(max).toBeLessThan(bound)
   }, 180_000)
 })
