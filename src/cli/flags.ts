@@ -1,5 +1,6 @@
 import { Data, Either } from "effect"
 import { parseDuration } from "../config/duration.js"
+import { DEFAULT_CONFIG_MAX_BYTES } from "../config/load.js"
 
 /**
  * The command line of CONTRACT §2. Flags are accepted Go-style and GNU-style (`-name=value`,
@@ -27,6 +28,8 @@ export interface RunFlags {
   readonly reloadAuthTokenFile: string | undefined
   readonly reloadDebounceMs: number
   readonly reloadEventLog: string | undefined
+  /** `-config-max-bytes`: a config or limits file larger than this is refused before it is read. */
+  readonly configMaxBytes: number
   readonly logLevel: LogLevelName
 }
 
@@ -38,6 +41,7 @@ export type Command =
       readonly eventLog: string
       readonly verify: boolean
       readonly at: string | undefined
+      readonly configMaxBytes: number
     }
   | { readonly _tag: "Help"; readonly text: string }
   | { readonly _tag: "Version" }
@@ -49,7 +53,7 @@ export class UsageError extends Data.TaggedError("UsageError")<{ readonly reason
   }
 }
 
-type Kind = "string" | "bool" | "duration" | "level"
+type Kind = "string" | "bool" | "duration" | "level" | "bytes"
 
 interface FlagSpec {
   readonly name: string
@@ -146,6 +150,12 @@ export const RUN_FLAGS: ReadonlyArray<FlagSpec> = [
     defaultText: "none",
     help: "append-only reload event log (JSON lines); config snapshots live beside it",
   },
+  {
+    name: "config-max-bytes",
+    kind: "bytes",
+    defaultText: "8MiB",
+    help: "a config or limits file larger than this is refused (reload rejected) before it is read",
+  },
   { name: "log-level", kind: "level", defaultText: "info", help: "debug, info, warn, error" },
 ]
 
@@ -156,13 +166,25 @@ const REPLAY_FLAGS: ReadonlyArray<FlagSpec> = [
     defaultText: "false",
     help: "re-validate every recorded config with the current code; exit 1 on divergence",
   },
-  { name: "at", kind: "string", defaultText: "none", help: "print the version active at this RFC 3339 time" },
+  {
+    name: "at",
+    kind: "string",
+    defaultText: "none",
+    help: "print the version active at this RFC 3339 time; with -verify, verify up to it",
+  },
+  {
+    name: "config-max-bytes",
+    kind: "bytes",
+    defaultText: "8MiB",
+    help: "-verify treats a snapshot larger than this as the reload would: refused",
+  },
 ]
 
 const flagLines = (flags: ReadonlyArray<FlagSpec>): string =>
   flags
     .map((f) => {
-      const arg = f.kind === "bool" ? "" : f.kind === "duration" ? " duration" : " value"
+      const arg =
+        f.kind === "bool" ? "" : f.kind === "duration" ? " duration" : f.kind === "bytes" ? " size" : " value"
       return `  -${f.name}${arg}\n      ${f.help} (default ${f.defaultText})`
     })
     .join("\n")
@@ -272,6 +294,41 @@ const duration = (raw: Raw, name: string, fallbackMs: number): Either.Either<num
     : Either.right(ms)
 }
 
+const BYTE_UNITS: Readonly<Record<string, number>> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  gib: 1024 ** 3,
+}
+
+/** A size: a whole number of bytes, or with a binary unit (`512KiB`, `8MiB`, `8M`; K = 1024). */
+export const parseBytes = (text: string): number | undefined => {
+  const m = /^(\d+)\s*([a-zA-Z]*)$/.exec(text.trim())
+  if (m === null) return undefined
+  const unit = BYTE_UNITS[(m[2] as string).toLowerCase()]
+  if (unit === undefined) return undefined
+  const n = Number(m[1]) * unit
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined
+}
+
+const bytes = (raw: Raw, name: string, fallback: number): Either.Either<number, UsageError> => {
+  const v = raw.get(name)
+  if (typeof v !== "string") return Either.right(fallback)
+  const n = parseBytes(v)
+  return n === undefined
+    ? Either.left(
+        new UsageError({ reason: `invalid size "${v}" for flag -${name} (e.g. 8388608, 512KiB, 8MiB)` }),
+      )
+    : Either.right(n)
+}
+
 const runFlags = (raw: Raw): Either.Either<RunFlags, UsageError> =>
   Either.gen(function* () {
     const level = str(raw, "log-level", "info")
@@ -297,6 +354,7 @@ const runFlags = (raw: Raw): Either.Either<RunFlags, UsageError> =>
       reloadAuthTokenFile: optStr(raw, "reload-auth-token-file"),
       reloadDebounceMs: yield* duration(raw, "reload-debounce", 250),
       reloadEventLog: optStr(raw, "reload-event-log"),
+      configMaxBytes: yield* bytes(raw, "config-max-bytes", DEFAULT_CONFIG_MAX_BYTES),
       logLevel: level as LogLevelName,
     }
   })
@@ -318,12 +376,13 @@ export const parseCommandLine = (args: ReadonlyArray<string>): Either.Either<Com
           new UsageError({ reason: "replay needs exactly one argument: the event log file" }),
         )
       }
-      return Either.right({
+      return Either.map(bytes(raw, "config-max-bytes", DEFAULT_CONFIG_MAX_BYTES), (configMaxBytes) => ({
         _tag: "Replay" as const,
         eventLog: positionals[0] as string,
         verify: bool(raw, "verify") ?? false,
         at: optStr(raw, "at"),
-      })
+        configMaxBytes,
+      }))
     })
   }
   return Either.flatMap(scan(tail, RUN_FLAGS), ({ raw, positionals }) => {

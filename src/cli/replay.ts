@@ -1,10 +1,15 @@
-import * as fs from "node:fs"
 import { Data, Effect, Either } from "effect"
-import { decodeLimits, decodeMainConfig, sha256Hex } from "../config/decode.js"
-import { type ConfigInvalidError, formatIssue } from "../config/errors.js"
+import { decodeLimits, decodeMainConfig } from "../config/decode.js"
+import {
+  type ConfigInvalidError,
+  type ConfigRole,
+  ConfigTooLargeError,
+  formatIssue,
+} from "../config/errors.js"
+import { DEFAULT_CONFIG_MAX_BYTES, readConfigFile } from "../config/load.js"
 import type { ReloadEvent } from "../events/event.js"
-import { fold } from "../events/fold.js"
-import { parseEventLog, snapshotPath } from "../events/log.js"
+import { initialState, step } from "../events/fold.js"
+import { scanEventLog, snapshotPath } from "../events/log.js"
 
 export class ReplayError extends Data.TaggedError("ReplayError")<{
   readonly file: string
@@ -40,11 +45,17 @@ export const activeAt = (events: ReadonlyArray<ReloadEvent>, at: number) => {
   let active: Extract<ReloadEvent, { type: "ConfigApplied" }> | undefined
   for (const e of events) {
     if (Date.parse(e.at) > at) break
-    if (e.type === "Started" || e.type === "Stopped") active = undefined
-    if (e.type === "ConfigApplied") active = e
+    active = activeAfter(active, e)
   }
   return active
 }
+
+/** One step of `activeAt`: the active version after `e`. */
+const activeAfter = (
+  active: Extract<ReloadEvent, { type: "ConfigApplied" }> | undefined,
+  e: ReloadEvent,
+): Extract<ReloadEvent, { type: "ConfigApplied" }> | undefined =>
+  e.type === "Started" || e.type === "Stopped" ? undefined : e.type === "ConfigApplied" ? e : active
 
 /** One recorded config whose verdict differs with the current code, or whose bytes are gone. */
 export interface Divergence {
@@ -52,75 +63,131 @@ export interface Divergence {
   readonly problem: string
 }
 
-const readSnapshot = (logFile: string, sha: string): Either.Either<Uint8Array, string> => {
-  try {
-    const bytes = fs.readFileSync(snapshotPath(logFile, sha))
-    return sha256Hex(bytes) === sha
-      ? Either.right(bytes)
-      : Either.left(`snapshot ${sha} is corrupt (hash differs)`)
-  } catch {
-    return Either.left(`snapshot ${sha} is missing (${snapshotPath(logFile, sha)})`)
+type Verdict =
+  | { readonly _tag: "Missing"; readonly problem: string }
+  | { readonly _tag: "Checked"; readonly problems: ReadonlyArray<string> }
+
+/**
+ * Re-validates one snapshot with the current code: read with the reload's bound (a snapshot over
+ * `maxBytes` is refused as the reload would refuse the file), checked against its hash, decoded.
+ */
+const checkSnapshot = async (
+  logFile: string,
+  file: { sha: string; name: string; role: ConfigRole },
+  maxBytes: number,
+): Promise<Verdict> => {
+  const where = snapshotPath(logFile, file.sha)
+  const read = await readConfigFile(where, file.role, maxBytes)
+  if (Either.isLeft(read)) {
+    const e = read.left
+    if (e._tag === "ConfigTooLargeError") {
+      const tooLarge = new ConfigTooLargeError({ ...e, file: file.name })
+      return { _tag: "Checked", problems: tooLarge.issues.map(formatIssue) }
+    }
+    return { _tag: "Missing", problem: `snapshot ${file.sha} is missing (${where})` }
   }
+  if (read.right.sha256 !== file.sha) {
+    return { _tag: "Missing", problem: `snapshot ${file.sha} is corrupt (hash differs)` }
+  }
+  const decode = file.role === "limits" ? decodeLimits : decodeMainConfig
+  const decoded: Either.Either<unknown, ConfigInvalidError> = decode(file.name, read.right.bytes)
+  return { _tag: "Checked", problems: Either.isLeft(decoded) ? decoded.left.issues.map(formatIssue) : [] }
 }
 
-/** Re-validates every applied and every rejected config of the log with the current code. */
-export const verify = (logFile: string, events: ReadonlyArray<ReloadEvent>): Array<Divergence> => {
-  const out: Array<Divergence> = []
-  for (const e of events) {
-    if (e.type !== "ConfigApplied" && e.type !== "ReloadRejected") continue
-    const files: Array<{
-      sha: string
-      name: string
-      decode: (file: string, bytes: Uint8Array) => Either.Either<unknown, ConfigInvalidError>
-    }> = []
+/**
+ * Re-validates recorded configs one event at a time: each snapshot is read, decoded and let go
+ * before the next (a verdict is remembered per snapshot, not its bytes), so a log of any length
+ * and snapshots up to `maxBytes` verify in bounded memory.
+ */
+export const verifier = (logFile: string, maxBytes: number = DEFAULT_CONFIG_MAX_BYTES) => {
+  const verdicts = new Map<string, Verdict>()
+  const verdictOf = async (file: { sha: string; name: string; role: ConfigRole }): Promise<Verdict> => {
+    const key = `${file.role}:${file.name}:${file.sha}`
+    const known = verdicts.get(key)
+    if (known !== undefined) return known
+    const v = await checkSnapshot(logFile, file, maxBytes)
+    verdicts.set(key, v)
+    return v
+  }
+  return async (e: ReloadEvent): Promise<Array<Divergence>> => {
+    if (e.type !== "ConfigApplied" && e.type !== "ReloadRejected") return []
+    const files: Array<{ sha: string; name: string; role: ConfigRole }> = []
     if (e.limits_sha256 !== "")
-      files.push({ sha: e.limits_sha256, name: e.limits_path ?? "limits.yaml", decode: decodeLimits })
+      files.push({ sha: e.limits_sha256, name: e.limits_path ?? "limits.yaml", role: "limits" })
     if (e.config_sha256 !== "")
-      files.push({ sha: e.config_sha256, name: e.config_path ?? "config.yaml", decode: decodeMainConfig })
+      files.push({ sha: e.config_sha256, name: e.config_path ?? "config.yaml", role: "config" })
+    const out: Array<Divergence> = []
     const problems: Array<string> = []
     let missing = false
     for (const f of files) {
-      const bytes = readSnapshot(logFile, f.sha)
-      if (Either.isLeft(bytes)) {
+      const v = await verdictOf(f)
+      if (v._tag === "Missing") {
         missing = true
-        out.push({ seq: e.seq, problem: bytes.left })
-        continue
-      }
-      const decoded = f.decode(f.name, bytes.right)
-      if (Either.isLeft(decoded)) problems.push(...decoded.left.issues.map(formatIssue))
+        out.push({ seq: e.seq, problem: v.problem })
+      } else problems.push(...v.problems)
     }
-    if (missing) continue
+    if (missing) return out
     if (e.type === "ConfigApplied" && problems.length > 0) {
       out.push({
         seq: e.seq,
         problem: `version ${e.version} was applied, now rejected: ${problems.join("; ")}`,
       })
     }
+    // A file that could not be read (or was refused from its size or kind) left no snapshot.
     const readFailure =
       e.type === "ReloadRejected" &&
-      e.error.issues.some((i) => i.line === 0 && i.message.startsWith("cannot read"))
+      e.error.issues.some(
+        (i) =>
+          i.line === 0 && (i.message.startsWith("cannot read") || i.message.includes("(-config-max-bytes)")),
+      )
     if (e.type === "ReloadRejected" && problems.length === 0 && !readFailure) {
       out.push({ seq: e.seq, problem: `was rejected (${e.error.message}), now valid` })
     }
+    return out
   }
+}
+
+/** Re-validates every applied and every rejected config of `events` with the current code. */
+export const verify = async (
+  logFile: string,
+  events: Iterable<ReloadEvent>,
+  maxBytes: number = DEFAULT_CONFIG_MAX_BYTES,
+): Promise<Array<Divergence>> => {
+  const check = verifier(logFile, maxBytes)
+  const out: Array<Divergence> = []
+  for (const e of events) out.push(...(await check(e)))
   return out
 }
 
-/** `metrics-governor replay EVENT_LOG [-verify] [-at RFC3339]`. Returns the exit code. */
-export const replay = (options: { eventLog: string; verify: boolean; at: string | undefined }) =>
+const describeActive = (a: {
+  version: number
+  limits_sha256: string
+  config_sha256: string
+  rules_count: number
+  dry_run: boolean
+  at: string
+}): string =>
+  `version=${a.version} limits_sha256=${a.limits_sha256} config_sha256=${a.config_sha256} rules_count=${a.rules_count} dry_run=${a.dry_run} applied_at=${a.at}`
+
+/**
+ * `metrics-governor replay EVENT_LOG [-verify] [-at RFC3339]`. Returns the exit code.
+ *
+ * The log is read as a stream, one line at a time, and each event is printed, folded and (with
+ * `-verify`) re-validated as it is read: memory does not grow with the log. With `-at`, only the
+ * events up to that time count: it prints the version active then, and `-verify` re-validates the
+ * configs recorded up to then.
+ */
+export const replay = (options: {
+  eventLog: string
+  verify: boolean
+  at: string | undefined
+  configMaxBytes?: number
+}) =>
   Effect.gen(function* () {
-    const text = yield* Effect.try({
-      try: () => fs.readFileSync(options.eventLog, "utf8"),
-      catch: (e) =>
-        new ReplayError({ file: options.eventLog, reason: e instanceof Error ? e.message : String(e) }),
-    })
-    const { events, bad } = parseEventLog(text)
-    for (const b of bad)
-      process.stderr.write(`${options.eventLog}:${b.line}: skipped, ${b.reason}: ${b.text}\n`)
-    const out = (line: string) => process.stdout.write(`${line}\n`)
+    let until: number | undefined
     if (options.at !== undefined) {
-      const t = Date.parse(options.at)
-      if (Number.isNaN(t)) {
+      until = Date.parse(options.at)
+      if (Number.isNaN(until)) {
         return yield* Effect.fail(
           new ReplayError({
             file: options.eventLog,
@@ -128,31 +195,57 @@ export const replay = (options: { eventLog: string; verify: boolean; at: string 
           }),
         )
       }
-      const v = activeAt(events, t)
-      out(
-        v === undefined
-          ? `no version active at ${options.at}`
-          : `active at ${options.at}: version=${v.version} limits_sha256=${v.limits_sha256} config_sha256=${v.config_sha256} rules_count=${v.rules_count} dry_run=${v.dry_run} applied_at=${v.at}`,
-      )
-      return 0
     }
-    for (const e of events) out(describeEvent(e))
-    const state = fold(events)
-    const a = state.active
-    out(
-      a === undefined
-        ? "active: none"
-        : `active: version=${a.version} limits_sha256=${a.limits_sha256} config_sha256=${a.config_sha256} rules_count=${a.rules_count} dry_run=${a.dry_run} applied_at=${a.at}`,
-    )
-    out(
-      `reloads: applied=${state.applied} unchanged=${state.unchanged} rejected=${state.rejected} runs=${state.runs}`,
-    )
+    const out = (line: string) => process.stdout.write(`${line}\n`)
+    const check = options.verify ? verifier(options.eventLog, options.configMaxBytes) : undefined
+    const divergences: Array<Divergence> = []
+    let state = initialState
+    let active: Extract<ReloadEvent, { type: "ConfigApplied" }> | undefined
+    let past = false
+    yield* Effect.tryPromise({
+      try: () =>
+        scanEventLog(options.eventLog, {
+          bad: (b) => {
+            process.stderr.write(`${options.eventLog}:${b.line}: skipped, ${b.reason}: ${b.text}\n`)
+          },
+          event: async (e) => {
+            if (until !== undefined) {
+              // As `activeAt`: the first event after the time ends the history that counts.
+              if (past || Date.parse(e.at) > until) {
+                past = true
+                return
+              }
+              active = activeAfter(active, e)
+            } else {
+              out(describeEvent(e))
+              state = step(state, e)
+            }
+            if (check !== undefined) divergences.push(...(await check(e)))
+          },
+        }),
+      catch: (e) =>
+        new ReplayError({ file: options.eventLog, reason: e instanceof Error ? e.message : String(e) }),
+    })
+    if (options.at !== undefined) {
+      out(
+        active === undefined
+          ? `no version active at ${options.at}`
+          : `active at ${options.at}: ${describeActive(active)}`,
+      )
+    } else {
+      const a = state.active
+      out(a === undefined ? "active: none" : `active: ${describeActive(a)}`)
+      out(
+        `reloads: applied=${state.applied} unchanged=${state.unchanged} rejected=${state.rejected} runs=${state.runs}`,
+      )
+    }
     if (!options.verify) return 0
-    const divergences = verify(options.eventLog, events)
     for (const d of divergences) out(`DIVERGENCE seq ${d.seq}: ${d.problem}`)
+    const scope =
+      options.at === undefined ? "every recorded config" : `every config recorded up to ${options.at}`
     out(
       divergences.length === 0
-        ? "verify: ok, every recorded config has the same verdict today"
+        ? `verify: ok, ${scope} has the same verdict today`
         : `verify: FAILED, ${divergences.length} divergence(s)`,
     )
     return divergences.length === 0 ? 0 : 1

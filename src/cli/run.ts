@@ -58,6 +58,7 @@ export const run = (flags: RunFlags) =>
       paths: { config: flags.config, limits: flags.limitsConfig },
       dryRunFlag: flags.limitsDryRun,
       debounceMs: flags.reloadDebounceMs,
+      maxBytes: flags.configMaxBytes,
     }
     const app = Control.layer({
       address: stats.right,
@@ -74,7 +75,7 @@ export const run = (flags: RunFlags) =>
         }),
       ),
       Layer.provideMerge(Reload.layer(reloadSettings)),
-      Layer.provideMerge(Decoder.worker()),
+      Layer.provideMerge(Decoder.worker({ maxBytes: flags.configMaxBytes })),
       Layer.provideMerge(EventLog.layer(flags.reloadEventLog)),
       Layer.provideMerge(Telemetry.live),
       Layer.provideMerge(NodeContext.layer),

@@ -25,7 +25,7 @@ export const validate = (flags: RunFlags) =>
       return yield* Effect.fail(new UsageError({ reason: "validate needs -limits-config and/or -config" }))
     }
     const paths = { config: flags.config, limits: flags.limitsConfig }
-    const loaded = yield* Effect.either(loadConfig(paths))
+    const loaded = yield* Effect.either(loadConfig(paths, flags.configMaxBytes))
     if (Either.isLeft(loaded)) {
       for (const issue of loaded.left.issues) process.stderr.write(`${formatIssue(issue)}\n`)
       const n = loaded.left.issues.length

@@ -1,6 +1,6 @@
 /**
  * The config decoder's worker thread (see `decoder.ts`): decodes each request with the same pure
- * `decodeConfig` the main thread would run, and replies with plain data.
+ * decoders the main thread would run, and replies with plain data.
  *
  * @module
  */

@@ -31,6 +31,66 @@ export class ConfigReadError extends Data.TaggedError("ConfigReadError")<{
   }
 }
 
+/** What a config file is called in messages: `-limits-config` or `-config`. */
+export type ConfigRole = "limits" | "config"
+
+/**
+ * The path names something other than a regular file (a FIFO, a socket, a device). Refused before
+ * any byte is read: reading a FIFO would wait for a writer, for ever.
+ */
+export class ConfigNotRegularFileError extends Data.TaggedError("ConfigNotRegularFileError")<{
+  readonly file: string
+  /** `a FIFO`, `a socket`, `a character device`, … */
+  readonly kind: string
+}> {
+  get reason(): string {
+    return `not a regular file (${this.kind})`
+  }
+  override get message(): string {
+    return `${this.file}: cannot read: ${this.reason}`
+  }
+  get issues(): ReadonlyArray<ConfigIssue> {
+    return [{ file: this.file, line: 0, column: 0, path: "", message: `cannot read: ${this.reason}` }]
+  }
+}
+
+/** The file is larger than `-config-max-bytes`: refused from its size, before it is read. */
+export class ConfigTooLargeError extends Data.TaggedError("ConfigTooLargeError")<{
+  readonly file: string
+  readonly role: ConfigRole
+  readonly size: number
+  readonly limit: number
+}> {
+  get reason(): string {
+    return `${this.role} file is ${this.size} bytes, over the limit of ${this.limit} (-config-max-bytes)`
+  }
+  override get message(): string {
+    return `${this.file}: ${this.reason}`
+  }
+  get issues(): ReadonlyArray<ConfigIssue> {
+    return [{ file: this.file, line: 0, column: 0, path: "", message: this.reason }]
+  }
+}
+
+/** The decoder thread did not answer in time; it is stopped, and started again for the next reload. */
+export class ConfigDecodeTimeoutError extends Data.TaggedError("ConfigDecodeTimeoutError")<{
+  readonly file: string
+  readonly timeoutMs: number
+}> {
+  get reason(): string {
+    return `the config decoder did not finish within ${this.timeoutMs / 1000} s; the reload is rejected`
+  }
+  override get message(): string {
+    return `${this.file}: ${this.reason}`
+  }
+  get issues(): ReadonlyArray<ConfigIssue> {
+    return [{ file: this.file, line: 0, column: 0, path: "", message: this.reason }]
+  }
+}
+
+/** Why a configured file gave no bytes to decode. */
+export type ConfigFileError = ConfigReadError | ConfigNotRegularFileError | ConfigTooLargeError
+
 /** The file was read but is not a valid config: every problem found, in document order. */
 export class ConfigInvalidError extends Data.TaggedError("ConfigInvalidError")<{
   readonly file: string
@@ -41,4 +101,4 @@ export class ConfigInvalidError extends Data.TaggedError("ConfigInvalidError")<{
   }
 }
 
-export type ConfigError = ConfigReadError | ConfigInvalidError
+export type ConfigError = ConfigFileError | ConfigInvalidError | ConfigDecodeTimeoutError

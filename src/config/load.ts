@@ -1,7 +1,17 @@
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import { Data, Effect, Either } from "effect"
 import { type DecodedLimits, type DecodedMainConfig, decodeLimits, decodeMainConfig } from "./decode.js"
-import { type ConfigError, type ConfigIssue, ConfigReadError, formatIssue } from "./errors.js"
+import {
+  type ConfigError,
+  type ConfigFileError,
+  type ConfigIssue,
+  ConfigNotRegularFileError,
+  ConfigReadError,
+  type ConfigRole,
+  ConfigTooLargeError,
+  formatIssue,
+} from "./errors.js"
 
 /** Which files make up the configuration (from `-config` and `-limits-config`). */
 export interface ConfigPaths {
@@ -31,7 +41,7 @@ export class ConfigLoadError extends Data.TaggedError("ConfigLoadError")<{
   }
 }
 
-/** Why a file could not be read, in the operator's words. */
+/** Why a file could not be opened or read, in the operator's words. */
 const readFailure = (e: unknown): string => {
   const code = (e as NodeJS.ErrnoException | undefined)?.code
   switch (code) {
@@ -48,33 +58,108 @@ const readFailure = (e: unknown): string => {
   }
 }
 
-const readOne = (file: string | undefined): Either.Either<Uint8Array, ConfigReadError> | undefined => {
-  if (file === undefined) return undefined
+/** What a path names when it is not a regular file. */
+const kindOf = (s: fs.Stats): string =>
+  s.isFIFO()
+    ? "a FIFO"
+    : s.isSocket()
+      ? "a socket"
+      : s.isCharacterDevice()
+        ? "a character device"
+        : s.isBlockDevice()
+          ? "a block device"
+          : "not a file"
+
+/**
+ * The default of `-config-max-bytes`: 8 MiB. A rule with a regex, a label matcher, a limit and an
+ * action takes 100 to 200 bytes of YAML, so this admits 40,000 to 80,000 rules, while a file far
+ * larger than any real limits file (which would keep the decoder busy for minutes and fill the
+ * snapshot directory) is refused from its size alone.
+ */
+export const DEFAULT_CONFIG_MAX_BYTES = 8 * 1024 * 1024
+
+/** The hash recorded for a configured file that cannot be read; the watcher and poller use it too. */
+export const MISSING_HASH = "missing"
+
+/** How much is read (and hashed) per step: the hash of one step costs the event loop ~0.1 ms. */
+const CHUNK_BYTES = 64 * 1024
+
+/** One configured file as read: its bytes and their SHA-256 (hex), or why there are none. */
+export type FileRead = Either.Either<{ readonly bytes: Uint8Array; readonly sha256: string }, ConfigFileError>
+
+/**
+ * Reads one config file without ever blocking the calling thread: opened with `O_NONBLOCK` (so a
+ * FIFO without a writer does not wait for one), checked with `fstat` on the open descriptor (so the
+ * file checked is the file read): a regular file, at most `maxBytes` bytes. Then read and hashed in
+ * steps. The bound holds even for a file that grows while it is read. Never fails: a failure is data.
+ */
+export const readConfigFile = async (file: string, role: ConfigRole, maxBytes: number): Promise<FileRead> => {
+  let handle: fs.promises.FileHandle
   try {
-    return Either.right(fs.readFileSync(file))
+    handle = await fs.promises.open(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
   } catch (e) {
     return Either.left(new ConfigReadError({ file, reason: readFailure(e) }))
   }
+  try {
+    const st = await handle.stat()
+    if (st.isDirectory()) return Either.left(new ConfigReadError({ file, reason: "is a directory" }))
+    if (!st.isFile()) return Either.left(new ConfigNotRegularFileError({ file, kind: kindOf(st) }))
+    if (st.size > maxBytes) {
+      return Either.left(new ConfigTooLargeError({ file, role, size: st.size, limit: maxBytes }))
+    }
+    const hash = createHash("sha256")
+    const chunks: Array<Buffer> = []
+    let total = 0
+    for (;;) {
+      // One byte more than the bound may be read: that is how growth past it is seen.
+      const want = Math.min(CHUNK_BYTES, maxBytes + 1 - total)
+      if (want <= 0) break
+      const buf = Buffer.allocUnsafe(want)
+      const { bytesRead } = await handle.read(buf, 0, want, null)
+      if (bytesRead === 0) break
+      const chunk = buf.subarray(0, bytesRead)
+      hash.update(chunk)
+      chunks.push(chunk)
+      total += bytesRead
+      // A short read of a regular file is its end: spares the round trip of one more read.
+      if (bytesRead < want) break
+    }
+    if (total > maxBytes) {
+      return Either.left(new ConfigTooLargeError({ file, role, size: total, limit: maxBytes }))
+    }
+    return Either.right({ bytes: new Uint8Array(Buffer.concat(chunks, total)), sha256: hash.digest("hex") })
+  } catch (e) {
+    return Either.left(new ConfigReadError({ file, reason: readFailure(e) }))
+  } finally {
+    // Not waited for: the bytes are in hand, and the reload need not wait a round trip for it.
+    void handle.close().catch(() => undefined)
+  }
 }
 
+/** The content hash of what was read: `""` when not configured, `MISSING_HASH` when unreadable. */
+export const hashOfRead = (read: FileRead | undefined): string =>
+  read === undefined ? "" : Either.isRight(read) ? read.right.sha256 : MISSING_HASH
+
 /**
- * Reads both files, synchronously: config files are small and local (a ConfigMap is a tmpfs), and
- * one `readFileSync` is far quicker than the round trips of an asynchronous read. A read failure is
- * data here, so `decodeConfig` can report both files at once.
+ * Reads both files, concurrently and asynchronously (see `readConfigFile`). A read failure is data
+ * here, so `decodeConfig` can report both files at once.
  */
-export const readConfigBytesSync = (paths: ConfigPaths): ReadBytes => ({
-  main: readOne(paths.config),
-  limits: readOne(paths.limits),
-})
+export const readConfigBytes = (
+  paths: ConfigPaths,
+  maxBytes: number = DEFAULT_CONFIG_MAX_BYTES,
+): Effect.Effect<ReadBytes> =>
+  Effect.promise(async () => {
+    const [main, limits] = await Promise.all([
+      paths.config === undefined ? undefined : readConfigFile(paths.config, "config", maxBytes),
+      paths.limits === undefined ? undefined : readConfigFile(paths.limits, "limits", maxBytes),
+    ])
+    return { main, limits }
+  })
 
-/** `readConfigBytesSync` as an effect. */
-export const readConfigBytes = (paths: ConfigPaths): Effect.Effect<ReadBytes> =>
-  Effect.sync(() => readConfigBytesSync(paths))
-
-/** What `readConfigBytes` read: each configured file's bytes, or why it could not be read. */
+/** What `readConfigBytes` read: each configured file's bytes and hash, or why it could not be read. */
 export interface ReadBytes {
-  readonly main: Either.Either<Uint8Array, ConfigReadError> | undefined
-  readonly limits: Either.Either<Uint8Array, ConfigReadError> | undefined
+  readonly main: FileRead | undefined
+  readonly limits: FileRead | undefined
 }
 
 /** Decodes what `readConfigBytes` read. Pure. */
@@ -85,11 +170,11 @@ export const decodeConfig = (
   const errors: Array<ConfigError> = []
   const decode = <A>(
     file: string | undefined,
-    bytes: Either.Either<Uint8Array, ConfigReadError> | undefined,
+    read: FileRead | undefined,
     f: (file: string, bytes: Uint8Array) => Either.Either<A, ConfigError>,
   ): A | undefined => {
-    if (file === undefined || bytes === undefined) return undefined
-    const decoded = Either.flatMap(bytes, (b) => f(file, b))
+    if (file === undefined || read === undefined) return undefined
+    const decoded = Either.flatMap(read, (r) => f(file, r.bytes))
     if (Either.isLeft(decoded)) {
       errors.push(decoded.left)
       return undefined
@@ -102,5 +187,5 @@ export const decodeConfig = (
 }
 
 /** Reads and decodes both files: the one code path of `validate`, startup and every reload. */
-export const loadConfig = (paths: ConfigPaths) =>
-  readConfigBytes(paths).pipe(Effect.flatMap((read) => decodeConfig(paths, read)))
+export const loadConfig = (paths: ConfigPaths, maxBytes: number = DEFAULT_CONFIG_MAX_BYTES) =>
+  readConfigBytes(paths, maxBytes).pipe(Effect.flatMap((read) => decodeConfig(paths, read)))

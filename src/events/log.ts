@@ -1,5 +1,6 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as readline from "node:readline"
 import { Context, Data, Effect, Either, Layer, Ref } from "effect"
 import { logError } from "../telemetry/log.js"
 import { decodeEventJson, type EventBody, type ReloadEvent } from "./event.js"
@@ -22,7 +23,13 @@ export interface BadLine {
   readonly reason: string
 }
 
-/** Parses a whole event log. Bad lines are reported, not fatal. Pure. */
+const badLine = (line: number, raw: string, last: boolean): BadLine => ({
+  line,
+  text: raw.length > 120 ? `${raw.slice(0, 120)}…` : raw,
+  reason: last ? "torn last line (incomplete write)" : "not a valid event",
+})
+
+/** Parses a whole event log held in memory. Bad lines are reported, not fatal. Pure. */
 export const parseEventLog = (text: string): { events: Array<ReloadEvent>; bad: Array<BadLine> } => {
   const events: Array<ReloadEvent> = []
   const bad: Array<BadLine> = []
@@ -32,14 +39,53 @@ export const parseEventLog = (text: string): { events: Array<ReloadEvent>; bad: 
     if (raw.trim() === "") return
     const decoded = decodeEventJson(raw)
     if (Either.isRight(decoded)) events.push(decoded.right)
-    else
-      bad.push({
-        line: i + 1,
-        text: raw.length > 120 ? `${raw.slice(0, 120)}…` : raw,
-        reason: i === lines.length - 1 ? "torn last line (incomplete write)" : "not a valid event",
-      })
+    else bad.push(badLine(i + 1, raw, i === lines.length - 1))
   })
   return { events, bad }
+}
+
+/** What `scanEventLog` hands each line to. Either may return a promise: the scan waits for it. */
+export interface EventLogVisitor {
+  readonly event: (event: ReloadEvent) => void | Promise<void>
+  readonly bad: (bad: BadLine) => void | Promise<void>
+}
+
+/** The path names something other than a regular file: `undefined` when it is one (or is absent). */
+export const notRegularFile = async (file: string): Promise<string | undefined> => {
+  const st = await fs.promises.stat(file).catch(() => undefined)
+  if (st === undefined || st.isFile()) return undefined
+  return st.isDirectory() ? "a directory" : st.isFIFO() ? "a FIFO" : st.isSocket() ? "a socket" : "a device"
+}
+
+/**
+ * Reads an event log line by line, as a stream, with the same verdicts as `parseEventLog`: memory
+ * stays bounded by the longest line, whatever the log's length. A bad line is reported as torn
+ * when it is the last line of the file. Rejects when the file cannot be read.
+ */
+export const scanEventLog = async (file: string, visit: EventLogVisitor): Promise<void> => {
+  const kind = await notRegularFile(file)
+  if (kind !== undefined) throw new Error(`not a regular file (${kind})`)
+  const input = fs.createReadStream(file, { encoding: "utf8" })
+  const lines = readline.createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY })
+  let lineNo = 0
+  let pending: { line: number; raw: string } | undefined
+  try {
+    for await (const raw of lines) {
+      lineNo++
+      if (pending !== undefined) {
+        await visit.bad(badLine(pending.line, pending.raw, false))
+        pending = undefined
+      }
+      if (raw.trim() === "") continue
+      const decoded = decodeEventJson(raw)
+      if (Either.isRight(decoded)) await visit.event(decoded.right)
+      else pending = { line: lineNo, raw }
+    }
+  } finally {
+    lines.close()
+    input.destroy()
+  }
+  if (pending !== undefined) await visit.bad(badLine(pending.line, pending.raw, true))
 }
 
 /** Where the config bytes a hash names are kept: `<log>.snapshots/<sha256>.yaml`. */
@@ -63,43 +109,81 @@ export interface EventLogService {
 
 export class EventLog extends Context.Tag("metrics-governor/EventLog")<EventLog, EventLogService>() {}
 
-const attempt = <A>(file: string, f: () => A) =>
-  Effect.try({
+const reasonOf = (e: unknown): string => (e instanceof Error ? e.message : String(e))
+
+const attempt = <A>(file: string, f: () => Promise<A>) =>
+  Effect.tryPromise({
     try: f,
-    catch: (e) => new EventLogError({ file, reason: e instanceof Error ? e.message : String(e) }),
+    catch: (e) => new EventLogError({ file, reason: reasonOf(e) }),
   })
 
+/** Whether the file's last byte is a newline (true for an empty or absent file). */
+const endsWithNewline = async (file: string): Promise<boolean> => {
+  const handle = await fs.promises.open(file, "r").catch(() => undefined)
+  if (handle === undefined) return true
+  try {
+    const { size } = await handle.stat()
+    if (size === 0) return true
+    const last = Buffer.alloc(1)
+    await handle.read(last, 0, 1, size - 1)
+    return last[0] === 0x0a
+  } finally {
+    await handle.close()
+  }
+}
+
 /**
- * The event log service. With a file, earlier runs are read first so `seq` keeps rising and a torn
- * last line is fenced off by a newline; without one, events are kept in memory only (bounded).
+ * The event log service. With a file, earlier runs are read first (as a stream) so `seq` keeps
+ * rising and a torn last line is fenced off by a newline; without one, events are kept in memory
+ * only (bounded). The file must be a regular file. Every write is asynchronous: appending an event
+ * or a snapshot never holds up the data path.
  */
 export const make = (file: string | undefined, now: () => Date = () => new Date()) =>
   Effect.gen(function* () {
     let start = initialState
-    let fd: number | undefined
+    let handle: fs.promises.FileHandle | undefined
     if (file !== undefined) {
-      const opened = yield* attempt(file, () => {
-        fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true })
-        const existing = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : ""
-        const handle = fs.openSync(file, "a")
-        if (existing.length > 0 && !existing.endsWith("\n")) fs.writeSync(handle, "\n")
-        return { existing, handle }
+      const bad: Array<BadLine> = []
+      const opened = yield* attempt(file, async () => {
+        await fs.promises.mkdir(path.dirname(path.resolve(file)), { recursive: true })
+        const kind = await notRegularFile(file)
+        if (kind !== undefined) throw new Error(`not a regular file (${kind})`)
+        let folded = initialState
+        const exists = await fs.promises.stat(file).then(
+          () => true,
+          () => false,
+        )
+        if (exists) {
+          await scanEventLog(file, {
+            event: (e) => {
+              folded = step(folded, e)
+            },
+            bad: (b) => {
+              bad.push(b)
+            },
+          })
+        }
+        const fenced = await endsWithNewline(file)
+        const h = await fs.promises.open(file, "a")
+        if (!fenced) await h.write("\n")
+        return { folded, handle: h }
       })
-      fd = opened.handle
-      const { events, bad } = parseEventLog(opened.existing)
+      handle = opened.handle
+      start = opened.folded
       for (const b of bad) yield* logError("reload event log: skipping a bad line", { file, ...b })
-      for (const e of events) start = step(start, e)
-      const handle = fd
-      yield* Effect.addFinalizer(() => Effect.sync(() => fs.closeSync(handle)))
+      const h = handle
+      yield* Effect.addFinalizer(() => Effect.promise(() => h.close().catch(() => undefined)))
     }
     const stateRef = yield* Ref.make(start)
     const recentRef = yield* Ref.make<ReadonlyArray<ReloadEvent>>([])
+    // One append at a time: lines are written and numbered in the order of the fold.
+    const lock = yield* Effect.makeSemaphore(1)
     const writeLine = (line: string) =>
-      fd === undefined || file === undefined
+      handle === undefined || file === undefined
         ? Effect.void
-        : attempt(file, () => {
-            fs.writeSync(fd as number, line)
-            fs.fsyncSync(fd as number)
+        : attempt(file, async () => {
+            await handle.write(line)
+            await handle.sync()
           }).pipe(
             Effect.catchAll((e) => logError("reload event log write failed", { error: e.message, file })),
           )
@@ -114,24 +198,28 @@ export const make = (file: string | undefined, now: () => Date = () => new Date(
           r.length >= MEMORY_EVENTS ? [...r.slice(1), event] : [...r, event],
         )
         return event
-      }).pipe(Effect.uninterruptible)
+      }).pipe(lock.withPermits(1), Effect.uninterruptible)
 
     const storeSnapshot = (sha256: string, bytes: Uint8Array) =>
       file === undefined || sha256 === ""
         ? Effect.void
-        : attempt(file, () => {
+        : attempt(file, async () => {
             const target = snapshotPath(file, sha256)
-            if (fs.existsSync(target)) return
-            fs.mkdirSync(snapshotDir(file), { recursive: true })
+            const exists = await fs.promises.stat(target).then(
+              () => true,
+              () => false,
+            )
+            if (exists) return
+            await fs.promises.mkdir(snapshotDir(file), { recursive: true })
             const tmp = `${target}.tmp-${process.pid}`
-            const h = fs.openSync(tmp, "w")
+            const h = await fs.promises.open(tmp, "w")
             try {
-              fs.writeSync(h, bytes)
-              fs.fsyncSync(h)
+              await h.write(bytes)
+              await h.sync()
             } finally {
-              fs.closeSync(h)
+              await h.close()
             }
-            fs.renameSync(tmp, target)
+            await fs.promises.rename(tmp, target)
           }).pipe(
             Effect.catchAll((e) => logError("reload event log snapshot failed", { error: e.message, file })),
           )

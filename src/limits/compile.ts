@@ -5,6 +5,7 @@ import {
   type LimitsSpec,
   type RuleSpec,
 } from "../config/limits-schema.js"
+import { runToEnd, type Steps } from "../threads/slices.js"
 import { type CompiledLimits, type CompiledRule, DEFAULT_RULE_NAME } from "./rules.js"
 
 /** A semantic problem, located by its key path (`rules[2].match.metric_name`). */
@@ -187,18 +188,22 @@ const compileRule = (
 }
 
 /**
- * Turns a decoded `limits.yaml` into the immutable, compiled rules of one config version, or lists
- * every semantic problem (duplicate or empty names, invalid regexes, fields an action needs).
- * Pure: the same spec always gives the same result.
+ * The compilation of a spec, one rule per step (see `threads/slices.ts`): a caller that must not
+ * hold the thread for long (a reload beside the data path) runs it in slices.
  */
-export const compileLimits = (spec: LimitsSpec): CompileResult => {
+export function* compileSteps(spec: LimitsSpec): Steps<CompileResult> {
   const problems: Array<SpecProblem> = []
   const windowMs = spec.window ?? DEFAULT_WINDOW_MS
   if (spec.window !== undefined && (windowMs < MIN_WINDOW_MS || windowMs > MAX_WINDOW_MS)) {
     problems.push({ path: ["window"], message: "must be between 1s and 24h" })
   }
   const firstIndexByName = new Map<string, number>()
-  const rules = (spec.rules ?? []).map((rule, i) => compileRule(rule, i, firstIndexByName, problems))
+  const specs = spec.rules ?? []
+  const rules: Array<CompiledRule> = new Array(specs.length)
+  for (let i = 0; i < specs.length; i++) {
+    rules[i] = compileRule(specs[i] as RuleSpec, i, firstIndexByName, problems)
+    yield
+  }
   let defaults: CompiledRule | undefined
   if (spec.defaults !== undefined) {
     checkLimitFields(spec.defaults, ["defaults"], problems)
@@ -216,3 +221,10 @@ export const compileLimits = (spec: LimitsSpec): CompileResult => {
   if (problems.length > 0) return { _tag: "Problems", problems }
   return { _tag: "Compiled", limits: { windowMs, rules, defaults } }
 }
+
+/**
+ * Turns a decoded `limits.yaml` into the immutable, compiled rules of one config version, or lists
+ * every semantic problem (duplicate or empty names, invalid regexes, fields an action needs).
+ * Pure: the same spec always gives the same result.
+ */
+export const compileLimits = (spec: LimitsSpec): CompileResult => runToEnd(compileSteps(spec))

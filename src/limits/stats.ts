@@ -1,3 +1,4 @@
+import { runToEnd, type Steps } from "../threads/slices.js"
 import type { CompiledLimits, CompiledRule } from "./rules.js"
 import { SeriesSet } from "./series-set.js"
 
@@ -64,10 +65,22 @@ export const reconcile = (
   oldStats: StatsByRule,
   oldRules: ReadonlyArray<CompiledRule>,
   newRules: ReadonlyArray<CompiledRule>,
-): StatsByRule => {
-  const oldNames = new Set(oldRules.map((r) => r.name))
+): StatsByRule => runToEnd(reconcileSteps(oldStats, oldRules, newRules))
+
+/** `reconcile`, one rule per step (see `threads/slices.ts`). */
+export function* reconcileSteps(
+  oldStats: StatsByRule,
+  oldRules: ReadonlyArray<CompiledRule>,
+  newRules: ReadonlyArray<CompiledRule>,
+): Steps<StatsByRule> {
+  const oldNames = new Set<string>()
+  for (const r of oldRules) {
+    oldNames.add(r.name)
+    yield
+  }
   const out = new Map<string, RuleStats>()
   for (const rule of newRules) {
+    yield
     const prev = oldNames.has(rule.name) ? oldStats.get(rule.name) : undefined
     if (prev === undefined) out.set(rule.name, emptyStats(rule))
     else if (sameList(prev.groupBy, rule.groupBy)) out.set(rule.name, prev)

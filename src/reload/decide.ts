@@ -1,7 +1,8 @@
 import type { Either } from "effect"
 import type { ConfigLoadError, LoadedConfig } from "../config/load.js"
+import { runToEnd, type Steps } from "../threads/slices.js"
 import type { Trigger } from "./trigger.js"
-import { type ConfigVersion, nextVersion } from "./version.js"
+import { type ConfigVersion, nextVersionSteps } from "./version.js"
 
 /** The outcome of one reload attempt. */
 export type Decision =
@@ -31,7 +32,14 @@ export const decide = (
   current: ConfigVersion | undefined,
   loaded: Either.Either<LoadedConfig, ConfigLoadError>,
   ctx: DecideContext,
-): Decision => {
+): Decision => runToEnd(decideSteps(current, loaded, ctx))
+
+/** `decide` in steps (see `threads/slices.ts`): the reloader runs it in slices beside the data path. */
+export function* decideSteps(
+  current: ConfigVersion | undefined,
+  loaded: Either.Either<LoadedConfig, ConfigLoadError>,
+  ctx: DecideContext,
+): Steps<Decision> {
   if (loaded._tag === "Left") return { _tag: "Rejected", error: loaded.left, version: current }
   const { limits, main } = loaded.right
   if (
@@ -44,7 +52,7 @@ export const decide = (
   return {
     _tag: "Applied",
     previous: current,
-    version: nextVersion(current, {
+    version: yield* nextVersionSteps(current, {
       limits,
       main,
       dryRunFlag: ctx.dryRunFlag,

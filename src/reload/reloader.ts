@@ -1,12 +1,12 @@
 import { Clock, Context, Deferred, Effect, Either, Layer, Queue, Ref, Stream, SubscriptionRef } from "effect"
-import { sha256Hex } from "../config/decode.js"
 import { ConfigDecoder } from "../config/decoder.js"
 import { formatIssue } from "../config/errors.js"
-import type { ConfigPaths } from "../config/load.js"
+import { type ConfigPaths, hashOfRead, MISSING_HASH } from "../config/load.js"
 import { EventLog } from "../events/log.js"
 import { logError, logInfo } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
-import { type Decision, decide } from "./decide.js"
+import { runSliced } from "../threads/slices.js"
+import { type Decision, decideSteps } from "./decide.js"
 import type { Trigger, TriggerEvent } from "./trigger.js"
 import type { ConfigVersion } from "./version.js"
 
@@ -17,6 +17,8 @@ export interface ReloadSettings {
   readonly dryRunFlag: boolean | undefined
   /** Triggers closer than this are coalesced: a reload starts at most once per debounce window. */
   readonly debounceMs: number
+  /** `-config-max-bytes`: the watcher and the poller read the files with the reload's bound. */
+  readonly maxBytes?: number
 }
 
 export type ReloadResult = "applied" | "unchanged" | "rejected"
@@ -76,10 +78,7 @@ interface Pending {
 
 const MAX_ATTEMPTS_KEPT = 100
 /** The hash recorded for a configured file that cannot be read; the watcher and poller use it too. */
-export const MISSING = "missing"
-
-const hashOf = (read: Either.Either<Uint8Array, unknown> | undefined): string =>
-  read === undefined ? "" : Either.isRight(read) ? sha256Hex(read.right) : MISSING
+export const MISSING = MISSING_HASH
 
 const issuesJson = (d: Extract<Decision, { _tag: "Rejected" }>) => ({
   message: d.error.message,
@@ -109,20 +108,19 @@ export const make = (settings: ReloadSettings) =>
         const first = (batch[0] as Pending).event
         yield* events.append({ type: "ReloadRequested", trigger: first.trigger, coalesced: batch.length })
         const { read, decoded } = yield* decoder.load(settings.paths)
-        const hashes = { limits: hashOf(read.limits), config: hashOf(read.main) }
+        const hashes = { limits: hashOfRead(read.limits), config: hashOfRead(read.main) }
         yield* Ref.set(lastAttemptedRef, hashes)
         if (read.limits !== undefined && Either.isRight(read.limits)) {
-          yield* events.storeSnapshot(hashes.limits, read.limits.right)
+          yield* events.storeSnapshot(hashes.limits, read.limits.right.bytes)
         }
         if (read.main !== undefined && Either.isRight(read.main)) {
-          yield* events.storeSnapshot(hashes.config, read.main.right)
+          yield* events.storeSnapshot(hashes.config, read.main.right.bytes)
         }
         const now = yield* Clock.currentTimeMillis
-        const decision = decide(current, decoded, {
-          trigger: first.trigger,
-          now,
-          dryRunFlag: settings.dryRunFlag,
-        })
+        // In slices: a version of tens of thousands of rules is built while requests go on.
+        const decision = yield* runSliced(
+          decideSteps(current, decoded, { trigger: first.trigger, now, dryRunFlag: settings.dryRunFlag }),
+        )
         const active = decision.version
         const paths = {
           limits_path: settings.paths.limits ?? null,

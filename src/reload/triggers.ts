@@ -1,9 +1,9 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Data, Effect, Schedule, Stream } from "effect"
-import { sha256Hex } from "../config/decode.js"
+import { DEFAULT_CONFIG_MAX_BYTES, hashOfRead, readConfigBytes } from "../config/load.js"
 import { logDebug, logInfo, logWarn } from "../telemetry/log.js"
-import { type FileHashes, MISSING, type ReloaderService } from "./reloader.js"
+import type { FileHashes, ReloaderService } from "./reloader.js"
 import { sighups } from "./sighup.js"
 import type { Trigger } from "./trigger.js"
 
@@ -28,18 +28,19 @@ export interface TriggerSettings {
   readonly watchRetryMs?: number
 }
 
-const hashFile = (file: string | undefined): string => {
-  if (file === undefined) return ""
-  try {
-    return sha256Hex(fs.readFileSync(file))
-  } catch {
-    return MISSING
-  }
-}
-
-/** The current content hashes of both files, as a reload would read them. */
-export const currentHashes = (files: { limits: string | undefined; config: string | undefined }) =>
-  Effect.sync((): FileHashes => ({ limits: hashFile(files.limits), config: hashFile(files.config) }))
+/**
+ * The current content hashes of both files, exactly as a reload would read them (the same
+ * non-blocking, bounded read): a file the reload would refuse hashes as `MISSING`, as the reload
+ * records it, so a refused file does not trigger again until it changes.
+ */
+export const currentHashes = (
+  files: { limits: string | undefined; config: string | undefined },
+  maxBytes: number = DEFAULT_CONFIG_MAX_BYTES,
+) =>
+  Effect.map(
+    readConfigBytes({ limits: files.limits, config: files.config }, maxBytes),
+    (read): FileHashes => ({ limits: hashOfRead(read.limits), config: hashOfRead(read.main) }),
+  )
 
 const inodeOf = (dir: string): string | undefined => {
   try {
@@ -90,7 +91,10 @@ const changedSinceLastAttempt = (
   files: { limits: string | undefined; config: string | undefined },
 ) =>
   Effect.gen(function* () {
-    const now = yield* currentHashes({ limits: files.limits, config: files.config })
+    const now = yield* currentHashes(
+      { limits: files.limits, config: files.config },
+      reloader.settings.maxBytes,
+    )
     const last = yield* reloader.lastAttempted
     return now.limits !== last.limits || now.config !== last.config
   })
@@ -144,25 +148,30 @@ export const triggers = (reloader: ReloaderService, settings: TriggerSettings): 
   const triggerFile = settings.triggerFile
   if (triggerFile !== undefined) {
     const name = path.basename(triggerFile)
-    const stamp = () => {
-      try {
-        const s = fs.statSync(triggerFile)
-        return `${s.ino}:${s.mtimeMs}:${s.ctimeMs}`
-      } catch {
-        return "missing"
-      }
-    }
-    let last = stamp()
+    // Only the file's metadata is looked at (its content is ignored), with an asynchronous stat:
+    // a trigger file that is a FIFO or on a stalled mount never blocks the main thread.
+    const stamp = Effect.promise(() =>
+      fs.promises.stat(triggerFile).then(
+        (s) => `${s.ino}:${s.mtimeMs}:${s.ctimeMs}`,
+        () => "missing",
+      ),
+    )
     sources.push(
-      resilientEvents(path.dirname(path.resolve(triggerFile)), checkMs, retryMs).pipe(
-        Stream.filter((n) => n === "" || n === name),
-        Stream.filter(() => {
-          const now = stamp()
-          const changed = now !== last && now !== "missing"
-          last = now
-          return changed
+      Stream.unwrap(
+        Effect.map(stamp, (initial) => {
+          let last = initial
+          return resilientEvents(path.dirname(path.resolve(triggerFile)), checkMs, retryMs).pipe(
+            Stream.filter((n) => n === "" || n === name),
+            Stream.filterEffect(() =>
+              Effect.map(stamp, (now) => {
+                const changed = now !== last && now !== "missing"
+                last = now
+                return changed
+              }),
+            ),
+            Stream.as("touch" as const),
+          )
         }),
-        Stream.as("touch" as const),
       ),
     )
   }

@@ -3,7 +3,8 @@ import type { MainConfigSpec } from "../config/main-schema.js"
 import { MATCH_CACHE_MAX } from "../limits/match.js"
 import { MatchCache, sameMatching } from "../limits/match-cache.js"
 import { type CompiledLimits, EMPTY_LIMITS } from "../limits/rules.js"
-import { accountedRules, reconcile, type StatsByRule } from "../limits/stats.js"
+import { accountedRules, reconcileSteps, type StatsByRule } from "../limits/stats.js"
+import { runToEnd, type Steps } from "../threads/slices.js"
 import type { Trigger } from "./trigger.js"
 
 /**
@@ -44,10 +45,21 @@ export interface VersionInputs {
 }
 
 /** The next version after `previous` (or the first, when there is none). Pure but for the new cache. */
-export const nextVersion = (previous: ConfigVersion | undefined, inputs: VersionInputs): ConfigVersion => {
+export const nextVersion = (previous: ConfigVersion | undefined, inputs: VersionInputs): ConfigVersion =>
+  runToEnd(nextVersionSteps(previous, inputs))
+
+/** `nextVersion` in steps (see `threads/slices.ts`): the stats are reconciled one rule per step. */
+export function* nextVersionSteps(
+  previous: ConfigVersion | undefined,
+  inputs: VersionInputs,
+): Steps<ConfigVersion> {
   const limits = inputs.limits?.compiled ?? EMPTY_LIMITS
   const configDryRun = inputs.main?.spec.limits?.dry_run ?? false
   const newRules = accountedRules(limits)
+  const stats =
+    previous === undefined
+      ? yield* reconcileSteps(new Map(), [], newRules)
+      : yield* reconcileSteps(previous.stats, accountedRules(previous.limits), newRules)
   return {
     version: (previous?.version ?? 0) + 1,
     limitsSha256: inputs.limits?.sha256 ?? "",
@@ -59,10 +71,7 @@ export const nextVersion = (previous: ConfigVersion | undefined, inputs: Version
     rulesCount: limits.rules.length,
     loadedAt: inputs.now,
     trigger: inputs.trigger,
-    stats:
-      previous === undefined
-        ? reconcile(new Map(), [], newRules)
-        : reconcile(previous.stats, accountedRules(previous.limits), newRules),
+    stats,
     // A version whose rules match exactly as its predecessor's takes over its cache (owners are
     // stored by position): a reload that changes limits does not make every series cold.
     matchCache:

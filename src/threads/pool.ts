@@ -10,12 +10,28 @@
  *
  * @module
  */
-import { parentPort, Worker } from "node:worker_threads"
+import { parentPort, type ResourceLimits, Worker } from "node:worker_threads"
 
 /** What a job came back with. */
 export type JobOutcome<R> =
   | { readonly _tag: "Done"; readonly reply: R }
-  | { readonly _tag: "Died"; readonly reason: string }
+  | {
+      readonly _tag: "Died"
+      readonly reason: string
+      /** True when the job outlasted `timeoutMs` and its thread was stopped for it. */
+      readonly timedOut?: boolean
+    }
+
+/** Optional bounds on each thread of a pool. */
+export interface PoolLimits {
+  /** Heap and stack limits of each thread: a thread over them dies (`Died`), not the process. */
+  readonly resourceLimits?: ResourceLimits
+  /**
+   * A job not answered within this many ms comes back `Died` with `timedOut`; its thread is
+   * terminated (with every other job it held) and started again for the next job.
+   */
+  readonly timeoutMs?: number
+}
 
 interface Envelope<A> {
   readonly id: number
@@ -24,7 +40,8 @@ interface Envelope<A> {
 
 interface Slot<R> {
   worker: Worker | undefined
-  readonly pending: Map<number, (outcome: JobOutcome<R>) => void>
+  /** Jobs in hand, with the thread each was given to (a stopped thread's jobs end with it). */
+  readonly pending: Map<number, { readonly worker: Worker; readonly done: (outcome: JobOutcome<R>) => void }>
 }
 
 export class WorkerPool<J, R> {
@@ -40,6 +57,7 @@ export class WorkerPool<J, R> {
     private readonly url: URL,
     private readonly name: string,
     private readonly keepsAlive: boolean,
+    private readonly limits: PoolLimits = {},
   ) {
     this.slots = Array.from({ length: Math.max(1, threads) }, () => ({
       worker: undefined,
@@ -54,7 +72,28 @@ export class WorkerPool<J, R> {
     const worker = slot.worker ?? this.start(slot)
     const id = this.nextId++
     return new Promise((resolve) => {
-      slot.pending.set(id, resolve)
+      const timeoutMs = this.limits.timeoutMs
+      let timer: NodeJS.Timeout | undefined
+      slot.pending.set(id, {
+        worker,
+        done: (outcome) => {
+          if (timer !== undefined) clearTimeout(timer)
+          resolve(outcome)
+        },
+      })
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          const entry = slot.pending.get(id)
+          if (entry === undefined) return
+          slot.pending.delete(id)
+          entry.done({ _tag: "Died", reason: `no answer within ${timeoutMs} ms`, timedOut: true })
+          // The thread may be stuck for good: stop it (its other jobs end with it); the next job
+          // starts a new one.
+          if (slot.worker === worker) slot.worker = undefined
+          void worker.terminate()
+        }, timeoutMs)
+        if (!this.keepsAlive) timer.unref()
+      }
       const envelope: Envelope<J> = { id, body: job }
       worker.postMessage(envelope)
     })
@@ -66,22 +105,34 @@ export class WorkerPool<J, R> {
   }
 
   private start(slot: Slot<R>): Worker {
-    const w = new Worker(this.url, { name: this.name })
+    const w = new Worker(this.url, {
+      name: this.name,
+      ...(this.limits.resourceLimits === undefined ? {} : { resourceLimits: this.limits.resourceLimits }),
+    })
     if (!this.keepsAlive) w.unref()
     w.on("message", (reply: Envelope<R>) => {
-      const done = slot.pending.get(reply.id)
-      if (done === undefined) return
+      const entry = slot.pending.get(reply.id)
+      if (entry === undefined) return
       slot.pending.delete(reply.id)
-      done({ _tag: "Done", reply: reply.body })
+      entry.done({ _tag: "Done", reply: reply.body })
     })
     const died = (reason: string) => {
       if (slot.worker === w) slot.worker = undefined
-      for (const [id, done] of slot.pending) {
+      for (const [id, entry] of slot.pending) {
+        if (entry.worker !== w) continue
         slot.pending.delete(id)
-        done({ _tag: "Died", reason })
+        entry.done({ _tag: "Died", reason })
       }
     }
-    w.on("error", (e) => died(e instanceof Error ? e.message : String(e)))
+    w.on("error", (e) =>
+      died(
+        (e as NodeJS.ErrnoException).code === "ERR_WORKER_OUT_OF_MEMORY"
+          ? "it ran out of memory (its heap limit)"
+          : e instanceof Error
+            ? e.message
+            : String(e),
+      ),
+    )
     w.on("exit", (code) => died(`its thread exited with code ${code}`))
     slot.worker = w
     return w

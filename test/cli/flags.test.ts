@@ -35,8 +35,20 @@ describe("parseCommandLine", () => {
       reloadAuthTokenFile: undefined,
       reloadDebounceMs: 250,
       reloadEventLog: undefined,
+      configMaxBytes: 8 * 1024 * 1024,
       logLevel: "info",
     })
+  })
+
+  it("-config-max-bytes takes bytes or a binary unit; anything else is a usage error", () => {
+    expect(runFlags(["-config-max-bytes", "1048576"]).configMaxBytes).toBe(1048576)
+    expect(runFlags(["-config-max-bytes=512KiB"]).configMaxBytes).toBe(512 * 1024)
+    expect(runFlags(["--config-max-bytes", "16MiB"]).configMaxBytes).toBe(16 * 1024 * 1024)
+    expect(runFlags(["-config-max-bytes", "2M"]).configMaxBytes).toBe(2 * 1024 * 1024)
+    for (const bad of ["0", "-1", "8 parsecs", "1.5MiB", ""]) {
+      const parsed = parseCommandLine(["-config-max-bytes", bad])
+      expect(Either.isLeft(parsed) && parsed.left.reason).toContain("-config-max-bytes")
+    }
   })
 
   it("accepts -name=value, -name value, --name=value and --name value alike", () => {
@@ -79,7 +91,13 @@ describe("parseCommandLine", () => {
       Either.getOrThrow(
         parseCommandLine(["replay", "log.jsonl", "--verify", "--at", "2026-01-01T00:00:00Z"]),
       ),
-    ).toEqual({ _tag: "Replay", eventLog: "log.jsonl", verify: true, at: "2026-01-01T00:00:00Z" })
+    ).toEqual({
+      _tag: "Replay",
+      eventLog: "log.jsonl",
+      verify: true,
+      at: "2026-01-01T00:00:00Z",
+      configMaxBytes: 8 * 1024 * 1024,
+    })
     expect(tag(["--help"])).toBe("Help")
     expect(tag(["validate", "-h"])).toBe("Help")
   })

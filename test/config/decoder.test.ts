@@ -104,3 +104,41 @@ describe("config decoder: worker thread and calling thread agree", () => {
     }
   })
 })
+
+describe("config decoder: bounds", () => {
+  it("a decode that outlasts its time limit is rejected with a typed error; the thread is started again", async () => {
+    // Sleeps on every job: a decode that never ends, as far as the caller can tell.
+    const slow = write(
+      "slow-worker.mjs",
+      'import { parentPort } from "node:worker_threads"\n' +
+        "parentPort.on('message', () => { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60000) })\n",
+    )
+    const paths = { config: undefined, limits: path.join(EXAMPLES, "limits.yaml") }
+    const t0 = Date.now()
+    const [first, second] = await Effect.runPromise(
+      Effect.gen(function* () {
+        const d = yield* Decoder.ConfigDecoder
+        return [yield* d.load(paths), yield* d.load(paths)] as const
+      }).pipe(
+        Effect.provide(Decoder.worker({ url: new URL(`file://${slow}`), inlineMaxBytes: 0, timeoutMs: 300 })),
+      ),
+    )
+    expect(Date.now() - t0).toBeLessThan(5_000)
+    for (const loaded of [first, second]) {
+      expect(Either.isLeft(loaded.decoded)).toBe(true)
+      if (Either.isLeft(loaded.decoded)) {
+        expect(loaded.decoded.left.errors[0]?._tag).toBe("ConfigDecodeTimeoutError")
+        expect(loaded.decoded.left.message).toBe(
+          `${paths.limits}: the config decoder did not finish within 0.3 s; the reload is rejected`,
+        )
+      }
+    }
+  })
+
+  it("the decoder thread runs with resource limits and still decodes the examples", async () => {
+    const paths = { config: undefined, limits: path.join(EXAMPLES, "limits.yaml") }
+    const loaded = await load(Decoder.worker({ url: WORKER, inlineMaxBytes: 0 }), paths)
+    expect(Either.isRight(loaded.decoded)).toBe(true)
+    expect(Decoder.DECODER_RESOURCE_LIMITS.maxOldGenerationSizeMb).toBeGreaterThan(0)
+  })
+})

@@ -558,7 +558,8 @@ describe("reload of the real program", () => {
       `DIVERGENCE seq ${String(applied[1]?.seq)}: snapshot ${sha256(v2)} is corrupt`,
     )
     expect(corrupt.stdout).toContain("verify: FAILED, 1 divergence(s)")
-  })
+    // Eight replay processes and a governor: slow to start on a busy machine.
+  }, 90_000)
 
   it("-limits-dry-run wins over config.yaml, also after a reload", async () => {
     const d = dir()
