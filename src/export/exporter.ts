@@ -50,7 +50,112 @@ const retryAfter = (header: string | null): number | undefined => {
   return Number.isNaN(t) ? undefined : Math.max(0, t - Date.now())
 }
 
-/** One POST. 2xx is success; 5xx, 429 and network errors are retryable; other statuses are not. */
+/** Bytes of an error answer kept for the log and for comparing answers; the rest is not read. */
+export const ERROR_BODY_BYTES = 4 * 1024
+/** Bytes of a 2xx answer read (and discarded) so the connection can be reused; past that it is closed. */
+export const SUCCESS_BODY_BYTES = 64 * 1024
+
+/**
+ * Reads at most `limit` bytes of a response body, keeping them only when `keep`; a longer body is
+ * cancelled, which closes its connection. Never buffers more than `limit` plus one chunk.
+ */
+const readAtMost = async (
+  body: ReadableStream<Uint8Array> | null,
+  limit: number,
+  keep: boolean,
+): Promise<Uint8Array> => {
+  if (body === null) return new Uint8Array(0)
+  const reader = body.getReader()
+  const chunks: Array<Uint8Array> = []
+  let read = 0
+  let done = false
+  try {
+    while (read < limit) {
+      const r = await reader.read()
+      if (r.done) {
+        done = true
+        break
+      }
+      read += r.value.byteLength
+      if (keep) chunks.push(r.value)
+    }
+  } finally {
+    if (!done) reader.cancel().catch(() => {})
+  }
+  const out = new Uint8Array(Math.min(read, keep ? limit : 0))
+  let at = 0
+  for (const c of chunks) {
+    if (at >= out.length) break
+    const part = c.subarray(0, out.length - at)
+    out.set(part, at)
+    at += part.length
+  }
+  return out
+}
+
+/** What a downstream answered, the body cut to `ERROR_BODY_BYTES` (empty for 2xx). */
+interface Answer {
+  readonly status: number
+  readonly statusText: string
+  readonly retryAfter: string | null
+  readonly body: Uint8Array
+}
+
+class Timeout extends Error {
+  constructor(ms: number) {
+    super(`no complete answer within ${ms} ms (exporter timeout)`)
+    this.name = "TimeoutError"
+  }
+}
+
+/**
+ * One exchange, from connecting to the last byte of the answer read, under one timer that this
+ * function owns: a `setTimeout` that aborts the request, cleared when the exchange ends. (A timeout
+ * built from `AbortSignal.any([…, AbortSignal.timeout(ms)])` can be garbage-collected with its timer
+ * and never fire, hanging the exporter on a downstream that does not answer.) `outer` is Effect's
+ * interruption signal.
+ */
+const exchange = async (
+  url: string,
+  body: Uint8Array,
+  headers: Readonly<Record<string, string>>,
+  timeoutMs: number,
+  outer: AbortSignal,
+): Promise<Answer> => {
+  const controller = new AbortController()
+  const timer = setTimeout(() => controller.abort(new Timeout(timeoutMs)), timeoutMs)
+  const onAbort = () => controller.abort(outer.reason)
+  if (outer.aborted) onAbort()
+  else outer.addEventListener("abort", onAbort, { once: true })
+  try {
+    const res = await fetch(url, { method: "POST", body, headers, signal: controller.signal })
+    const ok = res.status >= 200 && res.status < 300
+    const kept = await readAtMost(res.body, ok ? SUCCESS_BODY_BYTES : ERROR_BODY_BYTES, !ok)
+    return {
+      status: res.status,
+      statusText: res.statusText,
+      retryAfter: res.headers.get("retry-after"),
+      body: kept,
+    }
+  } finally {
+    clearTimeout(timer)
+    outer.removeEventListener("abort", onAbort)
+    // Whatever is still open of this exchange (a body not read to its end) is released.
+    controller.abort()
+  }
+}
+
+const reasonOf = (e: unknown): string => {
+  if (!(e instanceof Error)) return String(e)
+  if (e.name === "TimeoutError") return e.message
+  return e.cause instanceof Error ? e.cause.message : e.message
+}
+
+/**
+ * One POST. 2xx is success; 5xx, 429, network errors and the timeout (which covers connecting, the
+ * headers and the body) are retryable; other statuses are not. At most `ERROR_BODY_BYTES` of an
+ * error answer are read, at most `SUCCESS_BODY_BYTES` of a 2xx answer (and then dropped).
+ */
 export const post = (
   url: string,
   body: Uint8Array,
@@ -58,37 +163,27 @@ export const post = (
   timeoutMs: number,
 ): Effect.Effect<void, ExportFailed> =>
   Effect.tryPromise({
-    try: (signal) =>
-      fetch(url, {
-        method: "POST",
-        body,
-        headers,
-        signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
-      }),
+    try: (signal) => exchange(url, body, headers, timeoutMs, signal),
     catch: (e) =>
       new ExportFailed({
         retryable: true,
         status: undefined,
-        reason: e instanceof Error ? (e.cause instanceof Error ? e.cause.message : e.message) : String(e),
+        reason: reasonOf(e),
         retryAfterMs: undefined,
       }),
   }).pipe(
-    Effect.flatMap((res) =>
-      Effect.promise(() => res.arrayBuffer().catch(() => new ArrayBuffer(0))).pipe(
-        Effect.flatMap((buf) => {
-          if (res.status >= 200 && res.status < 300) return Effect.void
-          const text = new TextDecoder().decode(buf.slice(0, 256)).trim()
-          return Effect.fail(
-            new ExportFailed({
-              retryable: res.status >= 500 || res.status === 429,
-              status: res.status,
-              reason: text === "" ? res.statusText : text,
-              retryAfterMs: retryAfter(res.headers.get("retry-after")),
-            }),
-          )
+    Effect.flatMap((res) => {
+      if (res.status >= 200 && res.status < 300) return Effect.void
+      const text = new TextDecoder().decode(res.body).trim()
+      return Effect.fail(
+        new ExportFailed({
+          retryable: res.status >= 500 || res.status === 429,
+          status: res.status,
+          reason: text === "" ? res.statusText : text,
+          retryAfterMs: retryAfter(res.retryAfter),
         }),
-      ),
-    ),
+      )
+    }),
   )
 
 /**

@@ -4,6 +4,8 @@
  * on a full buffer with nothing lost, headers and a rotating bearer token, and the flush on SIGTERM.
  */
 import * as fs from "node:fs"
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
 import * as path from "node:path"
 import * as grpc from "@grpc/grpc-js"
 import { Either } from "effect"
@@ -315,6 +317,102 @@ describe("exporter: no retry on 4xx", () => {
     expect((await postOtlp(httpPort, otlpSeries("next", 2))).status).toBe(200)
     await waitForDelivered(otlp, 2)
     expect(names(otlp.delivered)).toEqual(["next/0", "next/1"])
+  })
+})
+
+/**
+ * A downstream that answers every request with `status` and a body that does not end: 64 KiB chunks,
+ * as fast as the connection takes them (never more than one chunk beyond what the socket accepted),
+ * until the governor cuts the connection or `cap` bytes are written. Records the bytes written per
+ * response.
+ */
+const endlessBody = async (status: number, cap = 256 * 1024 * 1024) => {
+  const responses: Array<{ at: number; written: number; ended: boolean }> = []
+  const chunk = Buffer.alloc(64 * 1024, "e")
+  const server = http.createServer((req, res) => {
+    req.resume()
+    req.on("end", () => {
+      const r = { at: Date.now(), written: 0, ended: false }
+      responses.push(r)
+      res.writeHead(status, { "content-type": "text/plain" })
+      const pump = () => {
+        while (!res.destroyed && r.written < cap) {
+          r.written += chunk.length
+          if (!res.write(chunk)) return
+        }
+        if (!res.destroyed) {
+          r.ended = true
+          res.end()
+        }
+      }
+      res.on("drain", pump)
+      res.on("error", () => {})
+      pump()
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  cleanup.push(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
+  )
+  return { responses, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1/write` }
+}
+
+describe("exporter: what is read of an answer", () => {
+  const config = [
+    "buffer:",
+    "  flush_interval: 50ms",
+    "exporters:",
+    "  prw:",
+    "    timeout: 5s",
+    "shutdown_timeout: 2s",
+    "",
+  ].join("\n")
+  // Loopback socket buffers hold a few MiB; reading the whole answer would take all 256 MiB.
+  const SMALL = 16 * 1024 * 1024
+
+  it("a 500 with an endless body: a few KiB are read, the connection is cut, retries go on", async () => {
+    const down = await endlessBody(500)
+    const { governor, prwPort } = await startWith(config, { prw: down.url })
+    expect((await postPrw(prwPort, prwMany("endless", 3))).status).toBe(204)
+    await waitForValue(
+      governor,
+      "metrics_governor_export_requests_total",
+      { protocol: "prw", result: "retry" },
+      (v) => v >= 4,
+    )
+    expect(down.responses.length).toBeGreaterThanOrEqual(4)
+    for (const r of down.responses.slice(0, -1)) {
+      expect(r.ended).toBe(false)
+      expect(r.written).toBeLessThan(SMALL)
+    }
+    const warned = governor.logs.find((l) => l.message === "export failed, retrying")
+    expect(String(warned?.fields.error)).toMatch(/^HTTP 500: e{100,4096}$/)
+    expect(await count(governor, "metrics_governor_datapoints_sent_total", { protocol: "prw" })).toBe(0)
+    expect(await count(governor, "metrics_governor_export_datapoints_lost_total", {})).toBe(0)
+  })
+
+  it("a 2xx with an endless body: delivered at once, the body is not read to its end", async () => {
+    const sink = await endlessBody(200)
+    const { governor, prwPort } = await startWith(config, { prw: sink.url })
+    const sent = Date.now()
+    expect((await postPrw(prwPort, prwMany("endless-ok", 3))).status).toBe(204)
+    await waitForValue(governor, "metrics_governor_datapoints_sent_total", { protocol: "prw" }, (v) => v >= 3)
+    // Well within the 5 s timeout: the exporter did not wait for the body to end.
+    expect(Date.now() - sent).toBeLessThan(3_000)
+    expect((await postPrw(prwPort, prwMany("endless-ok-2", 2))).status).toBe(204)
+    await waitForValue(governor, "metrics_governor_datapoints_sent_total", { protocol: "prw" }, (v) => v >= 5)
+    expect(sink.responses).toHaveLength(2)
+    for (const r of sink.responses) {
+      expect(r.ended).toBe(false)
+      expect(r.written).toBeLessThan(SMALL)
+    }
+    expect(
+      await count(governor, "metrics_governor_export_requests_total", { protocol: "prw", result: "retry" }),
+    ).toBe(0)
   })
 })
 
