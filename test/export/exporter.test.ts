@@ -28,6 +28,8 @@ import {
   postOtlp,
   postPrw,
   prwMany,
+  prwRequest,
+  prwSeries,
   writeFile,
 } from "../support/data-path.js"
 import { freePort, type Governor, sleep, startGovernor, tempDir, waitFor } from "../support/governor.js"
@@ -413,6 +415,115 @@ describe("exporter: what is read of an answer", () => {
     expect(
       await count(governor, "metrics_governor_export_requests_total", { protocol: "prw", result: "retry" }),
     ).toBe(0)
+  })
+})
+
+/** A remote-write request with a good series and the `poison` marker series: 2 datapoints. */
+const poisoned = (tag: string) =>
+  prwRequest([
+    prwSeries({ __name__: `with-poison-${tag}`, id: "0" }, [1]),
+    prwSeries({ __name__: "poison", id: "0" }, [1]),
+  ])
+
+/**
+ * Sends a batch's worth of requests around a poisoned one (within one flush interval), then one good
+ * request every 150 ms until `done()`; returns the names of the good series sent, in order.
+ */
+const sendAroundPoison = async (prwPort: number, done: () => Promise<boolean>): Promise<Array<string>> => {
+  const good: Array<string> = []
+  const sendGood = async (metric: string, n: number) => {
+    expect((await postPrw(prwPort, prwMany(metric, n))).status).toBe(204)
+    for (let i = 0; i < n; i++) good.push(`__name__=${metric},id=${i}`)
+  }
+  await sendGood("before-a", 2)
+  await sendGood("before-b", 3)
+  expect((await postPrw(prwPort, poisoned("1"))).status).toBe(204)
+  await sendGood("after-a", 2)
+  await sendGood("after-b", 1)
+  const until = Date.now() + 20_000
+  for (let i = 0; !(await done()); i++) {
+    if (Date.now() > until) throw new Error("the poisoned request was never dropped")
+    await sendGood(`later-${i}`, 1)
+    await sleep(150)
+  }
+  await sendGood("last", 2)
+  return good
+}
+
+const POISON_CONFIG = "buffer:\n  flush_interval: 300ms\nshutdown_timeout: 2s\n"
+
+describe("exporter: a request the downstream refuses does not hold back the rest", () => {
+  it("a 500 for every request holding one poisoned series: the rest of its batch and everything after it arrive, in order; the poisoned request is dropped and counted as poisoned", async () => {
+    const prw = await prwSink({
+      respond: (r) =>
+        r.names.includes("poison") ? { status: 500, body: "duplicate label name: poison" } : { status: 204 },
+    })
+    const { governor, prwPort } = await startWith(POISON_CONFIG, { prw: prw.url })
+    const lost = { protocol: "prw", reason: "poisoned" }
+    const good = await sendAroundPoison(
+      prwPort,
+      async () => (await count(governor, "metrics_governor_export_datapoints_lost_total", lost)) > 0,
+    )
+    await waitForDelivered(prw, good.length)
+    expect(prwNames(prw.delivered)).toEqual(good)
+    await expectSentEqualsSink(governor, prw, good.length)
+    expect(await count(governor, "metrics_governor_export_datapoints_lost_total", lost)).toBe(2)
+    expect(await count(governor, "metrics_governor_export_datapoints_lost_total", {})).toBe(2)
+    const dropped = governor.logs.filter((l) => l.message.startsWith("export dropped as poisoned"))
+    expect(dropped).toHaveLength(1)
+    expect(dropped[0]?.level).toBe("error")
+    expect(dropped[0]?.fields.datapoints).toBe(2)
+    expect(String(dropped[0]?.fields.error)).toBe("HTTP 500: duplicate label name: poison")
+    // Only the requests holding the marker were refused; it was tried a bounded number of times.
+    const refused = prw.requests.filter((r) => r.names.includes("poison"))
+    expect(refused.length).toBeLessThanOrEqual(12)
+    expect(
+      prw.requests.filter((r) => r.names.join() === "with-poison-1,poison").length,
+    ).toBeGreaterThanOrEqual(3)
+  })
+
+  it("a 400 for every request holding one poisoned series: the batch is split, only the poisoned request is dropped (rejected_by_downstream), the rest arrives in order", async () => {
+    const prw = await prwSink({
+      respond: (r) =>
+        r.names.includes("poison") ? { status: 400, body: "duplicate label name: poison" } : { status: 204 },
+    })
+    const { governor, prwPort } = await startWith(POISON_CONFIG, { prw: prw.url })
+    const lost = { protocol: "prw", reason: "rejected_by_downstream" }
+    const good = await sendAroundPoison(
+      prwPort,
+      async () => (await count(governor, "metrics_governor_export_datapoints_lost_total", lost)) > 0,
+    )
+    await waitForDelivered(prw, good.length)
+    expect(prwNames(prw.delivered)).toEqual(good)
+    await expectSentEqualsSink(governor, prw, good.length)
+    expect(await count(governor, "metrics_governor_export_datapoints_lost_total", lost)).toBe(2)
+    expect(await count(governor, "metrics_governor_export_datapoints_lost_total", {})).toBe(2)
+    const rejected = governor.logs.filter((l) => l.message === "export rejected by downstream, not retrying")
+    expect(rejected.map((l) => l.fields.datapoints)).toEqual([2])
+    expect(governor.logs.filter((l) => l.message === "export failed, retrying")).toEqual([])
+  })
+
+  it("a downstream that answers 500 to everything for 2 s and then recovers: nothing is lost or dropped", async () => {
+    let down = true
+    const prw = await prwSink({
+      respond: () => (down ? { status: 500, body: "internal error" } : { status: 204 }),
+    })
+    const { governor, prwPort } = await startWith(POISON_CONFIG, { prw: prw.url })
+    const sent: Array<string> = []
+    const started = Date.now()
+    for (let i = 0; Date.now() - started < 2_000; i++) {
+      expect((await postPrw(prwPort, prwMany(`outage-${i}`, 2))).status).toBe(204)
+      sent.push(`__name__=outage-${i},id=0`, `__name__=outage-${i},id=1`)
+      await sleep(120)
+    }
+    expect(prw.datapoints).toBe(0)
+    down = false
+    await waitForDelivered(prw, sent.length)
+    await expectSentEqualsSink(governor, prw, sent.length)
+    // Each accepted datapoint arrived exactly once.
+    expect(prwNames(prw.delivered).sort()).toEqual([...sent].sort())
+    expect(await count(governor, "metrics_governor_export_datapoints_lost_total", {})).toBe(0)
+    expect(governor.logs.filter((l) => l.level === "error")).toEqual([])
   })
 })
 
