@@ -57,7 +57,9 @@ export const SUCCESS_BODY_BYTES = 64 * 1024
 
 /**
  * Reads at most `limit` bytes of a response body, keeping them only when `keep`; a longer body is
- * cancelled, which closes its connection. Never buffers more than `limit` plus one chunk.
+ * cancelled, which closes its connection. Never buffers more than `limit` plus one chunk. Never
+ * fails: a body cut short (the timeout, a reset) leaves what was read, and the status stands (a 2xx
+ * is delivered, whatever happens to its body).
  */
 const readAtMost = async (
   body: ReadableStream<Uint8Array> | null,
@@ -79,6 +81,8 @@ const readAtMost = async (
       read += r.value.byteLength
       if (keep) chunks.push(r.value)
     }
+  } catch {
+    // cut short: keep what was read
   } finally {
     if (!done) reader.cancel().catch(() => {})
   }
