@@ -6,7 +6,7 @@
  *
  * A timeout made of `AbortSignal.any([…, AbortSignal.timeout(ms)])` loses its timer when the
  * collector reclaims the timeout signal (only weakly held by the combined one): the first attempt
- * then hangs for good. A `gc()` every 50 ms reproduces that at once.
+ * then hangs for good. A `gc()` every 100 ms reproduces that at once.
  */
 import * as net from "node:net"
 import * as v8 from "node:v8"
@@ -104,23 +104,22 @@ const startExporter = async (endpoint: string, timeoutMs: number) => {
   return { buffer, telemetry }
 }
 
-/** Collects garbage every 50 ms until the test ends. */
+/** Collects garbage every 100 ms until the test ends. */
 const collectGarbage = () => {
-  const timer = setInterval(gc, 50)
+  const timer = setInterval(gc, 100)
   cleanup.push(() => clearInterval(timer))
 }
 
 /**
- * Each attempt follows the previous one within timeout (200 ms) + the longest pause (100 ms), plus
- * slack for a loaded machine; abandoned connections do not pile up (undici closes an aborted
+ * Attempts kept coming until the end: at one per timeout (200 ms) + pause (at most 100 ms), about
+ * thirteen in 4 s; far fewer on a loaded machine (a full collection every 100 ms is not cheap), but
+ * several, and the last one recent. Abandoned connections do not pile up (undici closes an aborted
  * request's socket lazily, so one or two may still be open).
  */
 const expectPaced = (connections: ReadonlyArray<Connection>) => {
   const attempts = connections.filter((c) => c.requested !== undefined)
   expect(attempts.length).toBeGreaterThanOrEqual(4)
-  for (let i = 1; i < attempts.length; i++) {
-    expect((attempts[i]?.requested ?? 0) - (attempts[i - 1]?.requested ?? 0)).toBeLessThan(200 + 100 + 2_500)
-  }
+  expect(Date.now() - (attempts.at(-1)?.requested ?? 0)).toBeLessThan(2_000)
   expect(connections.filter((c) => c.closed === undefined).length).toBeLessThanOrEqual(3)
 }
 
@@ -130,8 +129,7 @@ describe("exporter: the request timeout survives garbage collection", () => {
     collectGarbage()
     await startExporter(`http://127.0.0.1:${port}/write`, 200)
     await sleep(4_000)
-    // 200 ms per attempt plus a pause of 20–100 ms: about thirteen attempts in 4 s (far fewer on a loaded machine, with
-    // a full collection every 50 ms; without the fix there is exactly one).
+    // Without the fix there is exactly one attempt, hanging to the end.
     expectPaced(connections)
   })
 
