@@ -55,15 +55,23 @@ export class ExportBuffer<P> {
     return this.items[this.head]?.at
   }
 
-  /** Takes items from the front until `maxDatapoints` would be exceeded (always at least one). */
-  take(maxDatapoints: number): Array<Buffered<P>> {
+  /** The items `take(maxDatapoints)` would take, left in the buffer. */
+  peek(maxDatapoints: number): Array<Buffered<P>> {
     const out: Array<Buffered<P>> = []
     let n = 0
-    while (this.head < this.items.length) {
-      const item = this.items[this.head] as Buffered<P>
+    for (let i = this.head; i < this.items.length; i++) {
+      const item = this.items[i] as Buffered<P>
       if (out.length > 0 && n + item.datapoints > maxDatapoints) break
       out.push(item)
       n += item.datapoints
+    }
+    return out
+  }
+
+  /** Takes items from the front until `maxDatapoints` would be exceeded (always at least one). */
+  take(maxDatapoints: number): Array<Buffered<P>> {
+    const out = this.peek(maxDatapoints)
+    for (const item of out) {
       this.head++
       this.datapointsHeld -= item.datapoints
       this.bytesHeld -= item.bytes

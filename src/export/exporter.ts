@@ -50,7 +50,116 @@ const retryAfter = (header: string | null): number | undefined => {
   return Number.isNaN(t) ? undefined : Math.max(0, t - Date.now())
 }
 
-/** One POST. 2xx is success; 5xx, 429 and network errors are retryable; other statuses are not. */
+/** Bytes of an error answer kept for the log and for comparing answers; the rest is not read. */
+export const ERROR_BODY_BYTES = 4 * 1024
+/** Bytes of a 2xx answer read (and discarded) so the connection can be reused; past that it is closed. */
+export const SUCCESS_BODY_BYTES = 64 * 1024
+
+/**
+ * Reads at most `limit` bytes of a response body, keeping them only when `keep`; a longer body is
+ * cancelled, which closes its connection. Never buffers more than `limit` plus one chunk. Never
+ * fails: a body cut short (the timeout, a reset) leaves what was read, and the status stands (a 2xx
+ * is delivered, whatever happens to its body).
+ */
+const readAtMost = async (
+  body: ReadableStream<Uint8Array> | null,
+  limit: number,
+  keep: boolean,
+): Promise<Uint8Array> => {
+  if (body === null) return new Uint8Array(0)
+  const reader = body.getReader()
+  const chunks: Array<Uint8Array> = []
+  let read = 0
+  let done = false
+  try {
+    while (read < limit) {
+      const r = await reader.read()
+      if (r.done) {
+        done = true
+        break
+      }
+      read += r.value.byteLength
+      if (keep) chunks.push(r.value)
+    }
+  } catch {
+    // cut short: keep what was read
+  } finally {
+    if (!done) reader.cancel().catch(() => {})
+  }
+  const out = new Uint8Array(Math.min(read, keep ? limit : 0))
+  let at = 0
+  for (const c of chunks) {
+    if (at >= out.length) break
+    const part = c.subarray(0, out.length - at)
+    out.set(part, at)
+    at += part.length
+  }
+  return out
+}
+
+/** What a downstream answered, the body cut to `ERROR_BODY_BYTES` (empty for 2xx). */
+interface Answer {
+  readonly status: number
+  readonly statusText: string
+  readonly retryAfter: string | null
+  readonly body: Uint8Array
+}
+
+class Timeout extends Error {
+  constructor(ms: number) {
+    super(`no complete answer within ${ms} ms (exporter timeout)`)
+    this.name = "TimeoutError"
+  }
+}
+
+/**
+ * One exchange, from connecting to the last byte of the answer read, under one timer that this
+ * function owns: a `setTimeout` that aborts the request, cleared when the exchange ends. (A timeout
+ * built from `AbortSignal.any([…, AbortSignal.timeout(ms)])` can be garbage-collected with its timer
+ * and never fire, hanging the exporter on a downstream that does not answer.) `outer` is Effect's
+ * interruption signal.
+ */
+const exchange = async (
+  url: string,
+  body: Uint8Array,
+  headers: Readonly<Record<string, string>>,
+  timeoutMs: number,
+  outer: AbortSignal,
+): Promise<Answer> => {
+  const controller = new AbortController()
+  const timer = setTimeout(() => controller.abort(new Timeout(timeoutMs)), timeoutMs)
+  const onAbort = () => controller.abort(outer.reason)
+  if (outer.aborted) onAbort()
+  else outer.addEventListener("abort", onAbort, { once: true })
+  try {
+    const res = await fetch(url, { method: "POST", body, headers, signal: controller.signal })
+    const ok = res.status >= 200 && res.status < 300
+    const kept = await readAtMost(res.body, ok ? SUCCESS_BODY_BYTES : ERROR_BODY_BYTES, !ok)
+    return {
+      status: res.status,
+      statusText: res.statusText,
+      retryAfter: res.headers.get("retry-after"),
+      body: kept,
+    }
+  } finally {
+    clearTimeout(timer)
+    outer.removeEventListener("abort", onAbort)
+    // Whatever is still open of this exchange (a body not read to its end) is released.
+    controller.abort()
+  }
+}
+
+const reasonOf = (e: unknown): string => {
+  if (!(e instanceof Error)) return String(e)
+  if (e.name === "TimeoutError") return e.message
+  return e.cause instanceof Error ? e.cause.message : e.message
+}
+
+/**
+ * One POST. 2xx is success; 5xx, 429, network errors and the timeout (which covers connecting, the
+ * headers and the body) are retryable; other statuses are not. At most `ERROR_BODY_BYTES` of an
+ * error answer are read, at most `SUCCESS_BODY_BYTES` of a 2xx answer (and then dropped).
+ */
 export const post = (
   url: string,
   body: Uint8Array,
@@ -58,46 +167,93 @@ export const post = (
   timeoutMs: number,
 ): Effect.Effect<void, ExportFailed> =>
   Effect.tryPromise({
-    try: (signal) =>
-      fetch(url, {
-        method: "POST",
-        body,
-        headers,
-        signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
-      }),
+    try: (signal) => exchange(url, body, headers, timeoutMs, signal),
     catch: (e) =>
       new ExportFailed({
         retryable: true,
         status: undefined,
-        reason: e instanceof Error ? (e.cause instanceof Error ? e.cause.message : e.message) : String(e),
+        reason: reasonOf(e),
         retryAfterMs: undefined,
       }),
   }).pipe(
-    Effect.flatMap((res) =>
-      Effect.promise(() => res.arrayBuffer().catch(() => new ArrayBuffer(0))).pipe(
-        Effect.flatMap((buf) => {
-          if (res.status >= 200 && res.status < 300) return Effect.void
-          const text = new TextDecoder().decode(buf.slice(0, 256)).trim()
-          return Effect.fail(
-            new ExportFailed({
-              retryable: res.status >= 500 || res.status === 429,
-              status: res.status,
-              reason: text === "" ? res.statusText : text,
-              retryAfterMs: retryAfter(res.headers.get("retry-after")),
-            }),
-          )
+    Effect.flatMap((res) => {
+      if (res.status >= 200 && res.status < 300) return Effect.void
+      const text = new TextDecoder().decode(res.body).trim()
+      return Effect.fail(
+        new ExportFailed({
+          retryable: res.status >= 500 || res.status === 429,
+          status: res.status,
+          reason: text === "" ? res.statusText : text,
+          retryAfterMs: retryAfter(res.retryAfter),
         }),
-      ),
-    ),
+      )
+    }),
   )
+
+/** Identical refusals of a batch of several requests (same status, same answer) before it is split. */
+export const SPLIT_AFTER = 3
+/**
+ * Identical refusals of a single request, each right after the downstream accepted other data,
+ * before that request is dropped as poisoned.
+ */
+export const POISON_STRIKES = 3
+
+/** Statuses about the request's target or credentials, not its content: splitting would not help. */
+const NOT_ABOUT_CONTENT = new Set([401, 403, 404, 405, 407])
+/** Retryable statuses that mean "unavailable": never a reason to split a batch or suspect its data. */
+const UNAVAILABLE = new Set([429, 502, 503, 504])
+
+/**
+ * The key two failures share when they are "the same answer": the status and the answer's text with
+ * digits blurred (request ids, timestamps). Undefined for failures that say nothing about the data:
+ * network errors, the timeout, and the "unavailable" statuses.
+ */
+export const answerKey = (f: ExportFailed): string | undefined =>
+  f.status === undefined || UNAVAILABLE.has(f.status)
+    ? undefined
+    : `${f.status} ${f.reason.replace(/\d+/g, "#")}`
+
+/** Accepted requests to be sent together as one export request, and what their sends met so far. */
+interface Group<P> {
+  readonly items: ReadonlyArray<Buffered<P>>
+  readonly datapoints: number
+  /** Failed attempts, including those of the group it was split from. */
+  attempts: number
+  /** `answerKey` of the current run of identical failures, and how long the run is. */
+  answer: string | undefined
+  identical: number
+  /** Successful sends (of other data) counted when this group last failed. */
+  seen: number
+  /** Identical failures that came right after the downstream accepted other data. */
+  strikes: number
+}
+
+const groupOf = <P>(items: ReadonlyArray<Buffered<P>>, from?: Group<P>): Group<P> => ({
+  items,
+  datapoints: items.reduce((n, i) => n + i.datapoints, 0),
+  attempts: from?.attempts ?? 0,
+  answer: from?.answer,
+  identical: from?.identical ?? 0,
+  seen: from?.seen ?? 0,
+  strikes: 0,
+})
+
+const halves = <P>(g: Group<P>): [Group<P>, Group<P>] => {
+  const mid = Math.ceil(g.items.length / 2)
+  return [groupOf(g.items.slice(0, mid), g), groupOf(g.items.slice(mid), g)]
+}
 
 /**
  * The exporter of one protocol: takes batches of up to `batchSize` datapoints from the buffer once a
  * batch is full or its oldest datapoint has waited `flushIntervalMs`, and POSTs them, retrying with
- * backoff on 5xx, 429 and network errors (a `Retry-After` is honoured) and never on other 4xx (those
- * datapoints are counted as rejected and logged). Nothing is dropped while retrying: a full buffer
- * makes the receivers push back instead. On close, what is buffered is flushed within
- * `shutdownTimeoutMs`; what cannot be sent by then is counted as lost and logged.
+ * backoff on 5xx, 429 and network errors (a `Retry-After` is honoured) and never on other 4xx.
+ * Nothing is dropped while the downstream is unavailable: a full buffer makes the receivers push
+ * back instead. A batch the downstream refuses for its content is split in halves, recursively, so
+ * that only the requests it really refuses are dropped (counted and logged): at once on a 4xx, after
+ * `SPLIT_AFTER` identical retryable refusals otherwise; a single request refused identically
+ * `POISON_STRIKES` times, each right after other data was accepted, is dropped as poisoned. On
+ * close, what is buffered is flushed within `shutdownTimeoutMs`; what cannot be sent by then is
+ * counted as lost and logged.
  */
 export const runExporter = <P>(
   settings: ExporterSettings<P>,
@@ -106,16 +262,24 @@ export const runExporter = <P>(
 ) =>
   Effect.gen(function* () {
     const protocol = settings.protocol
+    const endpoint = settings.endpoint
     const minBackoff = settings.minBackoffMs ?? 100
     const maxBackoff = settings.maxBackoffMs ?? 30_000
     const token = settings.bearerTokenFile === undefined ? undefined : new TokenFile(settings.bearerTokenFile)
     const closing = yield* Ref.make<number | undefined>(undefined)
     /** Completed when shutdown begins: cuts short a backoff pause taken before it. */
     const closingStarted = yield* Deferred.make<void>()
-    /** Datapoints taken from the buffer whose delivery has not ended yet. */
-    let inFlight = 0
+    /**
+     * Taken from the buffer and not delivered or dropped yet, oldest first: one batch, or the parts
+     * it was split into.
+     */
+    const work: Array<Group<P>> = []
+    const inFlight = () => work.reduce((n, g) => n + g.datapoints, 0)
     /** Datapoints given up at shutdown after their last retry. */
     let abandoned = 0
+    /** Export requests the downstream accepted: evidence that it is up. */
+    let successes = 0
+    let backoff = minBackoff
     const deadlinePassed = Effect.gen(function* () {
       const deadline = yield* Ref.get(closing)
       return deadline !== undefined && (yield* Clock.currentTimeMillis) >= deadline
@@ -131,78 +295,170 @@ export const runExporter = <P>(
       return h
     }
 
-    const deliver = (items: ReadonlyArray<Buffered<P>>) =>
+    /** One attempt to send these requests as one export request. */
+    const attempt = (url: string, items: ReadonlyArray<Buffered<P>>) =>
       Effect.gen(function* () {
-        const datapoints = items.reduce((n, i) => n + i.datapoints, 0)
-        if (settings.endpoint === undefined) {
-          inFlight = 0
+        const { body, headers } = settings.encoder.encode(items.map((i) => i.payload))
+        const h = headersFor(headers)
+        const result =
+          h instanceof Error
+            ? yield* Effect.either(
+                Effect.fail(
+                  new ExportFailed({
+                    retryable: true,
+                    status: undefined,
+                    reason: h.message,
+                    retryAfterMs: undefined,
+                  }),
+                ),
+              )
+            : yield* Effect.either(post(url, body, h, settings.timeoutMs))
+        if (result._tag === "Right") {
+          telemetry.exportRequests.inc({ protocol, result: "success" })
+          successes++
+        }
+        return result
+      })
+
+    const delivered = (datapoints: number) => {
+      telemetry.datapointsSent.inc({ protocol }, datapoints)
+      backoff = minBackoff
+    }
+
+    /** Notes a retryable failure of `g`: the run of identical answers, and whether it is a strike. */
+    const noteFailure = (g: Group<P>, failure: ExportFailed) => {
+      g.attempts++
+      const key = answerKey(failure)
+      if (key !== undefined && key === g.answer) {
+        g.identical++
+        if (successes > g.seen) g.strikes++
+      } else {
+        g.answer = key
+        g.identical = key === undefined ? 0 : 1
+        g.strikes = 0
+      }
+      g.seen = successes
+    }
+
+    /**
+     * Sends the next data (the next part of the batch, else the front of the buffer) once, ahead of
+     * the head of the queue: whether the downstream takes other data is what tells a poisoned request
+     * from an unavailable downstream. True if it was delivered.
+     */
+    const probe = (url: string) =>
+      Effect.gen(function* () {
+        const next = work[1]
+        const items = next?.items ?? buffer.peek(settings.batchSize)
+        if (items.length === 0) return false
+        const result = yield* attempt(url, items)
+        if (result._tag === "Right") {
+          if (next !== undefined) work.splice(1, 1)
+          else buffer.take(settings.batchSize)
+          delivered(items.reduce((n, i) => n + i.datapoints, 0))
+          return true
+        }
+        telemetry.exportRequests.inc({ protocol, result: "retry" })
+        if (next !== undefined && result.left.retryable) noteFailure(next, result.left)
+        return false
+      })
+
+    /** One attempt for the head of the queue, and what follows from its answer. */
+    const step = (url: string, g: Group<P>) =>
+      Effect.gen(function* () {
+        const result = yield* attempt(url, g.items)
+        if (result._tag === "Right") {
+          work.shift()
+          delivered(g.datapoints)
           return
         }
-        const { body, headers } = settings.encoder.encode(items.map((i) => i.payload))
-        let backoff = minBackoff
-        for (let attempt = 1; ; attempt++) {
-          const h = headersFor(headers)
-          const result =
-            h instanceof Error
-              ? yield* Effect.either(
-                  Effect.fail(
-                    new ExportFailed({
-                      retryable: true,
-                      status: undefined,
-                      reason: h.message,
-                      retryAfterMs: undefined,
-                    }),
-                  ),
-                )
-              : yield* Effect.either(post(settings.endpoint, body, h, settings.timeoutMs))
-          if (result._tag === "Right") {
-            telemetry.exportRequests.inc({ protocol, result: "success" })
-            telemetry.datapointsSent.inc({ protocol }, datapoints)
-            inFlight = 0
-            return
-          }
-          const failure = result.left
-          if (!failure.retryable) {
-            telemetry.exportRequests.inc({ protocol, result: "rejected" })
-            telemetry.datapointsLost.inc({ protocol, reason: "rejected_by_downstream" }, datapoints)
-            inFlight = 0
-            yield* logError("export rejected by downstream, not retrying", {
+        const failure = result.left
+        if (!failure.retryable) {
+          telemetry.exportRequests.inc({ protocol, result: "rejected" })
+          if (g.items.length > 1 && !NOT_ABOUT_CONTENT.has(failure.status ?? 0)) {
+            // Some of these requests may be fine: send each half on its own.
+            work.splice(0, 1, ...halves(g))
+            yield* logWarn("export refused, splitting the batch to find what the downstream refuses", {
               protocol,
-              endpoint: settings.endpoint,
+              endpoint: url,
               error: failure.message,
-              datapoints,
+              requests: g.items.length,
+              datapoints: g.datapoints,
             })
             return
           }
-          telemetry.exportRequests.inc({ protocol, result: "retry" })
-          if (yield* deadlinePassed) {
-            telemetry.datapointsLost.inc({ protocol, reason: "shutdown_timeout" }, datapoints)
-            abandoned += datapoints
-            inFlight = 0
-            yield* logError("export abandoned at shutdown", { protocol, error: failure.message, datapoints })
-            return
-          }
-          if (attempt === 1 || attempt % 10 === 0) {
-            yield* logWarn("export failed, retrying", {
-              protocol,
-              endpoint: settings.endpoint,
-              error: failure.message,
-              attempt,
-            })
-          }
-          // Jitter spreads our own backoff; a downstream's Retry-After is a floor, never undercut.
-          const jittered = Math.min(
-            maxBackoff,
-            Math.max(backoff * (0.8 + Math.random() * 0.4), failure.retryAfterMs ?? 0),
-          )
-          backoff = Math.min(maxBackoff, backoff * 2)
-          // While shutting down, no pause outlasts the deadline; a pause begun before is cut short.
-          const deadline = yield* Ref.get(closing)
-          const now = yield* Clock.currentTimeMillis
-          yield* deadline === undefined
-            ? Effect.raceFirst(Effect.sleep(Duration.millis(jittered)), Deferred.await(closingStarted))
-            : Effect.sleep(Duration.millis(Math.max(0, Math.min(jittered, deadline - now))))
+          work.shift()
+          backoff = minBackoff
+          telemetry.datapointsLost.inc({ protocol, reason: "rejected_by_downstream" }, g.datapoints)
+          yield* logError("export rejected by downstream, not retrying", {
+            protocol,
+            endpoint: url,
+            error: failure.message,
+            datapoints: g.datapoints,
+          })
+          return
         }
+        telemetry.exportRequests.inc({ protocol, result: "retry" })
+        if (yield* deadlinePassed) {
+          work.shift()
+          telemetry.datapointsLost.inc({ protocol, reason: "shutdown_timeout" }, g.datapoints)
+          abandoned += g.datapoints
+          yield* logError("export abandoned at shutdown", {
+            protocol,
+            error: failure.message,
+            datapoints: g.datapoints,
+          })
+          return
+        }
+        noteFailure(g, failure)
+        if (g.attempts === 1 || g.attempts % 10 === 0) {
+          yield* logWarn("export failed, retrying", {
+            protocol,
+            endpoint: url,
+            error: failure.message,
+            attempt: g.attempts,
+          })
+        }
+        if (g.identical >= SPLIT_AFTER) {
+          if (g.items.length > 1) {
+            // The same refusal again and again: find out whether all of the batch causes it.
+            work.splice(0, 1, ...halves(g))
+            yield* logWarn("export refused, splitting the batch to find what the downstream refuses", {
+              protocol,
+              endpoint: url,
+              error: failure.message,
+              requests: g.items.length,
+              datapoints: g.datapoints,
+            })
+            return
+          }
+          if (g.strikes >= POISON_STRIKES) {
+            work.shift()
+            backoff = minBackoff
+            telemetry.datapointsLost.inc({ protocol, reason: "poisoned" }, g.datapoints)
+            yield* logError("export dropped as poisoned: refused while other data was accepted", {
+              protocol,
+              endpoint: url,
+              error: failure.message,
+              datapoints: g.datapoints,
+              attempts: g.attempts,
+            })
+            return
+          }
+          // Does the downstream take other data? Then it is up, and retries this one at once.
+          if (yield* probe(url)) return
+        }
+        // Jitter spreads our own backoff; a downstream's Retry-After is a floor, never undercut.
+        const jittered = Math.min(
+          maxBackoff,
+          Math.max(backoff * (0.8 + Math.random() * 0.4), failure.retryAfterMs ?? 0),
+        )
+        backoff = Math.min(maxBackoff, backoff * 2)
+        // While shutting down, no pause outlasts the deadline; a pause begun before is cut short.
+        const deadline = yield* Ref.get(closing)
+        const now = yield* Clock.currentTimeMillis
+        yield* deadline === undefined
+          ? Effect.raceFirst(Effect.sleep(Duration.millis(jittered)), Deferred.await(closingStarted))
+          : Effect.sleep(Duration.millis(Math.max(0, Math.min(jittered, deadline - now))))
       })
 
     /** Wakes the loop on the buffer's next push or when shutdown begins; nothing polls. */
@@ -213,6 +469,12 @@ export const runExporter = <P>(
 
     const loop = Effect.gen(function* () {
       for (;;) {
+        const head = work[0]
+        if (head !== undefined) {
+          if (endpoint === undefined) work.shift()
+          else yield* step(endpoint, head)
+          continue
+        }
         if (buffer.length === 0) {
           if ((yield* Ref.get(closing)) !== undefined) return
           yield* pushOrClosing
@@ -229,16 +491,14 @@ export const runExporter = <P>(
           )
           continue
         }
-        const batch = buffer.take(settings.batchSize)
-        inFlight = batch.reduce((n, i) => n + i.datapoints, 0)
-        yield* deliver(batch)
+        work.push(groupOf(buffer.take(settings.batchSize)))
       }
     })
 
-    if (settings.endpoint === undefined) {
+    if (endpoint === undefined) {
       yield* logInfo("no exporter endpoint: accepted datapoints are counted and discarded", { protocol })
     }
-    telemetry.setBufferSource(protocol, () => buffer.datapoints + inFlight)
+    telemetry.setBufferSource(protocol, () => buffer.datapoints + inFlight())
     const fiber = yield* Effect.forkDaemon(loop)
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
@@ -252,8 +512,8 @@ export const runExporter = <P>(
           Effect.interruptible,
         )
         if (done._tag === "None") yield* Fiber.interrupt(fiber)
-        // What is still buffered, and a batch whose delivery was cut off, is lost.
-        const left = buffer.datapoints + inFlight
+        // What is still buffered, and what was taken and not delivered when it was cut off, is lost.
+        const left = buffer.datapoints + inFlight()
         if (left > 0) {
           telemetry.datapointsLost.inc({ protocol, reason: "shutdown_timeout" }, left)
           yield* logError("datapoints left unsent at shutdown", { protocol, datapoints: left })

@@ -168,7 +168,7 @@ const makeDataPathInstruments = (opts: { registers: Array<Registry> }) => {
     }),
     datapointsLost: new Counter({
       name: "metrics_governor_export_datapoints_lost_total",
-      help: "Accepted datapoints that could not be delivered (rejected by downstream, or left at shutdown).",
+      help: "Accepted datapoints that could not be delivered (rejected by downstream, dropped as poisoned, or left at shutdown).",
       labelNames: ["protocol", "reason"] as const,
       ...opts,
     }),

@@ -4,6 +4,8 @@
  * on a full buffer with nothing lost, headers and a rotating bearer token, and the flush on SIGTERM.
  */
 import * as fs from "node:fs"
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
 import * as path from "node:path"
 import * as grpc from "@grpc/grpc-js"
 import { Either } from "effect"
@@ -26,6 +28,8 @@ import {
   postOtlp,
   postPrw,
   prwMany,
+  prwRequest,
+  prwSeries,
   writeFile,
 } from "../support/data-path.js"
 import { freePort, type Governor, sleep, startGovernor, tempDir, waitFor } from "../support/governor.js"
@@ -315,6 +319,211 @@ describe("exporter: no retry on 4xx", () => {
     expect((await postOtlp(httpPort, otlpSeries("next", 2))).status).toBe(200)
     await waitForDelivered(otlp, 2)
     expect(names(otlp.delivered)).toEqual(["next/0", "next/1"])
+  })
+})
+
+/**
+ * A downstream that answers every request with `status` and a body that does not end: 64 KiB chunks,
+ * as fast as the connection takes them (never more than one chunk beyond what the socket accepted),
+ * until the governor cuts the connection or `cap` bytes are written. Records the bytes written per
+ * response.
+ */
+const endlessBody = async (status: number, cap = 256 * 1024 * 1024) => {
+  const responses: Array<{ at: number; written: number; ended: boolean }> = []
+  const chunk = Buffer.alloc(64 * 1024, "e")
+  const server = http.createServer((req, res) => {
+    req.resume()
+    req.on("end", () => {
+      const r = { at: Date.now(), written: 0, ended: false }
+      responses.push(r)
+      res.writeHead(status, { "content-type": "text/plain" })
+      const pump = () => {
+        while (!res.destroyed && r.written < cap) {
+          r.written += chunk.length
+          if (!res.write(chunk)) return
+        }
+        if (!res.destroyed) {
+          r.ended = true
+          res.end()
+        }
+      }
+      res.on("drain", pump)
+      res.on("error", () => {})
+      pump()
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  cleanup.push(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
+  )
+  return { responses, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1/write` }
+}
+
+describe("exporter: what is read of an answer", () => {
+  const config = [
+    "buffer:",
+    "  flush_interval: 50ms",
+    "exporters:",
+    "  prw:",
+    "    timeout: 5s",
+    "shutdown_timeout: 2s",
+    "",
+  ].join("\n")
+  // Loopback socket buffers hold a few MiB; reading the whole answer would take all 256 MiB.
+  const SMALL = 16 * 1024 * 1024
+
+  it("a 500 with an endless body: a few KiB are read, the connection is cut, retries go on", async () => {
+    const down = await endlessBody(500)
+    const { governor, prwPort } = await startWith(config, { prw: down.url })
+    expect((await postPrw(prwPort, prwMany("endless", 3))).status).toBe(204)
+    await waitForValue(
+      governor,
+      "metrics_governor_export_requests_total",
+      { protocol: "prw", result: "retry" },
+      (v) => v >= 4,
+    )
+    expect(down.responses.length).toBeGreaterThanOrEqual(4)
+    for (const r of down.responses.slice(0, -1)) {
+      expect(r.ended).toBe(false)
+      expect(r.written).toBeLessThan(SMALL)
+    }
+    const warned = governor.logs.find((l) => l.message === "export failed, retrying")
+    expect(String(warned?.fields.error)).toMatch(/^HTTP 500: e{100,4096}$/)
+    expect(await count(governor, "metrics_governor_datapoints_sent_total", { protocol: "prw" })).toBe(0)
+    expect(await count(governor, "metrics_governor_export_datapoints_lost_total", {})).toBe(0)
+  })
+
+  it("a 2xx with an endless body: delivered at once, the body is not read to its end", async () => {
+    const sink = await endlessBody(200)
+    const { governor, prwPort } = await startWith(config, { prw: sink.url })
+    const sent = Date.now()
+    expect((await postPrw(prwPort, prwMany("endless-ok", 3))).status).toBe(204)
+    await waitForValue(governor, "metrics_governor_datapoints_sent_total", { protocol: "prw" }, (v) => v >= 3)
+    // Well within the 5 s timeout: the exporter did not wait for the body to end.
+    expect(Date.now() - sent).toBeLessThan(3_000)
+    expect((await postPrw(prwPort, prwMany("endless-ok-2", 2))).status).toBe(204)
+    await waitForValue(governor, "metrics_governor_datapoints_sent_total", { protocol: "prw" }, (v) => v >= 5)
+    expect(sink.responses).toHaveLength(2)
+    for (const r of sink.responses) {
+      expect(r.ended).toBe(false)
+      expect(r.written).toBeLessThan(SMALL)
+    }
+    expect(
+      await count(governor, "metrics_governor_export_requests_total", { protocol: "prw", result: "retry" }),
+    ).toBe(0)
+  })
+})
+
+/** A remote-write request with a good series and the `poison` marker series: 2 datapoints. */
+const poisoned = (tag: string) =>
+  prwRequest([
+    prwSeries({ __name__: `with-poison-${tag}`, id: "0" }, [1]),
+    prwSeries({ __name__: "poison", id: "0" }, [1]),
+  ])
+
+/**
+ * Sends a batch's worth of requests around a poisoned one (within one flush interval), then one good
+ * request every 150 ms until `done()`; returns the names of the good series sent, in order.
+ */
+const sendAroundPoison = async (prwPort: number, done: () => Promise<boolean>): Promise<Array<string>> => {
+  const good: Array<string> = []
+  const sendGood = async (metric: string, n: number) => {
+    expect((await postPrw(prwPort, prwMany(metric, n))).status).toBe(204)
+    for (let i = 0; i < n; i++) good.push(`__name__=${metric},id=${i}`)
+  }
+  await sendGood("before-a", 2)
+  await sendGood("before-b", 3)
+  expect((await postPrw(prwPort, poisoned("1"))).status).toBe(204)
+  await sendGood("after-a", 2)
+  await sendGood("after-b", 1)
+  const until = Date.now() + 20_000
+  for (let i = 0; !(await done()); i++) {
+    if (Date.now() > until) throw new Error("the poisoned request was never dropped")
+    await sendGood(`later-${i}`, 1)
+    await sleep(150)
+  }
+  await sendGood("last", 2)
+  return good
+}
+
+const POISON_CONFIG = "buffer:\n  flush_interval: 300ms\nshutdown_timeout: 2s\n"
+
+describe("exporter: a request the downstream refuses does not hold back the rest", () => {
+  it("a 500 for every request holding one poisoned series: the rest of its batch and everything after it arrive, in order; the poisoned request is dropped and counted as poisoned", async () => {
+    const prw = await prwSink({
+      respond: (r) =>
+        r.names.includes("poison") ? { status: 500, body: "duplicate label name: poison" } : { status: 204 },
+    })
+    const { governor, prwPort } = await startWith(POISON_CONFIG, { prw: prw.url })
+    const lost = { protocol: "prw", reason: "poisoned" }
+    const good = await sendAroundPoison(
+      prwPort,
+      async () => (await count(governor, "metrics_governor_export_datapoints_lost_total", lost)) > 0,
+    )
+    await waitForDelivered(prw, good.length)
+    expect(prwNames(prw.delivered)).toEqual(good)
+    await expectSentEqualsSink(governor, prw, good.length)
+    expect(await count(governor, "metrics_governor_export_datapoints_lost_total", lost)).toBe(2)
+    expect(await count(governor, "metrics_governor_export_datapoints_lost_total", {})).toBe(2)
+    const dropped = governor.logs.filter((l) => l.message.startsWith("export dropped as poisoned"))
+    expect(dropped).toHaveLength(1)
+    expect(dropped[0]?.level).toBe("error")
+    expect(dropped[0]?.fields.datapoints).toBe(2)
+    expect(String(dropped[0]?.fields.error)).toBe("HTTP 500: duplicate label name: poison")
+    // Only the requests holding the marker were refused; it was tried a bounded number of times.
+    const refused = prw.requests.filter((r) => r.names.includes("poison"))
+    expect(refused.length).toBeLessThanOrEqual(12)
+    expect(
+      prw.requests.filter((r) => r.names.join() === "with-poison-1,poison").length,
+    ).toBeGreaterThanOrEqual(3)
+  })
+
+  it("a 400 for every request holding one poisoned series: the batch is split, only the poisoned request is dropped (rejected_by_downstream), the rest arrives in order", async () => {
+    const prw = await prwSink({
+      respond: (r) =>
+        r.names.includes("poison") ? { status: 400, body: "duplicate label name: poison" } : { status: 204 },
+    })
+    const { governor, prwPort } = await startWith(POISON_CONFIG, { prw: prw.url })
+    const lost = { protocol: "prw", reason: "rejected_by_downstream" }
+    const good = await sendAroundPoison(
+      prwPort,
+      async () => (await count(governor, "metrics_governor_export_datapoints_lost_total", lost)) > 0,
+    )
+    await waitForDelivered(prw, good.length)
+    expect(prwNames(prw.delivered)).toEqual(good)
+    await expectSentEqualsSink(governor, prw, good.length)
+    expect(await count(governor, "metrics_governor_export_datapoints_lost_total", lost)).toBe(2)
+    expect(await count(governor, "metrics_governor_export_datapoints_lost_total", {})).toBe(2)
+    const rejected = governor.logs.filter((l) => l.message === "export rejected by downstream, not retrying")
+    expect(rejected.map((l) => l.fields.datapoints)).toEqual([2])
+    expect(governor.logs.filter((l) => l.message === "export failed, retrying")).toEqual([])
+  })
+
+  it("a downstream that answers 500 to everything for 2 s and then recovers: nothing is lost or dropped", async () => {
+    let down = true
+    const prw = await prwSink({
+      respond: () => (down ? { status: 500, body: "internal error" } : { status: 204 }),
+    })
+    const { governor, prwPort } = await startWith(POISON_CONFIG, { prw: prw.url })
+    const sent: Array<string> = []
+    const started = Date.now()
+    for (let i = 0; Date.now() - started < 2_000; i++) {
+      expect((await postPrw(prwPort, prwMany(`outage-${i}`, 2))).status).toBe(204)
+      sent.push(`__name__=outage-${i},id=0`, `__name__=outage-${i},id=1`)
+      await sleep(120)
+    }
+    expect(prw.datapoints).toBe(0)
+    down = false
+    await waitForDelivered(prw, sent.length)
+    await expectSentEqualsSink(governor, prw, sent.length)
+    // Each accepted datapoint arrived exactly once.
+    expect(prwNames(prw.delivered).sort()).toEqual([...sent].sort())
+    expect(await count(governor, "metrics_governor_export_datapoints_lost_total", {})).toBe(0)
+    expect(governor.logs.filter((l) => l.level === "error")).toEqual([])
   })
 })
 

@@ -27,6 +27,8 @@ export interface SinkRequest {
   readonly body: Buffer
   /** How many datapoints the body holds (0 when it does not decode). */
   readonly datapoints: number
+  /** The metric names in the body, in order (empty when it does not decode). */
+  readonly names: ReadonlyArray<string>
 }
 
 /** What to answer: a status (2xx records the body as delivered), or `"hang"`: never answer. */
@@ -41,11 +43,16 @@ const OK: SinkAnswer = { status: 200 }
 interface Decoded<P> {
   readonly payload: P
   readonly datapoints: number
+  readonly names: ReadonlyArray<string>
 }
 
 const decodeOtlp = (body: Buffer): Decoded<ExportMetricsServiceRequest> | string => {
   const r = decodeOtlpProtobuf(body)
-  return Either.isLeft(r) ? r.left.message : { payload: r.right, datapoints: countDataPoints(r.right) }
+  if (Either.isLeft(r)) return r.left.message
+  const names = r.right.resourceMetrics.flatMap((rm) =>
+    rm.scopeMetrics.flatMap((sm) => sm.metrics.map((m) => m.name)),
+  )
+  return { payload: r.right, datapoints: countDataPoints(r.right), names }
 }
 
 const decodePrw = (body: Buffer): Decoded<WriteRequest> | string => {
@@ -53,7 +60,11 @@ const decodePrw = (body: Buffer): Decoded<WriteRequest> | string => {
   if (Either.isLeft(raw)) return raw.left.message
   const r = decodeWriteRequest(raw.right)
   if (Either.isLeft(r)) return r.left.message
-  return { payload: r.right, datapoints: r.right.timeseries.reduce((n, s) => n + datapointCount(s), 0) }
+  return {
+    payload: r.right,
+    datapoints: r.right.timeseries.reduce((n, s) => n + datapointCount(s), 0),
+    names: r.right.timeseries.map((s) => s.labels.find((l) => l.name === "__name__")?.value ?? ""),
+  }
 }
 
 export class Sink<P> {
@@ -101,6 +112,7 @@ export class Sink<P> {
           headers: req.headers,
           body,
           datapoints: typeof decoded === "string" ? 0 : decoded.datapoints,
+          names: typeof decoded === "string" ? [] : decoded.names,
         }
         s.requests.push(seen)
         const answer = s.respond(seen)
