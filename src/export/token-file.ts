@@ -18,6 +18,8 @@ export class TokenFile {
     } catch (e) {
       return new Error(`bearer token file ${this.file}: ${e instanceof Error ? e.message : String(e)}`)
     }
+    // Opening a FIFO (or a device) would block the main thread: only regular files are read.
+    if (!s.isFile()) return new Error(`bearer token file ${this.file} is not a regular file`)
     const stamp = `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`
     if (stamp !== this.stamp || this.token === undefined) {
       try {

@@ -3,6 +3,7 @@
  * token file is a 503 without its path or the system's error text (those go to the log), and the
  * token comparison is over fixed-length digests, so neither the token nor its length shows in timing.
  */
+import { execFileSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -66,6 +67,20 @@ describe("POST /-/reload: what an unauthenticated client learns", () => {
     expect((await reload(g, "now-sex")).status).toBe(401)
     expect((await reload(g)).status).toBe(401)
   })
+  it("a FIFO in place of the token file is the same 503 at once; the control server keeps answering", async () => {
+    const file = path.join(dir(), "token")
+    execFileSync("mkfifo", [file])
+    const g = await start(file)
+    // Opening a FIFO for reading blocks until a writer comes: the main thread must never try.
+    const r = await reload(g, "anything")
+    expect(r.status).toBe(503)
+    expect(JSON.parse(r.text).error.message).toBe("reload token unavailable")
+    const logged = await waitFor("the refusal in the log", () =>
+      g.logs.find((l) => l.message === "reload over HTTP refused"),
+    )
+    expect(String(logged.fields.error)).toContain("not a regular file")
+    expect((await fetch(`${g.url}/live`)).status).toBe(200)
+  }, 15_000)
 })
 
 describe("tokensMatch", () => {
