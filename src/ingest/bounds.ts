@@ -33,3 +33,28 @@ export const tooManyElements = (bound: number): string =>
 
 /** Thrown inside a decoder at the first datapoint or element past its bound; never escapes it. */
 export class BoundExceeded extends Error {}
+
+/**
+ * What one request may still make a decoder build: the protobuf readers of both protocols extend it
+ * and count each element and datapoint as they decode it (one decrement and compare each).
+ */
+export class BoundedDecoder {
+  private datapointsLeft: number
+  private elementsLeft: number
+
+  constructor(readonly bounds: RequestBounds = UNBOUNDED) {
+    this.datapointsLeft = bounds.maxDatapoints
+    this.elementsLeft = bounds.maxElements
+  }
+
+  /** Counts one decoded element (an item of a repeated field); throws `BoundExceeded` past the bound. */
+  element(): void {
+    if (--this.elementsLeft < 0) throw new BoundExceeded(tooManyElements(this.bounds.maxElements))
+  }
+
+  /** Counts one datapoint, which is an element too. */
+  datapoint(): void {
+    if (--this.datapointsLeft < 0) throw new BoundExceeded(tooManyDatapoints(this.bounds.maxDatapoints))
+    this.element()
+  }
+}

@@ -6,13 +6,7 @@
  * else) and return a typed error, so no caller ever sees a throw.
  */
 import { isUtf8 } from "node:buffer"
-import {
-  BoundExceeded,
-  type RequestBounds,
-  tooManyDatapoints,
-  tooManyElements,
-  UNBOUNDED,
-} from "../bounds.js"
+import { BoundedDecoder, type RequestBounds, UNBOUNDED } from "../bounds.js"
 
 /** Malformed protobuf input; internal to the decoders, which turn it into `OtlpDecodeError`. */
 export class WireError extends Error {
@@ -34,7 +28,7 @@ export const tag = (field: number, wireType: number): number => ((field << 3) | 
 export const MAX_DEPTH = 100
 
 /** Reads protobuf wire data from `buf[pos, end)`; every read is checked against `end`. */
-export class ProtoReader {
+export class ProtoReader extends BoundedDecoder {
   readonly buf: Buffer
   readonly view: DataView
   readonly end: number
@@ -43,31 +37,12 @@ export class ProtoReader {
   private lastHi = -1
   private last = 0n
 
-  /** What the request may still hold before the decoder stops (see `bounds.ts`). */
-  private datapointsLeft: number
-  private elementsLeft: number
-
-  constructor(
-    bytes: Uint8Array,
-    readonly bounds: RequestBounds = UNBOUNDED,
-  ) {
+  constructor(bytes: Uint8Array, bounds: RequestBounds = UNBOUNDED) {
+    super(bounds)
     this.buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     this.pos = 0
     this.end = bytes.byteLength
-    this.datapointsLeft = bounds.maxDatapoints
-    this.elementsLeft = bounds.maxElements
-  }
-
-  /** Counts one decoded element (an item of a repeated field); throws `BoundExceeded` past the bound. */
-  element(): void {
-    if (--this.elementsLeft < 0) throw new BoundExceeded(tooManyElements(this.bounds.maxElements))
-  }
-
-  /** Counts one data point, which is an element too. */
-  datapoint(): void {
-    if (--this.datapointsLeft < 0) throw new BoundExceeded(tooManyDatapoints(this.bounds.maxDatapoints))
-    if (--this.elementsLeft < 0) throw new BoundExceeded(tooManyElements(this.bounds.maxElements))
   }
 
   fail(what: string, at: number = this.pos): never {

@@ -29,13 +29,7 @@
  * @module
  */
 import { Either } from "effect"
-import {
-  BoundExceeded,
-  type RequestBounds,
-  tooManyDatapoints,
-  tooManyElements,
-  UNBOUNDED,
-} from "../bounds.js"
+import { BoundExceeded, BoundedDecoder, type RequestBounds, UNBOUNDED } from "../bounds.js"
 import { PrwDecodeError } from "./errors.js"
 import { sharedLabelCache } from "./label-cache.js"
 import {
@@ -96,7 +90,7 @@ const quoted = (name: string): string => JSON.stringify(name.length > 64 ? `${na
  * where the operator (or `protoc --decode_raw`) can look. (`scan.ts` extends it: its primitives
  * are shared so that both accept and reject exactly the same input.)
  */
-export class Decoder {
+export class Decoder extends BoundedDecoder {
   pos = 0
   readonly view: DataView
   /**
@@ -108,28 +102,13 @@ export class Decoder {
   private readonly prevEnd: Array<number> = []
   private readonly prevText: Array<string> = []
 
-  /** What the request may still hold before decoding stops (see `bounds.ts`). */
-  private datapointsLeft: number
-  private elementsLeft: number
-
+  /** Elements: series, labels, exemplars, metadata entries, unknown fields; datapoints: samples, native histograms. */
   constructor(
     readonly bytes: Uint8Array,
-    readonly bounds: RequestBounds = UNBOUNDED,
+    bounds: RequestBounds = UNBOUNDED,
   ) {
+    super(bounds)
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-    this.datapointsLeft = bounds.maxDatapoints
-    this.elementsLeft = bounds.maxElements
-  }
-
-  /** Counts one series, label, exemplar, metadata entry or unknown field; throws `BoundExceeded` past the bound. */
-  element(): void {
-    if (--this.elementsLeft < 0) throw new BoundExceeded(tooManyElements(this.bounds.maxElements))
-  }
-
-  /** Counts one sample or native histogram, which is an element too. */
-  datapoint(): void {
-    if (--this.datapointsLeft < 0) throw new BoundExceeded(tooManyDatapoints(this.bounds.maxDatapoints))
-    if (--this.elementsLeft < 0) throw new BoundExceeded(tooManyElements(this.bounds.maxElements))
   }
 
   fail(reason: string): never {
