@@ -362,6 +362,19 @@ export const runExporter = <P>(
         return false
       })
 
+    /** Replaces the refused head of the queue by its two halves, each sent on its own. */
+    const split = (url: string, g: Group<P>, failure: ExportFailed) =>
+      Effect.suspend(() => {
+        work.splice(0, 1, ...halves(g))
+        return logWarn("export refused, splitting the batch to find what the downstream refuses", {
+          protocol,
+          endpoint: url,
+          error: failure.message,
+          requests: g.items.length,
+          datapoints: g.datapoints,
+        })
+      })
+
     /** One attempt for the head of the queue, and what follows from its answer. */
     const step = (url: string, g: Group<P>) =>
       Effect.gen(function* () {
@@ -376,15 +389,7 @@ export const runExporter = <P>(
           telemetry.exportRequests.inc({ protocol, result: "rejected" })
           if (g.items.length > 1 && !NOT_ABOUT_CONTENT.has(failure.status ?? 0)) {
             // Some of these requests may be fine: send each half on its own.
-            work.splice(0, 1, ...halves(g))
-            yield* logWarn("export refused, splitting the batch to find what the downstream refuses", {
-              protocol,
-              endpoint: url,
-              error: failure.message,
-              requests: g.items.length,
-              datapoints: g.datapoints,
-            })
-            return
+            return yield* split(url, g, failure)
           }
           work.shift()
           backoff = minBackoff
@@ -421,15 +426,7 @@ export const runExporter = <P>(
         if (g.identical >= SPLIT_AFTER) {
           if (g.items.length > 1) {
             // The same refusal again and again: find out whether all of the batch causes it.
-            work.splice(0, 1, ...halves(g))
-            yield* logWarn("export refused, splitting the batch to find what the downstream refuses", {
-              protocol,
-              endpoint: url,
-              error: failure.message,
-              requests: g.items.length,
-              datapoints: g.datapoints,
-            })
-            return
+            return yield* split(url, g, failure)
           }
           if (g.strikes >= POISON_STRIKES) {
             work.shift()
