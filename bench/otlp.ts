@@ -12,7 +12,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as grpc from "@grpc/grpc-js"
-import { METRICS_EXPORT_PATH } from "../src/ingest/otlp/grpc.js"
+import { RawMetricsClient } from "../test/support/grpc.js"
 import {
   type AreaResult,
   areaMain,
@@ -47,21 +47,6 @@ const GRPC_MAX_CALLS = 200_000
 const CONNECTIONS = 8
 const LIMITS = "rules:\n  - name: all-series\n    max_cardinality: 10000\n    action: drop\n"
 
-const RawClient = grpc.makeGenericClientConstructor(
-  {
-    export: {
-      path: METRICS_EXPORT_PATH,
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: (b: Buffer) => b,
-      requestDeserialize: (b: Buffer) => b,
-      responseSerialize: (b: Buffer) => b,
-      responseDeserialize: (b: Buffer) => b,
-    },
-  },
-  "MetricsService",
-)
-
 type ExportFn = (req: Buffer, cb: (err: grpc.ServiceError | null, res: Buffer) => void) => void
 
 /** Closed loop: `GRPC_IN_FLIGHT` calls at a time for `seconds` (or GRPC_MAX_CALLS calls). */
@@ -70,7 +55,7 @@ const grpcLoad = async (
   bodies: ReadonlyArray<Buffer>,
   seconds: number,
 ): Promise<{ okPerS: number; p50: number; p99: number; failed: number; cpu: number }> => {
-  const client = new RawClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
+  const client = new RawMetricsClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
     "grpc.max_send_message_length": 64 * 1024 * 1024,
   })
   const exportCall = (client as unknown as { export: ExportFn }).export.bind(client)
@@ -120,7 +105,7 @@ const grpcFixedRate = async (
   rate: number,
   seconds: number,
 ): Promise<{ latencies: Array<number>; ok: number; failed: number }> => {
-  const client = new RawClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
+  const client = new RawMetricsClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
     "grpc.max_send_message_length": 64 * 1024 * 1024,
   })
   const exportCall = (client as unknown as { export: ExportFn }).export.bind(client)

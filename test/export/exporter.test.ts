@@ -10,7 +10,6 @@ import * as path from "node:path"
 import * as grpc from "@grpc/grpc-js"
 import { Either } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
-import { METRICS_EXPORT_PATH } from "../../src/ingest/otlp/grpc.js"
 import { encodeOtlpProtobuf } from "../../src/ingest/otlp/protobuf.js"
 import {
   decodeRpcStatus,
@@ -30,9 +29,12 @@ import {
   prwMany,
   prwRequest,
   prwSeries,
+  type Running,
+  startWithReceivers,
   writeFile,
 } from "../support/data-path.js"
-import { freePort, type Governor, sleep, startGovernor, tempDir, waitFor } from "../support/governor.js"
+import { freePort, type Governor, sleep, tempDir, waitFor } from "../support/governor.js"
+import { RawMetricsClient } from "../support/grpc.js"
 import { type Respond, Sink } from "../support/sink.js"
 
 const cleanup: Array<() => unknown> = []
@@ -46,38 +48,15 @@ const dir = (): string => {
   return d
 }
 
-interface Running {
-  readonly governor: Governor
-  readonly httpPort: number
-  readonly prwPort: number
-  readonly grpcPort: number
-}
-
-/** A governor with all three receivers on, exporting to the given endpoints. */
+/** A governor with all three receivers on, exporting to the given endpoints; stopped after the test. */
 const startWith = async (
   config: string,
   endpoints: { readonly otlp?: string; readonly prw?: string },
   configDir = dir(),
 ): Promise<Running> => {
-  const httpPort = await freePort()
-  const prwPort = await freePort()
-  const grpcPort = await freePort()
-  const governor = await startGovernor({
-    args: [
-      "-config",
-      writeFile(configDir, "config.yaml", config),
-      "-http-listen",
-      `127.0.0.1:${httpPort}`,
-      "-prw-listen",
-      `127.0.0.1:${prwPort}`,
-      "-grpc-listen",
-      `127.0.0.1:${grpcPort}`,
-      ...(endpoints.otlp === undefined ? [] : ["-exporter-endpoint", endpoints.otlp]),
-      ...(endpoints.prw === undefined ? [] : ["-prw-exporter-endpoint", endpoints.prw]),
-    ],
-  })
-  cleanup.push(() => governor.stop())
-  return { governor, httpPort, prwPort, grpcPort }
+  const running = await startWithReceivers(configDir, config, endpoints)
+  cleanup.push(() => running.governor.stop())
+  return running
 }
 
 const otlpSink = async (options: { port?: number; respond?: Respond } = {}) => {
@@ -546,23 +525,8 @@ const fillUntilPushback = async (
   throw new Error(`no ${pushback} after ${max} requests (accepted ${total} datapoints)`)
 }
 
-const RawGrpcClient = grpc.makeGenericClientConstructor(
-  {
-    export: {
-      path: METRICS_EXPORT_PATH,
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: (b: Buffer) => b,
-      requestDeserialize: (b: Buffer) => b,
-      responseSerialize: (b: Buffer) => b,
-      responseDeserialize: (b: Buffer) => b,
-    },
-  },
-  "MetricsService",
-)
-
 const grpcExport = (port: number, body: Uint8Array): Promise<grpc.ServiceError | null> => {
-  const client = new RawGrpcClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure())
+  const client = new RawMetricsClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure())
   return new Promise<grpc.ServiceError | null>((resolve) => {
     ;(
       client as unknown as {

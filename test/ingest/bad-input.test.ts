@@ -24,9 +24,10 @@ import {
   prwBody,
   prwMany,
   send,
-  writeFile,
+  startWithReceivers,
 } from "../support/data-path.js"
-import { freePort, type Governor, startGovernor, tempDir } from "../support/governor.js"
+import { type Governor, tempDir } from "../support/governor.js"
+import { RawMetricsClient } from "../support/grpc.js"
 
 const MAX_REQUEST_BYTES = 64 * 1024
 const MAX_DECOMPRESSED_BYTES = 256 * 1024
@@ -52,22 +53,6 @@ const tally = (protocol: "otlp" | "prw", code: string) => {
 let goodOtlpPoints = 0
 let goodPrwPoints = 0
 
-/** A raw gRPC client: bytes in, bytes out. */
-const RawClient = grpc.makeGenericClientConstructor(
-  {
-    export: {
-      path: METRICS_EXPORT_PATH,
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: (b: Buffer) => b,
-      requestDeserialize: (b: Buffer) => b,
-      responseSerialize: (b: Buffer) => b,
-      responseDeserialize: (b: Buffer) => b,
-    },
-  },
-  "MetricsService",
-)
-
 const grpcCall = (bytes: Uint8Array): Promise<{ code: number; details: string }> =>
   new Promise((resolve) => {
     const method = (
@@ -88,22 +73,8 @@ const grpcCall = (bytes: Uint8Array): Promise<{ code: number; details: string }>
 
 beforeAll(async () => {
   dir = tempDir("mg-bad-input-")
-  httpPort = await freePort()
-  grpcPort = await freePort()
-  prwPort = await freePort()
-  governor = await startGovernor({
-    args: [
-      "-config",
-      writeFile(dir, "config.yaml", CONFIG),
-      "-http-listen",
-      `127.0.0.1:${httpPort}`,
-      "-grpc-listen",
-      `127.0.0.1:${grpcPort}`,
-      "-prw-listen",
-      `127.0.0.1:${prwPort}`,
-    ],
-  })
-  client = new RawClient(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure())
+  ;({ governor, httpPort, grpcPort, prwPort } = await startWithReceivers(dir, CONFIG))
+  client = new RawMetricsClient(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure())
 })
 
 afterAll(async () => {

@@ -10,11 +10,19 @@ import * as fs from "node:fs"
 import * as zlib from "node:zlib"
 import * as grpc from "@grpc/grpc-js"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { METRICS_EXPORT_PATH } from "../../src/ingest/otlp/grpc.js"
 import { encodeOtlpProtobuf } from "../../src/ingest/otlp/protobuf.js"
 import { compressBody } from "../../src/ingest/prw/snappy.js"
-import { metricValue, otlpSeries, postOtlp, postPrw, prwMany, send, writeFile } from "../support/data-path.js"
-import { freePort, type Governor, startGovernor, tempDir } from "../support/governor.js"
+import {
+  metricValue,
+  otlpSeries,
+  postOtlp,
+  postPrw,
+  prwMany,
+  send,
+  startWithReceivers,
+} from "../support/data-path.js"
+import { type Governor, tempDir } from "../support/governor.js"
+import { RawMetricsClient } from "../support/grpc.js"
 
 /** Defaults for the bounds under test; only shutdown is made quick. */
 const CONFIG = "shutdown_timeout: 2s\n"
@@ -30,21 +38,7 @@ let prwPort: number
 
 beforeAll(async () => {
   dir = tempDir("mg-bounds-")
-  httpPort = await freePort()
-  grpcPort = await freePort()
-  prwPort = await freePort()
-  governor = await startGovernor({
-    args: [
-      "-config",
-      writeFile(dir, "config.yaml", CONFIG),
-      "-http-listen",
-      `127.0.0.1:${httpPort}`,
-      "-grpc-listen",
-      `127.0.0.1:${grpcPort}`,
-      "-prw-listen",
-      `127.0.0.1:${prwPort}`,
-    ],
-  })
+  ;({ governor, httpPort, grpcPort, prwPort } = await startWithReceivers(dir, CONFIG))
 })
 
 afterAll(async () => {
@@ -116,24 +110,9 @@ const samplesBomb = (n: number): Buffer => {
 
 // --- checks ------------------------------------------------------------------------------------
 
-const RawClient = grpc.makeGenericClientConstructor(
-  {
-    export: {
-      path: METRICS_EXPORT_PATH,
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: (b: Buffer) => b,
-      requestDeserialize: (b: Buffer) => b,
-      responseSerialize: (b: Buffer) => b,
-      responseDeserialize: (b: Buffer) => b,
-    },
-  },
-  "MetricsService",
-)
-
 /** One gRPC call with gzip message compression (as the bombs were sent). */
 const grpcCall = (bytes: Uint8Array): Promise<{ code: number; details: string; ms: number }> => {
-  const client = new RawClient(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure(), {
+  const client = new RawMetricsClient(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure(), {
     "grpc.default_compression_algorithm": 2, // gzip
     "grpc.max_send_message_length": -1,
   })

@@ -16,9 +16,9 @@ import {
   postPrw,
   prwBody,
   prwMany,
-  writeFile,
+  startWithReceivers,
 } from "../support/data-path.js"
-import { freePort, type Governor, sleep, startGovernor, tempDir, waitFor } from "../support/governor.js"
+import { type Governor, sleep, tempDir, waitFor } from "../support/governor.js"
 
 const cleanup: Array<() => unknown> = []
 afterEach(async () => {
@@ -101,9 +101,6 @@ describe("shutdown with slow clients", () => {
     await new Promise<void>((r) => resetting.listen(0, "127.0.0.1", r))
     cleanup.push(() => new Promise((r) => resetting.close(r)))
     const down = (resetting.address() as net.AddressInfo).port
-    const httpPort = await freePort()
-    const prwPort = await freePort()
-    const grpcPort = await freePort()
     const config = [
       "buffer:",
       "  flush_interval: 50ms",
@@ -115,21 +112,9 @@ describe("shutdown with slow clients", () => {
       "shutdown_timeout: 5s",
       "",
     ].join("\n")
-    const governor = await startGovernor({
-      args: [
-        "-config",
-        writeFile(d, "config.yaml", config),
-        "-http-listen",
-        `127.0.0.1:${httpPort}`,
-        "-prw-listen",
-        `127.0.0.1:${prwPort}`,
-        "-grpc-listen",
-        `127.0.0.1:${grpcPort}`,
-        "-exporter-endpoint",
-        `http://127.0.0.1:${down}/v1/metrics`,
-        "-prw-exporter-endpoint",
-        `http://127.0.0.1:${down}/api/v1/write`,
-      ],
+    const { governor, httpPort, prwPort } = await startWithReceivers(d, config, {
+      otlp: `http://127.0.0.1:${down}/v1/metrics`,
+      prw: `http://127.0.0.1:${down}/api/v1/write`,
     })
     cleanup.push(() => governor.child.kill("SIGKILL"))
 

@@ -12,12 +12,49 @@ import type { ExportMetricsServiceRequest, KeyValue, NumberDataPoint } from "../
 import { encodeWriteRequest } from "../../src/ingest/prw/codec.js"
 import { compressBody } from "../../src/ingest/prw/snappy.js"
 import { NO_BYTES, type TimeSeries, type WriteRequest } from "../../src/ingest/prw/types.js"
-import type { Governor } from "./governor.js"
+import { freePort, type Governor, startGovernor } from "./governor.js"
 
 export const writeFile = (dir: string, name: string, text: string): string => {
   const file = path.join(dir, name)
   fs.writeFileSync(file, text)
   return file
+}
+
+/** A governor with all three receivers on free loopback ports. */
+export interface Running {
+  readonly governor: Governor
+  readonly httpPort: number
+  readonly prwPort: number
+  readonly grpcPort: number
+}
+
+/**
+ * Starts the governor with `config` (written to `configDir`) and all three receivers, exporting to
+ * the given endpoints (none: counted and discarded). The caller stops it.
+ */
+export const startWithReceivers = async (
+  configDir: string,
+  config: string,
+  endpoints: { readonly otlp?: string; readonly prw?: string } = {},
+): Promise<Running> => {
+  const httpPort = await freePort()
+  const prwPort = await freePort()
+  const grpcPort = await freePort()
+  const governor = await startGovernor({
+    args: [
+      "-config",
+      writeFile(configDir, "config.yaml", config),
+      "-http-listen",
+      `127.0.0.1:${httpPort}`,
+      "-prw-listen",
+      `127.0.0.1:${prwPort}`,
+      "-grpc-listen",
+      `127.0.0.1:${grpcPort}`,
+      ...(endpoints.otlp === undefined ? [] : ["-exporter-endpoint", endpoints.otlp]),
+      ...(endpoints.prw === undefined ? [] : ["-prw-exporter-endpoint", endpoints.prw]),
+    ],
+  })
+  return { governor, httpPort, prwPort, grpcPort }
 }
 
 const unescapeLabel = (v: string): string => v.replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c))

@@ -21,6 +21,7 @@ import type {
   ExportMetricsServiceRequest,
   ExportMetricsServiceResponse,
 } from "../../../src/ingest/otlp/types.js"
+import { RawMetricsClient } from "../../support/grpc.js"
 import { collectSample, expectSameAsSdk } from "./sdk.js"
 
 type GrpcOptions = NonNullable<ConstructorParameters<typeof GrpcExporter>[0]>
@@ -56,22 +57,6 @@ const start = async (
   return { server, received, decodeErrors }
 }
 
-/** A client that sends raw bytes and returns raw bytes. */
-const RawClient = grpc.makeGenericClientConstructor(
-  {
-    export: {
-      path: METRICS_EXPORT_PATH,
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: (b: Buffer) => b,
-      requestDeserialize: (b: Buffer) => b,
-      responseSerialize: (b: Buffer) => b,
-      responseDeserialize: (b: Buffer) => b,
-    },
-  },
-  "MetricsService",
-)
-
 /** A client built from our own service definition. */
 const TypedClient = grpc.makeGenericClientConstructor(MetricsServiceDefinition, "MetricsService")
 
@@ -92,7 +77,7 @@ const call = <A>(client: grpc.Client, request: unknown): Promise<Outcome<A>> =>
   })
 
 const rawClient = (port: number, options: grpc.ClientOptions = {}): grpc.Client => {
-  const c = new RawClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), options)
+  const c = new RawMetricsClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), options)
   cleanup.push(() => c.close())
   return c
 }
