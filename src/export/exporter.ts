@@ -375,6 +375,14 @@ export const runExporter = <P>(
         })
       })
 
+    /** Gives up the head of the queue: its datapoints are counted as lost for `reason` and logged. */
+    const drop = (g: Group<P>, reason: string, message: string, fields: Record<string, unknown>) =>
+      Effect.suspend(() => {
+        work.shift()
+        telemetry.datapointsLost.inc({ protocol, reason }, g.datapoints)
+        return logError(message, { protocol, datapoints: g.datapoints, ...fields })
+      })
+
     /** One attempt for the head of the queue, and what follows from its answer. */
     const step = (url: string, g: Group<P>) =>
       Effect.gen(function* () {
@@ -391,28 +399,18 @@ export const runExporter = <P>(
             // Some of these requests may be fine: send each half on its own.
             return yield* split(url, g, failure)
           }
-          work.shift()
           backoff = minBackoff
-          telemetry.datapointsLost.inc({ protocol, reason: "rejected_by_downstream" }, g.datapoints)
-          yield* logError("export rejected by downstream, not retrying", {
-            protocol,
+          return yield* drop(g, "rejected_by_downstream", "export rejected by downstream, not retrying", {
             endpoint: url,
             error: failure.message,
-            datapoints: g.datapoints,
           })
-          return
         }
         telemetry.exportRequests.inc({ protocol, result: "retry" })
         if (yield* deadlinePassed) {
-          work.shift()
-          telemetry.datapointsLost.inc({ protocol, reason: "shutdown_timeout" }, g.datapoints)
           abandoned += g.datapoints
-          yield* logError("export abandoned at shutdown", {
-            protocol,
+          return yield* drop(g, "shutdown_timeout", "export abandoned at shutdown", {
             error: failure.message,
-            datapoints: g.datapoints,
           })
-          return
         }
         noteFailure(g, failure)
         if (g.attempts === 1 || g.attempts % 10 === 0) {
@@ -429,17 +427,17 @@ export const runExporter = <P>(
             return yield* split(url, g, failure)
           }
           if (g.strikes >= POISON_STRIKES) {
-            work.shift()
             backoff = minBackoff
-            telemetry.datapointsLost.inc({ protocol, reason: "poisoned" }, g.datapoints)
-            yield* logError("export dropped as poisoned: refused while other data was accepted", {
-              protocol,
-              endpoint: url,
-              error: failure.message,
-              datapoints: g.datapoints,
-              attempts: g.attempts,
-            })
-            return
+            return yield* drop(
+              g,
+              "poisoned",
+              "export dropped as poisoned: refused while other data was accepted",
+              {
+                endpoint: url,
+                error: failure.message,
+                attempts: g.attempts,
+              },
+            )
           }
           // Does the downstream take other data? Then it is up, and retries this one at once.
           if (yield* probe(url)) return
