@@ -1,15 +1,16 @@
 import { Data, Effect, Either } from "effect"
-import { decodeLimits, decodeMainConfig } from "../config/decode.js"
 import {
-  type ConfigInvalidError,
-  type ConfigRole,
-  ConfigTooLargeError,
-  formatIssue,
-} from "../config/errors.js"
-import { DEFAULT_CONFIG_MAX_BYTES, readConfigFile } from "../config/load.js"
-import type { ReloadEvent } from "../events/event.js"
-import { initialState, step } from "../events/fold.js"
+  type DecodedLimits,
+  type DecodedMainConfig,
+  decodeLimits,
+  decodeMainConfig,
+} from "../config/decode.js"
+import { ConfigInvalidError, type ConfigRole, ConfigTooLargeError, formatIssue } from "../config/errors.js"
+import { ConfigLoadError, DEFAULT_CONFIG_MAX_BYTES, readConfigFile } from "../config/load.js"
+import type { EventBody, ReloadEvent } from "../events/event.js"
 import { scanEventLog, snapshotPath } from "../events/log.js"
+import { apply, initialState, logEventOf, type ReloadState, type StateEvent } from "../reload/state.js"
+import type { ConfigVersion } from "../reload/version.js"
 
 export class ReplayError extends Data.TaggedError("ReplayError")<{
   readonly file: string
@@ -40,142 +41,260 @@ export const describeEvent = (e: ReloadEvent): string => {
   }
 }
 
-/** The version active at time `at` (RFC 3339), per the log: the last applied before it in a live run. */
-export const activeAt = (events: ReadonlyArray<ReloadEvent>, at: number) => {
-  let active: Extract<ReloadEvent, { type: "ConfigApplied" }> | undefined
-  for (const e of events) {
-    if (Date.parse(e.at) > at) break
-    active = activeAfter(active, e)
-  }
-  return active
-}
-
-/** One step of `activeAt`: the active version after `e`. */
-const activeAfter = (
-  active: Extract<ReloadEvent, { type: "ConfigApplied" }> | undefined,
-  e: ReloadEvent,
-): Extract<ReloadEvent, { type: "ConfigApplied" }> | undefined =>
-  e.type === "Started" || e.type === "Stopped" ? undefined : e.type === "ConfigApplied" ? e : active
-
-/** One recorded config whose verdict differs with the current code, or whose bytes are gone. */
+/** A disagreement between the log and what the current code derives from it, or a missing snapshot. */
 export interface Divergence {
   readonly seq: number
   readonly problem: string
 }
 
+type Role = ConfigRole
+
+/** What the current code makes of one snapshot: its problems (none: valid), or why it is gone. */
 type Verdict =
   | { readonly _tag: "Missing"; readonly problem: string }
   | { readonly _tag: "Checked"; readonly problems: ReadonlyArray<string> }
 
-/**
- * Re-validates one snapshot with the current code: read with the reload's bound (a snapshot over
- * `maxBytes` is refused as the reload would refuse the file), checked against its hash, decoded.
- */
-const checkSnapshot = async (
-  logFile: string,
-  file: { sha: string; name: string; role: ConfigRole },
-  maxBytes: number,
-): Promise<Verdict> => {
-  const where = snapshotPath(logFile, file.sha)
-  const read = await readConfigFile(where, file.role, maxBytes)
-  if (Either.isLeft(read)) {
-    const e = read.left
-    if (e._tag === "ConfigTooLargeError") {
-      const tooLarge = new ConfigTooLargeError({ ...e, file: file.name })
-      return { _tag: "Checked", problems: tooLarge.issues.map(formatIssue) }
-    }
-    return { _tag: "Missing", problem: `snapshot ${file.sha} is missing (${where})` }
-  }
-  if (read.right.sha256 !== file.sha) {
-    return { _tag: "Missing", problem: `snapshot ${file.sha} is corrupt (hash differs)` }
-  }
-  const decode = file.role === "limits" ? decodeLimits : decodeMainConfig
-  const decoded: Either.Either<unknown, ConfigInvalidError> = decode(file.name, read.right.bytes)
-  return { _tag: "Checked", problems: Either.isLeft(decoded) ? decoded.left.issues.map(formatIssue) : [] }
-}
+/** Decoded snapshots kept at once: the fold needs only the active version's, and the next one. */
+const DECODED_KEPT = 4
 
 /**
- * Re-validates recorded configs one event at a time: each snapshot is read, decoded and let go
- * before the next (a verdict is remembered per snapshot, not its bytes), so a log of any length
- * and snapshots up to `maxBytes` verify in bounded memory.
+ * The snapshots beside a log, read with the reload's bound (a snapshot over `maxBytes` is refused
+ * as the reload would refuse the file), checked against their hash and decoded with the current
+ * code. A verdict is remembered per snapshot, the decoded content only for the last few: a log of
+ * any length verifies in bounded memory.
  */
-export const verifier = (logFile: string, maxBytes: number = DEFAULT_CONFIG_MAX_BYTES) => {
-  const verdicts = new Map<string, Verdict>()
-  const verdictOf = async (file: { sha: string; name: string; role: ConfigRole }): Promise<Verdict> => {
-    const key = `${file.role}:${file.name}:${file.sha}`
-    const known = verdicts.get(key)
-    if (known !== undefined) return known
-    const v = await checkSnapshot(logFile, file, maxBytes)
-    verdicts.set(key, v)
-    return v
+class Snapshots {
+  private readonly verdicts = new Map<string, Verdict>()
+  private readonly decoded = new Map<string, DecodedLimits | DecodedMainConfig>()
+
+  constructor(
+    private readonly logFile: string,
+    private readonly maxBytes: number,
+  ) {}
+
+  async load(sha: string, name: string, role: Role): Promise<{ verdict: Verdict; content?: unknown }> {
+    const key = `${role}:${name}:${sha}`
+    const cached = this.decoded.get(key)
+    const known = this.verdicts.get(key)
+    if (
+      known !== undefined &&
+      (known._tag === "Missing" || known.problems.length > 0 || cached !== undefined)
+    ) {
+      return { verdict: known, content: cached }
+    }
+    const where = snapshotPath(this.logFile, sha)
+    const read = await readConfigFile(where, role, this.maxBytes)
+    let verdict: Verdict
+    let content: DecodedLimits | DecodedMainConfig | undefined
+    if (Either.isLeft(read)) {
+      const e = read.left
+      verdict =
+        e._tag === "ConfigTooLargeError"
+          ? {
+              _tag: "Checked",
+              problems: new ConfigTooLargeError({ ...e, file: name }).issues.map(formatIssue),
+            }
+          : { _tag: "Missing", problem: `snapshot ${sha} is missing (${where})` }
+    } else if (read.right.sha256 !== sha) {
+      verdict = { _tag: "Missing", problem: `snapshot ${sha} is corrupt (hash differs)` }
+    } else {
+      const decoded: Either.Either<DecodedLimits | DecodedMainConfig, ConfigInvalidError> =
+        role === "limits" ? decodeLimits(name, read.right.bytes) : decodeMainConfig(name, read.right.bytes)
+      if (Either.isLeft(decoded))
+        verdict = { _tag: "Checked", problems: decoded.left.issues.map(formatIssue) }
+      else {
+        verdict = { _tag: "Checked", problems: [] }
+        content = decoded.right
+        if (this.decoded.size >= DECODED_KEPT) this.decoded.delete(this.decoded.keys().next().value as string)
+        this.decoded.set(key, content)
+      }
+    }
+    this.verdicts.set(key, verdict)
+    return { verdict, content }
   }
-  return async (e: ReloadEvent): Promise<Array<Divergence>> => {
-    if (e.type !== "ConfigApplied" && e.type !== "ReloadRejected") return []
-    const files: Array<{ sha: string; name: string; role: ConfigRole }> = []
-    if (e.limits_sha256 !== "")
-      files.push({ sha: e.limits_sha256, name: e.limits_path ?? "limits.yaml", role: "limits" })
-    if (e.config_sha256 !== "")
-      files.push({ sha: e.config_sha256, name: e.config_path ?? "config.yaml", role: "config" })
-    const out: Array<Divergence> = []
-    const problems: Array<string> = []
-    let missing = false
-    for (const f of files) {
-      const v = await verdictOf(f)
-      if (v._tag === "Missing") {
-        missing = true
-        out.push({ seq: e.seq, problem: v.problem })
-      } else problems.push(...v.problems)
+}
+
+/** The files an applied or rejected event names, by role. */
+const filesOf = (e: Extract<ReloadEvent, { type: "ConfigApplied" | "ReloadRejected" }>) => {
+  const files: Array<{ sha: string; name: string; role: Role }> = []
+  if (e.limits_sha256 !== "")
+    files.push({ sha: e.limits_sha256, name: e.limits_path ?? "limits.yaml", role: "limits" })
+  if (e.config_sha256 !== "")
+    files.push({ sha: e.config_sha256, name: e.config_path ?? "config.yaml", role: "config" })
+  return files
+}
+
+/** A rejection recorded for a file that could not be read (or was refused from its size or kind). */
+const wasReadFailure = (e: Extract<ReloadEvent, { type: "ReloadRejected" }>): boolean =>
+  e.error.issues.some(
+    (i) => i.line === 0 && (i.message.startsWith("cannot read") || i.message.includes("(-config-max-bytes)")),
+  )
+
+/** One event of the log turned back into the event the fold takes, and what is wrong with it. */
+interface Resolved {
+  readonly event: StateEvent
+  /** The content could not be derived (snapshot missing, corrupt or invalid today): these fields are the log's. */
+  readonly recorded?: { limitsSha256: string; configSha256: string; rulesCount: number; dryRun: boolean }
+  readonly problems: ReadonlyArray<string>
+}
+
+const resolve = async (e: ReloadEvent, snapshots: Snapshots): Promise<Resolved> => {
+  const at = Date.parse(e.at)
+  switch (e.type) {
+    case "Started":
+      return {
+        event: {
+          _tag: "Started",
+          at,
+          pid: e.pid,
+          paths: { limits: e.limits_path ?? undefined, config: e.config_path ?? undefined },
+          dryRunFlag: e.dry_run_flag,
+        },
+        problems: [],
+      }
+    case "ReloadRequested":
+      return {
+        event: { _tag: "ReloadRequested", at, trigger: e.trigger, coalesced: e.coalesced },
+        problems: [],
+      }
+    case "ConfigUnchanged":
+      return { event: { _tag: "ConfigUnchanged", at, trigger: e.trigger }, problems: [] }
+    case "Stopped":
+      return { event: { _tag: "Stopped", at }, problems: [] }
+    case "ConfigApplied": {
+      const content: { limits?: DecodedLimits; main?: DecodedMainConfig } = {}
+      const problems: Array<string> = []
+      let derivable = true
+      for (const f of filesOf(e)) {
+        const { verdict, content: c } = await snapshots.load(f.sha, f.name, f.role)
+        if (verdict._tag === "Missing") {
+          problems.push(verdict.problem)
+          derivable = false
+        } else if (verdict.problems.length > 0) {
+          problems.push(`version ${e.version} was applied, now rejected: ${verdict.problems.join("; ")}`)
+          derivable = false
+        } else if (f.role === "limits") content.limits = c as DecodedLimits
+        else content.main = c as DecodedMainConfig
+      }
+      const event: StateEvent = {
+        _tag: "ConfigApplied",
+        at,
+        trigger: e.trigger,
+        limits: content.limits,
+        main: content.main,
+      }
+      if (derivable) return { event, problems }
+      return {
+        event,
+        problems,
+        recorded: {
+          limitsSha256: e.limits_sha256,
+          configSha256: e.config_sha256,
+          rulesCount: e.rules_count,
+          dryRun: e.dry_run,
+        },
+      }
     }
-    if (missing) return out
-    if (e.type === "ConfigApplied" && problems.length > 0) {
-      out.push({
-        seq: e.seq,
-        problem: `version ${e.version} was applied, now rejected: ${problems.join("; ")}`,
+    case "ReloadRejected": {
+      const problems: Array<string> = []
+      const now: Array<string> = []
+      let missing = false
+      for (const f of filesOf(e)) {
+        const { verdict } = await snapshots.load(f.sha, f.name, f.role)
+        if (verdict._tag === "Missing") {
+          missing = true
+          problems.push(verdict.problem)
+        } else now.push(...verdict.problems)
+      }
+      if (!missing && now.length === 0 && !wasReadFailure(e)) {
+        problems.push(`was rejected (${e.error.message}), now valid`)
+      }
+      const file = e.limits_path ?? e.config_path ?? ""
+      const error = new ConfigLoadError({
+        errors: [new ConfigInvalidError({ file, issues: e.error.issues.map((i) => ({ ...i })) })],
       })
+      return {
+        event: {
+          _tag: "ReloadRejected",
+          at,
+          trigger: e.trigger,
+          error,
+          limitsSha256: e.limits_sha256,
+          configSha256: e.config_sha256,
+        },
+        problems,
+      }
     }
-    // A file that could not be read (or was refused from its size or kind) left no snapshot.
-    const readFailure =
-      e.type === "ReloadRejected" &&
-      e.error.issues.some(
-        (i) =>
-          i.line === 0 && (i.message.startsWith("cannot read") || i.message.includes("(-config-max-bytes)")),
-      )
-    if (e.type === "ReloadRejected" && problems.length === 0 && !readFailure) {
-      out.push({ seq: e.seq, problem: `was rejected (${e.error.message}), now valid` })
+  }
+}
+
+/** The fields of a logged event that the fold derives; a difference is a divergence. */
+const DERIVED = ["version", "limits_sha256", "config_sha256", "rules_count", "dry_run"] as const
+
+const disagreements = (logged: ReloadEvent, derived: EventBody): Array<string> => {
+  const out: Array<string> = []
+  if (logged.type !== derived.type) return out
+  for (const key of DERIVED) {
+    if (logged.type === "ReloadRejected" && key !== "version") continue
+    const a = (logged as Record<string, unknown>)[key]
+    const b = (derived as Record<string, unknown>)[key]
+    if (a !== undefined && b !== undefined && a !== b) {
+      out.push(`${logged.type} says ${key}=${JSON.stringify(a)}, the fold derives ${JSON.stringify(b)}`)
+    }
+  }
+  return out
+}
+
+/** The replay of a log: folds each event with `apply`, as the live process did. */
+export class Replayer {
+  state: ReloadState = initialState
+  private readonly snapshots: Snapshots
+
+  constructor(logFile: string, maxBytes: number = DEFAULT_CONFIG_MAX_BYTES) {
+    this.snapshots = new Snapshots(logFile, maxBytes)
+  }
+
+  /** Folds one event; returns what the log says that the fold does not, and what cannot be derived. */
+  async step(e: ReloadEvent): Promise<Array<Divergence>> {
+    const resolved = await resolve(e, this.snapshots)
+    const before = this.state
+    let after = apply(before, resolved.event)
+    if (resolved.recorded !== undefined && after.active !== undefined) {
+      // Not derivable today: the version goes on from the log's word, and the gap is reported.
+      const r = resolved.recorded
+      after = {
+        ...after,
+        active: {
+          ...after.active,
+          limitsSha256: r.limitsSha256,
+          configSha256: r.configSha256,
+          rulesCount: r.rulesCount,
+          dryRun: r.dryRun,
+        },
+      }
+    }
+    this.state = after
+    const out = resolved.problems.map((problem) => ({ seq: e.seq, problem }))
+    if (resolved.recorded === undefined) {
+      for (const problem of disagreements(e, logEventOf(resolved.event, before, after))) {
+        out.push({ seq: e.seq, problem })
+      }
     }
     return out
   }
 }
 
-/** Re-validates every applied and every rejected config of `events` with the current code. */
-export const verify = async (
-  logFile: string,
-  events: Iterable<ReloadEvent>,
-  maxBytes: number = DEFAULT_CONFIG_MAX_BYTES,
-): Promise<Array<Divergence>> => {
-  const check = verifier(logFile, maxBytes)
-  const out: Array<Divergence> = []
-  for (const e of events) out.push(...(await check(e)))
-  return out
-}
-
-const describeActive = (a: {
-  version: number
-  limits_sha256: string
-  config_sha256: string
-  rules_count: number
-  dry_run: boolean
-  at: string
-}): string =>
-  `version=${a.version} limits_sha256=${a.limits_sha256} config_sha256=${a.config_sha256} rules_count=${a.rules_count} dry_run=${a.dry_run} applied_at=${a.at}`
+const describeActive = (a: ConfigVersion): string =>
+  `version=${a.version} limits_sha256=${a.limitsSha256} config_sha256=${a.configSha256} rules_count=${a.rulesCount} dry_run=${a.dryRun} applied_at=${new Date(a.loadedAt).toISOString()}`
 
 /**
  * `metrics-governor replay EVENT_LOG [-verify] [-at RFC3339]`. Returns the exit code.
  *
- * The log is read as a stream, one line at a time, and each event is printed, folded and (with
- * `-verify`) re-validated as it is read: memory does not grow with the log. With `-at`, only the
- * events up to that time count: it prints the version active then, and `-verify` re-validates the
- * configs recorded up to then.
+ * The log is read as a stream, one line at a time; each event is printed and folded with `apply`
+ * (the content of an applied version read from its snapshots and decoded with the current code),
+ * so the version, rule count and dry-run printed are derived, not copied. With `-verify`, every
+ * event whose recorded fields differ from the fold's, every config whose verdict changed, and every
+ * missing snapshot is a divergence (exit 1). With `-at`, only the events up to that time count.
  */
 export const replay = (options: {
   eventLog: string
@@ -197,10 +316,8 @@ export const replay = (options: {
       }
     }
     const out = (line: string) => process.stdout.write(`${line}\n`)
-    const check = options.verify ? verifier(options.eventLog, options.configMaxBytes) : undefined
+    const replayer = new Replayer(options.eventLog, options.configMaxBytes)
     const divergences: Array<Divergence> = []
-    let state = initialState
-    let active: Extract<ReloadEvent, { type: "ConfigApplied" }> | undefined
     let past = false
     yield* Effect.tryPromise({
       try: () =>
@@ -209,28 +326,29 @@ export const replay = (options: {
             process.stderr.write(`${options.eventLog}:${b.line}: skipped, ${b.reason}: ${b.text}\n`)
           },
           event: async (e) => {
-            if (until !== undefined) {
-              // As `activeAt`: the first event after the time ends the history that counts.
-              if (past || Date.parse(e.at) > until) {
-                past = true
-                return
-              }
-              active = activeAfter(active, e)
-            } else {
-              out(describeEvent(e))
-              state = step(state, e)
+            // The first event after the time ends the history that counts.
+            if (until !== undefined && (past || Date.parse(e.at) > until)) {
+              past = true
+              return
             }
-            if (check !== undefined) divergences.push(...(await check(e)))
+            if (until === undefined) out(describeEvent(e))
+            const found = await replayer.step(e)
+            if (options.verify) divergences.push(...found)
+            else {
+              for (const d of found) process.stderr.write(`seq ${d.seq}: not derived: ${d.problem}\n`)
+            }
           },
         }),
       catch: (e) =>
         new ReplayError({ file: options.eventLog, reason: e instanceof Error ? e.message : String(e) }),
     })
+    const state = replayer.state
     if (options.at !== undefined) {
+      const a = state.running ? state.active : undefined
       out(
-        active === undefined
+        a === undefined
           ? `no version active at ${options.at}`
-          : `active at ${options.at}: ${describeActive(active)}`,
+          : `active at ${options.at}: ${describeActive(a)}`,
       )
     } else {
       const a = state.active
@@ -242,10 +360,10 @@ export const replay = (options: {
     if (!options.verify) return 0
     for (const d of divergences) out(`DIVERGENCE seq ${d.seq}: ${d.problem}`)
     const scope =
-      options.at === undefined ? "every recorded config" : `every config recorded up to ${options.at}`
+      options.at === undefined ? "every recorded event" : `every event recorded up to ${options.at}`
     out(
       divergences.length === 0
-        ? `verify: ok, ${scope} has the same verdict today`
+        ? `verify: ok, ${scope} folds to what the log says, and every config has the same verdict today`
         : `verify: FAILED, ${divergences.length} divergence(s)`,
     )
     return divergences.length === 0 ? 0 : 1

@@ -32,6 +32,8 @@ export const Started = Schema.Struct({
   type: Schema.Literal("Started"),
   pid: Schema.Number,
   ...Paths,
+  /** `-limits-dry-run` when it was given: the effective dry-run of every version of the run. */
+  dry_run_flag: Schema.optional(Schema.Boolean),
 })
 export const ReloadRequested = Schema.Struct({
   ...Base,

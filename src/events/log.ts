@@ -1,10 +1,9 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as readline from "node:readline"
-import { Context, Data, Effect, Either, Layer, Ref } from "effect"
+import { Context, Data, Deferred, Effect, Either, Layer, Queue } from "effect"
 import { logError } from "../telemetry/log.js"
 import { decodeEventJson, type EventBody, type ReloadEvent } from "./event.js"
-import { initialState, type ReloadState, step } from "./fold.js"
 
 /** Writing the event log or a snapshot failed (disk full, permissions). Logged; never stops a reload. */
 export class EventLogError extends Data.TaggedError("EventLogError")<{
@@ -93,17 +92,20 @@ export const snapshotDir = (logPath: string): string => `${logPath}.snapshots`
 export const snapshotPath = (logPath: string, sha256: string): string =>
   path.join(snapshotDir(logPath), `${sha256}.yaml`)
 
-const MEMORY_EVENTS = 1_000
-
 export interface EventLogService {
-  /** Numbers, stamps and appends an event (fsync'd when a file is configured). */
+  /**
+   * Numbers and stamps an event and queues it for the file; returns at once. Lines reach the file
+   * in `seq` order, each batch of them with one fsync, on a fiber of their own: a reload never
+   * waits for the disk.
+   */
   readonly append: (body: EventBody) => Effect.Effect<ReloadEvent>
-  /** Keeps config bytes under their hash beside the log (content-addressed, written once). */
+  /**
+   * Queues config bytes to be kept under their hash beside the log (content-addressed, written
+   * once). A snapshot queued before an event is on disk before that event's line.
+   */
   readonly storeSnapshot: (sha256: string, bytes: Uint8Array) => Effect.Effect<void>
-  /** The most recent events (bounded), oldest first. */
-  readonly recent: Effect.Effect<ReadonlyArray<ReloadEvent>>
-  /** The fold of every event this process appended, continuing from the file's earlier runs. */
-  readonly state: Effect.Effect<ReloadState>
+  /** Completes once everything queued so far is written and fsync'd (or its failure logged). */
+  readonly flush: Effect.Effect<void>
   readonly file: string | undefined
 }
 
@@ -132,15 +134,41 @@ const endsWithNewline = async (file: string): Promise<boolean> => {
   }
 }
 
+/** Writes `bytes` as `target` unless it exists: temporary file, fsync, rename. */
+const writeSnapshot = async (file: string, sha256: string, bytes: Uint8Array): Promise<void> => {
+  const target = snapshotPath(file, sha256)
+  const exists = await fs.promises.stat(target).then(
+    () => true,
+    () => false,
+  )
+  if (exists) return
+  await fs.promises.mkdir(snapshotDir(file), { recursive: true })
+  const tmp = `${target}.tmp-${process.pid}`
+  const h = await fs.promises.open(tmp, "w")
+  try {
+    await h.write(bytes)
+    await h.sync()
+  } finally {
+    await h.close()
+  }
+  await fs.promises.rename(tmp, target)
+}
+
+/** One piece of work for the writer, in the order it was queued. */
+type Job =
+  | { readonly _tag: "Line"; readonly line: string }
+  | { readonly _tag: "Snapshot"; readonly sha256: string; readonly bytes: Uint8Array }
+  | { readonly _tag: "Flush"; readonly done: Deferred.Deferred<void> }
+
 /**
  * The event log service. With a file, earlier runs are read first (as a stream) so `seq` keeps
- * rising and a torn last line is fenced off by a newline; without one, events are kept in memory
- * only (bounded). The file must be a regular file. Every write is asynchronous: appending an event
- * or a snapshot never holds up the data path.
+ * rising and a torn last line is fenced off by a newline; without one, events are only numbered.
+ * The file must be a regular file. Nothing is kept in memory: the state lives in the reloader, as
+ * the fold of the events it appends.
  */
 export const make = (file: string | undefined, now: () => Date = () => new Date()) =>
   Effect.gen(function* () {
-    let start = initialState
+    let lastSeq = 0
     let handle: fs.promises.FileHandle | undefined
     if (file !== undefined) {
       const bad: Array<BadLine> = []
@@ -148,7 +176,7 @@ export const make = (file: string | undefined, now: () => Date = () => new Date(
         await fs.promises.mkdir(path.dirname(path.resolve(file)), { recursive: true })
         const kind = await notRegularFile(file)
         if (kind !== undefined) throw new Error(`not a regular file (${kind})`)
-        let folded = initialState
+        let seq = 0
         const exists = await fs.promises.stat(file).then(
           () => true,
           () => false,
@@ -156,7 +184,7 @@ export const make = (file: string | undefined, now: () => Date = () => new Date(
         if (exists) {
           await scanEventLog(file, {
             event: (e) => {
-              folded = step(folded, e)
+              seq = Math.max(seq, e.seq)
             },
             bad: (b) => {
               bad.push(b)
@@ -166,71 +194,91 @@ export const make = (file: string | undefined, now: () => Date = () => new Date(
         const fenced = await endsWithNewline(file)
         const h = await fs.promises.open(file, "a")
         if (!fenced) await h.write("\n")
-        return { folded, handle: h }
+        return { seq, handle: h }
       })
       handle = opened.handle
-      start = opened.folded
+      lastSeq = opened.seq
       for (const b of bad) yield* logError("reload event log: skipping a bad line", { file, ...b })
-      const h = handle
-      yield* Effect.addFinalizer(() => Effect.promise(() => h.close().catch(() => undefined)))
     }
-    const stateRef = yield* Ref.make(start)
-    const recentRef = yield* Ref.make<ReadonlyArray<ReloadEvent>>([])
-    // One append at a time: lines are written and numbered in the order of the fold.
-    const lock = yield* Effect.makeSemaphore(1)
-    const writeLine = (line: string) =>
-      handle === undefined || file === undefined
+
+    const jobs = yield* Queue.unbounded<Job>()
+    if (file !== undefined && handle !== undefined) {
+      const h = handle
+      const writeLines = (lines: ReadonlyArray<string>) =>
+        attempt(file, async () => {
+          await h.write(lines.join(""))
+          await h.sync()
+        }).pipe(Effect.catchAll((e) => logError("reload event log write failed", { error: e.message, file })))
+      const snapshot = (sha256: string, bytes: Uint8Array) =>
+        attempt(file, () => writeSnapshot(file, sha256, bytes)).pipe(
+          Effect.catchAll((e) => logError("reload event log snapshot failed", { error: e.message, file })),
+        )
+      /** Runs a batch of jobs in order; consecutive lines go out in one write and one fsync. */
+      const runBatch = (batch: ReadonlyArray<Job>) =>
+        Effect.gen(function* () {
+          let lines: Array<string> = []
+          const pending: Array<Deferred.Deferred<void>> = []
+          const writePending = Effect.suspend(() => {
+            if (lines.length === 0) return Effect.void
+            const out = lines
+            lines = []
+            return writeLines(out)
+          })
+          for (const job of batch) {
+            if (job._tag === "Line") lines.push(job.line)
+            else if (job._tag === "Flush") pending.push(job.done)
+            else {
+              yield* writePending
+              yield* snapshot(job.sha256, job.bytes)
+            }
+          }
+          yield* writePending
+          for (const d of pending) yield* Deferred.succeed(d, undefined)
+        })
+      // The writer: what is queued is written in order; a batch, once begun, is finished.
+      yield* Effect.forkScoped(
+        Effect.forever(
+          Effect.gen(function* () {
+            const head = yield* Queue.take(jobs)
+            const rest = yield* Queue.takeAll(jobs)
+            yield* Effect.uninterruptible(runBatch([head, ...rest]))
+          }),
+        ),
+      )
+    }
+    const flush =
+      handle === undefined
         ? Effect.void
-        : attempt(file, async () => {
-            await handle.write(line)
-            await handle.sync()
-          }).pipe(
-            Effect.catchAll((e) => logError("reload event log write failed", { error: e.message, file })),
-          )
+        : Effect.gen(function* () {
+            const done = yield* Deferred.make<void>()
+            yield* Queue.offer(jobs, { _tag: "Flush", done })
+            yield* Deferred.await(done)
+          })
+    if (handle !== undefined) {
+      const h = handle
+      // Runs before the writer is stopped: what was appended (the `Stopped` event too) is written.
+      yield* Effect.addFinalizer(() =>
+        Effect.zipRight(
+          flush,
+          Effect.promise(() => h.close().catch(() => undefined)),
+        ),
+      )
+    }
 
     const append = (body: EventBody) =>
-      Effect.gen(function* () {
-        const state = yield* Ref.get(stateRef)
-        const event = { seq: state.lastSeq + 1, at: now().toISOString(), ...body } as ReloadEvent
-        yield* writeLine(`${JSON.stringify(event)}\n`)
-        yield* Ref.set(stateRef, step(state, event))
-        yield* Ref.update(recentRef, (r) =>
-          r.length >= MEMORY_EVENTS ? [...r.slice(1), event] : [...r, event],
-        )
-        return event
-      }).pipe(lock.withPermits(1), Effect.uninterruptible)
+      Effect.suspend(() => {
+        lastSeq += 1
+        const event = { seq: lastSeq, at: now().toISOString(), ...body } as ReloadEvent
+        if (handle === undefined) return Effect.succeed(event)
+        return Effect.as(Queue.offer(jobs, { _tag: "Line", line: `${JSON.stringify(event)}\n` }), event)
+      })
 
     const storeSnapshot = (sha256: string, bytes: Uint8Array) =>
-      file === undefined || sha256 === ""
+      handle === undefined || sha256 === ""
         ? Effect.void
-        : attempt(file, async () => {
-            const target = snapshotPath(file, sha256)
-            const exists = await fs.promises.stat(target).then(
-              () => true,
-              () => false,
-            )
-            if (exists) return
-            await fs.promises.mkdir(snapshotDir(file), { recursive: true })
-            const tmp = `${target}.tmp-${process.pid}`
-            const h = await fs.promises.open(tmp, "w")
-            try {
-              await h.write(bytes)
-              await h.sync()
-            } finally {
-              await h.close()
-            }
-            await fs.promises.rename(tmp, target)
-          }).pipe(
-            Effect.catchAll((e) => logError("reload event log snapshot failed", { error: e.message, file })),
-          )
+        : Queue.offer(jobs, { _tag: "Snapshot", sha256, bytes }).pipe(Effect.asVoid)
 
-    return {
-      append,
-      storeSnapshot,
-      recent: Ref.get(recentRef),
-      state: Ref.get(stateRef),
-      file,
-    } satisfies EventLogService
+    return { append, storeSnapshot, flush, file } satisfies EventLogService
   })
 
 export const layer = (file: string | undefined) => Layer.scoped(EventLog, make(file))

@@ -1,4 +1,4 @@
-import { Effect, Either, Layer, SubscriptionRef } from "effect"
+import { Effect, Either, Layer } from "effect"
 import { MAIN_DEFAULTS } from "../config/main-schema.js"
 import { ExportBuffer } from "../export/buffer.js"
 import { type ExporterSettings, runExporter } from "../export/exporter.js"
@@ -48,7 +48,7 @@ export const layer = (flags: DataPathFlags) =>
     Effect.gen(function* () {
       const reloader = yield* Reloader
       const telemetry = yield* Telemetry
-      const startup = yield* SubscriptionRef.get(reloader.active)
+      const startup = reloader.current()
       const main = startup.main
       const maxRequestBytes = main.receivers?.max_request_bytes ?? MAIN_DEFAULTS.maxRequestBytes
       const maxDecompressedBytes =
@@ -58,7 +58,7 @@ export const layer = (flags: DataPathFlags) =>
         maxElements: main.receivers?.max_elements_per_request ?? MAIN_DEFAULTS.maxElementsPerRequest,
       }
       const buffer = main.buffer ?? {}
-      const current = () => Effect.runSync(SubscriptionRef.get(reloader.active))
+      const current = reloader.current
       const shutdown = makeShutdownClock(main.shutdown_timeout ?? MAIN_DEFAULTS.shutdownTimeoutMs)
       const violations = new ViolationLog()
       yield* Effect.forkScoped(violations.run(VIOLATION_LOG_INTERVAL_MS))

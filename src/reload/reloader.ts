@@ -1,12 +1,33 @@
-import { Clock, Context, Deferred, Effect, Either, Layer, Queue, Ref, Stream, SubscriptionRef } from "effect"
+import {
+  Cause,
+  Clock,
+  Context,
+  Deferred,
+  Effect,
+  Either,
+  Layer,
+  PubSub,
+  Queue,
+  Ref,
+  Stream,
+  SubscriptionRef,
+} from "effect"
 import { ConfigDecoder } from "../config/decoder.js"
 import { formatIssue } from "../config/errors.js"
 import { type ConfigPaths, hashOfRead, MISSING_HASH } from "../config/load.js"
 import { EventLog } from "../events/log.js"
-import { logError, logInfo } from "../telemetry/log.js"
+import { logError, logInfo, logWarn } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
 import { runSliced } from "../threads/slices.js"
-import { type Decision, decideSteps } from "./decide.js"
+import {
+  apply,
+  applySteps,
+  decide,
+  initialState,
+  logEventOf,
+  type ReloadState,
+  type StateEvent,
+} from "./state.js"
 import type { Trigger, TriggerEvent } from "./trigger.js"
 import type { ConfigVersion } from "./version.js"
 
@@ -15,13 +36,20 @@ export interface ReloadSettings {
   readonly paths: ConfigPaths
   /** `-limits-dry-run` when given: re-applied after every reload and wins over `limits.dry_run`. */
   readonly dryRunFlag: boolean | undefined
-  /** Triggers closer than this are coalesced: a reload starts at most once per debounce window. */
+  /**
+   * `-reload-debounce`: how long the file watch waits for a directory to be quiet. Explicit
+   * triggers are not debounced; in a storm of them, reloads start at most once per
+   * `min(debounce, STORM_GAP_MS)`.
+   */
   readonly debounceMs: number
   /** `-config-max-bytes`: the watcher and the poller read the files with the reload's bound. */
   readonly maxBytes?: number
+  /** Events kept for a subscriber that arrives late (`events`); 0 by default. */
+  readonly replayEvents?: number
 }
 
-export type ReloadResult = "applied" | "unchanged" | "rejected"
+/** `error`: the attempt failed inside the governor (a defect), not because of the files. */
+export type ReloadResult = "applied" | "unchanged" | "rejected" | "error"
 
 /** One reload attempt as `/api/v1/status/reloads`, `POST /-/reload` and the logs report it. */
 export interface ReloadAttempt {
@@ -37,6 +65,8 @@ export interface ReloadAttempt {
   readonly rules_count: number
   readonly dry_run: boolean
   readonly duration_seconds: number
+  /** Keys of `config.yaml` changed since start that take effect only after a restart. */
+  readonly restart_required: ReadonlyArray<string>
   readonly error?: { readonly message: string; readonly issues: ReadonlyArray<unknown> }
 }
 
@@ -55,8 +85,17 @@ export class StartupRejected extends Error {
 }
 
 export interface ReloaderService {
-  /** The active version; every unit of work reads it once. */
-  readonly active: SubscriptionRef.SubscriptionRef<ConfigVersion>
+  /** The reload state: the fold of every event this run recorded (see `state.ts`). */
+  readonly state: SubscriptionRef.SubscriptionRef<ReloadState>
+  /** The active version, read without an effect: every unit of work reads it once. */
+  readonly current: () => ConfigVersion
+  /** The active version, as an effect. */
+  readonly active: Effect.Effect<ConfigVersion>
+  /**
+   * Every event recorded from the moment of subscription on (and the last `replayEvents` before
+   * it), with its content: folded with `apply` from the empty state, they give `state`.
+   */
+  readonly events: Stream.Stream<StateEvent>
   /** Enqueues a trigger; returns at once. */
   readonly submit: (trigger: Trigger) => Effect.Effect<void>
   /** Enqueues a trigger and waits for the outcome of the reload that includes it. */
@@ -79,92 +118,98 @@ interface Pending {
 const MAX_ATTEMPTS_KEPT = 100
 /** The hash recorded for a configured file that cannot be read; the watcher and poller use it too. */
 export const MISSING = MISSING_HASH
+/**
+ * In a storm of explicit triggers (SIGHUP, touch, HTTP), reloads start at most once per this many
+ * ms (or per `-reload-debounce`, when shorter): 100 SIGHUPs in 100 ms make at most 5 reloads,
+ * while SIGHUPs further apart than this each start a reload at once.
+ */
+export const STORM_GAP_MS = 30
 
-const issuesJson = (d: Extract<Decision, { _tag: "Rejected" }>) => ({
-  message: d.error.message,
-  issues: d.error.issues.map((i) => ({ ...i })),
+/** What one attempt did: the event it recorded, the states around it, and its report. */
+interface Outcome {
+  readonly event: StateEvent
+  readonly before: ReloadState
+  readonly after: ReloadState
+  readonly record: ReloadAttempt
+}
+
+const errorJson = (event: Extract<StateEvent, { _tag: "ReloadRejected" }>) => ({
+  message: event.error.message,
+  issues: event.error.issues.map((i) => ({ ...i })),
 })
 
+const resultOf = (event: StateEvent): ReloadResult =>
+  event._tag === "ConfigApplied" ? "applied" : event._tag === "ConfigUnchanged" ? "unchanged" : "rejected"
+
 /**
- * The reload pipeline: one worker takes triggers from one queue, coalesces those that arrive within
- * the debounce window (and while a reload runs) into a single reload, reads and validates both files,
- * decides, swaps the active version in one step, appends the event, and publishes metrics and logs.
- * Two reloads never run at once and no trigger is lost.
+ * The reload pipeline: one fiber takes triggers from one queue, folds those that arrived while a
+ * reload ran into the next one, reads and validates both files, decides, and records the decision
+ * as an event: the new state is `apply(old, event)`, published in one step, before the metrics, the
+ * log lines and the event log's disk write. Two reloads never run at once, no trigger is lost, and
+ * a defect in one attempt is reported (log, metrics, a 500 to `POST /-/reload`) without ending the
+ * pipeline.
  */
 export const make = (settings: ReloadSettings) =>
   Effect.gen(function* () {
     const telemetry = yield* Telemetry
-    const events = yield* EventLog
+    const log = yield* EventLog
     const decoder = yield* ConfigDecoder
     const attemptsRef = yield* Ref.make<ReadonlyArray<ReloadAttempt>>([])
     const lastAttemptedRef = yield* Ref.make<FileHashes>({ limits: "", config: "" })
     const outstanding = yield* SubscriptionRef.make(0)
     const queue = yield* Queue.unbounded<Pending>()
+    const stream = yield* PubSub.unbounded<StateEvent>({ replay: settings.replayEvents ?? 0 })
+    const stateRef = yield* SubscriptionRef.make(initialState)
+    /** The state as last set, for readers on the data path that cannot run an effect. */
+    let state = initialState
     const limitsPath = settings.paths.limits ?? settings.paths.config ?? ""
 
-    /** Reads, validates and decides; appends the events. Does not swap. */
-    const attempt = (current: ConfigVersion | undefined, batch: ReadonlyArray<Pending>) =>
+    /** Records one event: the in-memory stream, the event log, and the new state, in one step. */
+    const record = (event: StateEvent) =>
+      Effect.gen(function* () {
+        const before = state
+        // Building a version of many rules runs in slices, with requests served in between.
+        const next =
+          event._tag === "ConfigApplied" ? yield* runSliced(applySteps(before, event)) : apply(before, event)
+        yield* PubSub.publish(stream, event)
+        yield* log.append(logEventOf(event, before, next))
+        state = next
+        yield* SubscriptionRef.set(stateRef, next)
+        return { before, after: next }
+      })
+
+    /** Reads, validates, decides and records one attempt. */
+    const attempt = (batch: ReadonlyArray<Pending>) =>
       Effect.gen(function* () {
         const first = (batch[0] as Pending).event
-        yield* events.append({ type: "ReloadRequested", trigger: first.trigger, coalesced: batch.length })
+        yield* record({
+          _tag: "ReloadRequested",
+          at: first.at,
+          trigger: first.trigger,
+          coalesced: batch.length,
+        })
         const { read, decoded } = yield* decoder.load(settings.paths)
         const hashes = { limits: hashOfRead(read.limits), config: hashOfRead(read.main) }
         yield* Ref.set(lastAttemptedRef, hashes)
         if (read.limits !== undefined && Either.isRight(read.limits)) {
-          yield* events.storeSnapshot(hashes.limits, read.limits.right.bytes)
+          yield* log.storeSnapshot(hashes.limits, read.limits.right.bytes)
         }
         if (read.main !== undefined && Either.isRight(read.main)) {
-          yield* events.storeSnapshot(hashes.config, read.main.right.bytes)
+          yield* log.storeSnapshot(hashes.config, read.main.right.bytes)
         }
         const now = yield* Clock.currentTimeMillis
-        // In slices: a version of tens of thousands of rules is built while requests go on.
-        const decision = yield* runSliced(
-          decideSteps(current, decoded, { trigger: first.trigger, now, dryRunFlag: settings.dryRunFlag }),
-        )
-        const active = decision.version
-        const paths = {
-          limits_path: settings.paths.limits ?? null,
-          config_path: settings.paths.config ?? null,
-        }
-        switch (decision._tag) {
-          case "Applied":
-            yield* events.append({
-              type: "ConfigApplied",
-              trigger: first.trigger,
-              version: decision.version.version,
-              limits_sha256: decision.version.limitsSha256,
-              config_sha256: decision.version.configSha256,
-              ...paths,
-              rules_count: decision.version.rulesCount,
-              dry_run: decision.version.dryRun,
-            })
-            break
-          case "Unchanged":
-            yield* events.append({
-              type: "ConfigUnchanged",
-              trigger: first.trigger,
-              version: decision.version.version,
-              limits_sha256: decision.version.limitsSha256,
-              config_sha256: decision.version.configSha256,
-            })
-            break
-          case "Rejected":
-            yield* events.append({
-              type: "ReloadRejected",
-              trigger: first.trigger,
-              version: current?.version ?? 0,
-              limits_sha256: hashes.limits === MISSING ? "" : hashes.limits,
-              config_sha256: hashes.config === MISSING ? "" : hashes.config,
-              ...paths,
-              error: issuesJson(decision),
-            })
-        }
+        const event = decide(state, decoded, {
+          trigger: first.trigger,
+          now,
+          limitsSha256: hashes.limits === MISSING ? "" : hashes.limits,
+          configSha256: hashes.config === MISSING ? "" : hashes.config,
+        })
+        const { before, after } = yield* record(event)
         // Trigger to decision: after the files were read, decoded, validated and decided on.
         const decidedAt = yield* Clock.currentTimeMillis
-        const result: ReloadResult =
-          decision._tag === "Applied" ? "applied" : decision._tag === "Unchanged" ? "unchanged" : "rejected"
-        const record: ReloadAttempt = {
-          status: result,
+        const active = after.active
+        const report: ReloadAttempt = {
+          status: resultOf(event),
           trigger: first.trigger,
           coalesced: batch.length,
           at: new Date(now).toISOString(),
@@ -174,106 +219,156 @@ export const make = (settings: ReloadSettings) =>
           rules_count: active?.rulesCount ?? 0,
           dry_run: active?.dryRun ?? false,
           duration_seconds: Math.max(0, decidedAt - first.at) / 1000,
-          ...(decision._tag === "Rejected" ? { error: issuesJson(decision) } : {}),
+          restart_required: after.restartRequired,
+          ...(event._tag === "ReloadRejected" ? { error: errorJson(event) } : {}),
         }
-        return { decision, record }
+        return { event, before, after, record: report } satisfies Outcome
       })
 
+    const remember = (report: ReloadAttempt) =>
+      Ref.update(attemptsRef, (a) =>
+        a.length >= MAX_ATTEMPTS_KEPT ? [...a.slice(1), report] : [...a, report],
+      )
+
     /** Metrics and the contract's log lines for one attempt. */
-    const publish = (decision: Decision, record: ReloadAttempt) =>
+    const publish = ({ event, before, after, record: report }: Outcome) =>
       Effect.gen(function* () {
         const t = telemetry
-        t.reloadAttempts.inc({ trigger: record.trigger, result: record.status })
-        t.reloadDuration.observe(record.duration_seconds)
-        const isStartup = record.trigger === "startup"
-        if (decision._tag === "Rejected") {
+        t.reloadAttempts.inc({ trigger: report.trigger, result: report.status })
+        t.reloadDuration.observe(report.duration_seconds)
+        const isStartup = report.trigger === "startup"
+        if (event._tag === "ReloadRejected") {
           t.reloadFailures.inc()
           t.lastReloadSuccessful.set(0)
           yield* logError("limits config reload failed, keeping current config", {
-            error: decision.error.message,
-            path: decision.error.path || limitsPath,
-            trigger: record.trigger,
-            version: record.version,
+            error: event.error.message,
+            path: event.error.path || limitsPath,
+            trigger: report.trigger,
+            version: report.version,
           })
         } else {
           t.lastReloadSuccessful.set(1)
           if (!isStartup) {
             t.reloadsTotal.inc()
-            t.reloadLastSuccess.set(Date.parse(record.at) / 1000)
+            t.reloadLastSuccess.set(Date.parse(report.at) / 1000)
           }
           yield* logInfo("limits config reloaded successfully", {
-            rules_count: record.rules_count,
-            result: record.status,
-            trigger: record.trigger,
-            version: record.version,
-            limits_sha256: record.limits_sha256,
-            config_sha256: record.config_sha256,
+            rules_count: report.rules_count,
+            result: report.status,
+            trigger: report.trigger,
+            version: report.version,
+            limits_sha256: report.limits_sha256,
+            config_sha256: report.config_sha256,
           })
         }
-        if (decision._tag === "Applied") {
-          const v = decision.version
+        if (event._tag === "ConfigApplied" && after.active !== undefined) {
+          const v = after.active
           t.configVersion.set(v.version)
           t.configInfo.reset()
           t.configInfo.set({ limits_sha256: v.limitsSha256, config_sha256: v.configSha256 }, 1)
           t.limitsRules.set(v.rulesCount)
           t.limitsDryRun.set(v.dryRun ? 1 : 0)
-          const was = decision.previous?.dryRun ?? false
+          const was = before.active?.dryRun ?? false
           if (v.dryRun !== was) {
             yield* logInfo(v.dryRun ? "limits dry-run enabled" : "limits dry-run disabled", {
               dry_run: v.dryRun,
               source: v.dryRunSource === "flag" ? "-limits-dry-run flag" : "limits.dry_run in config",
             })
           }
+          t.restartRequired.set(after.restartRequired.length > 0 ? 1 : 0)
+          if (after.restartRequired.length > 0 && !sameKeys(before.restartRequired, after.restartRequired)) {
+            yield* logWarn("config change needs a restart to take effect", {
+              restart_required: after.restartRequired,
+              version: v.version,
+              path: settings.paths.config ?? "",
+            })
+          }
         }
-        yield* Ref.update(attemptsRef, (a) =>
-          a.length >= MAX_ATTEMPTS_KEPT ? [...a.slice(1), record] : [...a, record],
-        )
+        yield* remember(report)
       })
 
-    yield* events.append({
-      type: "Started",
+    /** A defect in an attempt: reported as an `error` attempt; the state is what was last recorded. */
+    const failed = (batch: ReadonlyArray<Pending>, cause: Cause.Cause<unknown>) =>
+      Effect.gen(function* () {
+        const first = (batch[0] as Pending).event
+        const now = yield* Clock.currentTimeMillis
+        const message = Cause.pretty(cause)
+        const active = state.active
+        const report: ReloadAttempt = {
+          status: "error",
+          trigger: first.trigger,
+          coalesced: batch.length,
+          at: new Date(now).toISOString(),
+          version: active?.version ?? 0,
+          limits_sha256: active?.limitsSha256 ?? "",
+          config_sha256: active?.configSha256 ?? "",
+          rules_count: active?.rulesCount ?? 0,
+          dry_run: active?.dryRun ?? false,
+          duration_seconds: Math.max(0, now - first.at) / 1000,
+          restart_required: state.restartRequired,
+          error: { message: `internal error: ${firstLine(message)}`, issues: [] },
+        }
+        telemetry.reloadAttempts.inc({ trigger: first.trigger, result: "error" })
+        telemetry.reloadFailures.inc()
+        telemetry.lastReloadSuccessful.set(0)
+        yield* logError("limits config reload failed with an internal error, keeping current config", {
+          error: message,
+          path: limitsPath,
+          trigger: first.trigger,
+          version: report.version,
+        })
+        yield* remember(report)
+        return report
+      })
+
+    /** One attempt, reported whatever happens inside it. */
+    const supervised = (batch: ReadonlyArray<Pending>) =>
+      Effect.gen(function* () {
+        const outcome = yield* attempt(batch)
+        yield* publish(outcome)
+        return outcome.record
+      }).pipe(Effect.catchAllCause((cause) => failed(batch, cause)))
+
+    yield* record({
+      _tag: "Started",
+      at: yield* Clock.currentTimeMillis,
       pid: process.pid,
-      limits_path: settings.paths.limits ?? null,
-      config_path: settings.paths.config ?? null,
+      paths: settings.paths,
+      dryRunFlag: settings.dryRunFlag,
     })
     // Startup is the first attempt; a rejection ends the program (exit 1).
     const startedAt = yield* Clock.currentTimeMillis
-    const startup = yield* attempt(undefined, [
-      { event: { trigger: "startup", at: startedAt }, reply: undefined },
-    ])
-    yield* publish(startup.decision, startup.record)
-    if (startup.decision._tag !== "Applied") {
-      const d = startup.decision
+    const startup = yield* supervised([{ event: { trigger: "startup", at: startedAt }, reply: undefined }])
+    if (state.active === undefined) {
+      const issues = (startup.error?.issues ?? []) as ReadonlyArray<Parameters<typeof formatIssue>[0]>
       return yield* Effect.fail(
-        new StartupRejected(d._tag === "Rejected" ? d.error.issues.map(formatIssue) : ["startup: no config"]),
+        new StartupRejected(
+          issues.length > 0 ? issues.map(formatIssue) : [startup.error?.message ?? "startup: no config"],
+        ),
       )
     }
-    const active = yield* SubscriptionRef.make(startup.decision.version)
+    // The startup events are on disk before the process serves: later events are written behind.
+    yield* log.flush
+    const current = () => state.active as ConfigVersion
     telemetry.setRuleSource(() =>
-      [...Effect.runSync(SubscriptionRef.get(active)).stats].map(([rule, s]) => ({
+      [...current().stats].map(([rule, s]) => ({
         rule,
         cardinality: s.series.size,
         datapoints: s.datapoints,
       })),
     )
-    yield* Effect.addFinalizer(() =>
-      SubscriptionRef.get(active).pipe(
-        Effect.flatMap((v) => events.append({ type: "Stopped", version: v.version })),
-      ),
-    )
+    yield* Effect.addFinalizer(() => Effect.asVoid(record({ _tag: "Stopped", at: Date.now() })))
 
     let lastStart = Number.NEGATIVE_INFINITY
+    const gapMs = Math.min(settings.debounceMs, STORM_GAP_MS)
     const processBatch = (head: Pending) =>
       Effect.gen(function* () {
-        const wait = lastStart + settings.debounceMs - (yield* Clock.currentTimeMillis)
+        const wait = lastStart + gapMs - (yield* Clock.currentTimeMillis)
         if (wait > 0) yield* Effect.sleep(wait)
         const batch = [head, ...(yield* Queue.takeAll(queue))]
         lastStart = yield* Clock.currentTimeMillis
-        const current = yield* SubscriptionRef.get(active)
-        const { decision, record } = yield* attempt(current, batch)
-        if (decision._tag === "Applied") yield* SubscriptionRef.set(active, decision.version)
-        yield* publish(decision, record)
-        for (const p of batch) if (p.reply !== undefined) yield* Deferred.succeed(p.reply, record)
+        const report = yield* supervised(batch)
+        for (const p of batch) if (p.reply !== undefined) yield* Deferred.succeed(p.reply, report)
         yield* SubscriptionRef.update(outstanding, (n) => n - batch.length)
       }).pipe(Effect.uninterruptible)
     // Waiting for a trigger is interruptible (shutdown); a reload, once started, runs to its end.
@@ -287,7 +382,10 @@ export const make = (settings: ReloadSettings) =>
       })
 
     return {
-      active,
+      state: stateRef,
+      current,
+      active: Effect.sync(current),
+      events: Stream.fromPubSub(stream),
       settings,
       submit: (trigger) => enqueue(trigger, undefined),
       request: (trigger) =>
@@ -304,5 +402,10 @@ export const make = (settings: ReloadSettings) =>
       ),
     } satisfies ReloaderService
   })
+
+const firstLine = (text: string): string => text.split("\n", 1)[0] ?? text
+
+const sameKeys = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): boolean =>
+  a.length === b.length && a.every((k, i) => k === b[i])
 
 export const layer = (settings: ReloadSettings) => Layer.scoped(Reloader, make(settings))

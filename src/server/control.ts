@@ -84,9 +84,11 @@ export const routes = (settings: ControlSettings) => {
       "/api/v1/status/config",
       Effect.gen(function* () {
         const reloader = yield* Reloader
-        const v = yield* SubscriptionRef.get(reloader.active)
+        const state = yield* SubscriptionRef.get(reloader.state)
+        const v = reloader.current()
         return json({
           ...statusOf(v),
+          restart_required: state.restartRequired,
           limits_path: reloader.settings.paths.limits ?? null,
           config_path: reloader.settings.paths.config ?? null,
         })
@@ -126,7 +128,7 @@ export const routes = (settings: ControlSettings) => {
         }
         const reloader = yield* Reloader
         const attempt = yield* reloader.request("http")
-        return json(attempt, attempt.status === "rejected" ? 422 : 200)
+        return json(attempt, attempt.status === "rejected" ? 422 : attempt.status === "error" ? 500 : 200)
       }),
     ),
   )

@@ -2,7 +2,7 @@ import { Context, Effect, Layer } from "effect"
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client"
 
 export const TRIGGERS = ["startup", "sighup", "watch", "poll", "touch", "http"] as const
-export const RESULTS = ["applied", "unchanged", "rejected"] as const
+export const RESULTS = ["applied", "unchanged", "rejected", "error"] as const
 
 /** Per-rule window figures, read from the active config version at scrape time. */
 export interface RuleWindow {
@@ -95,6 +95,11 @@ export const makeInstruments = (registry: Registry) => {
       help: "1 while dry-run is on.",
       ...opts,
     }),
+    restartRequired: new Gauge({
+      name: "metrics_governor_config_restart_required",
+      help: "1 while the active config.yaml differs from the start in a key that needs a restart.",
+      ...opts,
+    }),
   }
   const data = makeDataPathInstruments(opts)
   for (const trigger of TRIGGERS) {
@@ -103,6 +108,7 @@ export const makeInstruments = (registry: Registry) => {
   instruments.reloadsTotal.inc(0)
   instruments.reloadFailures.inc(0)
   instruments.reloadLastSuccess.set(0)
+  instruments.restartRequired.set(0)
   return { ...instruments, ...data }
 }
 

@@ -2,6 +2,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { NodeContext } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
+import { Replayer } from "../../src/cli/replay.js"
 import { sha256Hex } from "../../src/config/decode.js"
 import * as Decoder from "../../src/config/decoder.js"
 import * as EventLog from "../../src/events/log.js"
@@ -63,3 +64,13 @@ export const writeAtomic = (file: string, text: string): void => {
 export const value = async (metric: {
   get(): Promise<{ values: Array<{ value: number }> }>
 }): Promise<number> => (await metric.get()).values[0]?.value ?? 0
+
+/** Folds an event log as `replay` does: the state it derives, and every divergence it finds. */
+export const replayLog = async (log: string) => {
+  const replayer = new Replayer(log)
+  const divergences: Array<{ seq: number; problem: string }> = []
+  for (const e of EventLog.parseEventLog(fs.readFileSync(log, "utf8")).events) {
+    divergences.push(...(await replayer.step(e)))
+  }
+  return { state: replayer.state, divergences }
+}

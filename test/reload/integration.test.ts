@@ -260,7 +260,7 @@ describe("reload of the real program", () => {
     expect(await attempts(g, "sighup", "applied")).toBe(1)
   })
 
-  it("coalesces 100 SIGHUPs in 100 ms into one or two reloads and stays alive", async () => {
+  it("coalesces 100 SIGHUPs in 100 ms into at most 5 reloads and stays alive", async () => {
     const d = dir()
     const limits = path.join(d, "limits.yaml")
     fs.writeFileSync(limits, limitsYaml("a"))
@@ -283,7 +283,9 @@ describe("reload of the real program", () => {
     const unchanged = await attempts(g, "sighup", "unchanged")
     expect(applied).toBe(1)
     expect(applied + unchanged, `burst took ${burstMs} ms`).toBeGreaterThanOrEqual(1)
-    expect(applied + unchanged, `burst took ${burstMs} ms`).toBeLessThanOrEqual(2)
+    // Reloads start at most once per 30 ms in a storm: 100 ms of SIGHUPs make at most 5.
+    expect(applied + unchanged, `burst took ${burstMs} ms`).toBeLessThanOrEqual(Math.ceil(burstMs / 30) + 1)
+    if (burstMs <= 100) expect(applied + unchanged, `burst took ${burstMs} ms`).toBeLessThanOrEqual(5)
     expect(await attempts(g, "sighup", "rejected")).toBe(0)
     expect(await status(g)).toMatchObject({ version: 2, limits_sha256: sha256(v2) })
     const hups = (await reloads(g)).filter((a) => a.trigger === "sighup")
@@ -535,7 +537,12 @@ describe("reload of the real program", () => {
     expect(diverged.stdout).toContain(
       `DIVERGENCE seq ${String(applied[1]?.seq)}: version 2 was applied, now rejected`,
     )
-    expect(diverged.stdout).toContain("verify: FAILED, 1 divergence(s)")
+    // The next event says version 2 holds v2's bytes: the forged log contradicts itself.
+    const unchangedSeq = String((events.find((e) => e.type === "ConfigUnchanged") as { seq: number }).seq)
+    expect(diverged.stdout).toContain(
+      `DIVERGENCE seq ${unchangedSeq}: ConfigUnchanged says limits_sha256="${sha256(v2)}", the fold derives "${sha256(TRUNCATED)}"`,
+    )
+    expect(diverged.stdout).toContain("verify: FAILED, 2 divergence(s)")
 
     // A crash mid-write leaves a torn last line: reported on stderr, skipped.
     fs.appendFileSync(log, '{"seq":99,"at":"20')

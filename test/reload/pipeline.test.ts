@@ -1,13 +1,12 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Effect, SubscriptionRef } from "effect"
+import { Effect } from "effect"
 import fc from "fast-check"
 import { afterAll, describe, expect, it } from "vitest"
-import { fold } from "../../src/events/fold.js"
 import { parseEventLog } from "../../src/events/log.js"
 import type { Trigger } from "../../src/reload/trigger.js"
 import { tempDir } from "../support/governor.js"
-import { hash, limitsText, value, withPipeline, writeAtomic } from "./harness.js"
+import { hash, limitsText, replayLog, value, withPipeline, writeAtomic } from "./harness.js"
 
 const dirs: Array<string> = []
 afterAll(() => {
@@ -70,7 +69,7 @@ describe("the reload pipeline", () => {
                   version++
                   expect(outcome.status).toBe("applied")
                 }
-                const v = yield* SubscriptionRef.get(reloader.active)
+                const v = yield* reloader.active
                 expect(v.version).toBe(version)
                 expect(v.limitsSha256).toBe(hash(active))
               }
@@ -83,9 +82,10 @@ describe("the reload pipeline", () => {
           eventLog,
         )
         // Folding the event log gives the state the live pipeline reported.
-        const folded = fold(parseEventLog(fs.readFileSync(eventLog, "utf8")).events)
+        const { state: folded, divergences } = await replayLog(eventLog)
+        expect(divergences).toEqual([])
         const last = [...steps].reverse().find(([t]) => !INVALID.includes(t))?.[0] ?? (VALID[0] as string)
-        expect(folded.active?.limits_sha256).toBe(hash(last))
+        expect(folded.active?.limitsSha256).toBe(hash(last))
         expect(folded.rejected).toBe(steps.filter(([t]) => INVALID.includes(t)).length)
         expect(folded.running).toBe(false)
       }),
@@ -119,7 +119,7 @@ describe("the reload pipeline", () => {
                   if (s.settle) yield* reloader.idle
                 }
                 yield* reloader.idle
-                const v = yield* SubscriptionRef.get(reloader.active)
+                const v = yield* reloader.active
                 return {
                   version: v.version,
                   sha: v.limitsSha256,
@@ -149,9 +149,10 @@ describe("the reload pipeline", () => {
             e.type === "ReloadRequested" && e.trigger !== "startup" ? [e.coalesced] : [],
           )
           expect(coalesced.reduce((a, b) => a + b, 0)).toBe(steps.reduce((n, s) => n + s.triggers.length, 0))
-          const folded = fold(events)
+          const { state: folded, divergences } = await replayLog(eventLog)
+          expect(divergences).toEqual([])
           expect(folded.active?.version).toBe(live.version)
-          expect(folded.active?.limits_sha256).toBe(live.sha)
+          expect(folded.active?.limitsSha256).toBe(live.sha)
         },
       ),
       { numRuns: 25 },
@@ -202,7 +203,7 @@ describe("the reload pipeline", () => {
           const reader = Effect.gen(function* () {
             let lastVersion = 0
             while (!done) {
-              const v = yield* SubscriptionRef.get(reloader.active)
+              const v = yield* reloader.active
               const want = expected.get(v.limitsSha256)
               expect(want).toBeDefined()
               expect(v.limits.rules.map((r) => r.name)).toEqual(want?.rules)

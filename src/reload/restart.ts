@@ -1,0 +1,34 @@
+import type { MainConfigSpec } from "../config/main-schema.js"
+
+/** Keys of `config.yaml` that take effect on reload; every other key is read at start only. */
+export const RELOADABLE_KEYS: ReadonlySet<string> = new Set(["limits.dry_run"])
+
+const isRecord = (v: unknown): v is Readonly<Record<string, unknown>> =>
+  typeof v === "object" && v !== null && !Array.isArray(v)
+
+const sameValue = (a: unknown, b: unknown): boolean => a === b || JSON.stringify(a) === JSON.stringify(b)
+
+/**
+ * The key paths (`buffer.size`, `exporters.otlp.headers.x-tenant`) whose values differ between the
+ * config a run started with and `now`, leaving out the keys that reload. A key added, removed or
+ * changed counts; the list is sorted. Pure.
+ */
+export const restartOnlyChanges = (start: MainConfigSpec, now: MainConfigSpec): ReadonlyArray<string> => {
+  const out: Array<string> = []
+  const walk = (a: unknown, b: unknown, prefix: string): void => {
+    if (isRecord(a) && isRecord(b)) {
+      for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) {
+        walk(a[key], b[key], prefix === "" ? key : `${prefix}.${key}`)
+      }
+      return
+    }
+    if (isRecord(a) || isRecord(b)) {
+      // A whole section added or removed: each key in it counts.
+      walk(isRecord(a) ? a : {}, isRecord(b) ? b : {}, prefix)
+      return
+    }
+    if (!sameValue(a, b) && !RELOADABLE_KEYS.has(prefix)) out.push(prefix)
+  }
+  walk(start, now, "")
+  return out.sort()
+}
