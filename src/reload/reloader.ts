@@ -361,10 +361,13 @@ export const make = (settings: ReloadSettings) =>
 
     let lastStart = Number.NEGATIVE_INFINITY
     const gapMs = Math.min(settings.debounceMs, STORM_GAP_MS)
+    /** Waits out the storm gap after the previous start (interruptible: shutdown does not wait). */
+    const stormGap = Effect.gen(function* () {
+      const wait = lastStart + gapMs - (yield* Clock.currentTimeMillis)
+      if (wait > 0) yield* Effect.sleep(wait)
+    })
     const processBatch = (head: Pending) =>
       Effect.gen(function* () {
-        const wait = lastStart + gapMs - (yield* Clock.currentTimeMillis)
-        if (wait > 0) yield* Effect.sleep(wait)
         const batch = [head, ...(yield* Queue.takeAll(queue))]
         lastStart = yield* Clock.currentTimeMillis
         const report = yield* supervised(batch)
@@ -372,7 +375,15 @@ export const make = (settings: ReloadSettings) =>
         yield* SubscriptionRef.update(outstanding, (n) => n - batch.length)
       }).pipe(Effect.uninterruptible)
     // Waiting for a trigger is interruptible (shutdown); a reload, once started, runs to its end.
-    yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(queue), processBatch)))
+    yield* Effect.forkScoped(
+      Effect.forever(
+        Effect.gen(function* () {
+          const head = yield* Queue.take(queue)
+          yield* stormGap
+          yield* processBatch(head)
+        }),
+      ),
+    )
 
     const enqueue = (trigger: Trigger, reply: Deferred.Deferred<ReloadAttempt> | undefined) =>
       Effect.gen(function* () {

@@ -100,6 +100,30 @@ const changedSinceLastAttempt = (
   })
 
 /**
+ * File-watch triggers from directory events: any entry may matter (Kubernetes swaps `..data`,
+ * editors rename temporary files), so once the directories have been quiet for `debounceMs` (a
+ * multi-step write has ended), `changed` (the content hashes against the last attempt's) decides.
+ * The debounce applies here only: explicit triggers start a reload at once.
+ */
+export const watchTriggers = <E, R>(
+  events: Stream.Stream<string, E, R>,
+  debounceMs: number,
+  changed: Effect.Effect<boolean>,
+): Stream.Stream<"watch", E, R> =>
+  events.pipe(
+    Stream.debounce(debounceMs),
+    Stream.filterEffect(() => changed),
+    Stream.as("watch" as const),
+  )
+
+/** Poll triggers: every `intervalMs`, a reload when `changed` says the content hashes differ. */
+export const pollTriggers = (intervalMs: number, changed: Effect.Effect<boolean>): Stream.Stream<"poll"> =>
+  Stream.fromSchedule(Schedule.spaced(intervalMs)).pipe(
+    Stream.filterEffect(() => changed),
+    Stream.as("poll" as const),
+  )
+
+/**
  * Every reload trigger as one stream of trigger names: SIGHUP, the file watch, the poll and the
  * touch file. (`POST /-/reload` calls the reloader directly, as it waits for its own outcome.)
  */
@@ -121,28 +145,19 @@ export const triggers = (reloader: ReloaderService, settings: TriggerSettings): 
 
   if (settings.watch && configFiles.length > 0) {
     const dirs = [...new Set(configFiles.map((f) => path.dirname(path.resolve(f))))]
+    const events = Stream.mergeAll(
+      dirs.map((d) => resilientEvents(d, checkMs, retryMs)),
+      { concurrency: "unbounded" },
+    )
     sources.push(
-      Stream.mergeAll(
-        dirs.map((d) => resilientEvents(d, checkMs, retryMs)),
-        { concurrency: "unbounded" },
-      ).pipe(
-        // Any entry may matter (Kubernetes swaps `..data`, editors rename temp files): the
-        // content hash decides, once the directory has been quiet for the debounce.
-        Stream.debounce(settings.debounceMs),
-        Stream.filterEffect(() => changedSinceLastAttempt(reloader, files)),
+      watchTriggers(events, settings.debounceMs, changedSinceLastAttempt(reloader, files)).pipe(
         Stream.tap(() => logDebug("config file content changed", { files: configFiles })),
-        Stream.as("watch" as const),
       ),
     )
   }
 
   if (settings.pollIntervalMs > 0 && configFiles.length > 0) {
-    sources.push(
-      Stream.fromSchedule(Schedule.spaced(settings.pollIntervalMs)).pipe(
-        Stream.filterEffect(() => changedSinceLastAttempt(reloader, files)),
-        Stream.as("poll" as const),
-      ),
-    )
+    sources.push(pollTriggers(settings.pollIntervalMs, changedSinceLastAttempt(reloader, files)))
   }
 
   const triggerFile = settings.triggerFile
