@@ -70,7 +70,7 @@ const statusOf = (v: {
 })
 
 /** The control server's routes: `/metrics`, `/live`, `/ready`, `/-/reload`, `/api/v1/status/*`. */
-export const routes = (settings: ControlSettings) => {
+export const routes = (settings: Pick<ControlSettings, "reloadHttp" | "reloadAuthTokenFile">) => {
   const tokenFile =
     settings.reloadAuthTokenFile === undefined ? undefined : new TokenFile(settings.reloadAuthTokenFile)
   return HttpRouter.empty.pipe(
