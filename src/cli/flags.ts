@@ -142,7 +142,7 @@ export const RUN_FLAGS: ReadonlyArray<FlagSpec> = [
     name: "reload-debounce",
     kind: "duration",
     defaultText: "250ms",
-    help: "triggers closer than this are coalesced into one reload",
+    help: "quiet time of the file watch before a reload (SIGHUP, touch and HTTP reload at once)",
   },
   {
     name: "reload-event-log",
