@@ -3,6 +3,7 @@ import { ConfigDecoder } from "../config/decoder.js"
 import { formatIssue } from "../config/errors.js"
 import { type ConfigPaths, hashOfRead, MISSING_HASH } from "../config/load.js"
 import { EventLog } from "../events/log.js"
+import { currentUsages } from "../limits/stats.js"
 import { logError, logInfo } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
 import { runSliced } from "../threads/slices.js"
@@ -249,13 +250,7 @@ export const make = (settings: ReloadSettings) =>
       )
     }
     const active = yield* SubscriptionRef.make(startup.decision.version)
-    telemetry.setRuleSource(() =>
-      [...Effect.runSync(SubscriptionRef.get(active)).stats].map(([rule, s]) => ({
-        rule,
-        cardinality: s.series.size,
-        datapoints: s.datapoints,
-      })),
-    )
+    telemetry.setRuleSource((now) => currentUsages(Effect.runSync(SubscriptionRef.get(active)), now))
     yield* Effect.addFinalizer(() =>
       SubscriptionRef.get(active).pipe(
         Effect.flatMap((v) => events.append({ type: "Stopped", version: v.version })),
