@@ -17,15 +17,6 @@ const Log = await import("./telemetry/log.js")
 
 const VERSION = "0.1.0"
 
-/** An operator-readable line for any failure, also for errors whose own message is empty. */
-const describe = (e: unknown): string => {
-  if (e instanceof Error && e.message !== "") return e.message
-  const tag = typeof e === "object" && e !== null && "_tag" in e ? String(e._tag) : "error"
-  const cause = typeof e === "object" && e !== null && "cause" in e ? e.cause : undefined
-  if (cause instanceof Error) return `${tag}: ${cause.message}`
-  return cause === undefined ? tag : `${tag}: ${String(cause)}`
-}
-
 /** Maps how the program ended to the exit code; prints what the operator must see. */
 const exitCodeOf = (exit: import("effect").Exit.Exit<number, unknown>): number => {
   if (Exit.isSuccess(exit)) return exit.value
@@ -41,7 +32,7 @@ const exitCodeOf = (exit: import("effect").Exit.Exit<number, unknown>): number =
       process.stderr.write(`${e.lines.join("\n")}\n`)
       return 1
     }
-    process.stderr.write(`metrics-governor: ${describe(e)}\n`)
+    process.stderr.write(`metrics-governor: ${Log.describeError(e)}\n`)
     return 1
   }
   process.stderr.write(`metrics-governor: ${Cause.pretty(exit.cause)}\n`)
@@ -63,7 +54,9 @@ const program = Effect.gen(function* () {
     case "Replay":
       return yield* replay(command)
     case "Run":
-      return yield* run(command.flags)
+      // On stdout, through the JSON logger like every other line of the running governor; the
+      // teardown below also prints it on stderr.
+      return yield* Log.logFatal(run(command.flags))
   }
 })
 

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto"
 import { Either, ParseResult, Schema } from "effect"
-import { compileLimits } from "../limits/compile.js"
+import { compileLimits, type SpecProblem } from "../limits/compile.js"
 import type { CompiledLimits } from "../limits/rules.js"
 import { ConfigInvalidError, type ConfigIssue } from "./errors.js"
 import { LimitsSpec } from "./limits-schema.js"
@@ -166,20 +166,102 @@ const withYaml = <A>(
     return Either.flatMap(readText(file, text), ({ source }) => decode(source))
   })
 
+const decodeSchema = <A, I>(
+  schema: Schema.Schema<A, I>,
+  value: unknown,
+): Either.Either<A, ReadonlyArray<ParseResult.ArrayFormatterIssue>> =>
+  Either.mapLeft(
+    Schema.decodeUnknownEither(schema, { errors: "all", onExcessProperty: "error" })(value),
+    (e) => ParseResult.ArrayFormatter.formatErrorSync(e),
+  )
+
 const decodeWith = <A, I>(
   schema: Schema.Schema<A, I>,
   file: string,
   source: YamlSource,
-): Either.Either<A, ConfigInvalidError> => {
-  const result = Schema.decodeUnknownEither(schema, { errors: "all", onExcessProperty: "error" })(
-    source.value ?? {},
+): Either.Either<A, ConfigInvalidError> =>
+  Either.mapLeft(
+    decodeSchema(schema, source.value ?? {}),
+    (issues) =>
+      new ConfigInvalidError({
+        file,
+        issues: issues.map((i) => issueFromSchema(file, source, i)).sort(byPosition),
+      }),
   )
-  if (Either.isRight(result)) return Either.right(result.right)
-  const issues = ParseResult.ArrayFormatter.formatErrorSync(result.left).map((i) =>
-    issueFromSchema(file, source, i),
-  )
-  return Either.left(new ConfigInvalidError({ file, issues: issues.sort(byPosition) }))
+
+type Path = ReadonlyArray<string | number>
+const pathKey = (path: Path): string => JSON.stringify(path)
+
+/**
+ * The field of `limits.yaml` that a schema problem at `path` makes unusable: a top-level key, a key
+ * of `defaults`, a whole rule when it is not a mapping, a key of a rule, a key of its `match`, or one
+ * label condition.
+ */
+const refusedField = (path: Path): Path => {
+  if (path[0] === "rules") {
+    if (path.length <= 3 || path[2] !== "match") return path.slice(0, 3)
+    return path.slice(0, path[3] === "labels" ? 5 : 4)
+  }
+  return path.slice(0, path[0] === "defaults" ? 2 : 1)
 }
+
+const isMapping = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v)
+
+/** The container that holds the last key of `path` in `root`, when there is one. */
+const parentOf = (root: unknown, path: Path): Record<string | number, unknown> | undefined => {
+  let at: unknown = root
+  for (const key of path.slice(0, -1)) {
+    if (!isMapping(at) && !Array.isArray(at)) return undefined
+    at = (at as Record<string | number, unknown>)[key]
+  }
+  return isMapping(at) || Array.isArray(at) ? (at as Record<string | number, unknown>) : undefined
+}
+
+/**
+ * What the semantic checks can still look at in a `limits.yaml` the schema refused: a copy of the
+ * document without its unknown keys and without every field the schema refused (a rule that is not
+ * a mapping stays in place, as a rule without a usable name, so every other rule keeps its index),
+ * and the set of refused fields. Undefined when nothing can be salvaged (the root is not a mapping).
+ */
+const salvageLimits = (
+  value: unknown,
+  issues: ReadonlyArray<ParseResult.ArrayFormatterIssue>,
+): { readonly spec: LimitsSpec; readonly refused: ReadonlySet<string> } | undefined => {
+  if (!isMapping(value)) return undefined
+  const copy: unknown = structuredClone(value)
+  const refused = new Set<string>()
+  for (const issue of issues) {
+    const path = issue.path as Path
+    if (issue._tag === "Unexpected") {
+      const parent = parentOf(copy, path)
+      if (isMapping(parent)) delete parent[path[path.length - 1] as string]
+      continue
+    }
+    const field = refusedField(path)
+    if (field.length === 0) return undefined
+    refused.add(pathKey(field))
+    const parent = parentOf(copy, field)
+    const key = field[field.length - 1] as string | number
+    if (parent === undefined) continue
+    if (field[0] === "rules" && field.length === 2) {
+      if (Array.isArray(parent)) parent[key as number] = { name: "" }
+      refused.add(pathKey([...field, "name"]))
+    } else if (field[0] === "rules" && field.length === 3 && key === "name") parent[key] = ""
+    else delete parent[key]
+  }
+  return Either.match(decodeSchema(LimitsSpec, copy), {
+    onLeft: () => undefined,
+    onRight: (spec) => ({ spec, refused }),
+  })
+}
+
+const issueFromProblem = (file: string, source: YamlSource, p: SpecProblem): ConfigIssue => ({
+  file,
+  ...source.locate(p.path, p.atKey ?? false),
+  path: formatPath(p.path),
+  message: p.message,
+})
 
 /**
  * Decodes and compiles `limits.yaml` from its bytes. Pure and total: every failure is a
@@ -201,15 +283,25 @@ export const decodeLimits = (
           }),
         )
       }
-      const spec = yield* decodeWith(LimitsSpec, file, source)
+      const decoded = decodeSchema(LimitsSpec, source.value)
+      if (Either.isLeft(decoded)) {
+        // Every problem at once: the schema's, and the semantic ones of what the schema accepted.
+        const schemaIssues = decoded.left.map((i) => issueFromSchema(file, source, i))
+        const salvaged = salvageLimits(source.value, decoded.left)
+        const compiled =
+          salvaged === undefined
+            ? undefined
+            : compileLimits(salvaged.spec, (path) => salvaged.refused.has(pathKey(path)))
+        const semantic =
+          compiled?._tag === "Problems" ? compiled.problems.map((p) => issueFromProblem(file, source, p)) : []
+        return yield* Either.left(
+          new ConfigInvalidError({ file, issues: [...schemaIssues, ...semantic].sort(byPosition) }),
+        )
+      }
+      const spec = decoded.right
       const compiled = compileLimits(spec)
       if (compiled._tag === "Problems") {
-        const issues = compiled.problems.map((p) => ({
-          file,
-          ...source.locate(p.path, p.atKey ?? false),
-          path: formatPath(p.path),
-          message: p.message,
-        }))
+        const issues = compiled.problems.map((p) => issueFromProblem(file, source, p))
         return yield* Either.left(new ConfigInvalidError({ file, issues: issues.sort(byPosition) }))
       }
       return { file, sha256: sha256Hex(bytes), spec, compiled: compiled.limits }

@@ -1,13 +1,20 @@
+import type { ParseResult } from "effect"
 import { Schema } from "effect"
 import { DurationMs } from "./duration.js"
 
 const opt = <S extends Schema.Schema.All>(schema: S) => Schema.optionalWith(schema, { exact: true })
 const says = (message: string) => () => ({ message, override: true })
 
-/** What happens to a datapoint that violates its rule. */
-export const Action = Schema.Literal("log", "drop", "adaptive", "sample", "strip_labels").annotations({
-  message: says("must be one of log, drop, adaptive, sample, strip_labels"),
+export const ACTIONS = ["log", "drop", "adaptive", "sample", "strip_labels"] as const
+
+/** `unknown action "explode" (one of log, drop, …)`: the value as written, and every choice. */
+const unknownChoice = (what: string, choices: ReadonlyArray<string>) => (issue: ParseResult.ParseIssue) => ({
+  message: `unknown ${what} ${JSON.stringify(issue.actual) ?? String(issue.actual)} (one of ${choices.join(", ")})`,
+  override: true,
 })
+
+/** What happens to a datapoint that violates its rule. */
+export const Action = Schema.Literal(...ACTIONS).annotations({ message: unknownChoice("action", ACTIONS) })
 export type Action = typeof Action.Type
 
 const Limit = Schema.Number.pipe(

@@ -5,10 +5,10 @@ import { type ExporterSettings, runExporter } from "../export/exporter.js"
 import { Reloader } from "../reload/reloader.js"
 import { type AddressError, type ListenAddress, parseListenAddress } from "../server/address.js"
 import { makeShutdownClock, Shutdown } from "../server/shutdown.js"
-import { logError, logInfo } from "../telemetry/log.js"
+import { callbackLogger, logError, logInfo } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
 import type { RequestBounds } from "./bounds.js"
-import { serveGrpc } from "./grpc-receiver.js"
+import { routeGrpcLogs, serveGrpc } from "./grpc-receiver.js"
 import { serveReceiver } from "./http-receiver.js"
 import { makeIngest } from "./ingest.js"
 import type { ExportMetricsServiceRequest } from "./otlp/types.js"
@@ -90,8 +90,11 @@ export const layer = (flags: DataPathFlags) =>
           buffer.size ?? MAIN_DEFAULTS.bufferSize,
           buffer.max_bytes ?? MAIN_DEFAULTS.bufferMaxBytes,
         )
+      // Called from the receivers' Node callbacks: logged with this fiber's logger and level.
+      const log = yield* callbackLogger
+      routeGrpcLogs(log)
       const onError = (e: unknown) =>
-        Effect.runFork(
+        log(
           logError("receiver failed on a request", {
             error: e instanceof Error ? (e.stack ?? e.message) : String(e),
           }),

@@ -1,6 +1,9 @@
+import { format } from "node:util"
+import { setLogger } from "@grpc/grpc-js"
 import { Effect } from "effect"
 import type { ListenAddress } from "../server/address.js"
 import type { ShutdownClock } from "../server/shutdown.js"
+import { logDebug, logError, logInfo } from "../telemetry/log.js"
 import type { Instruments } from "../telemetry/metrics.js"
 import type { RequestBounds } from "./bounds.js"
 import { ListenError } from "./http-receiver.js"
@@ -10,6 +13,20 @@ import { startGrpcServer } from "./otlp/grpc.js"
 import type { ExportMetricsServiceRequest } from "./otlp/types.js"
 
 const ESTIMATED_BYTES_PER_POINT = 128
+
+/**
+ * Routes what grpc-js logs (by default `console.error`, in its own format, on stderr) through `log`,
+ * a `callbackLogger`: one JSON line with `fields.detail`, at the level grpc-js gave it. grpc-js's
+ * logger is process-wide; which of its levels it emits is its own setting (`GRPC_VERBOSITY`, errors
+ * only by default), and `-log-level` filters them like every other line.
+ */
+export const routeGrpcLogs = (log: (line: Effect.Effect<void>) => void): void => {
+  const as =
+    (write: typeof logError) =>
+    (message?: unknown, ...rest: Array<unknown>) =>
+      log(write("grpc-js", { detail: format(message, ...rest) }))
+  setLogger({ error: as(logError), info: as(logInfo), debug: as(logDebug) })
+}
 
 /**
  * OTLP/gRPC `MetricsService/Export` for the life of the scope. Bad data is INVALID_ARGUMENT (not

@@ -16,6 +16,15 @@ export interface SpecProblem {
   readonly atKey?: boolean
 }
 
+/**
+ * Tells the key paths whose value the schema refused and that were left out of the spec (see
+ * `decodeLimits`): checks that involve such a field are skipped, since the field's own problem is
+ * already reported and its absence would be a false one.
+ */
+export type Refused = (path: ReadonlyArray<string | number>) => boolean
+
+const NONE_REFUSED: Refused = () => false
+
 export type CompileResult =
   | { readonly _tag: "Compiled"; readonly limits: CompiledLimits }
   | { readonly _tag: "Problems"; readonly problems: ReadonlyArray<SpecProblem> }
@@ -71,9 +80,13 @@ const checkLimitFields = (
   spec: DefaultsSpec,
   base: ReadonlyArray<string | number>,
   problems: Array<SpecProblem>,
+  refused: Refused,
 ): void => {
+  const known = (field: string) => !refused([...base, field])
+  // A refused action is not the default `log`: the checks that depend on the action are skipped.
+  if (!known("action")) return
   const action = spec.action ?? "log"
-  if (action === "sample" && spec.sample_rate === undefined) {
+  if (action === "sample" && spec.sample_rate === undefined && known("sample_rate")) {
     problems.push({
       path: [...base, "action"],
       message: "action sample needs sample_rate (a fraction in (0, 1])",
@@ -86,7 +99,11 @@ const checkLimitFields = (
       atKey: true,
     })
   }
-  if (action === "strip_labels" && (spec.strip_labels === undefined || spec.strip_labels.length === 0)) {
+  if (
+    action === "strip_labels" &&
+    (spec.strip_labels === undefined || spec.strip_labels.length === 0) &&
+    known("strip_labels")
+  ) {
     problems.push({
       path: [...base, "action"],
       message: "action strip_labels needs strip_labels (the labels to remove)",
@@ -99,12 +116,23 @@ const checkLimitFields = (
       atKey: true,
     })
   }
-  if (action === "adaptive" && (spec.group_by === undefined || spec.group_by.length === 0)) {
+  if (
+    action === "adaptive" &&
+    (spec.group_by === undefined || spec.group_by.length === 0) &&
+    known("group_by")
+  ) {
     problems.push({
       path: [...base, "action"],
       message: "action adaptive needs group_by (the labels whose groups are dropped, largest first)",
     })
   }
+}
+
+const checkStripLabels = (
+  spec: DefaultsSpec,
+  base: ReadonlyArray<string | number>,
+  problems: Array<SpecProblem>,
+): void => {
   if (spec.strip_labels?.includes("__name__")) {
     const i = spec.strip_labels.indexOf("__name__")
     problems.push({ path: [...base, "strip_labels", i], message: "__name__ cannot be stripped" })
@@ -129,9 +157,12 @@ const compileRule = (
   index: number,
   firstIndexByName: Map<string, number>,
   problems: Array<SpecProblem>,
+  refused: Refused,
 ): CompiledRule => {
   const base = ["rules", index] as const
-  if (spec.name.trim() === "") {
+  if (refused([...base, "name"])) {
+    // Reported by the schema; a rule without a usable name takes part in no name check.
+  } else if (spec.name.trim() === "") {
     problems.push({ path: [...base, "name"], message: "rule name must not be empty" })
   } else if (spec.name === DEFAULT_RULE_NAME) {
     problems.push({
@@ -177,7 +208,8 @@ const compileRule = (
     }
     labels.push({ name, value: value === "*" ? undefined : value })
   }
-  checkLimitFields(spec, base, problems)
+  checkLimitFields(spec, base, problems, refused)
+  checkStripLabels(spec, base, problems)
   return {
     ...limitsOf(spec.name, spec),
     metricName,
@@ -191,7 +223,7 @@ const compileRule = (
  * The compilation of a spec, one rule per step (see `threads/slices.ts`): a caller that must not
  * hold the thread for long (a reload beside the data path) runs it in slices.
  */
-export function* compileSteps(spec: LimitsSpec): Steps<CompileResult> {
+export function* compileSteps(spec: LimitsSpec, refused: Refused = NONE_REFUSED): Steps<CompileResult> {
   const problems: Array<SpecProblem> = []
   const windowMs = spec.window ?? DEFAULT_WINDOW_MS
   if (spec.window !== undefined && (windowMs < MIN_WINDOW_MS || windowMs > MAX_WINDOW_MS)) {
@@ -201,12 +233,13 @@ export function* compileSteps(spec: LimitsSpec): Steps<CompileResult> {
   const specs = spec.rules ?? []
   const rules: Array<CompiledRule> = new Array(specs.length)
   for (let i = 0; i < specs.length; i++) {
-    rules[i] = compileRule(specs[i] as RuleSpec, i, firstIndexByName, problems)
+    rules[i] = compileRule(specs[i] as RuleSpec, i, firstIndexByName, problems, refused)
     yield
   }
   let defaults: CompiledRule | undefined
   if (spec.defaults !== undefined) {
-    checkLimitFields(spec.defaults, ["defaults"], problems)
+    checkLimitFields(spec.defaults, ["defaults"], problems, refused)
+    checkStripLabels(spec.defaults, ["defaults"], problems)
     const fields = limitsOf(DEFAULT_RULE_NAME, spec.defaults)
     if (fields.maxCardinality > 0 || fields.maxDatapointsRate > 0) {
       defaults = {
@@ -227,4 +260,5 @@ export function* compileSteps(spec: LimitsSpec): Steps<CompileResult> {
  * every semantic problem (duplicate or empty names, invalid regexes, fields an action needs).
  * Pure: the same spec always gives the same result.
  */
-export const compileLimits = (spec: LimitsSpec): CompileResult => runToEnd(compileSteps(spec))
+export const compileLimits = (spec: LimitsSpec, refused: Refused = NONE_REFUSED): CompileResult =>
+  runToEnd(compileSteps(spec, refused))

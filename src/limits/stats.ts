@@ -1,6 +1,7 @@
 import { runToEnd, type Steps } from "../threads/slices.js"
 import type { CompiledLimits, CompiledRule } from "./rules.js"
 import { SeriesSet } from "./series-set.js"
+import { windowStartOf } from "./window.js"
 
 /** Per-group accounting of a rule with `group_by`: what the group counted toward the rule's usage. */
 export interface GroupStats {
@@ -43,6 +44,39 @@ export const emptyStats = (rule: CompiledRule, windowStart = 0): RuleStats => ({
   shedDatapoints: 0,
   shedSeries: 0,
 })
+
+/** What a rule counted in the window that is current at some instant (its `{rule}` gauges). */
+export interface RuleUsage {
+  readonly rule: string
+  readonly cardinality: number
+  readonly datapoints: number
+}
+
+/**
+ * A rule's usage in the window that contains `nowMs`: its counts when its stats are for that window,
+ * 0 when they are for a window that has ended (or, after a clock step back, one not yet begun). The
+ * stats themselves roll over only when the next request arrives (see `rollWindow`); this read does
+ * not modify them.
+ */
+export const currentUsage = (
+  stats: RuleStats,
+  windowMs: number,
+  nowMs: number,
+): { readonly cardinality: number; readonly datapoints: number } =>
+  stats.windowStart === windowStartOf(nowMs, windowMs)
+    ? { cardinality: stats.series.size, datapoints: stats.datapoints }
+    : { cardinality: 0, datapoints: 0 }
+
+/** `currentUsage` of every rule of a config version (file order, then `default`), at `nowMs`. */
+export const currentUsages = (
+  version: { readonly limits: CompiledLimits; readonly stats: StatsByRule },
+  nowMs: number,
+): ReadonlyArray<RuleUsage> => {
+  const out: Array<RuleUsage> = []
+  for (const [rule, s] of version.stats)
+    out.push({ rule, ...currentUsage(s, version.limits.windowMs, nowMs) })
+  return out
+}
 
 /** Every rule stats are kept for: the rules in file order, then `default` when it is set. */
 export const accountedRules = (limits: CompiledLimits): ReadonlyArray<CompiledRule> =>

@@ -16,6 +16,7 @@ import { ConfigDecoder } from "../config/decoder.js"
 import { formatIssue } from "../config/errors.js"
 import { type ConfigPaths, hashOfRead, MISSING_HASH } from "../config/load.js"
 import { EventLog } from "../events/log.js"
+import { currentUsages } from "../limits/stats.js"
 import { logError, logInfo, logWarn } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
 import { runSliced } from "../threads/slices.js"
@@ -350,13 +351,7 @@ export const make = (settings: ReloadSettings) =>
     // The startup events are on disk before the process serves: later events are written behind.
     yield* log.flush
     const current = () => state.active as ConfigVersion
-    telemetry.setRuleSource(() =>
-      [...current().stats].map(([rule, s]) => ({
-        rule,
-        cardinality: s.series.size,
-        datapoints: s.datapoints,
-      })),
-    )
+    telemetry.setRuleSource((now) => currentUsages(current(), now))
     yield* Effect.addFinalizer(() => Effect.asVoid(record({ _tag: "Stopped", at: Date.now() })))
 
     let lastStart = Number.NEGATIVE_INFINITY

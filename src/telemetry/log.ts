@@ -1,4 +1,4 @@
-import { Cause, Effect, HashMap, Layer, Logger, LogLevel } from "effect"
+import { Cause, Effect, HashMap, Layer, Logger, LogLevel, Runtime } from "effect"
 import type { LogLevelName } from "../cli/flags.js"
 
 /** Fields attached to one log line (the contract's `fields` object). */
@@ -62,3 +62,40 @@ export const logWarn = (message: string, fields: LogFields = {}) =>
   Effect.logWarning(message).pipe(Effect.annotateLogs(fields as Record<string, unknown>))
 export const logError = (message: string, fields: LogFields = {}) =>
   Effect.logError(message).pipe(Effect.annotateLogs(fields as Record<string, unknown>))
+
+/**
+ * A function that logs from a plain callback (a Node server's event handler, a promise's rejection)
+ * through the logger and minimum level of the fiber that made it: the JSON logger and `-log-level`.
+ * `Effect.runFork` there instead would use Effect's default logger (logfmt, every level).
+ */
+export const callbackLogger: Effect.Effect<(log: Effect.Effect<void>) => void> = Effect.map(
+  Effect.runtime<never>(),
+  (runtime) => {
+    const run = Runtime.runFork(runtime)
+    return (log) => {
+      run(log)
+    }
+  },
+)
+
+/** An operator-readable line for any failure, also for errors whose own message is empty. */
+export const describeError = (e: unknown): string => {
+  if (e instanceof Error && e.message !== "") return e.message
+  const tag = typeof e === "object" && e !== null && "_tag" in e ? String(e._tag) : "error"
+  const cause = typeof e === "object" && e !== null && "cause" in e ? e.cause : undefined
+  if (cause instanceof Error) return `${tag}: ${cause.message}`
+  return cause === undefined ? tag : `${tag}: ${String(cause)}`
+}
+
+/**
+ * Logs at error, through the JSON logger, why the program is about to end on a failure (a listen
+ * address in use, a defect); an interruption (SIGTERM, SIGINT) is a normal end and is not logged.
+ */
+export const logFatal = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.tapErrorCause(program, (cause) => {
+    if (Cause.isInterruptedOnly(cause)) return Effect.void
+    const failure = Cause.failureOption(cause)
+    return logError("metrics-governor exiting on an error", {
+      error: failure._tag === "Some" ? describeError(failure.value) : Cause.pretty(cause),
+    })
+  })

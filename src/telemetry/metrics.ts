@@ -11,14 +11,22 @@ export interface RuleWindow {
   readonly datapoints: number
 }
 
-/** Every instrument the governor exports on `/metrics` (CONTRACT §7), in one registry. */
-export const makeInstruments = (registry: Registry) => {
+/**
+ * Every instrument the governor exports on `/metrics` (CONTRACT §7), in one registry. `now` (ms since
+ * the epoch) is read at every scrape of the `{rule}` gauges and handed to their source, so a window
+ * that has ended reads 0 without waiting for the next request.
+ */
+export const makeInstruments = (registry: Registry, now: () => number = Date.now) => {
   const opts = { registers: [registry] }
   /** Set once the active version exists; until then no `{rule}` series are exposed. */
-  let ruleWindows: () => ReadonlyArray<RuleWindow> = () => []
+  let ruleWindows: (nowMs: number) => ReadonlyArray<RuleWindow> = () => []
   const instruments = {
-    /** Points the `{rule}` gauges at the active version's stats (rules removed by a reload vanish). */
-    setRuleSource: (source: () => ReadonlyArray<RuleWindow>) => {
+    /**
+     * Points the `{rule}` gauges at the active version's stats (rules removed by a reload vanish). The
+     * source gets the scrape's time and reports each rule's usage in the window current then (see
+     * `currentUsages` in limits/stats.ts).
+     */
+    setRuleSource: (source: (nowMs: number) => ReadonlyArray<RuleWindow>) => {
       ruleWindows = source
     },
     ruleCardinality: new Gauge({
@@ -28,7 +36,7 @@ export const makeInstruments = (registry: Registry) => {
       ...opts,
       collect() {
         this.reset()
-        for (const w of ruleWindows()) this.set({ rule: w.rule }, w.cardinality)
+        for (const w of ruleWindows(now())) this.set({ rule: w.rule }, w.cardinality)
       },
     }),
     ruleDatapoints: new Gauge({
@@ -38,7 +46,7 @@ export const makeInstruments = (registry: Registry) => {
       ...opts,
       collect() {
         this.reset()
-        for (const w of ruleWindows()) this.set({ rule: w.rule }, w.datapoints)
+        for (const w of ruleWindows(now())) this.set({ rule: w.rule }, w.datapoints)
       },
     }),
     registry,
@@ -204,14 +212,25 @@ export type Instruments = ReturnType<typeof makeInstruments>
 
 /** The process-wide metrics registry and instruments. */
 export class Telemetry extends Context.Tag("metrics-governor/Telemetry")<Telemetry, Instruments>() {
-  /** A fresh registry with the governor's instruments and Node's process metrics. */
-  static readonly live = Layer.sync(Telemetry, () => {
-    const registry = new Registry()
-    collectDefaultMetrics({ register: registry })
-    return makeInstruments(registry)
-  })
+  /**
+   * A fresh registry with the governor's instruments and Node's process metrics. Scrape-time reads
+   * of the clock go through Effect's `Clock` (a `TestClock` in tests).
+   */
+  static readonly live = Layer.effect(
+    Telemetry,
+    Effect.map(Effect.clock, (clock) => {
+      const registry = new Registry()
+      collectDefaultMetrics({ register: registry })
+      return makeInstruments(registry, () => clock.unsafeCurrentTimeMillis())
+    }),
+  )
   /** Instruments without process metrics, for tests. */
-  static readonly test = Layer.sync(Telemetry, () => makeInstruments(new Registry()))
+  static readonly test = Layer.effect(
+    Telemetry,
+    Effect.map(Effect.clock, (clock) =>
+      makeInstruments(new Registry(), () => clock.unsafeCurrentTimeMillis()),
+    ),
+  )
 }
 
 /** The `/metrics` body in Prometheus text format. */

@@ -72,6 +72,18 @@ describe("config decoder: worker thread and calling thread agree", () => {
     expect(inWorker.read).toStrictEqual(inThread.read)
   })
 
+  it("a reload's rejection carries every problem validate reports, schema and semantic ones together", async () => {
+    const file = "test/fixtures/broken/several-kinds.limits.yaml"
+    const expected: ReadonlyArray<string> = JSON.parse(
+      fs.readFileSync(path.resolve(import.meta.dirname, "../fixtures/broken/expected.json"), "utf8"),
+    )["several-kinds.limits.yaml"]
+    const paths = { config: undefined, limits: path.resolve(import.meta.dirname, "../..", file) }
+    const inWorker = await load(Decoder.worker({ url: WORKER, inlineMaxBytes: 0 }), paths)
+    const messages = expected.map((line) => line.replace(file, paths.limits))
+    expect(messages.length).toBeGreaterThan(5)
+    expect(outcome(inWorker)).toStrictEqual({ rejected: messages })
+  })
+
   it("a large file is decoded in the worker; the default layer gives the same outcome", async () => {
     const rules = Array.from(
       { length: 2_000 },
