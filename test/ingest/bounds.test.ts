@@ -46,7 +46,7 @@ const otlpElements = (req: ExportMetricsServiceRequest): number => {
           n += 1 + attributeElements(p.attributes)
           if ("exemplars" in p) for (const e of p.exemplars) n += 1 + attributeElements(e.filteredAttributes)
           if ("explicitBounds" in p) n += p.bucketCounts.length + p.explicitBounds.length
-          if ("positive" in p)
+          if ("scale" in p)
             n += (p.positive?.bucketCounts.length ?? 0) + (p.negative?.bucketCounts.length ?? 0)
           if ("quantileValues" in p) n += p.quantileValues.length
         }
@@ -135,6 +135,49 @@ describe("OTLP protobuf within bounds", () => {
     const kept = Either.isRight(decoded) ? decoded.right.unknownFields : undefined
     expect(kept !== undefined && Buffer.from(body).equals(kept)).toBe(true)
   }, 30_000)
+
+  it("counts the buckets of an exponential histogram that has negative buckets only", () => {
+    // Found by the law below: the reference count missed `negative` when `positive` was absent.
+    const req = gauge(1)
+    const metric = req.resourceMetrics[0]?.scopeMetrics[0]?.metrics[0]
+    if (metric === undefined) throw new Error("no metric")
+    const point = {
+      attributes: [],
+      startTimeUnixNano: 0n,
+      timeUnixNano: 0n,
+      count: 0n,
+      scale: 0,
+      zeroCount: 0n,
+      negative: { offset: 0, bucketCounts: [0n, 1n] },
+      flags: 0,
+      exemplars: [],
+      zeroThreshold: 0,
+    }
+    const withNegative = {
+      ...req,
+      resourceMetrics: [
+        {
+          ...req.resourceMetrics[0],
+          scopeMetrics: [
+            {
+              ...req.resourceMetrics[0]?.scopeMetrics[0],
+              metrics: [
+                {
+                  ...metric,
+                  data: { type: "exponentialHistogram", dataPoints: [point], aggregationTemporality: 0 },
+                },
+              ],
+            },
+          ],
+        },
+      ],
+    } as unknown as ExportMetricsServiceRequest
+    // resource, scope, metric, point, and two bucket counts.
+    expect(otlpElements(withNegative)).toBe(6)
+    const body = encodeOtlpProtobuf(withNegative)
+    expect(Either.isRight(decodeOtlpProtobuf(body, bounds(1, 6)))).toBe(true)
+    tooMany(decodeOtlpProtobuf(body, bounds(1, 5)))
+  })
 
   it("law: decodes exactly when datapoints and elements are within the bounds", () => {
     fc.assert(
