@@ -1,4 +1,4 @@
-import { Effect, Layer, SubscriptionRef } from "effect"
+import { Effect, Layer } from "effect"
 import { afterAll, describe, expect, it, vi } from "vitest"
 import * as DataPath from "../../src/ingest/data-path.js"
 import { Reloader, type ReloaderService } from "../../src/reload/reloader.js"
@@ -25,8 +25,10 @@ describe("an error inside a receiver's request handling", () => {
     const lines: Array<string> = []
     consoleLog.mockClear()
     const status = await Effect.gen(function* () {
-      const active = yield* SubscriptionRef.make(broken)
-      const reloader = Layer.succeed(Reloader, { active } as unknown as ReloaderService)
+      const reloader = Layer.succeed(Reloader, {
+        current: () => broken,
+        active: Effect.succeed(broken),
+      } as unknown as ReloaderService)
       return yield* Effect.promise(() =>
         postOtlp(port, otlpGauge("m", [{ attributes: {}, value: 1 }]), "json"),
       ).pipe(
