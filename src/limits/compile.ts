@@ -124,29 +124,35 @@ const limitsOf = (
   stripLabels: spec.strip_labels ?? [],
 })
 
-const compileRule = (
-  spec: RuleSpec,
+/** The checks of a rule's name against the other rules' (empty, reserved, duplicate). */
+const checkName = (
+  name: string,
   index: number,
   firstIndexByName: Map<string, number>,
   problems: Array<SpecProblem>,
-): CompiledRule => {
+): void => {
   const base = ["rules", index] as const
-  if (spec.name.trim() === "") {
+  if (name.trim() === "") {
     problems.push({ path: [...base, "name"], message: "rule name must not be empty" })
-  } else if (spec.name === DEFAULT_RULE_NAME) {
+  } else if (name === DEFAULT_RULE_NAME) {
     problems.push({
       path: [...base, "name"],
       message: `rule name "${DEFAULT_RULE_NAME}" is reserved for the defaults block`,
     })
   } else {
-    const first = firstIndexByName.get(spec.name)
-    if (first === undefined) firstIndexByName.set(spec.name, index)
+    const first = firstIndexByName.get(name)
+    if (first === undefined) firstIndexByName.set(name, index)
     else
       problems.push({
         path: [...base, "name"],
-        message: `duplicate rule name "${spec.name}" (first used by rules[${first}])`,
+        message: `duplicate rule name "${name}" (first used by rules[${first}])`,
       })
   }
+}
+
+/** What a rule compiles to from its own spec alone (the name checks aside). Frozen: versions share it. */
+const compileRuleAlone = (spec: RuleSpec, index: number, problems: Array<SpecProblem>): CompiledRule => {
+  const base = ["rules", index] as const
   let metricName: CompiledRule["metricName"]
   const source = spec.match?.metric_name
   if (source !== undefined) {
@@ -175,23 +181,98 @@ const compileRule = (
         atKey: true,
       })
     }
-    labels.push({ name, value: value === "*" ? undefined : value })
+    labels.push(Object.freeze({ name, value: value === "*" ? undefined : value }))
   }
   checkLimitFields(spec, base, problems)
-  return {
-    ...limitsOf(spec.name, spec),
+  const fields = limitsOf(spec.name, spec)
+  return Object.freeze({
+    ...fields,
+    groupBy: Object.freeze([...fields.groupBy]),
+    stripLabels: Object.freeze([...fields.stripLabels]),
     metricName,
     metricNameSource: source,
     metricNamePrefix: source === undefined ? "" : literalPrefix(source),
-    labels,
+    labels: Object.freeze(labels),
+  })
+}
+
+/**
+ * Compiled rules by the JSON of their spec, shared by every config version: most reloads change a
+ * rule or two, so a reload compiles only the rules whose text it has not seen. Sharing is safe: a
+ * compiled rule is frozen (its regex is immutable, see `regexCache`), stats are kept by rule name
+ * and the match cache by position, and one valid version cannot hold two rules of the same JSON
+ * (they would have the same name). Two specs of the same JSON compile alike: the JSON keeps the
+ * order of the label conditions, and a spec holds nothing JSON leaves out that compiling reads.
+ * Only rules that compile without a problem are kept. Bounded: two generations of at most `max`
+ * rules each; a rule found in the older one moves to the newer one, so the rules of the recent
+ * versions stay, and a file of more rules than `max` still compiles (partly afresh).
+ */
+export class RuleCache {
+  private current = new Map<string, CompiledRule>()
+  private older = new Map<string, CompiledRule>()
+
+  constructor(readonly max: number) {}
+
+  get size(): number {
+    return this.current.size + this.older.size
   }
+
+  get(key: string): CompiledRule | undefined {
+    const hit = this.current.get(key)
+    if (hit !== undefined) return hit
+    const old = this.older.get(key)
+    if (old !== undefined) this.set(key, old)
+    return old
+  }
+
+  set(key: string, rule: CompiledRule): void {
+    if (this.current.size >= this.max) {
+      this.older = this.current
+      this.current = new Map()
+    }
+    this.current.set(key, rule)
+  }
+
+  clear(): void {
+    this.current.clear()
+    this.older.clear()
+  }
+}
+
+/** Rules per generation of the shared cache: two versions of a 16,000-rule file are all kept. */
+export const RULE_CACHE_MAX = 32_768
+
+/** The cache every config version's compilation shares (see `RuleCache`). */
+export const ruleCache = new RuleCache(RULE_CACHE_MAX)
+
+const compileRule = (
+  spec: RuleSpec,
+  index: number,
+  firstIndexByName: Map<string, number>,
+  problems: Array<SpecProblem>,
+  cache: RuleCache | undefined,
+): CompiledRule => {
+  checkName(spec.name, index, firstIndexByName, problems)
+  if (cache === undefined) return compileRuleAlone(spec, index, problems)
+  const key = JSON.stringify(spec)
+  const hit = cache.get(key)
+  if (hit !== undefined) return hit
+  const before = problems.length
+  const rule = compileRuleAlone(spec, index, problems)
+  if (problems.length === before) cache.set(key, rule)
+  return rule
 }
 
 /**
  * The compilation of a spec, one rule per step (see `threads/slices.ts`): a caller that must not
- * hold the thread for long (a reload beside the data path) runs it in slices.
+ * hold the thread for long (a reload beside the data path) runs it in slices. Rules already
+ * compiled by an earlier version come from `cache` (default: the shared `ruleCache`); the result
+ * is the same as without it (`freshCompileSteps`).
  */
-export function* compileSteps(spec: LimitsSpec): Steps<CompileResult> {
+export function* compileSteps(
+  spec: LimitsSpec,
+  cache: RuleCache | undefined = ruleCache,
+): Steps<CompileResult> {
   const problems: Array<SpecProblem> = []
   const windowMs = spec.window ?? DEFAULT_WINDOW_MS
   if (spec.window !== undefined && (windowMs < MIN_WINDOW_MS || windowMs > MAX_WINDOW_MS)) {
@@ -201,7 +282,7 @@ export function* compileSteps(spec: LimitsSpec): Steps<CompileResult> {
   const specs = spec.rules ?? []
   const rules: Array<CompiledRule> = new Array(specs.length)
   for (let i = 0; i < specs.length; i++) {
-    rules[i] = compileRule(specs[i] as RuleSpec, i, firstIndexByName, problems)
+    rules[i] = compileRule(specs[i] as RuleSpec, i, firstIndexByName, problems, cache)
     yield
   }
   let defaults: CompiledRule | undefined
@@ -221,6 +302,9 @@ export function* compileSteps(spec: LimitsSpec): Steps<CompileResult> {
   if (problems.length > 0) return { _tag: "Problems", problems }
   return { _tag: "Compiled", limits: { windowMs, rules, defaults } }
 }
+
+/** `compileSteps` without any cache: every rule compiled afresh (regexes still from `regexCache`). */
+export const freshCompileSteps = (spec: LimitsSpec): Steps<CompileResult> => compileSteps(spec, undefined)
 
 /**
  * Turns a decoded `limits.yaml` into the immutable, compiled rules of one config version, or lists
