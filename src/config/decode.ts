@@ -1,9 +1,9 @@
 import { createHash } from "node:crypto"
 import { Either, ParseResult, Schema } from "effect"
-import { compileLimits } from "../limits/compile.js"
+import { compileLimits, GenerationCache } from "../limits/compile.js"
 import type { CompiledLimits } from "../limits/rules.js"
 import { ConfigInvalidError, type ConfigIssue } from "./errors.js"
-import { LimitsSpec } from "./limits-schema.js"
+import { LimitsSpec, RuleSpec } from "./limits-schema.js"
 import { MainConfigSpec } from "./main-schema.js"
 import { fastYamlValue, parseYaml, type YamlSource } from "./yaml-source.js"
 
@@ -166,14 +166,58 @@ const withYaml = <A>(
     return Either.flatMap(readText(file, text), ({ source }) => decode(source))
   })
 
+const DECODE_OPTIONS = { errors: "all", onExcessProperty: "error" } as const
+const decodeLimitsSpec = Schema.decodeUnknownEither(LimitsSpec, DECODE_OPTIONS)
+const decodeRuleSpec = Schema.decodeUnknownEither(RuleSpec, DECODE_OPTIONS)
+
+/**
+ * Decoded rules by the JSON of the rule as written, shared by every reload: a reload decodes only
+ * the rules whose text it has not seen. The decode of a rule is a function of its JSON: YAML gives
+ * strings, numbers, booleans, null, lists and mappings; the numbers JSON cannot write (NaN,
+ * infinities) become `null`, and no rule with either decodes, so none is ever kept or found (-0
+ * is written as 0, which decodes alike). Only rules that decode are kept. Bounded (see
+ * `GenerationCache`).
+ */
+export const ruleSpecCache = new GenerationCache<RuleSpec>(32_768)
+
+/**
+ * The decoded `limits.yaml` spec of a document's value, the rules through `cache`, when every part
+ * decodes; `undefined` otherwise (the whole document is then decoded at once, which reports every
+ * problem in document order). Gives exactly what the schema gives for the whole document: a rule
+ * decodes alone as it does in the list, and the rest is decoded with the list empty.
+ */
+export const decodeLimitsSpecReusing = (
+  value: unknown,
+  cache: GenerationCache<RuleSpec> = ruleSpecCache,
+): LimitsSpec | undefined => {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return undefined
+  const raw = value as Record<string, unknown>
+  const list = raw.rules
+  if (!Array.isArray(list)) return undefined
+  const rules: Array<RuleSpec> = new Array(list.length)
+  for (let i = 0; i < list.length; i++) {
+    const item: unknown = list[i]
+    const key = JSON.stringify(item)
+    let rule = key === undefined ? undefined : cache.get(key)
+    if (rule === undefined) {
+      const decoded = decodeRuleSpec(item)
+      if (Either.isLeft(decoded)) return undefined
+      rule = decoded.right
+      if (key !== undefined) cache.set(key, rule)
+    }
+    rules[i] = rule
+  }
+  const rest = decodeLimitsSpec({ ...raw, rules: [] })
+  if (Either.isLeft(rest)) return undefined
+  return { ...rest.right, rules }
+}
+
 const decodeWith = <A, I>(
   schema: Schema.Schema<A, I>,
   file: string,
   source: YamlSource,
 ): Either.Either<A, ConfigInvalidError> => {
-  const result = Schema.decodeUnknownEither(schema, { errors: "all", onExcessProperty: "error" })(
-    source.value ?? {},
-  )
+  const result = Schema.decodeUnknownEither(schema, DECODE_OPTIONS)(source.value ?? {})
   if (Either.isRight(result)) return Either.right(result.right)
   const issues = ParseResult.ArrayFormatter.formatErrorSync(result.left).map((i) =>
     issueFromSchema(file, source, i),
@@ -201,7 +245,7 @@ export const decodeLimits = (
           }),
         )
       }
-      const spec = yield* decodeWith(LimitsSpec, file, source)
+      const spec = decodeLimitsSpecReusing(source.value) ?? (yield* decodeWith(LimitsSpec, file, source))
       const compiled = compileLimits(spec)
       if (compiled._tag === "Problems") {
         const issues = compiled.problems.map((p) => ({

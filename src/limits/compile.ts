@@ -197,19 +197,14 @@ const compileRuleAlone = (spec: RuleSpec, index: number, problems: Array<SpecPro
 }
 
 /**
- * Compiled rules by the JSON of their spec, shared by every config version: most reloads change a
- * rule or two, so a reload compiles only the rules whose text it has not seen. Sharing is safe: a
- * compiled rule is frozen (its regex is immutable, see `regexCache`), stats are kept by rule name
- * and the match cache by position, and one valid version cannot hold two rules of the same JSON
- * (they would have the same name). Two specs of the same JSON compile alike: the JSON keeps the
- * order of the label conditions, and a spec holds nothing JSON leaves out that compiling reads.
- * Only rules that compile without a problem are kept. Bounded: two generations of at most `max`
- * rules each; a rule found in the older one moves to the newer one, so the rules of the recent
- * versions stay, and a file of more rules than `max` still compiles (partly afresh).
+ * A bounded cache in two generations of at most `max` entries each: an entry found in the older
+ * one moves to the newer one, and when the newer one is full it becomes the older one (the older
+ * one is dropped). So the entries of the last few uses stay, and a working set larger than `max`
+ * still works (partly uncached).
  */
-export class RuleCache {
-  private current = new Map<string, CompiledRule>()
-  private older = new Map<string, CompiledRule>()
+export class GenerationCache<V> {
+  private current = new Map<string, V>()
+  private older = new Map<string, V>()
 
   constructor(readonly max: number) {}
 
@@ -217,7 +212,7 @@ export class RuleCache {
     return this.current.size + this.older.size
   }
 
-  get(key: string): CompiledRule | undefined {
+  get(key: string): V | undefined {
     const hit = this.current.get(key)
     if (hit !== undefined) return hit
     const old = this.older.get(key)
@@ -225,12 +220,12 @@ export class RuleCache {
     return old
   }
 
-  set(key: string, rule: CompiledRule): void {
+  set(key: string, value: V): void {
     if (this.current.size >= this.max) {
       this.older = this.current
       this.current = new Map()
     }
-    this.current.set(key, rule)
+    this.current.set(key, value)
   }
 
   clear(): void {
@@ -238,6 +233,18 @@ export class RuleCache {
     this.older.clear()
   }
 }
+
+/**
+ * Compiled rules by the JSON of their spec, shared by every config version: most reloads change a
+ * rule or two, so a reload compiles only the rules whose text it has not seen. Sharing is safe: a
+ * compiled rule is frozen (its regex is immutable, see `regexCache`), stats are kept by rule name
+ * and the match cache by position, and one valid version cannot hold two rules of the same JSON
+ * (they would have the same name). Two specs of the same JSON compile alike: the JSON keeps the
+ * order of the label conditions, and a spec holds nothing JSON leaves out that compiling reads
+ * (its numbers are finite; a limit of -0 and one of 0 share an entry and act alike). Only rules
+ * that compile without a problem are kept.
+ */
+export class RuleCache extends GenerationCache<CompiledRule> {}
 
 /** Rules per generation of the shared cache: two versions of a 16,000-rule file are all kept. */
 export const RULE_CACHE_MAX = 32_768
