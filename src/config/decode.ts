@@ -180,6 +180,17 @@ const decodeRuleSpec = Schema.decodeUnknownEither(RuleSpec, DECODE_OPTIONS)
  */
 export const ruleSpecCache = new GenerationCache<RuleSpec>(32_768)
 
+/** A decoded rule, frozen throughout: versions share it, and compiled rules are found by it. */
+const freezeRule = (rule: RuleSpec): RuleSpec => {
+  if (rule.match !== undefined) {
+    if (rule.match.labels !== undefined) Object.freeze(rule.match.labels)
+    Object.freeze(rule.match)
+  }
+  if (rule.group_by !== undefined) Object.freeze(rule.group_by)
+  if (rule.strip_labels !== undefined) Object.freeze(rule.strip_labels)
+  return Object.freeze(rule)
+}
+
 /**
  * The decoded `limits.yaml` spec of a document's value, the rules through `cache`, when every part
  * decodes; `undefined` otherwise (the whole document is then decoded at once, which reports every
@@ -202,7 +213,7 @@ export const decodeLimitsSpecReusing = (
     if (rule === undefined) {
       const decoded = decodeRuleSpec(item)
       if (Either.isLeft(decoded)) return undefined
-      rule = decoded.right
+      rule = freezeRule(decoded.right)
       if (key !== undefined) cache.set(key, rule)
     }
     rules[i] = rule

@@ -244,7 +244,14 @@ export class GenerationCache<V> {
  * (its numbers are finite; a limit of -0 and one of 0 share an entry and act alike). Only rules
  * that compile without a problem are kept.
  */
-export class RuleCache extends GenerationCache<CompiledRule> {}
+export class RuleCache extends GenerationCache<CompiledRule> {
+  /**
+   * The same by the spec object itself: a reload that reuses a rule's decode (see
+   * `decodeLimitsSpecReusing`) hands over the very object, found here without writing its JSON.
+   * Weak: an entry lives as long as its spec. Specs are never modified once decoded.
+   */
+  readonly bySpec = new WeakMap<RuleSpec, CompiledRule>()
+}
 
 /** Rules per generation of the shared cache: two versions of a 16,000-rule file are all kept. */
 export const RULE_CACHE_MAX = 32_768
@@ -261,12 +268,20 @@ const compileRule = (
 ): CompiledRule => {
   checkName(spec.name, index, firstIndexByName, problems)
   if (cache === undefined) return compileRuleAlone(spec, index, problems)
+  const same = cache.bySpec.get(spec)
+  if (same !== undefined) return same
   const key = JSON.stringify(spec)
   const hit = cache.get(key)
-  if (hit !== undefined) return hit
+  if (hit !== undefined) {
+    cache.bySpec.set(spec, hit)
+    return hit
+  }
   const before = problems.length
   const rule = compileRuleAlone(spec, index, problems)
-  if (problems.length === before) cache.set(key, rule)
+  if (problems.length === before) {
+    cache.set(key, rule)
+    cache.bySpec.set(spec, rule)
+  }
   return rule
 }
 

@@ -88,10 +88,24 @@ describe("the compile cache", () => {
           expect(cached).toEqual(fresh)
           // The shared cache too.
           expect(runToEnd(compileSteps(copy(s)))).toEqual(fresh)
+          // The very spec objects (the edits share their unchanged rules): found by the object.
+          expect(runToEnd(compileSteps(s, cache))).toEqual(fresh)
         }
       }),
       { numRuns: 300 },
     )
+  })
+
+  it("finds a rule by its spec object, and by its text when the object is another", () => {
+    const cache = new RuleCache(100)
+    const a: RuleSpec = { name: "a", match: { metric_name: "x_.*" } }
+    const r1 = runToEnd(compileSteps({ rules: [a] }, cache))
+    const r2 = runToEnd(compileSteps({ rules: [a] }, cache))
+    const r3 = runToEnd(compileSteps({ rules: [{ name: "a", match: { metric_name: "x_.*" } }] }, cache))
+    if (r1._tag !== "Compiled" || r2._tag !== "Compiled" || r3._tag !== "Compiled")
+      expect.fail("expected to compile")
+    expect(r2.limits.rules[0]).toBe(r1.limits.rules[0])
+    expect(r3.limits.rules[0]).toBe(r1.limits.rules[0])
   })
 
   it("reuses a rule whose text is unchanged, and only that rule", () => {
