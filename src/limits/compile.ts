@@ -264,10 +264,10 @@ const compileRule = (
   index: number,
   firstIndexByName: Map<string, number>,
   problems: Array<SpecProblem>,
-  cache: RuleCache | undefined,
+  cache: RuleCache | null,
 ): CompiledRule => {
   checkName(spec.name, index, firstIndexByName, problems)
-  if (cache === undefined) return compileRuleAlone(spec, index, problems)
+  if (cache === null) return compileRuleAlone(spec, index, problems)
   const same = cache.bySpec.get(spec)
   if (same !== undefined) return same
   const key = JSON.stringify(spec)
@@ -291,10 +291,7 @@ const compileRule = (
  * compiled by an earlier version come from `cache` (default: the shared `ruleCache`); the result
  * is the same as without it (`freshCompileSteps`).
  */
-export function* compileSteps(
-  spec: LimitsSpec,
-  cache: RuleCache | undefined = ruleCache,
-): Steps<CompileResult> {
+export function* compileSteps(spec: LimitsSpec, cache: RuleCache | null = ruleCache): Steps<CompileResult> {
   const problems: Array<SpecProblem> = []
   const windowMs = spec.window ?? DEFAULT_WINDOW_MS
   if (spec.window !== undefined && (windowMs < MIN_WINDOW_MS || windowMs > MAX_WINDOW_MS)) {
@@ -326,7 +323,7 @@ export function* compileSteps(
 }
 
 /** `compileSteps` without any cache: every rule compiled afresh (regexes still from `regexCache`). */
-export const freshCompileSteps = (spec: LimitsSpec): Steps<CompileResult> => compileSteps(spec, undefined)
+export const freshCompileSteps = (spec: LimitsSpec): Steps<CompileResult> => compileSteps(spec, null)
 
 /**
  * Turns a decoded `limits.yaml` into the immutable, compiled rules of one config version, or lists
