@@ -3,8 +3,10 @@
  * the load's series, limits never reached) relays to a sink that decodes every body and counts its
  * datapoints (`bench/sink.ts prw`). An open-loop generator sends remote write at a fixed rate the
  * whole time, while phases alternate: **quiet** (no reload) and **reloading** (SIGHUP after SIGHUP,
- * alternating between two limits files, each waited for at /api/v1/status/config), until 1,000
- * reloads have applied (bounded in time). Then: failed requests, datapoints sent by the client vs
+ * each after the limits file was replaced by a new content, each waited for at
+ * /api/v1/status/config), until 1,000 reloads have applied (bounded in time). The reload event log
+ * is on (`-reload-event-log`): every reload appends its events (fsync'd) and stores the new
+ * content's snapshot. Then: failed requests, datapoints sent by the client vs
  * received by the governor vs `metrics_governor_datapoints_sent_total{protocol="prw"}` vs the sink,
  * and the request p99 of each kind of phase.
  *
@@ -32,7 +34,7 @@ import {
   tempDir,
 } from "./lib.js"
 import { PRW_HEADERS, prwBody } from "./payloads.js"
-import { limitsOf, replaceFile } from "./reload.js"
+import { editedLimits, replaceFile } from "./reload.js"
 
 const RELOADS = QUICK ? 60 : 1_000
 const RULES = 100
@@ -43,14 +45,16 @@ const PER_PHASE = Math.ceil(RELOADS / 4)
 const MAX_S = QUICK ? 30 : 150
 const BODIES = 8
 
-const limitsFor = (variant: 0 | 1): string =>
-  `${limitsOf(RULES, variant)}  - name: all-series\n    max_cardinality: 100000\n    action: drop\n`
+/** The `edit`-th content: one of the 100 rules edited (`editedLimits`), then the catch-all rule. */
+const limitsFor = (edit: number): string =>
+  `${editedLimits(RULES, edit)}  - name: all-series\n    max_cardinality: 100000\n    action: drop\n`
 
 const run = async (): Promise<AreaResult> => {
   const dir = tempDir("mg-bench-rul-")
   const file = path.join(dir, "limits.yaml")
-  const variants = [limitsFor(0), limitsFor(1)] as const
-  fs.writeFileSync(file, variants[0])
+  let edit = 0
+  fs.writeFileSync(file, limitsFor(edit))
+  const eventLog = path.join(dir, "events", "reload-events.jsonl")
   const now = Date.now()
   const bodies = Array.from({ length: BODIES }, (_, b) => prwBody(b, 1_000, now))
   const sink = await startSink("prw")
@@ -65,6 +69,8 @@ const run = async (): Promise<AreaResult> => {
     "-reload-debounce",
     "0s",
     "-reload-watch=false",
+    "-reload-event-log",
+    eventLog,
   ])
   const url = `http://127.0.0.1:${port}/api/v1/write`
   const version = async () =>
@@ -107,7 +113,7 @@ const run = async (): Promise<AreaResult> => {
         const due = p0 + (n * PHASE_S * 1000) / PER_PHASE
         if (n >= PER_PHASE) break
         if (due > performance.now()) await sleep(due - performance.now())
-        replaceFile(file, variants[current % 2] as string)
+        replaceFile(file, limitsFor(++edit))
         const t0 = performance.now()
         process.kill(g.proc.child.pid as number, "SIGHUP")
         for (;;) {
@@ -171,12 +177,15 @@ const run = async (): Promise<AreaResult> => {
   md.push("")
   md.push(
     `One governor: remote write, ${RULES} rules plus a catch-all rule owning the load's series (limits never reached), ` +
-      "`-reload-debounce 0s -reload-watch=false`, exporting to a sink that decodes every body and counts its datapoints. " +
+      "`-reload-debounce 0s -reload-watch=false -reload-event-log FILE` (every reload appends its events with an fsync and " +
+      "stores its new content's snapshot), exporting to a sink that decodes every body and counts its datapoints. " +
       `An open-loop generator sends ${RATE} requests/s of 1,000 datapoints (${si(RATE * 1000)} datapoints/s, up to 16 connections) ` +
       `the whole time, while phases of ${PHASE_S} s alternate: **quiet** (no reload) and **reloading** (${PER_PHASE} SIGHUPs spread ` +
       `evenly over the phase, one every ${((PHASE_S * 1000) / PER_PHASE).toFixed(0)} ms or back to back when a reload takes longer, ` +
-      "alternating between two limits files, each reload waited for at `/api/v1/status/config`), " +
-      `until ${RELOADS.toLocaleString("en")} reloads applied (at most ${MAX_S} s). Each request counts in the phase it was sent in.`,
+      "each after the limits file was replaced by a new content (one rule's limit edited), each reload waited for at " +
+      "`/api/v1/status/config`), " +
+      `until ${RELOADS.toLocaleString("en")} reloads applied (at most ${MAX_S} s). Each request counts in the phase it was sent in; ` +
+      "the ratio below is of the two p99s of this one run.",
   )
   md.push("")
   md.push("| measure | value |")

@@ -64,16 +64,10 @@ const CAUSES: Record<string, string> = {
     "worker thread and forwarded without re-encoding, so what is left per request is the HTTP exchange, enforcing, " +
     "concatenating, compressing and exporting (§7). The scanning thread, the main thread, wrk and the sink share two cores.",
   "p99 ≤ 5 ms at 100 rules":
-    "Neither the median nor the tail meets it (§5). Since config files are read without blocking the thread (asynchronous " +
-    "reads of regular files only) and a version is built in slices that let requests run in between, a reload waits for " +
-    "file I/O round trips and event-loop turns: in side-by-side runs of `BENCH_QUICK=1 node --import tsx bench/reload.ts` " +
-    "the median at 100 rules went from 20–23 ms to 28–32 ms, and at 1,000 rules from 65–72 ms to 95–113 ms (which part of " +
-    "that each step costs is not measured yet). In exchange, a reload of 20,000 rules no longer holds requests for seconds. " +
-    "A reload's own work at 100 rules is a few milliseconds (the governor's " +
-    "own duration in §5: read, fast YAML path, schema, rules compiled with cached regexes, decision); the rest of the measured latency is the signal's " +
-    "delivery to the process and the status poll, both of which vary by milliseconds on this shared two-core virtual machine " +
-    "while the benchmark polls back to back (development traces: 0.2–4 ms from `kill` to the signal handler, 1–2 ms from the " +
-    "swap to the poll that sees it).",
+    "With default flags, `-reload-debounce` (250 ms) also spaces SIGHUP reloads, so SIGHUPs 80 ms apart each wait for it (§5); " +
+    "the governor run with `-reload-debounce 0s -reload-watch=false` beside it shows the pipeline without the debounce. " +
+    "`node --import tsx bench/reload-stages.ts` gives the cost of each stage of one reload in one process: at 100 rules the " +
+    "YAML parse is most of the decode, and the event log's fsync'd writes, when on, are awaited inside the reload.",
   "≤ 100 ms after the write (-reload-debounce 50ms)":
     "The watch waits for 50 ms of quiet after the last event, hashes both files, then reloads (§5): scheduling delays push the " +
     "tail over what remains.",

@@ -1,9 +1,9 @@
 import { createHash } from "node:crypto"
 import { Either, ParseResult, Schema } from "effect"
-import { compileLimits, type SpecProblem } from "../limits/compile.js"
+import { compileLimits, GenerationCache, type SpecProblem } from "../limits/compile.js"
 import type { CompiledLimits } from "../limits/rules.js"
 import { ConfigInvalidError, type ConfigIssue } from "./errors.js"
-import { LimitsSpec } from "./limits-schema.js"
+import { LimitsSpec, RuleSpec } from "./limits-schema.js"
 import { MainConfigSpec } from "./main-schema.js"
 import { fastYamlValue, parseYaml, type YamlSource } from "./yaml-source.js"
 
@@ -166,14 +166,71 @@ const withYaml = <A>(
     return Either.flatMap(readText(file, text), ({ source }) => decode(source))
   })
 
+const DECODE_OPTIONS = { errors: "all", onExcessProperty: "error" } as const
+
 const decodeSchema = <A, I>(
   schema: Schema.Schema<A, I>,
   value: unknown,
 ): Either.Either<A, ReadonlyArray<ParseResult.ArrayFormatterIssue>> =>
-  Either.mapLeft(
-    Schema.decodeUnknownEither(schema, { errors: "all", onExcessProperty: "error" })(value),
-    (e) => ParseResult.ArrayFormatter.formatErrorSync(e),
+  Either.mapLeft(Schema.decodeUnknownEither(schema, DECODE_OPTIONS)(value), (e) =>
+    ParseResult.ArrayFormatter.formatErrorSync(e),
   )
+
+const decodeLimitsSpec = Schema.decodeUnknownEither(LimitsSpec, DECODE_OPTIONS)
+const decodeRuleSpec = Schema.decodeUnknownEither(RuleSpec, DECODE_OPTIONS)
+
+/**
+ * Decoded rules by the JSON of the rule as written, shared by every reload: a reload decodes only
+ * the rules whose text it has not seen. The decode of a rule is a function of its JSON: YAML gives
+ * strings, numbers, booleans, null, lists and mappings; the numbers JSON cannot write (NaN,
+ * infinities) become `null`, and no rule with either decodes, so none is ever kept or found (-0
+ * is written as 0, which decodes alike). Only rules that decode are kept. Bounded (see
+ * `GenerationCache`).
+ */
+export const ruleSpecCache = new GenerationCache<RuleSpec>(32_768)
+
+/** A decoded rule, frozen throughout: versions share it, and compiled rules are found by it. */
+const freezeRule = (rule: RuleSpec): RuleSpec => {
+  if (rule.match !== undefined) {
+    if (rule.match.labels !== undefined) Object.freeze(rule.match.labels)
+    Object.freeze(rule.match)
+  }
+  if (rule.group_by !== undefined) Object.freeze(rule.group_by)
+  if (rule.strip_labels !== undefined) Object.freeze(rule.strip_labels)
+  return Object.freeze(rule)
+}
+
+/**
+ * The decoded `limits.yaml` spec of a document's value, the rules through `cache`, when every part
+ * decodes; `undefined` otherwise (the whole document is then decoded at once, which reports every
+ * problem in document order). Gives exactly what the schema gives for the whole document: a rule
+ * decodes alone as it does in the list, and the rest is decoded with the list empty.
+ */
+export const decodeLimitsSpecReusing = (
+  value: unknown,
+  cache: GenerationCache<RuleSpec> = ruleSpecCache,
+): LimitsSpec | undefined => {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return undefined
+  const raw = value as Record<string, unknown>
+  const list = raw.rules
+  if (!Array.isArray(list)) return undefined
+  const rules: Array<RuleSpec> = new Array(list.length)
+  for (let i = 0; i < list.length; i++) {
+    const item: unknown = list[i]
+    const key = JSON.stringify(item)
+    let rule = key === undefined ? undefined : cache.get(key)
+    if (rule === undefined) {
+      const decoded = decodeRuleSpec(item)
+      if (Either.isLeft(decoded)) return undefined
+      rule = freezeRule(decoded.right)
+      if (key !== undefined) cache.set(key, rule)
+    }
+    rules[i] = rule
+  }
+  const rest = decodeLimitsSpec({ ...raw, rules: [] })
+  if (Either.isLeft(rest)) return undefined
+  return { ...rest.right, rules }
+}
 
 const decodeWith = <A, I>(
   schema: Schema.Schema<A, I>,
@@ -283,7 +340,9 @@ export const decodeLimits = (
           }),
         )
       }
-      const decoded = decodeSchema(LimitsSpec, source.value)
+      // Rules seen before are not decoded again; anything unusual takes the whole-document path.
+      const reused = decodeLimitsSpecReusing(source.value)
+      const decoded = reused !== undefined ? Either.right(reused) : decodeSchema(LimitsSpec, source.value)
       if (Either.isLeft(decoded)) {
         // Every problem at once: the schema's, and the semantic ones of what the schema accepted.
         const schemaIssues = decoded.left.map((i) => issueFromSchema(file, source, i))

@@ -37,9 +37,10 @@ import {
   DEFAULT_CONFIG_MAX_BYTES,
   decodeConfig,
   type FileRead,
+  type HashedRead,
   type LoadedConfig,
   type ReadBytes,
-  readConfigBytes,
+  readAndHash,
 } from "./load.js"
 import type { MainConfigSpec } from "./main-schema.js"
 
@@ -50,8 +51,18 @@ export interface Loaded {
 }
 
 export interface ConfigDecoderService {
-  /** Reads both files and decodes them. */
+  /** Reads both files and decodes them: `read`, then `decode`. */
   readonly load: (paths: ConfigPaths) => Effect.Effect<Loaded>
+  /**
+   * Reads both files with the decoder's size bound and hashes them, decoding nothing (see
+   * `readAndHash`): a reload that finds the active version's hashes can stop here.
+   */
+  readonly read: (paths: ConfigPaths) => Effect.Effect<HashedRead>
+  /** Decodes what `read` read: in the calling thread, or in the worker thread for large files. */
+  readonly decode: (
+    paths: ConfigPaths,
+    read: ReadBytes,
+  ) => Effect.Effect<Either.Either<LoadedConfig, ConfigLoadError>>
 }
 
 export class ConfigDecoder extends Context.Tag("metrics-governor/ConfigDecoder")<
@@ -231,15 +242,28 @@ export interface DecoderOptions {
   readonly maxBytes?: number
 }
 
+/** The service from its `read` and `decode`: `load` is one after the other. */
+const service = (
+  read: ConfigDecoderService["read"],
+  decode: ConfigDecoderService["decode"],
+): ConfigDecoderService => ({
+  read,
+  decode,
+  load: (paths) =>
+    Effect.flatMap(read(paths), (r) =>
+      Effect.map(decode(paths, r.read), (decoded) => ({ read: r.read, decoded })),
+    ),
+})
+
 /** Reads and decodes in the calling thread, whatever the size. */
 export const inlineWith = (options: DecoderOptions = {}): Layer.Layer<ConfigDecoder> =>
-  Layer.succeed(ConfigDecoder, {
-    load: (paths) =>
-      Effect.map(readConfigBytes(paths, options.maxBytes ?? DEFAULT_CONFIG_MAX_BYTES), (read) => ({
-        read,
-        decoded: decodeConfig(paths, read),
-      })),
-  })
+  Layer.succeed(
+    ConfigDecoder,
+    service(
+      (paths) => readAndHash(paths, options.maxBytes ?? DEFAULT_CONFIG_MAX_BYTES),
+      (paths, read) => Effect.sync(() => decodeConfig(paths, read)),
+    ),
+  )
 
 /** `inlineWith` with the defaults. */
 export const inline: Layer.Layer<ConfigDecoder> = inlineWith()
@@ -277,25 +301,22 @@ export const worker = (
         ),
         (p) => Effect.promise(() => p.close()),
       )
-      return {
-        load: (paths) =>
+      return service(
+        (paths) => readAndHash(paths, maxBytes),
+        (paths, read) =>
           Effect.gen(function* () {
-            const read = yield* readConfigBytes(paths, maxBytes)
-            if (sizeOf(read) <= inlineMax) return { read, decoded: decodeConfig(paths, read) }
+            if (sizeOf(read) <= inlineMax) return decodeConfig(paths, read)
             const outcome = yield* Effect.promise(() =>
               pool.run({ paths, main: bytesOf(read.main), limits: bytesOf(read.limits) }),
             )
-            if (outcome._tag === "Done") return { read, decoded: yield* receive(read, outcome.reply) }
+            if (outcome._tag === "Done") return yield* receive(read, outcome.reply)
             const file = paths.limits ?? paths.config ?? ""
-            return {
-              read,
-              decoded: Either.left(
-                outcome.timedOut === true
-                  ? new ConfigLoadError({ errors: [new ConfigDecodeTimeoutError({ file, timeoutMs })] })
-                  : decoderFailed(paths, outcome.reason),
-              ),
-            }
+            return Either.left(
+              outcome.timedOut === true
+                ? new ConfigLoadError({ errors: [new ConfigDecodeTimeoutError({ file, timeoutMs })] })
+                : decoderFailed(paths, outcome.reason),
+            )
           }),
-      }
+      )
     }),
   )

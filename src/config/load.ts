@@ -87,21 +87,33 @@ const CHUNK_BYTES = 64 * 1024
 /** One configured file as read: its bytes and their SHA-256 (hex), or why there are none. */
 export type FileRead = Either.Either<{ readonly bytes: Uint8Array; readonly sha256: string }, ConfigFileError>
 
+/** `fs.open`, `fs.fstat` and `fs.read` as promises, without the `FileHandle` machinery. */
+const openFd = (file: string, flags: number) =>
+  new Promise<number>((resolve, reject) => fs.open(file, flags, (e, fd) => (e ? reject(e) : resolve(fd))))
+const fstatFd = (fd: number) =>
+  new Promise<fs.Stats>((resolve, reject) => fs.fstat(fd, (e, st) => (e ? reject(e) : resolve(st))))
+const readFd = (fd: number, buf: Buffer, offset: number, length: number) =>
+  new Promise<number>((resolve, reject) =>
+    fs.read(fd, buf, offset, length, null, (e, n) => (e ? reject(e) : resolve(n))),
+  )
+
 /**
  * Reads one config file without ever blocking the calling thread: opened with `O_NONBLOCK` (so a
  * FIFO without a writer does not wait for one), checked with `fstat` on the open descriptor (so the
- * file checked is the file read): a regular file, at most `maxBytes` bytes. Then read and hashed in
- * steps. The bound holds even for a file that grows while it is read. Never fails: a failure is data.
+ * file checked is the file read): a regular file, at most `maxBytes` bytes. Then read and hashed
+ * in steps; a file smaller than a step in one read of its size plus one byte, so a file of up to
+ * 64 KiB costs three round trips to the I/O threads (open, fstat, read; the close is not waited
+ * for). The bound holds even for a file that grows while it is read. Never fails: a failure is data.
  */
 export const readConfigFile = async (file: string, role: ConfigRole, maxBytes: number): Promise<FileRead> => {
-  let handle: fs.promises.FileHandle
+  let fd: number
   try {
-    handle = await fs.promises.open(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
+    fd = await openFd(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
   } catch (e) {
     return Either.left(new ConfigReadError({ file, reason: readFailure(e) }))
   }
   try {
-    const st = await handle.stat()
+    const st = await fstatFd(fd)
     if (st.isDirectory()) return Either.left(new ConfigReadError({ file, reason: "is a directory" }))
     if (!st.isFile()) return Either.left(new ConfigNotRegularFileError({ file, kind: kindOf(st) }))
     if (st.size > maxBytes) {
@@ -110,12 +122,11 @@ export const readConfigFile = async (file: string, role: ConfigRole, maxBytes: n
     const hash = createHash("sha256")
     const chunks: Array<Buffer> = []
     let total = 0
+    // A file smaller than a step is read in one: its size, plus one byte to see growth.
+    let want = Math.min(st.size < CHUNK_BYTES ? st.size + 1 : CHUNK_BYTES, maxBytes + 1)
     for (;;) {
-      // One byte more than the bound may be read: that is how growth past it is seen.
-      const want = Math.min(CHUNK_BYTES, maxBytes + 1 - total)
-      if (want <= 0) break
-      const buf = Buffer.allocUnsafe(want)
-      const { bytesRead } = await handle.read(buf, 0, want, null)
+      const buf = Buffer.allocUnsafeSlow(want)
+      const bytesRead = await readFd(fd, buf, 0, want)
       if (bytesRead === 0) break
       const chunk = buf.subarray(0, bytesRead)
       hash.update(chunk)
@@ -123,16 +134,24 @@ export const readConfigFile = async (file: string, role: ConfigRole, maxBytes: n
       total += bytesRead
       // A short read of a regular file is its end: spares the round trip of one more read.
       if (bytesRead < want) break
+      // One byte more than the bound may be read: that is how growth past it is seen.
+      want = Math.min(CHUNK_BYTES, maxBytes + 1 - total)
+      if (want <= 0) break
     }
     if (total > maxBytes) {
       return Either.left(new ConfigTooLargeError({ file, role, size: total, limit: maxBytes }))
     }
-    return Either.right({ bytes: new Uint8Array(Buffer.concat(chunks, total)), sha256: hash.digest("hex") })
+    const only = chunks.length === 1 ? (chunks[0] as Buffer) : undefined
+    const bytes =
+      only !== undefined
+        ? new Uint8Array(only.buffer, only.byteOffset, only.length)
+        : new Uint8Array(Buffer.concat(chunks, total))
+    return Either.right({ bytes, sha256: hash.digest("hex") })
   } catch (e) {
     return Either.left(new ConfigReadError({ file, reason: readFailure(e) }))
   } finally {
     // Not waited for: the bytes are in hand, and the reload need not wait a round trip for it.
-    void handle.close().catch(() => undefined)
+    fs.close(fd, () => undefined)
   }
 }
 
@@ -161,6 +180,47 @@ export interface ReadBytes {
   readonly main: FileRead | undefined
   readonly limits: FileRead | undefined
 }
+
+/** The content hashes of both files as read (see `hashOfRead`): what a config version records. */
+export interface ContentHashes {
+  readonly limits: string
+  readonly config: string
+}
+
+/** What `readAndHash` gives: both files as read, and their content hashes. */
+export interface HashedRead {
+  readonly read: ReadBytes
+  readonly hashes: ContentHashes
+}
+
+/** The hashes of what `readConfigBytes` read (`hashOfRead` of each file). */
+export const hashesOf = (read: ReadBytes): ContentHashes => ({
+  limits: hashOfRead(read.limits),
+  config: hashOfRead(read.main),
+})
+
+/**
+ * Reads both files (see `readConfigBytes`) and gives their content hashes, without decoding
+ * anything: a caller that finds the hashes of the active version (`limitsSha256`, `configSha256`)
+ * knows the outcome (unchanged) without the decode, which is what costs at every size; otherwise it
+ * hands `read` to `decodeConfig` (or `ConfigDecoder.decode`). A file that cannot be read hashes as
+ * `MISSING_HASH`, a file not configured as `""`, so neither equals a version's hash.
+ */
+export const readAndHash = (
+  paths: ConfigPaths,
+  maxBytes: number = DEFAULT_CONFIG_MAX_BYTES,
+): Effect.Effect<HashedRead> =>
+  Effect.map(readConfigBytes(paths, maxBytes), (read) => ({ read, hashes: hashesOf(read) }))
+
+/** True when `read` holds exactly the content of the version with these hashes (so decoding it can be skipped). */
+export const sameContent = (
+  hashes: ContentHashes,
+  version: { readonly limitsSha256: string; readonly configSha256: string },
+): boolean =>
+  hashes.limits !== MISSING_HASH &&
+  hashes.config !== MISSING_HASH &&
+  hashes.limits === version.limitsSha256 &&
+  hashes.config === version.configSha256
 
 /** Decodes what `readConfigBytes` read. Pure. */
 export const decodeConfig = (

@@ -152,32 +152,43 @@ const limitsOf = (
   stripLabels: spec.strip_labels ?? [],
 })
 
-const compileRule = (
-  spec: RuleSpec,
+/** The checks of a rule's name against the other rules' (empty, reserved, duplicate). */
+const checkName = (
+  name: string,
   index: number,
   firstIndexByName: Map<string, number>,
   problems: Array<SpecProblem>,
   refused: Refused,
-): CompiledRule => {
+): void => {
   const base = ["rules", index] as const
   if (refused([...base, "name"])) {
     // Reported by the schema; a rule without a usable name takes part in no name check.
-  } else if (spec.name.trim() === "") {
+  } else if (name.trim() === "") {
     problems.push({ path: [...base, "name"], message: "rule name must not be empty" })
-  } else if (spec.name === DEFAULT_RULE_NAME) {
+  } else if (name === DEFAULT_RULE_NAME) {
     problems.push({
       path: [...base, "name"],
       message: `rule name "${DEFAULT_RULE_NAME}" is reserved for the defaults block`,
     })
   } else {
-    const first = firstIndexByName.get(spec.name)
-    if (first === undefined) firstIndexByName.set(spec.name, index)
+    const first = firstIndexByName.get(name)
+    if (first === undefined) firstIndexByName.set(name, index)
     else
       problems.push({
         path: [...base, "name"],
-        message: `duplicate rule name "${spec.name}" (first used by rules[${first}])`,
+        message: `duplicate rule name "${name}" (first used by rules[${first}])`,
       })
   }
+}
+
+/** What a rule compiles to from its own spec alone (the name checks aside). Frozen: versions share it. */
+const compileRuleAlone = (
+  spec: RuleSpec,
+  index: number,
+  problems: Array<SpecProblem>,
+  refused: Refused,
+): CompiledRule => {
+  const base = ["rules", index] as const
   let metricName: CompiledRule["metricName"]
   const source = spec.match?.metric_name
   if (source !== undefined) {
@@ -206,24 +217,124 @@ const compileRule = (
         atKey: true,
       })
     }
-    labels.push({ name, value: value === "*" ? undefined : value })
+    labels.push(Object.freeze({ name, value: value === "*" ? undefined : value }))
   }
   checkLimitFields(spec, base, problems, refused)
   checkStripLabels(spec, base, problems)
-  return {
-    ...limitsOf(spec.name, spec),
+  const fields = limitsOf(spec.name, spec)
+  return Object.freeze({
+    ...fields,
+    groupBy: Object.freeze([...fields.groupBy]),
+    stripLabels: Object.freeze([...fields.stripLabels]),
     metricName,
     metricNameSource: source,
     metricNamePrefix: source === undefined ? "" : literalPrefix(source),
-    labels,
+    labels: Object.freeze(labels),
+  })
+}
+
+/**
+ * A bounded cache in two generations of at most `max` entries each: an entry found in the older
+ * one moves to the newer one, and when the newer one is full it becomes the older one (the older
+ * one is dropped). So the entries of the last few uses stay, and a working set larger than `max`
+ * still works (partly uncached).
+ */
+export class GenerationCache<V> {
+  private current = new Map<string, V>()
+  private older = new Map<string, V>()
+
+  constructor(readonly max: number) {}
+
+  get size(): number {
+    return this.current.size + this.older.size
+  }
+
+  get(key: string): V | undefined {
+    const hit = this.current.get(key)
+    if (hit !== undefined) return hit
+    const old = this.older.get(key)
+    if (old !== undefined) this.set(key, old)
+    return old
+  }
+
+  set(key: string, value: V): void {
+    if (this.current.size >= this.max) {
+      this.older = this.current
+      this.current = new Map()
+    }
+    this.current.set(key, value)
+  }
+
+  clear(): void {
+    this.current.clear()
+    this.older.clear()
   }
 }
 
 /**
- * The compilation of a spec, one rule per step (see `threads/slices.ts`): a caller that must not
- * hold the thread for long (a reload beside the data path) runs it in slices.
+ * Compiled rules by the JSON of their spec, shared by every config version: most reloads change a
+ * rule or two, so a reload compiles only the rules whose text it has not seen. Sharing is safe: a
+ * compiled rule is frozen (its regex is immutable, see `regexCache`), stats are kept by rule name
+ * and the match cache by position, and one valid version cannot hold two rules of the same JSON
+ * (they would have the same name). Two specs of the same JSON compile alike: the JSON keeps the
+ * order of the label conditions, and a spec holds nothing JSON leaves out that compiling reads
+ * (its numbers are finite; a limit of -0 and one of 0 share an entry and act alike). Only rules
+ * that compile without a problem are kept.
  */
-export function* compileSteps(spec: LimitsSpec, refused: Refused = NONE_REFUSED): Steps<CompileResult> {
+export class RuleCache extends GenerationCache<CompiledRule> {
+  /**
+   * The same by the spec object itself: a reload that reuses a rule's decode (see
+   * `decodeLimitsSpecReusing`) hands over the very object, found here without writing its JSON.
+   * Weak: an entry lives as long as its spec. Specs are never modified once decoded.
+   */
+  readonly bySpec = new WeakMap<RuleSpec, CompiledRule>()
+}
+
+/** Rules per generation of the shared cache: two versions of a 16,000-rule file are all kept. */
+export const RULE_CACHE_MAX = 32_768
+
+/** The cache every config version's compilation shares (see `RuleCache`). */
+export const ruleCache = new RuleCache(RULE_CACHE_MAX)
+
+const compileRule = (
+  spec: RuleSpec,
+  index: number,
+  firstIndexByName: Map<string, number>,
+  problems: Array<SpecProblem>,
+  cache: RuleCache | null,
+  refused: Refused,
+): CompiledRule => {
+  checkName(spec.name, index, firstIndexByName, problems, refused)
+  // A file the schema refused parts of is reported, never kept: no cache for it.
+  if (cache === null || refused !== NONE_REFUSED) return compileRuleAlone(spec, index, problems, refused)
+  const same = cache.bySpec.get(spec)
+  if (same !== undefined) return same
+  const key = JSON.stringify(spec)
+  const hit = cache.get(key)
+  if (hit !== undefined) {
+    cache.bySpec.set(spec, hit)
+    return hit
+  }
+  const before = problems.length
+  const rule = compileRuleAlone(spec, index, problems, refused)
+  if (problems.length === before) {
+    cache.set(key, rule)
+    cache.bySpec.set(spec, rule)
+  }
+  return rule
+}
+
+/**
+ * The compilation of a spec, one rule per step (see `threads/slices.ts`): a caller that must not
+ * hold the thread for long (a reload beside the data path) runs it in slices. Rules already
+ * compiled by an earlier version come from `cache` (default: the shared `ruleCache`); the result
+ * is the same as without it (`freshCompileSteps`). `refused` names the fields the schema refused.
+ */
+export function* compileSteps(
+  spec: LimitsSpec,
+  cache: RuleCache | null = ruleCache,
+  refused: Refused = NONE_REFUSED,
+): Steps<CompileResult> {
   const problems: Array<SpecProblem> = []
   const windowMs = spec.window ?? DEFAULT_WINDOW_MS
   if (spec.window !== undefined && (windowMs < MIN_WINDOW_MS || windowMs > MAX_WINDOW_MS)) {
@@ -233,7 +344,7 @@ export function* compileSteps(spec: LimitsSpec, refused: Refused = NONE_REFUSED)
   const specs = spec.rules ?? []
   const rules: Array<CompiledRule> = new Array(specs.length)
   for (let i = 0; i < specs.length; i++) {
-    rules[i] = compileRule(specs[i] as RuleSpec, i, firstIndexByName, problems, refused)
+    rules[i] = compileRule(specs[i] as RuleSpec, i, firstIndexByName, problems, cache, refused)
     yield
   }
   let defaults: CompiledRule | undefined
@@ -255,10 +366,13 @@ export function* compileSteps(spec: LimitsSpec, refused: Refused = NONE_REFUSED)
   return { _tag: "Compiled", limits: { windowMs, rules, defaults } }
 }
 
+/** `compileSteps` without any cache: every rule compiled afresh (regexes still from `regexCache`). */
+export const freshCompileSteps = (spec: LimitsSpec): Steps<CompileResult> => compileSteps(spec, null)
+
 /**
  * Turns a decoded `limits.yaml` into the immutable, compiled rules of one config version, or lists
  * every semantic problem (duplicate or empty names, invalid regexes, fields an action needs).
  * Pure: the same spec always gives the same result.
  */
 export const compileLimits = (spec: LimitsSpec, refused: Refused = NONE_REFUSED): CompileResult =>
-  runToEnd(compileSteps(spec, refused))
+  runToEnd(compileSteps(spec, ruleCache, refused))

@@ -14,7 +14,7 @@ import {
 } from "effect"
 import { ConfigDecoder } from "../config/decoder.js"
 import { formatIssue } from "../config/errors.js"
-import { type ConfigPaths, hashOfRead, MISSING_HASH } from "../config/load.js"
+import { type ConfigPaths, MISSING_HASH, sameContent } from "../config/load.js"
 import { EventLog } from "../events/log.js"
 import { currentUsages } from "../limits/stats.js"
 import { logError, logInfo, logWarn } from "../telemetry/log.js"
@@ -189,22 +189,28 @@ export const make = (settings: ReloadSettings) =>
           trigger: first.trigger,
           coalesced: batch.length,
         })
-        const { read, decoded } = yield* decoder.load(settings.paths)
-        const hashes = { limits: hashOfRead(read.limits), config: hashOfRead(read.main) }
+        const { read, hashes } = yield* decoder.read(settings.paths)
         yield* Ref.set(lastAttemptedRef, hashes)
-        if (read.limits !== undefined && Either.isRight(read.limits)) {
-          yield* log.storeSnapshot(hashes.limits, read.limits.right.bytes)
-        }
-        if (read.main !== undefined && Either.isRight(read.main)) {
-          yield* log.storeSnapshot(hashes.config, read.main.right.bytes)
-        }
         const now = yield* Clock.currentTimeMillis
-        const event = decide(state, decoded, {
-          trigger: first.trigger,
-          now,
-          limitsSha256: hashes.limits === MISSING ? "" : hashes.limits,
-          configSha256: hashes.config === MISSING ? "" : hashes.config,
-        })
+        // The active version's very bytes: unchanged, without decoding them again.
+        const event: StateEvent =
+          state.active !== undefined && sameContent(hashes, state.active)
+            ? { _tag: "ConfigUnchanged", at: now, trigger: first.trigger }
+            : yield* Effect.gen(function* () {
+                if (read.limits !== undefined && Either.isRight(read.limits)) {
+                  yield* log.storeSnapshot(hashes.limits, read.limits.right.bytes)
+                }
+                if (read.main !== undefined && Either.isRight(read.main)) {
+                  yield* log.storeSnapshot(hashes.config, read.main.right.bytes)
+                }
+                const decoded = yield* decoder.decode(settings.paths, read)
+                return decide(state, decoded, {
+                  trigger: first.trigger,
+                  now: yield* Clock.currentTimeMillis,
+                  limitsSha256: hashes.limits === MISSING ? "" : hashes.limits,
+                  configSha256: hashes.config === MISSING ? "" : hashes.config,
+                })
+              })
         const { before, after } = yield* record(event)
         // Trigger to decision: after the files were read, decoded, validated and decided on.
         const decidedAt = yield* Clock.currentTimeMillis
@@ -213,7 +219,7 @@ export const make = (settings: ReloadSettings) =>
           status: resultOf(event),
           trigger: first.trigger,
           coalesced: batch.length,
-          at: new Date(now).toISOString(),
+          at: new Date(event.at).toISOString(),
           version: active?.version ?? 0,
           limits_sha256: active?.limitsSha256 ?? "",
           config_sha256: active?.configSha256 ?? "",

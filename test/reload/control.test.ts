@@ -1,34 +1,18 @@
 import { HttpApp } from "@effect/platform"
-import { Effect, Either, Layer } from "effect"
+import { Layer } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
-import { sha256Hex } from "../../src/config/decode.js"
-import { ConfigDecoder } from "../../src/config/decoder.js"
-import { decodeConfig, type FileRead } from "../../src/config/load.js"
 import * as EventLog from "../../src/events/log.js"
 import * as Reload from "../../src/reload/reloader.js"
 import { routes } from "../../src/server/control.js"
 import * as Log from "../../src/telemetry/log.js"
 import { Telemetry } from "../../src/telemetry/metrics.js"
-import { limitsText } from "./harness.js"
+import { limitsText, type MemoryFiles, memoryDecoder } from "./harness.js"
 
 /** The control server's reload routes in this process, on a pipeline whose files are held in memory. */
 
-const readOf = (text: string | undefined): FileRead | undefined =>
-  text === undefined
-    ? undefined
-    : Either.right({ bytes: Buffer.from(text), sha256: sha256Hex(Buffer.from(text)) })
-
-const files = { limits: limitsText(["a"]), config: "limits:\n  dry_run: false\n" }
-let loads = 0
-/** Load 1 (the first after startup) dies; the others read `files`. */
-const decoder = Layer.succeed(ConfigDecoder, {
-  load: (paths) =>
-    Effect.suspend(() => {
-      if (loads++ === 1) return Effect.die(new Error("injected decoder defect"))
-      const read = { limits: readOf(files.limits), main: readOf(files.config) }
-      return Effect.succeed({ read, decoded: decodeConfig(paths, read) })
-    }),
-})
+const files: MemoryFiles = { limits: limitsText(["a"]), config: "limits:\n  dry_run: false\n" }
+/** Read 1 (the first after startup) dies; the others read `files`. */
+const decoder = memoryDecoder(files, (n) => n === 1)
 
 const serve = () =>
   HttpApp.toWebHandlerLayer(

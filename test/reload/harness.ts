@@ -1,10 +1,11 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { NodeContext } from "@effect/platform-node"
-import { Effect, Layer } from "effect"
+import { Effect, Either, Layer } from "effect"
 import { Replayer } from "../../src/cli/replay.js"
 import { sha256Hex } from "../../src/config/decode.js"
 import * as Decoder from "../../src/config/decoder.js"
+import { decodeConfig, type FileRead, hashesOf } from "../../src/config/load.js"
 import * as EventLog from "../../src/events/log.js"
 import * as Reload from "../../src/reload/reloader.js"
 import { Reloader, type ReloaderService, type ReloadSettings } from "../../src/reload/reloader.js"
@@ -73,4 +74,36 @@ export const replayLog = async (log: string) => {
     divergences.push(...(await replayer.step(e)))
   }
   return { state: replayer.state, divergences }
+}
+
+/** What the in-memory "files" of `memoryDecoder` hold; a reload reads them as they are when it starts. */
+export interface MemoryFiles {
+  limits: string
+  config: string | undefined
+}
+
+const readOf = (text: string | undefined): FileRead | undefined => {
+  if (text === undefined) return undefined
+  const bytes = Buffer.from(text)
+  return Either.right({ bytes, sha256: sha256Hex(bytes) })
+}
+
+/**
+ * A decoder that reads `files` from memory, taking no time: with it, a pipeline on the test clock is
+ * exact. `fault(n)` says whether read number `n` (from 0: startup) dies instead, a defect injected.
+ */
+export const memoryDecoder = (files: MemoryFiles, fault: (read: number) => boolean = () => false) => {
+  let reads = 0
+  const read = () =>
+    Effect.suspend(() => {
+      if (fault(reads++)) return Effect.die(new Error("injected decoder defect"))
+      const bytes = { limits: readOf(files.limits), main: readOf(files.config) }
+      return Effect.succeed({ read: bytes, hashes: hashesOf(bytes) })
+    })
+  return Layer.succeed(Decoder.ConfigDecoder, {
+    read,
+    decode: (paths, bytes) => Effect.succeed(decodeConfig(paths, bytes)),
+    load: (paths) =>
+      Effect.map(read(), ({ read: bytes }) => ({ read: bytes, decoded: decodeConfig(paths, bytes) })),
+  })
 }

@@ -1,9 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Fiber, Layer, Option, Queue, Ref, Stream, TestClock } from "effect"
+import { Effect, Fiber, Layer, Option, Queue, Ref, Stream, TestClock } from "effect"
 import * as fc from "effect/FastCheck"
 import { sha256Hex } from "../../src/config/decode.js"
-import { ConfigDecoder } from "../../src/config/decoder.js"
-import { decodeConfig, type FileRead } from "../../src/config/load.js"
 import * as EventLog from "../../src/events/log.js"
 import * as Reload from "../../src/reload/reloader.js"
 import { Reloader, type ReloaderService, STORM_GAP_MS } from "../../src/reload/reloader.js"
@@ -13,7 +11,7 @@ import { pollTriggers, watchTriggers } from "../../src/reload/triggers.js"
 import type { ConfigVersion } from "../../src/reload/version.js"
 import * as Log from "../../src/telemetry/log.js"
 import { type Instruments, Telemetry } from "../../src/telemetry/metrics.js"
-import { limitsText, value } from "./harness.js"
+import { limitsText, type MemoryFiles, memoryDecoder, value } from "./harness.js"
 
 /**
  * Laws of the reload pipeline on the test clock: the files are held in memory (a decoder that
@@ -21,32 +19,9 @@ import { limitsText, value } from "./harness.js"
  * what each attempt folds are exact, with no wall-clock sleep anywhere.
  */
 
-/** What the in-memory "files" hold; a reload reads them as they are when it starts. */
-interface Files {
-  limits: string
-  config: string | undefined
-}
+type Files = MemoryFiles
 
 const PATHS = { limits: "limits.yaml", config: "config.yaml" }
-
-const readOf = (text: string | undefined): FileRead | undefined => {
-  if (text === undefined) return undefined
-  const bytes = Buffer.from(text)
-  return Either.right({ bytes, sha256: sha256Hex(bytes) })
-}
-
-/** A decoder that reads the cell; `fault` says whether this load (numbered from 0) dies instead. */
-const memoryDecoder = (files: Files, fault: (load: number) => boolean = () => false) => {
-  let loads = 0
-  return Layer.succeed(ConfigDecoder, {
-    load: (paths) =>
-      Effect.suspend(() => {
-        if (fault(loads++)) return Effect.die(new Error("injected decoder defect"))
-        const read = { limits: readOf(files.limits), main: readOf(files.config) }
-        return Effect.succeed({ read, decoded: decodeConfig(paths, read) })
-      }),
-  })
-}
 
 interface Pipeline {
   readonly reloader: ReloaderService
