@@ -262,8 +262,12 @@ const refusedField = (path: Path): Path => {
   return path.slice(0, path[0] === "defaults" ? 2 : 1)
 }
 
-const isMapping = (v: unknown): v is Record<string, unknown> =>
-  typeof v === "object" && v !== null && !Array.isArray(v)
+/** A plain mapping as YAML gives it (not a list, not `!!binary` bytes, not a date). */
+const isMapping = (v: unknown): v is Record<string, unknown> => {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return false
+  const proto = Object.getPrototypeOf(v)
+  return proto === Object.prototype || proto === null
+}
 
 /** The container that holds the last key of `path` in `root`, when there is one. */
 const parentOf = (root: unknown, path: Path): Record<string | number, unknown> | undefined => {
@@ -321,6 +325,25 @@ const issueFromProblem = (file: string, source: YamlSource, p: SpecProblem): Con
 })
 
 /**
+ * The semantic problems of what the schema accepted in a `limits.yaml` it refused parts of. Best
+ * effort: the schema's own issues are the report; these are added when the rest can be checked.
+ */
+const semanticProblems = (
+  file: string,
+  source: YamlSource,
+  issues: ReadonlyArray<ParseResult.ArrayFormatterIssue>,
+): ReadonlyArray<ConfigIssue> => {
+  try {
+    const salvaged = salvageLimits(source.value, issues)
+    if (salvaged === undefined) return []
+    const compiled = compileLimits(salvaged.spec, (path) => salvaged.refused.has(pathKey(path)))
+    return compiled._tag === "Problems" ? compiled.problems.map((p) => issueFromProblem(file, source, p)) : []
+  } catch {
+    return []
+  }
+}
+
+/**
  * Decodes and compiles `limits.yaml` from its bytes. Pure and total: every failure is a
  * `ConfigInvalidError` listing each problem with file, line, column and key path.
  */
@@ -346,13 +369,7 @@ export const decodeLimits = (
       if (Either.isLeft(decoded)) {
         // Every problem at once: the schema's, and the semantic ones of what the schema accepted.
         const schemaIssues = decoded.left.map((i) => issueFromSchema(file, source, i))
-        const salvaged = salvageLimits(source.value, decoded.left)
-        const compiled =
-          salvaged === undefined
-            ? undefined
-            : compileLimits(salvaged.spec, (path) => salvaged.refused.has(pathKey(path)))
-        const semantic =
-          compiled?._tag === "Problems" ? compiled.problems.map((p) => issueFromProblem(file, source, p)) : []
+        const semantic = semanticProblems(file, source, decoded.left)
         return yield* Either.left(
           new ConfigInvalidError({ file, issues: [...schemaIssues, ...semantic].sort(byPosition) }),
         )

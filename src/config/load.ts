@@ -101,9 +101,8 @@ const readFd = (fd: number, buf: Buffer, offset: number, length: number) =>
  * Reads one config file without ever blocking the calling thread: opened with `O_NONBLOCK` (so a
  * FIFO without a writer does not wait for one), checked with `fstat` on the open descriptor (so the
  * file checked is the file read): a regular file, at most `maxBytes` bytes. Then read and hashed
- * in steps; a file smaller than a step in one read of its size plus one byte, so a file of up to
- * 64 KiB costs three round trips to the I/O threads (open, fstat, read; the close is not waited
- * for). The bound holds even for a file that grows while it is read. Never fails: a failure is data.
+ * in steps, the first step together with the fstat, so a file of up to 64 KiB costs two round
+ * trips to the I/O threads (open; fstat and read; the close is not waited for). The bound holds even for a file that grows while it is read. Never fails: a failure is data.
  */
 export const readConfigFile = async (file: string, role: ConfigRole, maxBytes: number): Promise<FileRead> => {
   let fd: number
@@ -113,20 +112,26 @@ export const readConfigFile = async (file: string, role: ConfigRole, maxBytes: n
     return Either.left(new ConfigReadError({ file, reason: readFailure(e) }))
   }
   try {
-    const st = await fstatFd(fd)
+    const hash = createHash("sha256")
+    const chunks: Array<Buffer> = []
+    let total = 0
+    // The first read goes out with the fstat, in parallel: a config file of up to a step is read in
+    // two round trips to the I/O threads. Opened O_NONBLOCK, a read never waits, whatever the path
+    // names; its bytes count only once the fstat says it is a regular file within the bound.
+    let want = Math.min(CHUNK_BYTES, maxBytes + 1)
+    const first = Buffer.allocUnsafeSlow(want)
+    const [stat, firstRead] = await Promise.allSettled([fstatFd(fd), readFd(fd, first, 0, want)])
+    if (stat.status === "rejected") throw stat.reason
+    const st = stat.value
     if (st.isDirectory()) return Either.left(new ConfigReadError({ file, reason: "is a directory" }))
     if (!st.isFile()) return Either.left(new ConfigNotRegularFileError({ file, kind: kindOf(st) }))
     if (st.size > maxBytes) {
       return Either.left(new ConfigTooLargeError({ file, role, size: st.size, limit: maxBytes }))
     }
-    const hash = createHash("sha256")
-    const chunks: Array<Buffer> = []
-    let total = 0
-    // A file smaller than a step is read in one: its size, plus one byte to see growth.
-    let want = Math.min(st.size < CHUNK_BYTES ? st.size + 1 : CHUNK_BYTES, maxBytes + 1)
+    if (firstRead.status === "rejected") throw firstRead.reason
+    let buf = first
+    let bytesRead = firstRead.value
     for (;;) {
-      const buf = Buffer.allocUnsafeSlow(want)
-      const bytesRead = await readFd(fd, buf, 0, want)
       if (bytesRead === 0) break
       const chunk = buf.subarray(0, bytesRead)
       hash.update(chunk)
@@ -137,6 +142,8 @@ export const readConfigFile = async (file: string, role: ConfigRole, maxBytes: n
       // One byte more than the bound may be read: that is how growth past it is seen.
       want = Math.min(CHUNK_BYTES, maxBytes + 1 - total)
       if (want <= 0) break
+      buf = Buffer.allocUnsafeSlow(want)
+      bytesRead = await readFd(fd, buf, 0, want)
     }
     if (total > maxBytes) {
       return Either.left(new ConfigTooLargeError({ file, role, size: total, limit: maxBytes }))

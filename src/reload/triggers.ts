@@ -1,6 +1,6 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Data, Effect, Schedule, Stream } from "effect"
+import { Clock, Data, Effect, Queue, Schedule, Stream } from "effect"
 import { DEFAULT_CONFIG_MAX_BYTES, hashOfRead, readConfigBytes } from "../config/load.js"
 import { logDebug, logInfo, logWarn } from "../telemetry/log.js"
 import type { FileHashes, ReloaderService } from "./reloader.js"
@@ -105,15 +105,48 @@ const changedSinceLastAttempt = (
  * multi-step write has ended), `changed` (the content hashes against the last attempt's) decides.
  * The debounce applies here only: explicit triggers start a reload at once.
  */
-export const watchTriggers = <E, R>(
-  events: Stream.Stream<string, E, R>,
+export const watchTriggers = <R>(
+  events: Stream.Stream<string, never, R>,
   debounceMs: number,
   changed: Effect.Effect<boolean>,
-): Stream.Stream<"watch", E, R> =>
-  events.pipe(
-    Stream.debounce(debounceMs),
-    Stream.filterEffect(() => changed),
-    Stream.as("watch" as const),
+): Stream.Stream<"watch", never, R> =>
+  Stream.unwrapScoped(
+    Effect.gen(function* () {
+      const out = yield* Queue.unbounded<"watch">()
+      const wake = yield* Effect.makeLatch(false)
+      // An event costs a clock read and a latch: a burst of them (a ConfigMap swap makes several)
+      // is not pushed through a stream operator one by one.
+      let last = 0
+      let seen = 0
+      let handled = 0
+      yield* Effect.forkScoped(
+        Stream.runForEach(events, () =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) => {
+            last = now
+            seen++
+            return wake.open
+          }),
+        ),
+      )
+      yield* Effect.forkScoped(
+        Effect.forever(
+          Effect.gen(function* () {
+            yield* wake.await
+            yield* wake.close
+            if (seen === handled) return
+            // Quiet for the debounce since the last event: then the content decides.
+            for (;;) {
+              const wait = last + debounceMs - (yield* Clock.currentTimeMillis)
+              if (wait <= 0) break
+              yield* Effect.sleep(wait)
+            }
+            handled = seen
+            if (yield* changed) yield* Queue.offer(out, "watch" as const)
+          }),
+        ),
+      )
+      return Stream.fromQueue(out)
+    }),
   )
 
 /** Poll triggers: every `intervalMs`, a reload when `changed` says the content hashes differ. */

@@ -465,6 +465,10 @@ describe("law: no input makes the loader throw", () => {
     )
   })
 
+  it("a document that is `!!binary` bytes (found by the law below)", () => {
+    checkTotal(utf8("!!binary yes"))
+  })
+
   it("YAML-shaped text built from config fragments", () => {
     fc.assert(
       fc.property(yamlShaped, (text) => checkTotal(utf8(text))),
