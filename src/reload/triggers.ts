@@ -157,8 +157,9 @@ export const pollTriggers = (intervalMs: number, changed: Effect.Effect<boolean>
   )
 
 /**
- * Every reload trigger as one stream of trigger names: SIGHUP, the file watch, the poll and the
- * touch file. (`POST /-/reload` calls the reloader directly, as it waits for its own outcome.)
+ * The file triggers as one stream of trigger names: the file watch, the poll and the touch file.
+ * (SIGHUP has a path of its own, see `runTriggers`; `POST /-/reload` calls the reloader directly,
+ * as it waits for its own outcome.)
  */
 export const triggers = (reloader: ReloaderService, settings: TriggerSettings): Stream.Stream<Trigger> => {
   const files = { limits: reloader.settings.paths.limits, config: reloader.settings.paths.config }
@@ -166,15 +167,6 @@ export const triggers = (reloader: ReloaderService, settings: TriggerSettings): 
   const checkMs = settings.watchCheckMs ?? 2_000
   const retryMs = settings.watchRetryMs ?? 1_000
   const sources: Array<Stream.Stream<Trigger>> = []
-
-  sources.push(
-    sighups.pipe(
-      Stream.tap(() =>
-        logInfo("received SIGHUP, reloading limits config", { path: files.limits ?? files.config ?? "" }),
-      ),
-      Stream.as("sighup" as const),
-    ),
-  )
 
   if (settings.watch && configFiles.length > 0) {
     const dirs = [...new Set(configFiles.map((f) => path.dirname(path.resolve(f))))]
@@ -227,6 +219,13 @@ export const triggers = (reloader: ReloaderService, settings: TriggerSettings): 
   return Stream.mergeAll(sources, { concurrency: "unbounded" })
 }
 
-/** Feeds every trigger into the reloader until interrupted. */
-export const runTriggers = (reloader: ReloaderService, settings: TriggerSettings) =>
-  triggers(reloader, settings).pipe(Stream.runForEach((t) => reloader.submit(t)))
+/** Feeds every trigger (SIGHUP and the file triggers) into the reloader until interrupted. */
+export const runTriggers = (reloader: ReloaderService, settings: TriggerSettings) => {
+  const path = reloader.settings.paths.limits ?? reloader.settings.paths.config ?? ""
+  // SIGHUP goes to the pipeline on a path of its own: no merge with the other sources on its way.
+  const onSighup = Stream.runForEach(sighups, () =>
+    Effect.zipRight(logInfo("received SIGHUP, reloading limits config", { path }), reloader.submit("sighup")),
+  )
+  const others = triggers(reloader, settings).pipe(Stream.runForEach((t) => reloader.submit(t)))
+  return Effect.all([onSighup, others], { concurrency: "unbounded", discard: true })
+}
