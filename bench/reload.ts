@@ -105,7 +105,10 @@ const governorTarget = async (
   extraFlags: ReadonlyArray<string>,
   label: string,
 ): Promise<Target & { statsUrl: string }> => {
-  const file = path.join(dir, `limits-${rules}${extraFlags.length > 0 ? "-flags" : ""}.yaml`)
+  // A directory of its own, as a deployment has: another target's writes are no events for its watch.
+  const own = path.join(dir, `governor-${rules}${extraFlags.length > 0 ? "-flags" : ""}`)
+  fs.mkdirSync(own, { recursive: true })
+  const file = path.join(own, "limits.yaml")
   fs.writeFileSync(file, editedLimits(rules, 0))
   let edit = 0
   const g = await startGovernor(`governor (${rules} rules${label})`, ["-limits-config", file, ...extraFlags])
@@ -289,7 +292,7 @@ const run = async (): Promise<AreaResult> => {
   md.push("## 5. Reload latency")
   md.push("")
   md.push(
-    "**SIGHUP → new version visible.** One governor per size, started together, with **default flags** (so " +
+    "**SIGHUP → new version visible.** One governor per size, started together, each with its limits file in a directory of its own (as in a deployment: another target's writes are no events for its watch), with **default flags** (so " +
       "`-reload-debounce 250ms` and `-reload-watch` on), and a governor of 100 rules with `-reload-debounce 0s -reload-watch=false` " +
       "(the flags of earlier runs) beside them; " +
       "before each SIGHUP the limits file is atomically replaced by a new content: one rule's `max_cardinality` set to a value " +
