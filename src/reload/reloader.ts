@@ -139,6 +139,33 @@ const errorJson = (event: Extract<StateEvent, { _tag: "ReloadRejected" }>) => ({
   issues: event.error.issues.map((i) => ({ ...i })),
 })
 
+/** An attempt's report: the version active after it (`state`), timed from its first trigger. */
+const reportOf = (
+  status: ReloadResult,
+  batch: ReadonlyArray<Pending>,
+  at: number,
+  decidedAt: number,
+  state: ReloadState,
+  extra: Pick<ReloadAttempt, "error">,
+): ReloadAttempt => {
+  const first = (batch[0] as Pending).event
+  const active = state.active
+  return {
+    status,
+    trigger: first.trigger,
+    coalesced: batch.length,
+    at: new Date(at).toISOString(),
+    version: active?.version ?? 0,
+    limits_sha256: active?.limitsSha256 ?? "",
+    config_sha256: active?.configSha256 ?? "",
+    rules_count: active?.rulesCount ?? 0,
+    dry_run: active?.dryRun ?? false,
+    duration_seconds: Math.max(0, decidedAt - first.at) / 1000,
+    restart_required: state.restartRequired,
+    ...extra,
+  }
+}
+
 const resultOf = (event: StateEvent): ReloadResult =>
   event._tag === "ConfigApplied" ? "applied" : event._tag === "ConfigUnchanged" ? "unchanged" : "rejected"
 
@@ -214,21 +241,9 @@ export const make = (settings: ReloadSettings) =>
         const { before, after } = yield* record(event)
         // Trigger to decision: after the files were read, decoded, validated and decided on.
         const decidedAt = yield* Clock.currentTimeMillis
-        const active = after.active
-        const report: ReloadAttempt = {
-          status: resultOf(event),
-          trigger: first.trigger,
-          coalesced: batch.length,
-          at: new Date(event.at).toISOString(),
-          version: active?.version ?? 0,
-          limits_sha256: active?.limitsSha256 ?? "",
-          config_sha256: active?.configSha256 ?? "",
-          rules_count: active?.rulesCount ?? 0,
-          dry_run: active?.dryRun ?? false,
-          duration_seconds: Math.max(0, decidedAt - first.at) / 1000,
-          restart_required: after.restartRequired,
+        const report = reportOf(resultOf(event), batch, event.at, decidedAt, after, {
           ...(event._tag === "ReloadRejected" ? { error: errorJson(event) } : {}),
-        }
+        })
         return { event, before, after, record: report } satisfies Outcome
       })
 
@@ -300,21 +315,9 @@ export const make = (settings: ReloadSettings) =>
         const first = (batch[0] as Pending).event
         const now = yield* Clock.currentTimeMillis
         const message = Cause.pretty(cause)
-        const active = state.active
-        const report: ReloadAttempt = {
-          status: "error",
-          trigger: first.trigger,
-          coalesced: batch.length,
-          at: new Date(now).toISOString(),
-          version: active?.version ?? 0,
-          limits_sha256: active?.limitsSha256 ?? "",
-          config_sha256: active?.configSha256 ?? "",
-          rules_count: active?.rulesCount ?? 0,
-          dry_run: active?.dryRun ?? false,
-          duration_seconds: Math.max(0, now - first.at) / 1000,
-          restart_required: state.restartRequired,
+        const report = reportOf("error", batch, now, now, state, {
           error: { message: `internal error: ${firstLine(message)}`, issues: [] },
-        }
+        })
         telemetry.reloadAttempts.inc({ trigger: first.trigger, result: "error" })
         telemetry.reloadFailures.inc()
         telemetry.lastReloadSuccessful.set(0)
