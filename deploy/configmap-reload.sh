@@ -295,7 +295,8 @@ scrape() {
   fi
 }
 
-# reload_counts: prints "attempts applied unchanged rejected version", the
+# reload_counts: prints "attempts applied unchanged rejected version" (an
+# attempt that failed inside the governor counts as rejected), the
 # sums of metrics_governor_config_reload_attempts_total over all triggers but
 # startup, and metrics_governor_config_version.
 reload_counts() {
@@ -307,7 +308,7 @@ reload_counts() {
       n += v
       if ($0 ~ /result="applied"/) a += v
       else if ($0 ~ /result="unchanged"/) u += v
-      else if ($0 ~ /result="rejected"/) r += v
+      else if ($0 ~ /result="(rejected|error)"/) r += v
     }
     /^metrics_governor_config_version[{ ]/ { ver = $NF + 0; found = 1 }
     END {
