@@ -4,7 +4,8 @@
  * datapoints (`bench/sink.ts prw`). An open-loop generator sends remote write at a fixed rate the
  * whole time, while phases alternate: **quiet** (no reload) and **reloading** (SIGHUP after SIGHUP,
  * each after the limits file was replaced by a new content, each waited for at
- * /api/v1/status/config), until 1,000 reloads have applied (bounded in time). The reload event log
+ * /api/v1/status/config, from a thread of its own so that it does not share the load generator's
+ * event loop), until 1,000 reloads have applied (bounded in time). The reload event log
  * is on (`-reload-event-log`): every reload appends its events (fsync'd) and stores the new
  * content's snapshot. Then: failed requests, datapoints sent by the client vs
  * received by the governor vs `metrics_governor_datapoints_sent_total{protocol="prw"}` vs the sink,
@@ -14,6 +15,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { Worker } from "node:worker_threads"
 import {
   type AreaResult,
   areaMain,
@@ -34,7 +36,7 @@ import {
   tempDir,
 } from "./lib.js"
 import { PRW_HEADERS, prwBody } from "./payloads.js"
-import { editedLimits, replaceFile } from "./reload.js"
+import { editedLimits } from "./reload.js"
 
 const RELOADS = QUICK ? 60 : 1_000
 const RULES = 100
@@ -49,10 +51,76 @@ const BODIES = 8
 const limitsFor = (edit: number): string =>
   `${editedLimits(RULES, edit)}  - name: all-series\n    max_cardinality: 100000\n    action: drop\n`
 
+type ControllerMessage =
+  | { type: "phase"; phase: string }
+  | { type: "reloaded"; ms: number }
+  | { type: "phaseEnd"; phase: string; seconds: number; reloads: number }
+  | { type: "done" }
+
+/**
+ * The reload controller (a worker thread, plain JavaScript): alternates quiet and reloading phases;
+ * in a reloading phase, paces `perPhase` reloads over the phase, each one: write the next content
+ * (temporary file, rename), SIGHUP, poll the status every millisecond until the version rises.
+ */
+const CONTROLLER = `
+const { parentPort, workerData: w } = require("node:worker_threads")
+const fs = require("node:fs")
+const http = require("node:http")
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const version = () => new Promise((resolve, reject) => {
+  const req = http.get(w.statusUrl, { agent }, (res) => {
+    let body = ""
+    res.setEncoding("utf8")
+    res.on("data", (c) => { body += c })
+    res.on("end", () => resolve(JSON.parse(body).version))
+  })
+  req.on("error", reject)
+})
+const replace = (text) => {
+  const tmp = w.file + ".tmp-controller"
+  fs.writeFileSync(tmp, text)
+  fs.renameSync(tmp, w.file)
+}
+;(async () => {
+  let reloads = 0
+  let current = await version()
+  const start = performance.now()
+  while (performance.now() - start < w.maxMs) {
+    parentPort.postMessage({ type: "phase", phase: "quiet" })
+    const q0 = performance.now()
+    await sleep(w.phaseMs)
+    parentPort.postMessage({ type: "phaseEnd", phase: "quiet", seconds: (performance.now() - q0) / 1000, reloads: 0 })
+    if (reloads >= w.reloads) break
+    parentPort.postMessage({ type: "phase", phase: "reloading" })
+    const p0 = performance.now()
+    let n = 0
+    while (performance.now() - p0 < w.phaseMs && reloads < w.reloads && n < w.perPhase) {
+      const due = p0 + (n * w.phaseMs) / w.perPhase
+      if (due > performance.now()) await sleep(due - performance.now())
+      replace(w.contents[reloads])
+      const t0 = performance.now()
+      process.kill(w.pid, "SIGHUP")
+      for (;;) {
+        const v = await version()
+        if (v > current) { current = v; break }
+        if (performance.now() - t0 > 30000) throw new Error("reload not visible after 30 s")
+        await sleep(1)
+      }
+      parentPort.postMessage({ type: "reloaded", ms: performance.now() - t0 })
+      reloads++
+      n++
+    }
+    parentPort.postMessage({ type: "phaseEnd", phase: "reloading", seconds: (performance.now() - p0) / 1000, reloads: n })
+  }
+  parentPort.postMessage({ type: "done" })
+})().catch((e) => { throw e })
+`
+
 const run = async (): Promise<AreaResult> => {
   const dir = tempDir("mg-bench-rul-")
   const file = path.join(dir, "limits.yaml")
-  let edit = 0
+  const edit = 0
   fs.writeFileSync(file, limitsFor(edit))
   const eventLog = path.join(dir, "events", "reload-events.jsonl")
   const now = Date.now()
@@ -73,9 +141,6 @@ const run = async (): Promise<AreaResult> => {
     eventLog,
   ])
   const url = `http://127.0.0.1:${port}/api/v1/write`
-  const version = async () =>
-    (JSON.parse((await httpGet(`${g.statsUrl}/api/v1/status/config`)).body) as { version: number }).version
-
   // Warm-up at the same rate, not counted.
   await fixedRate({ url, bodies, headers: PRW_HEADERS, ratePerS: RATE, durationS: 2, connections: 16 })
   await sleep(1_500)
@@ -94,45 +159,42 @@ const run = async (): Promise<AreaResult> => {
   let phase = "quiet"
   let done = false
   let reloads = 0
-  let current = await version()
   const reloadLatencies: Array<number> = []
   const phases: Array<{ phase: string; seconds: number; reloads: number }> = []
-  const controller = (async () => {
-    const start = performance.now()
-    while (!done && performance.now() - start < MAX_S * 1000) {
-      phase = "quiet"
-      const q0 = performance.now()
-      await sleep(PHASE_S * 1000)
-      phases.push({ phase, seconds: (performance.now() - q0) / 1000, reloads: 0 })
-      if (reloads >= RELOADS) break
-      phase = "reloading"
-      const p0 = performance.now()
-      let n = 0
-      while (performance.now() - p0 < PHASE_S * 1000 && reloads < RELOADS) {
-        // Paced: PER_PHASE reloads spread over the phase (or back to back, when they take longer).
-        const due = p0 + (n * PHASE_S * 1000) / PER_PHASE
-        if (n >= PER_PHASE) break
-        if (due > performance.now()) await sleep(due - performance.now())
-        replaceFile(file, limitsFor(++edit))
-        const t0 = performance.now()
-        process.kill(g.proc.child.pid as number, "SIGHUP")
-        for (;;) {
-          const v = await version()
-          if (v > current) {
-            current = v
-            break
-          }
-          if (performance.now() - t0 > 30_000) throw new Error("reload not visible after 30 s")
-          await sleep(1)
-        }
-        reloadLatencies.push(performance.now() - t0)
+  // The reload controller runs in a thread of its own: its file writes, signals and polls do not
+  // share the event loop of the load generator, whose request latencies are what is measured.
+  const contents = Array.from({ length: RELOADS }, (_, i) => limitsFor(edit + i + 1))
+  const worker = new Worker(CONTROLLER, {
+    eval: true,
+    workerData: {
+      file,
+      contents,
+      pid: g.proc.child.pid as number,
+      statusUrl: `${g.statsUrl}/api/v1/status/config`,
+      reloads: RELOADS,
+      perPhase: PER_PHASE,
+      phaseMs: PHASE_S * 1000,
+      maxMs: MAX_S * 1000,
+    },
+  })
+  const controller = new Promise<void>((resolve, reject) => {
+    worker.on("message", (m: ControllerMessage) => {
+      if (m.type === "phase") phase = m.phase
+      else if (m.type === "reloaded") {
+        reloadLatencies.push(m.ms)
         reloads++
-        n++
+      } else if (m.type === "phaseEnd")
+        phases.push({ phase: m.phase, seconds: m.seconds, reloads: m.reloads })
+      else if (m.type === "done") {
+        done = true
+        resolve()
       }
-      phases.push({ phase, seconds: (performance.now() - p0) / 1000, reloads: n })
-    }
-    done = true
-  })()
+    })
+    worker.on("error", (e) => {
+      done = true
+      reject(e)
+    })
+  })
   const load = await fixedRate({
     url,
     bodies,
@@ -144,6 +206,7 @@ const run = async (): Promise<AreaResult> => {
     until: () => done,
   })
   await controller
+  await worker.terminate()
   // Let the exporter flush (flush interval 1 s), then wait until the sink is quiet.
   let last = -1
   for (let i = 0; i < 50; i++) {
@@ -183,7 +246,7 @@ const run = async (): Promise<AreaResult> => {
       `the whole time, while phases of ${PHASE_S} s alternate: **quiet** (no reload) and **reloading** (${PER_PHASE} SIGHUPs spread ` +
       `evenly over the phase, one every ${((PHASE_S * 1000) / PER_PHASE).toFixed(0)} ms or back to back when a reload takes longer, ` +
       "each after the limits file was replaced by a new content (one rule's limit edited), each reload waited for at " +
-      "`/api/v1/status/config`), " +
+      "`/api/v1/status/config` by a controller in a thread of its own, apart from the load generator's event loop), " +
       `until ${RELOADS.toLocaleString("en")} reloads applied (at most ${MAX_S} s). Each request counts in the phase it was sent in; ` +
       "the ratio below is of the two p99s of this one run.",
   )
