@@ -47,8 +47,6 @@ export interface Divergence {
   readonly problem: string
 }
 
-type Role = ConfigRole
-
 /** What the current code makes of one snapshot: its problems (none: valid), or why it is gone. */
 type Verdict =
   | { readonly _tag: "Missing"; readonly problem: string }
@@ -72,7 +70,11 @@ class Snapshots {
     private readonly maxBytes: number,
   ) {}
 
-  async load(sha: string, name: string, role: Role): Promise<{ verdict: Verdict; content?: unknown }> {
+  async load(
+    sha: string,
+    name: string,
+    role: ConfigRole,
+  ): Promise<{ verdict: Verdict; content?: DecodedLimits | DecodedMainConfig | undefined }> {
     const key = `${role}:${name}:${sha}`
     const cached = this.decoded.get(key)
     const known = this.verdicts.get(key)
@@ -116,7 +118,7 @@ class Snapshots {
 
 /** The files an applied or rejected event names, by role. */
 const filesOf = (e: Extract<ReloadEvent, { type: "ConfigApplied" | "ReloadRejected" }>) => {
-  const files: Array<{ sha: string; name: string; role: Role }> = []
+  const files: Array<{ sha: string; name: string; role: ConfigRole }> = []
   if (e.limits_sha256 !== "")
     files.push({ sha: e.limits_sha256, name: e.limits_path ?? "limits.yaml", role: "limits" })
   if (e.config_sha256 !== "")

@@ -102,7 +102,8 @@ const readFd = (fd: number, buf: Buffer, offset: number, length: number) =>
  * FIFO without a writer does not wait for one), checked with `fstat` on the open descriptor (so the
  * file checked is the file read): a regular file, at most `maxBytes` bytes. Then read and hashed
  * in steps, the first step together with the fstat, so a file of up to 64 KiB costs two round
- * trips to the I/O threads (open; fstat and read; the close is not waited for). The bound holds even for a file that grows while it is read. Never fails: a failure is data.
+ * trips to the I/O threads (open; fstat and read; the close is not waited for). The bound holds
+ * even for a file that grows while it is read. Never fails: a failure is data.
  */
 export const readConfigFile = async (file: string, role: ConfigRole, maxBytes: number): Promise<FileRead> => {
   let fd: number

@@ -14,7 +14,7 @@ import {
 } from "effect"
 import { ConfigDecoder } from "../config/decoder.js"
 import { formatIssue } from "../config/errors.js"
-import { type ConfigPaths, MISSING_HASH, sameContent } from "../config/load.js"
+import { type ConfigPaths, type ContentHashes, MISSING_HASH, sameContent } from "../config/load.js"
 import { EventLog } from "../events/log.js"
 import { currentUsages } from "../limits/stats.js"
 import { logError, logInfo, logWarn } from "../telemetry/log.js"
@@ -71,12 +71,6 @@ export interface ReloadAttempt {
   readonly error?: { readonly message: string; readonly issues: ReadonlyArray<unknown> }
 }
 
-/** Content hashes as last read by a reload; what the watcher and the poller compare against. */
-export interface FileHashes {
-  readonly limits: string
-  readonly config: string
-}
-
 /** Startup found the configuration invalid: the process exits 1 with the same report as `validate`. */
 export class StartupRejected extends Error {
   readonly _tag = "StartupRejected"
@@ -103,7 +97,8 @@ export interface ReloaderService {
   readonly request: (trigger: Trigger) => Effect.Effect<ReloadAttempt>
   /** Recent attempts, newest last (bounded). */
   readonly attempts: Effect.Effect<ReadonlyArray<ReloadAttempt>>
-  readonly lastAttempted: Effect.Effect<FileHashes>
+  /** Content hashes as last read by a reload; what the watcher and the poller compare against. */
+  readonly lastAttempted: Effect.Effect<ContentHashes>
   /** Completes once no trigger is queued and no reload is running. */
   readonly idle: Effect.Effect<void>
   readonly settings: ReloadSettings
@@ -117,8 +112,6 @@ interface Pending {
 }
 
 const MAX_ATTEMPTS_KEPT = 100
-/** The hash recorded for a configured file that cannot be read; the watcher and poller use it too. */
-export const MISSING = MISSING_HASH
 /**
  * In a storm of explicit triggers (SIGHUP, touch, HTTP), reloads start at most once per this many
  * ms (or per `-reload-debounce`, when shorter): 100 SIGHUPs in 100 ms make at most 5 reloads,
@@ -183,7 +176,7 @@ export const make = (settings: ReloadSettings) =>
     const log = yield* EventLog
     const decoder = yield* ConfigDecoder
     const attemptsRef = yield* Ref.make<ReadonlyArray<ReloadAttempt>>([])
-    const lastAttemptedRef = yield* Ref.make<FileHashes>({ limits: "", config: "" })
+    const lastAttemptedRef = yield* Ref.make<ContentHashes>({ limits: "", config: "" })
     const outstanding = yield* SubscriptionRef.make(0)
     const queue = yield* Queue.unbounded<Pending>()
     const stream = yield* PubSub.unbounded<StateEvent>({ replay: settings.replayEvents ?? 0 })
@@ -234,8 +227,8 @@ export const make = (settings: ReloadSettings) =>
                 return decide(state, decoded, {
                   trigger: first.trigger,
                   now: yield* Clock.currentTimeMillis,
-                  limitsSha256: hashes.limits === MISSING ? "" : hashes.limits,
-                  configSha256: hashes.config === MISSING ? "" : hashes.config,
+                  limitsSha256: hashes.limits === MISSING_HASH ? "" : hashes.limits,
+                  configSha256: hashes.config === MISSING_HASH ? "" : hashes.config,
                 })
               })
         const { before, after } = yield* record(event)

@@ -1,9 +1,9 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Clock, Data, Effect, Queue, Schedule, Stream } from "effect"
-import { DEFAULT_CONFIG_MAX_BYTES, hashOfRead, readConfigBytes } from "../config/load.js"
+import { type ContentHashes, DEFAULT_CONFIG_MAX_BYTES, readAndHash } from "../config/load.js"
 import { logDebug, logInfo, logWarn } from "../telemetry/log.js"
-import type { FileHashes, ReloaderService } from "./reloader.js"
+import type { ReloaderService } from "./reloader.js"
 import { sighups } from "./sighup.js"
 import type { Trigger } from "./trigger.js"
 
@@ -30,17 +30,14 @@ export interface TriggerSettings {
 
 /**
  * The current content hashes of both files, exactly as a reload would read them (the same
- * non-blocking, bounded read): a file the reload would refuse hashes as `MISSING`, as the reload
+ * non-blocking, bounded read): a file the reload would refuse hashes as `MISSING_HASH`, as the reload
  * records it, so a refused file does not trigger again until it changes.
  */
 export const currentHashes = (
   files: { limits: string | undefined; config: string | undefined },
   maxBytes: number = DEFAULT_CONFIG_MAX_BYTES,
-) =>
-  Effect.map(
-    readConfigBytes({ limits: files.limits, config: files.config }, maxBytes),
-    (read): FileHashes => ({ limits: hashOfRead(read.limits), config: hashOfRead(read.main) }),
-  )
+): Effect.Effect<ContentHashes> =>
+  Effect.map(readAndHash({ limits: files.limits, config: files.config }, maxBytes), (r) => r.hashes)
 
 const inodeOf = (dir: string): string | undefined => {
   try {
