@@ -217,13 +217,19 @@ export const decodeLimitsSpecReusing = (
   const rules: Array<RuleSpec> = new Array(list.length)
   for (let i = 0; i < list.length; i++) {
     const item: unknown = list[i]
-    const key = JSON.stringify(item)
-    let rule = key === undefined ? undefined : cache.get(key)
+    // An item the fast YAML path reused (unchanged text) is the very object of the last reload.
+    const frozen = item !== null && typeof item === "object" && Object.isFrozen(item)
+    let rule = frozen ? specByItem.get(item) : undefined
     if (rule === undefined) {
-      const decoded = decodeRuleSpec(item)
-      if (Either.isLeft(decoded)) return undefined
-      rule = freezeRule(decoded.right)
-      if (key !== undefined) cache.set(key, rule)
+      const key = JSON.stringify(item)
+      rule = key === undefined ? undefined : cache.get(key)
+      if (rule === undefined) {
+        const decoded = decodeRuleSpec(item)
+        if (Either.isLeft(decoded)) return undefined
+        rule = freezeRule(decoded.right)
+        if (key !== undefined) cache.set(key, rule)
+      }
+      if (frozen) specByItem.set(item, rule)
     }
     rules[i] = rule
   }
@@ -231,6 +237,12 @@ export const decodeLimitsSpecReusing = (
   if (Either.isLeft(rest)) return undefined
   return { ...rest.right, rules }
 }
+
+/**
+ * Decoded rules by the item object the fast YAML path gave (frozen, reused while its text is
+ * unchanged): found without writing the item's JSON. Weak: an entry lives as long as its item.
+ */
+const specByItem = new WeakMap<object, RuleSpec>()
 
 const decodeWith = <A, I>(
   schema: Schema.Schema<A, I>,

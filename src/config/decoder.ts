@@ -1,8 +1,8 @@
 /**
  * Where a reload reads and decodes its files.
  *
- * Reading is asynchronous and bounded (see `readConfigFile`): never a blocking call on the main
- * thread, never a file that is not a regular file, never more than `-config-max-bytes`.
+ * Reading is bounded (see `readConfigFile`): never a file that is not a regular file, never more
+ * than `-config-max-bytes`, and never more than one 64 KiB step at a time on the calling thread.
  * Decoding — YAML, the schemas, every regex — costs about 1 ms per hundred rules, seconds at tens
  * of thousands. Small files are decoded in the calling thread: a millisecond costs the data path
  * less than a hop to another thread costs the reload. Larger files are decoded in a worker thread,

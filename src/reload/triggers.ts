@@ -4,7 +4,7 @@ import { Clock, Data, Effect, Queue, Schedule, Stream } from "effect"
 import { type ContentHashes, DEFAULT_CONFIG_MAX_BYTES, readAndHash } from "../config/load.js"
 import { logDebug, logInfo, logWarn } from "../telemetry/log.js"
 import type { ReloaderService } from "./reloader.js"
-import { sighups } from "./sighup.js"
+import { onSighups } from "./sighup.js"
 import type { Trigger } from "./trigger.js"
 
 /** A directory watch could not be set up or died; it is set up again after a pause. */
@@ -219,8 +219,9 @@ export const triggers = (reloader: ReloaderService, settings: TriggerSettings): 
 /** Feeds every trigger (SIGHUP and the file triggers) into the reloader until interrupted. */
 export const runTriggers = (reloader: ReloaderService, settings: TriggerSettings) => {
   const path = reloader.settings.paths.limits ?? reloader.settings.paths.config ?? ""
-  // SIGHUP goes to the pipeline on a path of its own: no merge with the other sources on its way.
-  const onSighup = Stream.runForEach(sighups, () =>
+  // SIGHUP goes to the pipeline on a path of its own, straight from the signal's callback: no
+  // stream, no merge with the other sources on its way.
+  const onSighup = onSighups(
     Effect.zipRight(logInfo("received SIGHUP, reloading limits config", { path }), reloader.submit("sighup")),
   )
   const others = triggers(reloader, settings).pipe(Stream.runForEach((t) => reloader.submit(t)))
