@@ -332,11 +332,12 @@ const run = async (): Promise<AreaResult> => {
   )
   md.push("")
   md.push(
-    "Where the time goes: `decodeLimits` (what a reload runs: the fast YAML path, schema validation, rule compilation; " +
-      "each run a new content with one rule edited, so the other rules' decodes and compiled forms come from the caches that " +
+    "Where the time goes: `decodeLimits` (what a reload runs: the fast YAML path, which parses the rules list item by item and " +
+      "reuses the items whose text is unchanged, schema validation, rule compilation; " +
+      "each run a new content with one rule edited, so the other rules' parses, decodes and compiled forms come from the caches that " +
       "every reload shares, as after any earlier reload of the file; on the main thread for files up to 96 KiB, about 800 rules, in a worker thread above) timed in the " +
       "benchmark process, medians, beside the full YAML parser alone (`yaml`'s `parseDocument`, which gives positions and which " +
-      "files with errors or unusual YAML go through):",
+      "files with errors or unusual YAML go through). `node --import tsx bench/reload-stages.ts` gives every stage of one reload:",
   )
   md.push("")
   md.push("| rules | decodeLimits | full YAML parser alone (timed separately) | runs |")

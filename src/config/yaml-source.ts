@@ -349,7 +349,7 @@ export const byItems = (text: string): { readonly value: unknown } | undefined =
     start = end
     end = lineEnd(text, end) + 1
   }
-  const outerText = `${text.slice(0, keyAt)}rules: []\n${text.slice(Math.min(end, text.length))}`
+  const outerText = detached(`${text.slice(0, keyAt)}rules: []\n${text.slice(Math.min(end, text.length))}`)
   let outer = lastOuter?.text === outerText ? lastOuter.value : undefined
   if (outer === undefined) {
     if (hasMultilineQuoted(outerText)) return undefined
@@ -416,13 +416,19 @@ const parseItem = (raw: string, indent: number): Item | undefined => {
   const key = indent === 0 ? raw : `${indent}:${raw}`
   const hit = itemCache.get(key)
   if (hit !== undefined) return hit.raw === raw ? hit : { raw, value: hit.value }
-  if (hasMultilineQuoted(raw)) return undefined
-  const parsed = parsePlain(indent === 0 ? raw : dedent(raw, indent))
+  // What is kept must not hold on to the whole document: `raw` is a slice of it (and so would be
+  // every string parsed out of it), which would keep every reload's text alive through the cache.
+  const own = detached(raw)
+  if (hasMultilineQuoted(own)) return undefined
+  const parsed = parsePlain(indent === 0 ? own : dedent(own, indent))
   if (parsed === undefined || !Array.isArray(parsed.value) || parsed.value.length !== 1) return undefined
-  const item = { raw, value: deepFreeze(parsed.value[0]) }
-  itemCache.set(key, item)
+  const item = { raw: own, value: deepFreeze(parsed.value[0]) }
+  itemCache.set(indent === 0 ? own : `${indent}:${own}`, item)
   return item
 }
+
+/** A copy of `text` that shares no memory with the string it was sliced from. */
+const detached = (text: string): string => JSON.parse(JSON.stringify(text)) as string
 
 const dedent = (raw: string, indent: number): string =>
   raw

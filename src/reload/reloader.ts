@@ -84,6 +84,8 @@ export interface ReloaderService {
   readonly state: SubscriptionRef.SubscriptionRef<ReloadState>
   /** The active version, read without an effect: every unit of work reads it once. */
   readonly current: () => ConfigVersion
+  /** The reload state as last recorded, read without an effect (what `state` holds). */
+  readonly now: () => ReloadState
   /** The active version, as an effect. */
   readonly active: Effect.Effect<ConfigVersion>
   /**
@@ -392,6 +394,7 @@ export const make = (settings: ReloadSettings) =>
     return {
       state: stateRef,
       current,
+      now: () => state,
       active: Effect.sync(current),
       events: Stream.fromPubSub(stream),
       settings,

@@ -1,10 +1,10 @@
 import { createHash, timingSafeEqual } from "node:crypto"
-import { createServer } from "node:http"
+import { type IncomingMessage, Server, type ServerResponse } from "node:http"
 import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Effect, Layer, SubscriptionRef } from "effect"
+import { Effect, Layer } from "effect"
 import { TokenFile } from "../export/token-file.js"
-import { Reloader } from "../reload/reloader.js"
+import { Reloader, type ReloaderService } from "../reload/reloader.js"
 import { logError } from "../telemetry/log.js"
 import { scrape } from "../telemetry/metrics.js"
 import type { ListenAddress } from "./address.js"
@@ -69,6 +69,55 @@ const statusOf = (v: {
   trigger: v.trigger,
 })
 
+/** `GET /api/v1/status/config`: the active version, and the keys that wait for a restart. */
+export const statusConfig = (reloader: ReloaderService) => ({
+  ...statusOf(reloader.current()),
+  restart_required: reloader.now().restartRequired,
+  limits_path: reloader.settings.paths.limits ?? null,
+  config_path: reloader.settings.paths.config ?? null,
+})
+
+/**
+ * The control server's HTTP server: `GET /api/v1/status/config`, `/live` and `/ready` (what
+ * probes, dashboards and reload scripts poll, often back to back) are answered right in the
+ * request's event, from the state as it is at that moment; every other request goes to the
+ * routes. The answers are the routes' own: the routes serve them too.
+ */
+class ControlServer extends Server {
+  constructor(private readonly reloader: ReloaderService) {
+    super()
+  }
+
+  // biome-ignore lint/suspicious/noExplicitAny: the signature of EventEmitter.emit
+  override emit(event: string, ...args: Array<any>): boolean {
+    if (event === "request" && this.answered(args[0] as IncomingMessage, args[1] as ServerResponse))
+      return true
+    return super.emit(event, ...args)
+  }
+
+  private answered(req: IncomingMessage, res: ServerResponse): boolean {
+    if (req.method !== "GET") return false
+    switch (req.url) {
+      case "/api/v1/status/config":
+        send(res, "application/json", JSON.stringify(statusConfig(this.reloader)))
+        return true
+      case "/live":
+        send(res, "text/plain", "ok\n")
+        return true
+      case "/ready":
+        send(res, "text/plain", "ready\n")
+        return true
+      default:
+        return false
+    }
+  }
+}
+
+const send = (res: ServerResponse, contentType: string, body: string): void => {
+  res.writeHead(200, { "content-type": contentType, "content-length": Buffer.byteLength(body) })
+  res.end(body)
+}
+
 /** The control server's routes: `/metrics`, `/live`, `/ready`, `/-/reload`, `/api/v1/status/*`. */
 export const routes = (settings: Pick<ControlSettings, "reloadHttp" | "reloadAuthTokenFile">) => {
   const tokenFile =
@@ -82,17 +131,7 @@ export const routes = (settings: Pick<ControlSettings, "reloadHttp" | "reloadAut
     HttpRouter.get("/ready", Effect.succeed(HttpServerResponse.text("ready\n"))),
     HttpRouter.get(
       "/api/v1/status/config",
-      Effect.gen(function* () {
-        const reloader = yield* Reloader
-        const state = yield* SubscriptionRef.get(reloader.state)
-        const v = reloader.current()
-        return json({
-          ...statusOf(v),
-          restart_required: state.restartRequired,
-          limits_path: reloader.settings.paths.limits ?? null,
-          config_path: reloader.settings.paths.config ?? null,
-        })
-      }),
+      Effect.map(Reloader, (reloader) => json(statusConfig(reloader))),
     ),
     HttpRouter.get(
       "/api/v1/status/reloads",
@@ -143,7 +182,7 @@ export const layer = (settings: ControlSettings) =>
   Layer.unwrapEffect(
     Effect.gen(function* () {
       const shutdown = yield* Shutdown
-      const server = createServer()
+      const server = new ControlServer(yield* Reloader)
       const drain = drainHttpServer("control server", server, shutdown)
       // Built after the server and its routes, so this bounded close runs before theirs (the
       // platform's own close waits for every connection to end, however long a client takes).
