@@ -10,15 +10,15 @@ import * as path from "node:path"
 import * as grpc from "@grpc/grpc-js"
 import { Either } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
-import { encodeOtlpProtobuf } from "../../src/ingest/otlp/protobuf.js"
+import { encodeOtlpProtobuf } from "../../src/protocols/otlp/protobuf.js"
 import {
   decodeRpcStatus,
   GrpcCode,
   retryDelayMs,
   STATUS_DETAILS_TRAILER,
-} from "../../src/ingest/otlp/status.js"
-import type { ExportMetricsServiceRequest } from "../../src/ingest/otlp/types.js"
-import type { WriteRequest } from "../../src/ingest/prw/types.js"
+} from "../../src/protocols/otlp/status.js"
+import type { ExportMetricsServiceRequest } from "../../src/protocols/otlp/types.js"
+import type { WriteRequest } from "../../src/protocols/prw/types.js"
 import {
   flattenOtlp,
   type HttpAnswer,

@@ -1,5 +1,5 @@
 import * as grpc from "@grpc/grpc-js"
-import { METRICS_EXPORT_PATH } from "../../src/ingest/otlp/grpc.js"
+import { METRICS_EXPORT_PATH } from "../../src/protocols/otlp/grpc.js"
 
 /**
  * A `MetricsService/Export` client that sends the bytes it is given and returns the bytes it gets:
