@@ -1,6 +1,6 @@
 import { Effect, Layer } from "effect"
 import { afterAll, describe, expect, it, vi } from "vitest"
-import * as DataPath from "../../src/app/data-path.js"
+import { dataPathLayer } from "../../src/app/program.js"
 import { Reloader, type ReloaderService } from "../../src/reload/reloader.js"
 import type { ConfigVersion } from "../../src/reload/version.js"
 import * as Log from "../../src/telemetry/log.js"
@@ -33,7 +33,7 @@ describe("an error inside a receiver's request handling", () => {
         postOtlp(port, otlpGauge("m", [{ attributes: {}, value: 1 }]), "json"),
       ).pipe(
         Effect.provide(
-          DataPath.layer({
+          dataPathLayer({
             httpListen: `127.0.0.1:${port}`,
             grpcListen: "",
             prwListen: "",
