@@ -5,15 +5,17 @@
  * over the same schema (`test/protocols/otlp/otlp-reflection.ts`); also times the JSON codec, gzip,
  * and the adapter (`toSeriesBatch`, `applyVerdict`). MB/s are of the uncompressed protobuf bytes.
  */
+
 import * as zlib from "node:zlib"
 import { Either } from "effect"
 import type { BatchVerdict } from "../src/limits/batch.js"
 import { applyVerdict, toSeriesBatch } from "../src/protocols/otlp/adapter.js"
 import { decompressGzip } from "../src/protocols/otlp/gzip.js"
-import { decodeOtlpJson, encodeOtlpJson } from "../src/protocols/otlp/json.js"
+import { decodeOtlpJson } from "../src/protocols/otlp/json.js"
 import { decodeOtlpProtobuf, encodeOtlpProtobuf } from "../src/protocols/otlp/protobuf.js"
 import type { ExportMetricsServiceRequest, Metric } from "../src/protocols/otlp/types.js"
 import { ExportMetricsServiceRequestType } from "../test/protocols/otlp/otlp-reflection.js"
+import { encodeOtlpJson } from "../test/support/otlp-json.js"
 
 const [resources = 10, metricsPer = 50, pointsPer = 20, attributeCount = 5] = process.argv
   .slice(2)

@@ -4,13 +4,15 @@
  * Compares the hand-written codec with protobufjs reflection over the same prompb definition.
  * MB/s are of the uncompressed protobuf bytes; results go in the header of src/protocols/prw/codec.ts.
  */
+
 import { Either } from "effect"
-import { applyVerdict, toSeriesBatch } from "../src/protocols/prw/adapter.js"
-import { decodeWriteRequest, encodeWriteRequest } from "../src/protocols/prw/codec.js"
+import { applyVerdict } from "../src/protocols/prw/adapter.js"
+import { encodeWriteRequest } from "../src/protocols/prw/codec.js"
 import { compressBody, decompressBody } from "../src/protocols/prw/snappy.js"
 import type { TimeSeries, WriteRequest } from "../src/protocols/prw/types.js"
 import { NO_BYTES } from "../src/protocols/prw/types.js"
 import { Prompb } from "../test/protocols/prw/prompb-reflection.js"
+import { decodeWriteRequest, toSeriesBatch } from "../test/support/prw.js"
 
 const [seriesCount = 1_000, labelCount = 10, sampleCount = 1] = process.argv.slice(2).map(Number)
 

@@ -12,7 +12,7 @@ import { Either } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { METRICS_EXPORT_PATH } from "../../src/protocols/otlp/grpc.js"
 import { encodeOtlpProtobuf } from "../../src/protocols/otlp/protobuf.js"
-import { decodeRpcStatus, GrpcCode } from "../../src/protocols/otlp/status.js"
+import { GrpcCode } from "../../src/protocols/otlp/status.js"
 import { encodeWriteRequest } from "../../src/protocols/prw/codec.js"
 import { compressBody } from "../../src/protocols/prw/snappy.js"
 import {
@@ -28,6 +28,7 @@ import {
 } from "../support/data-path.js"
 import { type Governor, tempDir } from "../support/governor.js"
 import { RawMetricsClient } from "../support/grpc.js"
+import { decodeRpcStatus } from "../support/rpc-status.js"
 
 const MAX_REQUEST_BYTES = 64 * 1024
 const MAX_DECOMPRESSED_BYTES = 256 * 1024

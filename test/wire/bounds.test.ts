@@ -4,19 +4,22 @@
  * decoding stops at the first datapoint or element past them. The receivers' answers are tested
  * end to end in `request-bounds.test.ts`.
  */
+
 import { Either } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { countDataPoints } from "../../src/protocols/otlp/adapter.js"
-import { decodeOtlpJson, encodeOtlpJson } from "../../src/protocols/otlp/json.js"
+import { decodeOtlpJson } from "../../src/protocols/otlp/json.js"
 import { decodeOtlpProtobuf, encodeOtlpProtobuf } from "../../src/protocols/otlp/protobuf.js"
 import type { AnyValue, ExportMetricsServiceRequest, KeyValue } from "../../src/protocols/otlp/types.js"
-import { decodeWriteRequest, encodeWriteRequest } from "../../src/protocols/prw/codec.js"
+import { encodeWriteRequest } from "../../src/protocols/prw/codec.js"
 import { scanWriteRequest } from "../../src/protocols/prw/scan.js"
 import type { WriteRequest } from "../../src/protocols/prw/types.js"
 import type { RequestBounds } from "../../src/wire/bounds.js"
 import { makeArbitraries } from "../protocols/otlp/arbitraries.js"
 import { writeRequest } from "../protocols/prw/arbitraries.js"
+import { encodeOtlpJson } from "../support/otlp-json.js"
+import { decodeWriteRequest } from "../support/prw.js"
 
 const HUGE = 1_000_000_000
 const bounds = (maxDatapoints: number, maxElements = HUGE): RequestBounds => ({ maxDatapoints, maxElements })

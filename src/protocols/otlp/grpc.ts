@@ -73,9 +73,6 @@ export const metricsServiceDefinition = (
   },
 })
 
-/** The service definition for clients. */
-export const MetricsServiceDefinition: { readonly export: MetricsExportMethod } = metricsServiceDefinition()
-
 /** What the handler decided for one request. */
 export type GrpcExportResult =
   | {

@@ -8,9 +8,7 @@
  * details = 3 }; Any { string type_url = 1; bytes value = 2 }; RetryInfo { Duration retry_delay
  * = 1 }; Duration { int64 seconds = 1; int32 nanos = 2 }.
  */
-import { Either } from "effect"
-import { LEN, ProtoReader, ProtoWriter, tag, VARINT, WireError } from "../../wire/protobuf.js"
-import { OtlpDecodeError } from "./errors.js"
+import { LEN, ProtoReader, ProtoWriter, tag, VARINT } from "../../wire/protobuf.js"
 
 /** gRPC status codes used by OTLP. */
 export const GrpcCode = {
@@ -97,43 +95,6 @@ export const encodeRpcStatus = (status: RpcStatus): Uint8Array => {
     w.endLen(m)
   }
   return w.finish()
-}
-
-const decodeStatus = (r: ProtoReader): RpcStatus => {
-  let code = 0
-  let message = ""
-  const details: RpcAny[] = []
-  while (r.pos < r.end) {
-    const at = r.pos
-    const t = r.uint32()
-    if (t === tag(1, VARINT)) code = r.uint32() | 0
-    else if (t === tag(2, LEN)) message = r.string(r.end)
-    else if (t === tag(3, LEN)) {
-      const e = r.len(r.end)
-      let typeUrl = ""
-      let value: Uint8Array = new Uint8Array(0)
-      while (r.pos < e) {
-        const at2 = r.pos
-        const t2 = r.uint32()
-        if (t2 === tag(1, LEN)) typeUrl = r.string(e)
-        else if (t2 === tag(2, LEN)) value = r.bytes(e)
-        else r.unknown(t2, at2, e, undefined)
-      }
-      if (r.pos !== e) r.fail("field overruns its message")
-      details.push({ typeUrl, value })
-    } else r.unknown(t, at, r.end, undefined)
-  }
-  return { code, message, details }
-}
-
-/** Decodes a `google.rpc.Status` (for example a `grpc-status-details-bin` trailer). Never throws. */
-export const decodeRpcStatus = (bytes: Uint8Array): Either.Either<RpcStatus, OtlpDecodeError> => {
-  try {
-    return Either.right(decodeStatus(new ProtoReader(bytes)))
-  } catch (e) {
-    const reason = e instanceof WireError ? e.message : `unexpected: ${String(e)}`
-    return Either.left(new OtlpDecodeError({ kind: "bad_protobuf", reason }))
-  }
 }
 
 /** The retry delay in milliseconds of the first `RetryInfo` detail of `status`, if any. */

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { type ArraySeriesBatch, arrayBatch, type BatchVerdict } from "../../limits/batch.js"
+import type { BatchVerdict } from "../../limits/batch.js"
 import { type Label, NO_BYTES, type Sample, type TimeSeries, type WriteRequest } from "./types.js"
 
 /** Datapoints a series carries for the limits engine: its float samples plus its native histograms. */
@@ -16,27 +16,6 @@ export const datapointCount = (series: TimeSeries): number => series.samples.len
 
 /** The label that carries the metric name in remote write. */
 export const METRIC_NAME_LABEL = "__name__"
-
-/**
- * One entry per series, in request order. `names[i]` is the value of the series' first `__name__`
- * label (`""` without one); `labels[i]` holds the other labels sorted by name (UTF-16 code-unit
- * order, stable), sorted only when the sender did not already sort them.
- */
-export const toSeriesBatch = (request: WriteRequest): ArraySeriesBatch => {
-  const timeseries = request.timeseries
-  const length = timeseries.length
-  const names: Array<string> = []
-  const labels: Array<ReadonlyArray<string>> = []
-  const datapoints = new Uint32Array(length)
-  for (let i = 0; i < length; i++) {
-    const series = timeseries[i] as TimeSeries
-    const entry = seriesEntry(series)
-    names.push(entry.name)
-    labels.push(entry.labels)
-    datapoints[i] = datapointCount(series)
-  }
-  return arrayBatch(names, labels, datapoints)
-}
 
 /** The name and flat, key-sorted labels of one series, as `toSeriesBatch` lists them. */
 export const seriesEntry = (

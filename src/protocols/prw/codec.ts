@@ -28,7 +28,6 @@
  *
  * @module
  */
-import { Either } from "effect"
 import { BoundExceeded, BoundedDecoder, type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
 import { InvalidUtf8, readUtf8, utf8Length, writeUtf8 } from "../../wire/utf8.js"
 import { PrwDecodeError } from "./errors.js"
@@ -74,7 +73,7 @@ const EMPTY_SERIES: TimeSeries = Object.freeze({
   unknown: NO_BYTES,
 })
 
-/** A malformed message; `decodeWriteRequest` turns it into a `PrwDecodeError`. */
+/** A malformed message; `decodeError` turns it into a `PrwDecodeError`. */
 export class Malformed extends Error {}
 
 /** A well-formed series whose label set is invalid (see `Decoder.checkLabels`). */
@@ -452,23 +451,6 @@ export class Decoder extends BoundedDecoder {
       return -(negLo + negHi * TWO_POW_32)
     }
     return (lo >>> 0) + hi * TWO_POW_32
-  }
-}
-
-/**
- * Decodes a (decompressed) remote-write body. Total: any input gives `Right` or `Left`, never a
- * throw. Labels become strings (invalid UTF-8 is `Left`); exemplars, histograms, metadata and
- * unknown fields stay raw views into `bytes`; unknown fields inside `Label` and `Sample` are skipped.
- * Group wire types (3, 4), which prompb never uses, are `Left`.
- */
-export const decodeWriteRequest = (
-  bytes: Uint8Array,
-  bounds: RequestBounds = UNBOUNDED,
-): Either.Either<WriteRequest, PrwDecodeError> => {
-  try {
-    return Either.right(new Decoder(bytes, bounds).writeRequest())
-  } catch (e) {
-    return Either.left(decodeError(e))
   }
 }
 

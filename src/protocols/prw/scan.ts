@@ -3,7 +3,8 @@
  * straight from its bytes, and the verdict applied by copying bytes.
  *
  * `scanWriteRequest` walks the message once, with the same primitives and the same checks as
- * `decodeWriteRequest` (it accepts and rejects exactly the same bodies, with the same messages),
+ * the full decoder (`Decoder.writeRequest`, which the tests hold it to: it accepts and rejects
+ * exactly the same bodies, with the same messages),
  * but builds no strings or objects: for each series it records where its bytes are, counts its
  * datapoints and computes its fingerprint from the label bytes. Names and labels are decoded only
  * when the engine asks for them (a series not yet matched in this config version, a rule with
@@ -385,7 +386,7 @@ export const scanned = (bytes: Uint8Array, parts: ScanParts): ScannedWriteReques
 
 /**
  * Scans a (decompressed) remote-write body. Total: any input gives `Right` or `Left`, never a
- * throw; `Left` exactly where `decodeWriteRequest` gives `Left`, with the same reason.
+ * throw; `Left` exactly where the full decoder gives `Left`, with the same reason.
  */
 export const scanWriteRequest = (
   bytes: Uint8Array,

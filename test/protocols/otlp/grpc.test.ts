@@ -2,6 +2,7 @@
  * OTLP/gRPC: the official OpenTelemetry gRPC exporter against our server, and raw grpc-js
  * clients for status codes, status details, garbage and size limits. All on 127.0.0.1.
  */
+
 import * as http2 from "node:http2"
 import * as grpc from "@grpc/grpc-js"
 import { OTLPMetricExporter as GrpcExporter } from "@opentelemetry/exporter-metrics-otlp-grpc"
@@ -12,16 +13,16 @@ import {
   type GrpcExportResult,
   type GrpcServer,
   METRICS_EXPORT_PATH,
-  MetricsServiceDefinition,
   startGrpcServer,
 } from "../../../src/protocols/otlp/grpc.js"
 import { decodeOtlpResponseProtobuf, encodeOtlpProtobuf } from "../../../src/protocols/otlp/protobuf.js"
-import { decodeRpcStatus, retryDelayMs, STATUS_DETAILS_TRAILER } from "../../../src/protocols/otlp/status.js"
+import { retryDelayMs, STATUS_DETAILS_TRAILER } from "../../../src/protocols/otlp/status.js"
 import type {
   ExportMetricsServiceRequest,
   ExportMetricsServiceResponse,
 } from "../../../src/protocols/otlp/types.js"
-import { RawMetricsClient } from "../../support/grpc.js"
+import { MetricsServiceDefinition, RawMetricsClient } from "../../support/grpc.js"
+import { decodeRpcStatus } from "../../support/rpc-status.js"
 import { collectSample, expectSameAsSdk } from "./sdk.js"
 
 type GrpcOptions = NonNullable<ConstructorParameters<typeof GrpcExporter>[0]>

@@ -4,11 +4,11 @@ import { describe, expect, it } from "vitest"
 import {
   decodeOtlpJson,
   decodeOtlpResponseJson,
-  encodeOtlpJson,
   encodeOtlpResponseJson,
 } from "../../../src/protocols/otlp/json.js"
 import { decodeOtlpProtobuf, encodeOtlpProtobuf } from "../../../src/protocols/otlp/protobuf.js"
 import type { ExportMetricsServiceRequest } from "../../../src/protocols/otlp/types.js"
+import { encodeOtlpJson } from "../../support/otlp-json.js"
 import { makeArbitraries } from "./arbitraries.js"
 
 const NUM_RUNS = 300

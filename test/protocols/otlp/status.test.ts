@@ -1,7 +1,6 @@
 import { Either } from "effect"
 import { describe, expect, it } from "vitest"
 import {
-  decodeRpcStatus,
   encodeRetryInfo,
   encodeRpcStatus,
   encodeRpcStatusJson,
@@ -10,6 +9,7 @@ import {
   retryDelayMs,
   retryInfoDetail,
 } from "../../../src/protocols/otlp/status.js"
+import { decodeRpcStatus } from "../../support/rpc-status.js"
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex")
 

@@ -2,13 +2,14 @@ import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import type { BatchVerdict } from "../../../src/limits/batch.js"
 import type { CompiledRule } from "../../../src/limits/rules.js"
-import { applyVerdict, toSeriesBatch } from "../../../src/protocols/prw/adapter.js"
+import { applyVerdict } from "../../../src/protocols/prw/adapter.js"
 import {
   NO_BYTES,
   type Sample,
   type TimeSeries,
   type WriteRequest,
 } from "../../../src/protocols/prw/types.js"
+import { toSeriesBatch } from "../../support/prw.js"
 import { writeRequest } from "./arbitraries.js"
 
 const rule = (name: string, stripLabels: ReadonlyArray<string> = []): CompiledRule => ({

@@ -2,9 +2,10 @@ import { Either } from "effect"
 import fc from "fast-check"
 import type protobuf from "protobufjs"
 import { describe, expect, it } from "vitest"
-import { decodeWriteRequest, encodeWriteRequest } from "../../../src/protocols/prw/codec.js"
+import { encodeWriteRequest } from "../../../src/protocols/prw/codec.js"
 import { PrwDecodeError } from "../../../src/protocols/prw/errors.js"
 import { NO_BYTES, type TimeSeries, type WriteRequest } from "../../../src/protocols/prw/types.js"
+import { decodeWriteRequest } from "../../support/prw.js"
 import {
   bitsOf,
   comparable,

@@ -4,8 +4,8 @@ import { describe, expect, it } from "vitest"
 import type { BatchVerdict } from "../../../src/limits/batch.js"
 import { fingerprintSeries } from "../../../src/limits/fingerprint.js"
 import type { CompiledRule } from "../../../src/limits/rules.js"
-import { applyVerdict, toSeriesBatch } from "../../../src/protocols/prw/adapter.js"
-import { decodeWriteRequest, encodeWriteRequest } from "../../../src/protocols/prw/codec.js"
+import { applyVerdict } from "../../../src/protocols/prw/adapter.js"
+import { encodeWriteRequest } from "../../../src/protocols/prw/codec.js"
 import type { PrwDecodeError } from "../../../src/protocols/prw/errors.js"
 import { prwEncoder } from "../../../src/protocols/prw/protocol.js"
 import {
@@ -15,6 +15,7 @@ import {
 } from "../../../src/protocols/prw/scan.js"
 import { decompressBody } from "../../../src/protocols/prw/snappy.js"
 import type { Label, TimeSeries, WriteRequest } from "../../../src/protocols/prw/types.js"
+import { decodeWriteRequest, toSeriesBatch } from "../../support/prw.js"
 import { anyLabels, comparable, writeRequest } from "./arbitraries.js"
 
 const mustDecode = (bytes: Uint8Array): WriteRequest => Either.getOrThrow(decodeWriteRequest(bytes))
