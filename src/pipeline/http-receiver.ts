@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import { Data, Effect } from "effect"
-import type { ProtocolName } from "../export/exporter.js"
+import type { ProtocolName } from "../protocols/protocol.js"
 import type { ListenAddress } from "../server/address.js"
 import { drainHttpServer, type ShutdownClock } from "../server/shutdown.js"
 import type { Instruments } from "../telemetry/metrics.js"

@@ -1,21 +1,10 @@
 import type { ExportBuffer } from "../export/buffer.js"
-import type { ProtocolName } from "../export/exporter.js"
-import type { BatchVerdict, RuleCounts, SeriesBatch } from "../limits/batch.js"
+import type { RuleCounts } from "../limits/batch.js"
 import { enforce } from "../limits/enforce.js"
+import type { ProtocolAdapter } from "../protocols/protocol.js"
 import type { ConfigVersion } from "../reload/version.js"
 import type { Instruments } from "../telemetry/metrics.js"
 import type { ViolationLog } from "./violations.js"
-
-/** How one protocol's decoded request is seen by the limits engine and rebuilt from its verdict. */
-export interface ProtocolAdapter<Req, Out = Req> {
-  readonly protocol: ProtocolName
-  readonly toSeriesBatch: (req: Req) => SeriesBatch
-  /** What to forward after the verdict (`Out`: what the exporter buffers), and its datapoints. */
-  readonly applyVerdict: (
-    req: Req,
-    verdict: BatchVerdict,
-  ) => { readonly request: Out; readonly datapoints: number }
-}
 
 export type IngestOutcome =
   | {

@@ -24,7 +24,7 @@
  * | encode | 7–9 ms (≈250 MB/s) | 15–29 ms |
  *
  * Decoding is bound by young-generation GC: with `--max-semi-space-size=64` the same decodes
- * take 4.7 ms and 9.9 ms. Short strings are interned (`wire.ts`) and a repeated `fixed64` reuses
+ * take 4.7 ms and 9.9 ms. Short strings are interned (`wire/protobuf.ts`) and a repeated `fixed64` reuses
  * its `bigint`, which is most of the gap on repetitive data.
  */
 import { Either } from "effect"

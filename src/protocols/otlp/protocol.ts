@@ -1,5 +1,4 @@
-import type { WireEncoder } from "../../export/exporter.js"
-import type { ProtocolAdapter } from "../../pipeline/ingest.js"
+import type { ProtocolAdapter, WireEncoder } from "../protocol.js"
 import { applyVerdict, toSeriesBatch } from "./adapter.js"
 import { encodeOtlpProtobuf } from "./protobuf.js"
 import type { ExportMetricsServiceRequest } from "./types.js"

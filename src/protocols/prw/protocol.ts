@@ -1,5 +1,4 @@
-import type { WireEncoder } from "../../export/exporter.js"
-import type { ProtocolAdapter } from "../../pipeline/ingest.js"
+import type { ProtocolAdapter, WireEncoder } from "../protocol.js"
 import { applyScannedVerdict, concatBytes, type ScannedWriteRequest } from "./scan.js"
 import { compressBody } from "./snappy.js"
 
