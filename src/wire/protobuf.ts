@@ -33,6 +33,8 @@ export class ProtoReader extends BoundedDecoder {
   readonly view: DataView
   readonly end: number
   pos: number
+  /** Where the field whose tag `next` read last starts. */
+  at = 0
   private lastLo = -1
   private lastHi = -1
   private last = 0n
@@ -47,6 +49,51 @@ export class ProtoReader extends BoundedDecoder {
 
   fail(what: string, at: number = this.pos): never {
     throw new WireError(`${what} at byte ${at}`)
+  }
+
+  /**
+   * The field loop of a message ending at `end`: the next field's tag (its start is kept in `at`),
+   * 0 once the message is read (0 is no valid tag). Every decoder has the same shape:
+   *
+   * ```ts
+   * for (let t = r.next(end); t !== 0; t = r.next(end)) {
+   *   switch (t) {
+   *     case T1_LEN: name = r.string(end); break
+   *     default: unknown = r.keep(t, end, unknown)
+   *   }
+   * }
+   * r.done(end)
+   * ```
+   */
+  next(end: number): number {
+    const pos = this.pos
+    if (pos >= end) return 0
+    this.at = pos
+    // Tags of fields 1 to 15 are one byte: most of them.
+    const b = this.buf[pos] as number
+    if (b < 0x80 && b !== 0) {
+      this.pos = pos + 1
+      return b
+    }
+    const t = this.uint32()
+    if (t === 0) this.fail("invalid field number 0")
+    return t
+  }
+
+  /** After the field loop: the last field must end exactly where its message does. */
+  done(end: number): void {
+    if (this.pos !== end) this.fail("field overruns its message")
+  }
+
+  /** Skips the field of tag `t` that `next` read, kept as raw bytes appended to `acc` (see `unknown`). */
+  keep(t: number, end: number, acc: Uint8Array | undefined): Uint8Array {
+    return this.unknown(t, this.at, end, acc)
+  }
+
+  /** Skips the field of tag `t` that `next` read, dropping it. */
+  skipField(t: number, end: number): void {
+    this.skip(t, end, 0)
+    if (this.pos > end) this.fail("field overruns its message", this.at)
   }
 
   /** A varint's low 32 bits, unsigned (tags, lengths, `uint32`; `int32`/enums: `| 0` it). */

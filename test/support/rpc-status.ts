@@ -14,25 +14,21 @@ const decodeStatus = (r: ProtoReader): RpcStatus => {
   let code = 0
   let message = ""
   const details: RpcAny[] = []
-  while (r.pos < r.end) {
-    const at = r.pos
-    const t = r.uint32()
+  for (let t = r.next(r.end); t !== 0; t = r.next(r.end)) {
     if (t === tag(1, VARINT)) code = r.uint32() | 0
     else if (t === tag(2, LEN)) message = r.string(r.end)
     else if (t === tag(3, LEN)) {
       const e = r.len(r.end)
       let typeUrl = ""
       let value: Uint8Array = new Uint8Array(0)
-      while (r.pos < e) {
-        const at2 = r.pos
-        const t2 = r.uint32()
+      for (let t2 = r.next(e); t2 !== 0; t2 = r.next(e)) {
         if (t2 === tag(1, LEN)) typeUrl = r.string(e)
         else if (t2 === tag(2, LEN)) value = r.bytes(e)
-        else r.unknown(t2, at2, e, undefined)
+        else r.skipField(t2, e)
       }
-      if (r.pos !== e) r.fail("field overruns its message")
+      r.done(e)
       details.push({ typeUrl, value })
-    } else r.unknown(t, at, r.end, undefined)
+    } else r.skipField(t, r.end)
   }
   return { code, message, details }
 }

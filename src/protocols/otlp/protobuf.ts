@@ -96,17 +96,11 @@ const T14_I64 = tag(14, I64)
 // Decoding
 // ============================================================================================
 
-const checkEnd = (r: ProtoReader, end: number): void => {
-  if (r.pos !== end) r.fail("field overruns its message")
-}
-
 const decodeAnyValue = (r: ProtoReader, end: number, depth: number): AnyValue => {
   if (depth > MAX_DEPTH) r.fail("attribute value nested too deeply")
   let v: AnyValue = EMPTY
   let unknown: Uint8Array | undefined
-  while (r.pos < end) {
-    const at = r.pos
-    const t = r.uint32()
+  for (let t = r.next(end); t !== 0; t = r.next(end)) {
     switch (t) {
       case T1_LEN:
         v = { type: "string", value: r.string(end) }
@@ -123,28 +117,24 @@ const decodeAnyValue = (r: ProtoReader, end: number, depth: number): AnyValue =>
       case T5_LEN: {
         const e = r.len(end)
         const values: AnyValue[] = []
-        while (r.pos < e) {
-          const at2 = r.pos
-          const t2 = r.uint32()
-          if (t2 === T1_LEN) {
+        for (let t = r.next(e); t !== 0; t = r.next(e)) {
+          if (t === T1_LEN) {
             r.element()
             values.push(decodeAnyValue(r, r.len(e), depth + 1))
-          } else r.unknown(t2, at2, e, undefined) // unknown fields of the ArrayValue wrapper are dropped
+          } else r.skipField(t, e) // unknown fields of the ArrayValue wrapper are dropped
         }
-        checkEnd(r, e)
+        r.done(e)
         v = { type: "array", values }
         break
       }
       case T6_LEN: {
         const e = r.len(end)
         const values: KeyValue[] = []
-        while (r.pos < e) {
-          const at2 = r.pos
-          const t2 = r.uint32()
-          if (t2 === T1_LEN) values.push(decodeKeyValue(r, r.len(e), depth + 1))
-          else r.unknown(t2, at2, e, undefined) // likewise for KeyValueList
+        for (let t = r.next(e); t !== 0; t = r.next(e)) {
+          if (t === T1_LEN) values.push(decodeKeyValue(r, r.len(e), depth + 1))
+          else r.skipField(t, e) // likewise for KeyValueList
         }
-        checkEnd(r, e)
+        r.done(e)
         v = { type: "kvlist", values }
         break
       }
@@ -152,10 +142,10 @@ const decodeAnyValue = (r: ProtoReader, end: number, depth: number): AnyValue =>
         v = { type: "bytes", value: r.bytes(end) }
         break
       default:
-        unknown = r.unknown(t, at, end, unknown)
+        unknown = r.keep(t, end, unknown)
     }
   }
-  checkEnd(r, end)
+  r.done(end)
   return unknown === undefined ? v : { ...v, unknownFields: unknown }
 }
 
@@ -164,9 +154,7 @@ const decodeKeyValue = (r: ProtoReader, end: number, depth: number): KeyValue =>
   let key = ""
   let value: AnyValue = EMPTY
   let unknown: Uint8Array | undefined
-  while (r.pos < end) {
-    const at = r.pos
-    const t = r.uint32()
+  for (let t = r.next(end); t !== 0; t = r.next(end)) {
     switch (t) {
       case T1_LEN:
         key = r.string(end)
@@ -175,10 +163,10 @@ const decodeKeyValue = (r: ProtoReader, end: number, depth: number): KeyValue =>
         value = decodeAnyValue(r, r.len(end), depth + 1)
         break
       default:
-        unknown = r.unknown(t, at, end, unknown)
+        unknown = r.keep(t, end, unknown)
     }
   }
-  checkEnd(r, end)
+  r.done(end)
   return unknown === undefined ? { key, value } : { key, value, unknownFields: unknown }
 }
 
@@ -186,9 +174,7 @@ const decodeResource = (r: ProtoReader, end: number): Resource => {
   const attributes: KeyValue[] = []
   let droppedAttributesCount = 0
   let unknown: Uint8Array | undefined
-  while (r.pos < end) {
-    const at = r.pos
-    const t = r.uint32()
+  for (let t = r.next(end); t !== 0; t = r.next(end)) {
     switch (t) {
       case T1_LEN:
         attributes.push(decodeKeyValue(r, r.len(end), 0))
@@ -197,10 +183,10 @@ const decodeResource = (r: ProtoReader, end: number): Resource => {
         droppedAttributesCount = r.uint32()
         break
       default:
-        unknown = r.unknown(t, at, end, unknown)
+        unknown = r.keep(t, end, unknown)
     }
   }
-  checkEnd(r, end)
+  r.done(end)
   const out: Mutable<Resource> = { attributes, droppedAttributesCount }
   if (unknown !== undefined) out.unknownFields = unknown
   return out
@@ -212,9 +198,7 @@ const decodeScope = (r: ProtoReader, end: number): InstrumentationScope => {
   const attributes: KeyValue[] = []
   let droppedAttributesCount = 0
   let unknown: Uint8Array | undefined
-  while (r.pos < end) {
-    const at = r.pos
-    const t = r.uint32()
+  for (let t = r.next(end); t !== 0; t = r.next(end)) {
     switch (t) {
       case T1_LEN:
         name = r.string(end)
@@ -229,10 +213,10 @@ const decodeScope = (r: ProtoReader, end: number): InstrumentationScope => {
         droppedAttributesCount = r.uint32()
         break
       default:
-        unknown = r.unknown(t, at, end, unknown)
+        unknown = r.keep(t, end, unknown)
     }
   }
-  checkEnd(r, end)
+  r.done(end)
   const out: Mutable<InstrumentationScope> = { name, version, attributes, droppedAttributesCount }
   if (unknown !== undefined) out.unknownFields = unknown
   return out
@@ -246,9 +230,7 @@ const decodeExemplar = (r: ProtoReader, end: number): Exemplar => {
   let spanId: Uint8Array = NO_BYTES
   let traceId: Uint8Array = NO_BYTES
   let unknown: Uint8Array | undefined
-  while (r.pos < end) {
-    const at = r.pos
-    const t = r.uint32()
+  for (let t = r.next(end); t !== 0; t = r.next(end)) {
     switch (t) {
       case T7_LEN:
         if (filteredAttributes === undefined) filteredAttributes = []
@@ -270,10 +252,10 @@ const decodeExemplar = (r: ProtoReader, end: number): Exemplar => {
         traceId = r.bytes(end)
         break
       default:
-        unknown = r.unknown(t, at, end, unknown)
+        unknown = r.keep(t, end, unknown)
     }
   }
-  checkEnd(r, end)
+  r.done(end)
   const out: Mutable<Exemplar> = {
     filteredAttributes: filteredAttributes ?? NONE,
     timeUnixNano,
@@ -293,9 +275,7 @@ const decodeNumberDataPoint = (r: ProtoReader, end: number): NumberDataPoint => 
   let exemplars: Exemplar[] | undefined
   let flags = 0
   let unknown: Uint8Array | undefined
-  while (r.pos < end) {
-    const at = r.pos
-    const t = r.uint32()
+  for (let t = r.next(end); t !== 0; t = r.next(end)) {
     switch (t) {
       case T7_LEN:
         attributes.push(decodeKeyValue(r, r.len(end), 0))
@@ -320,10 +300,10 @@ const decodeNumberDataPoint = (r: ProtoReader, end: number): NumberDataPoint => 
         flags = r.uint32()
         break
       default:
-        unknown = r.unknown(t, at, end, unknown)
+        unknown = r.keep(t, end, unknown)
     }
   }
-  checkEnd(r, end)
+  r.done(end)
   const out: Mutable<NumberDataPoint> = {
     attributes,
     startTimeUnixNano,
@@ -368,9 +348,7 @@ const decodeHistogramDataPoint = (r: ProtoReader, end: number): HistogramDataPoi
   let min: number | undefined
   let max: number | undefined
   let unknown: Uint8Array | undefined
-  while (r.pos < end) {
-    const at = r.pos
-    const t = r.uint32()
+  for (let t = r.next(end); t !== 0; t = r.next(end)) {
     switch (t) {
       case T9_LEN:
         attributes.push(decodeKeyValue(r, r.len(end), 0))
@@ -415,10 +393,10 @@ const decodeHistogramDataPoint = (r: ProtoReader, end: number): HistogramDataPoi
         max = r.double()
         break
       default:
-        unknown = r.unknown(t, at, end, unknown)
+        unknown = r.keep(t, end, unknown)
     }
   }
-  checkEnd(r, end)
+  r.done(end)
   const out: Mutable<HistogramDataPoint> = {
     attributes,
     startTimeUnixNano,
@@ -440,9 +418,7 @@ const decodeBuckets = (r: ProtoReader, end: number): Buckets => {
   let offset = 0
   const bucketCounts: bigint[] = []
   let unknown: Uint8Array | undefined
-  while (r.pos < end) {
-    const at = r.pos
-    const t = r.uint32()
+  for (let t = r.next(end); t !== 0; t = r.next(end)) {
     switch (t) {
       case T1_VAR:
         offset = r.sint32()
@@ -453,7 +429,7 @@ const decodeBuckets = (r: ProtoReader, end: number): Buckets => {
           r.element()
           bucketCounts.push(r.uint64())
         }
-        checkEnd(r, e)
+        r.done(e)
         break
       }
       case T2_VAR:
@@ -461,10 +437,10 @@ const decodeBuckets = (r: ProtoReader, end: number): Buckets => {
         bucketCounts.push(r.uint64())
         break
       default:
-        unknown = r.unknown(t, at, end, unknown)
+        unknown = r.keep(t, end, unknown)
     }
   }
-  checkEnd(r, end)
+  r.done(end)
   const out: Mutable<Buckets> = { offset, bucketCounts }
   if (unknown !== undefined) out.unknownFields = unknown
   return out
@@ -486,9 +462,7 @@ const decodeExponentialHistogramDataPoint = (r: ProtoReader, end: number): Expon
   let max: number | undefined
   let zeroThreshold = 0
   let unknown: Uint8Array | undefined
-  while (r.pos < end) {
-    const at = r.pos
-    const t = r.uint32()
+  for (let t = r.next(end); t !== 0; t = r.next(end)) {
     switch (t) {
       case T1_LEN:
         attributes.push(decodeKeyValue(r, r.len(end), 0))
@@ -534,10 +508,10 @@ const decodeExponentialHistogramDataPoint = (r: ProtoReader, end: number): Expon
         zeroThreshold = r.double()
         break
       default:
-        unknown = r.unknown(t, at, end, unknown)
+        unknown = r.keep(t, end, unknown)
     }
   }
-  checkEnd(r, end)
+  r.done(end)
   const out: Mutable<ExponentialHistogramDataPoint> = {
     attributes,
     startTimeUnixNano,
@@ -563,9 +537,7 @@ const decodeValueAtQuantile = (r: ProtoReader, end: number): ValueAtQuantile => 
   let quantile = 0
   let value = 0
   let unknown: Uint8Array | undefined
-  while (r.pos < end) {
-    const at = r.pos
-    const t = r.uint32()
+  for (let t = r.next(end); t !== 0; t = r.next(end)) {
     switch (t) {
       case T1_I64:
         quantile = r.double()
@@ -574,10 +546,10 @@ const decodeValueAtQuantile = (r: ProtoReader, end: number): ValueAtQuantile => 
         value = r.double()
         break
       default:
-        unknown = r.unknown(t, at, end, unknown)
+        unknown = r.keep(t, end, unknown)
     }
   }
-  checkEnd(r, end)
+  r.done(end)
   return unknown === undefined ? { quantile, value } : { quantile, value, unknownFields: unknown }
 }
 
@@ -590,9 +562,7 @@ const decodeSummaryDataPoint = (r: ProtoReader, end: number): SummaryDataPoint =
   const quantileValues: ValueAtQuantile[] = []
   let flags = 0
   let unknown: Uint8Array | undefined
-  while (r.pos < end) {
-    const at = r.pos
-    const t = r.uint32()
+  for (let t = r.next(end); t !== 0; t = r.next(end)) {
     switch (t) {
       case T7_LEN:
         attributes.push(decodeKeyValue(r, r.len(end), 0))
@@ -616,10 +586,10 @@ const decodeSummaryDataPoint = (r: ProtoReader, end: number): SummaryDataPoint =
         flags = r.uint32()
         break
       default:
-        unknown = r.unknown(t, at, end, unknown)
+        unknown = r.keep(t, end, unknown)
     }
   }
-  checkEnd(r, end)
+  r.done(end)
   const out: Mutable<SummaryDataPoint> = {
     attributes,
     startTimeUnixNano,
@@ -640,9 +610,7 @@ const decodeMetricData = (r: ProtoReader, end: number, type: MetricData["type"])
   let isMonotonic = false
   let unknown: Uint8Array | undefined
   const hasTemporality = type !== "gauge" && type !== "summary"
-  while (r.pos < end) {
-    const at = r.pos
-    const t = r.uint32()
+  for (let t = r.next(end); t !== 0; t = r.next(end)) {
     if (t === T1_LEN) {
       const e = r.len(end)
       r.datapoint()
@@ -666,10 +634,10 @@ const decodeMetricData = (r: ProtoReader, end: number, type: MetricData["type"])
     } else if (t === T3_VAR && type === "sum") {
       isMonotonic = r.bool()
     } else {
-      unknown = r.unknown(t, at, end, unknown)
+      unknown = r.keep(t, end, unknown)
     }
   }
-  checkEnd(r, end)
+  r.done(end)
   let out: Mutable<MetricData>
   switch (type) {
     case "gauge":
@@ -699,9 +667,7 @@ const decodeMetric = (r: ProtoReader, end: number): Metric => {
   let data: MetricData | undefined
   let metadata: KeyValue[] | undefined
   let unknown: Uint8Array | undefined
-  while (r.pos < end) {
-    const at = r.pos
-    const t = r.uint32()
+  for (let t = r.next(end); t !== 0; t = r.next(end)) {
     switch (t) {
       case T1_LEN:
         name = r.string(end)
@@ -732,10 +698,10 @@ const decodeMetric = (r: ProtoReader, end: number): Metric => {
         metadata.push(decodeKeyValue(r, r.len(end), 0))
         break
       default:
-        unknown = r.unknown(t, at, end, unknown)
+        unknown = r.keep(t, end, unknown)
     }
   }
-  checkEnd(r, end)
+  r.done(end)
   const out: Mutable<Metric> = { name, description, unit, metadata: metadata ?? NONE }
   if (data !== undefined) out.data = data
   if (unknown !== undefined) out.unknownFields = unknown
@@ -747,9 +713,7 @@ const decodeScopeMetrics = (r: ProtoReader, end: number): ScopeMetrics => {
   const metrics: Metric[] = []
   let schemaUrl = ""
   let unknown: Uint8Array | undefined
-  while (r.pos < end) {
-    const at = r.pos
-    const t = r.uint32()
+  for (let t = r.next(end); t !== 0; t = r.next(end)) {
     switch (t) {
       case T1_LEN:
         scope = decodeScope(r, r.len(end))
@@ -762,10 +726,10 @@ const decodeScopeMetrics = (r: ProtoReader, end: number): ScopeMetrics => {
         schemaUrl = r.string(end)
         break
       default:
-        unknown = r.unknown(t, at, end, unknown)
+        unknown = r.keep(t, end, unknown)
     }
   }
-  checkEnd(r, end)
+  r.done(end)
   const out: Mutable<ScopeMetrics> = { metrics, schemaUrl }
   if (scope !== undefined) out.scope = scope
   if (unknown !== undefined) out.unknownFields = unknown
@@ -777,9 +741,7 @@ const decodeResourceMetrics = (r: ProtoReader, end: number): ResourceMetrics => 
   const scopeMetrics: ScopeMetrics[] = []
   let schemaUrl = ""
   let unknown: Uint8Array | undefined
-  while (r.pos < end) {
-    const at = r.pos
-    const t = r.uint32()
+  for (let t = r.next(end); t !== 0; t = r.next(end)) {
     switch (t) {
       case T1_LEN:
         resource = decodeResource(r, r.len(end))
@@ -792,10 +754,10 @@ const decodeResourceMetrics = (r: ProtoReader, end: number): ResourceMetrics => 
         schemaUrl = r.string(end)
         break
       default:
-        unknown = r.unknown(t, at, end, unknown)
+        unknown = r.keep(t, end, unknown)
     }
   }
-  checkEnd(r, end)
+  r.done(end)
   const out: Mutable<ResourceMetrics> = { scopeMetrics, schemaUrl }
   if (resource !== undefined) out.resource = resource
   if (unknown !== undefined) out.unknownFields = unknown
@@ -806,13 +768,11 @@ const decodeRequest = (r: ProtoReader): ExportMetricsServiceRequest => {
   const end = r.end
   const resourceMetrics: ResourceMetrics[] = []
   let unknown: Uint8Array | undefined
-  while (r.pos < end) {
-    const at = r.pos
-    const t = r.uint32()
+  for (let t = r.next(end); t !== 0; t = r.next(end)) {
     if (t === T1_LEN) {
       r.element()
       resourceMetrics.push(decodeResourceMetrics(r, r.len(end)))
-    } else unknown = r.unknown(t, at, end, unknown)
+    } else unknown = r.keep(t, end, unknown)
   }
   return unknown === undefined ? { resourceMetrics } : { resourceMetrics, unknownFields: unknown }
 }
@@ -821,27 +781,23 @@ const decodeResponse = (r: ProtoReader): ExportMetricsServiceResponse => {
   const end = r.end
   let partialSuccess: ExportMetricsPartialSuccess | undefined
   let unknown: Uint8Array | undefined
-  while (r.pos < end) {
-    const at = r.pos
-    const t = r.uint32()
+  for (let t = r.next(end); t !== 0; t = r.next(end)) {
     if (t === T1_LEN) {
       const e = r.len(end)
       let rejectedDataPoints = 0n
       let errorMessage = ""
       let inner: Uint8Array | undefined
-      while (r.pos < e) {
-        const at2 = r.pos
-        const t2 = r.uint32()
-        if (t2 === T1_VAR) rejectedDataPoints = r.int64()
-        else if (t2 === T2_LEN) errorMessage = r.string(e)
-        else inner = r.unknown(t2, at2, e, inner)
+      for (let t = r.next(e); t !== 0; t = r.next(e)) {
+        if (t === T1_VAR) rejectedDataPoints = r.int64()
+        else if (t === T2_LEN) errorMessage = r.string(e)
+        else inner = r.keep(t, e, inner)
       }
-      checkEnd(r, e)
+      r.done(e)
       partialSuccess =
         inner === undefined
           ? { rejectedDataPoints, errorMessage }
           : { rejectedDataPoints, errorMessage, unknownFields: inner }
-    } else unknown = r.unknown(t, at, end, unknown)
+    } else unknown = r.keep(t, end, unknown)
   }
   const out: Mutable<ExportMetricsServiceResponse> = {}
   if (partialSuccess !== undefined) out.partialSuccess = partialSuccess

@@ -105,20 +105,16 @@ export const retryDelayMs = (status: RpcStatus): number | undefined => {
       const r = new ProtoReader(d.value)
       let seconds = 0n
       let nanos = 0
-      while (r.pos < r.end) {
-        const at = r.pos
-        const t = r.uint32()
+      for (let t = r.next(r.end); t !== 0; t = r.next(r.end)) {
         if (t !== tag(1, LEN)) {
-          r.unknown(t, at, r.end, undefined)
+          r.skipField(t, r.end)
           continue
         }
         const e = r.len(r.end)
-        while (r.pos < e) {
-          const at2 = r.pos
-          const t2 = r.uint32()
+        for (let t2 = r.next(e); t2 !== 0; t2 = r.next(e)) {
           if (t2 === tag(1, VARINT)) seconds = r.int64()
           else if (t2 === tag(2, VARINT)) nanos = r.uint32() | 0
-          else r.unknown(t2, at2, e, undefined)
+          else r.skipField(t2, e)
         }
       }
       return Number(seconds) * 1000 + nanos / 1e6
