@@ -6,24 +6,7 @@
  *
  * @module
  */
-import type {
-  AnyValue,
-  Buckets,
-  Exemplar,
-  ExponentialHistogramDataPoint,
-  ExportMetricsServiceRequest,
-  HistogramDataPoint,
-  InstrumentationScope,
-  KeyValue,
-  Metric,
-  MetricData,
-  NumberDataPoint,
-  NumberValue,
-  Resource,
-  ResourceMetrics,
-  ScopeMetrics,
-  SummaryDataPoint,
-} from "../../src/protocols/otlp/types.js"
+import type * as Otlp from "../../src/protocols/otlp/types.js"
 
 type Json = string | number | boolean | null | Json[] | { [key: string]: Json }
 type JsonObject = { [key: string]: Json }
@@ -56,7 +39,7 @@ const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byt
 
 const base64 = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("base64")
 
-const anyValueJson = (v: AnyValue): JsonObject => {
+const anyValueJson = (v: Otlp.AnyValue): JsonObject => {
   switch (v.type) {
     case "string":
       return { stringValue: v.value }
@@ -77,11 +60,11 @@ const anyValueJson = (v: AnyValue): JsonObject => {
   }
 }
 
-const keyValueJson = (kv: KeyValue): JsonObject => ({ key: kv.key, value: anyValueJson(kv.value) })
+const keyValueJson = (kv: Otlp.KeyValue): JsonObject => ({ key: kv.key, value: anyValueJson(kv.value) })
 
 /** Sets `key` unless `v` is the proto3 default (empty string, 0, 0n, false, empty list). */
 
-const putAttributes = (o: JsonObject, key: string, attrs: ReadonlyArray<KeyValue>): void => {
+const putAttributes = (o: JsonObject, key: string, attrs: ReadonlyArray<Otlp.KeyValue>): void => {
   if (attrs.length > 0) o[key] = attrs.map(keyValueJson)
 }
 
@@ -93,12 +76,12 @@ const putOptionalDouble = (o: JsonObject, key: string, v: number | undefined): v
   if (v !== undefined) o[key] = jsonDouble(v)
 }
 
-const putNumberValue = (o: JsonObject, v: NumberValue | undefined): void => {
+const putNumberValue = (o: JsonObject, v: Otlp.NumberValue | undefined): void => {
   if (v?.type === "double") o.asDouble = jsonDouble(v.value)
   else if (v?.type === "int") o.asInt = String(v.value)
 }
 
-const exemplarJson = (e: Exemplar): JsonObject => {
+const exemplarJson = (e: Otlp.Exemplar): JsonObject => {
   const o: JsonObject = {}
   putAttributes(o, "filteredAttributes", e.filteredAttributes)
   put(o, "timeUnixNano", e.timeUnixNano)
@@ -111,7 +94,7 @@ const exemplarJson = (e: Exemplar): JsonObject => {
 const pointCommon = (
   o: JsonObject,
   p: {
-    readonly attributes: ReadonlyArray<KeyValue>
+    readonly attributes: ReadonlyArray<Otlp.KeyValue>
     readonly startTimeUnixNano: bigint
     readonly timeUnixNano: bigint
   },
@@ -122,7 +105,7 @@ const pointCommon = (
   return o
 }
 
-const numberDataPointJson = (p: NumberDataPoint): JsonObject => {
+const numberDataPointJson = (p: Otlp.NumberDataPoint): JsonObject => {
   const o = pointCommon({}, p)
   putNumberValue(o, p.value)
   if (p.exemplars.length > 0) o.exemplars = p.exemplars.map(exemplarJson)
@@ -130,7 +113,7 @@ const numberDataPointJson = (p: NumberDataPoint): JsonObject => {
   return o
 }
 
-const histogramDataPointJson = (p: HistogramDataPoint): JsonObject => {
+const histogramDataPointJson = (p: Otlp.HistogramDataPoint): JsonObject => {
   const o = pointCommon({}, p)
   put(o, "count", p.count)
   putOptionalDouble(o, "sum", p.sum)
@@ -143,14 +126,14 @@ const histogramDataPointJson = (p: HistogramDataPoint): JsonObject => {
   return o
 }
 
-const bucketsJson = (b: Buckets): JsonObject => {
+const bucketsJson = (b: Otlp.Buckets): JsonObject => {
   const o: JsonObject = {}
   put(o, "offset", b.offset)
   if (b.bucketCounts.length > 0) o.bucketCounts = b.bucketCounts.map(String)
   return o
 }
 
-const exponentialHistogramDataPointJson = (p: ExponentialHistogramDataPoint): JsonObject => {
+const exponentialHistogramDataPointJson = (p: Otlp.ExponentialHistogramDataPoint): JsonObject => {
   const o = pointCommon({}, p)
   put(o, "count", p.count)
   putOptionalDouble(o, "sum", p.sum)
@@ -166,7 +149,7 @@ const exponentialHistogramDataPointJson = (p: ExponentialHistogramDataPoint): Js
   return o
 }
 
-const summaryDataPointJson = (p: SummaryDataPoint): JsonObject => {
+const summaryDataPointJson = (p: Otlp.SummaryDataPoint): JsonObject => {
   const o = pointCommon({}, p)
   put(o, "count", p.count)
   putDouble(o, "sum", p.sum)
@@ -182,7 +165,7 @@ const summaryDataPointJson = (p: SummaryDataPoint): JsonObject => {
   return o
 }
 
-const metricDataJson = (d: MetricData): JsonObject => {
+const metricDataJson = (d: Otlp.MetricData): JsonObject => {
   const o: JsonObject = {}
   switch (d.type) {
     case "gauge":
@@ -208,7 +191,7 @@ const metricDataJson = (d: MetricData): JsonObject => {
   return o
 }
 
-const metricJson = (m: Metric): JsonObject => {
+const metricJson = (m: Otlp.Metric): JsonObject => {
   const o: JsonObject = {}
   put(o, "name", m.name)
   put(o, "description", m.description)
@@ -218,7 +201,7 @@ const metricJson = (m: Metric): JsonObject => {
   return o
 }
 
-const scopeJson = (s: InstrumentationScope): JsonObject => {
+const scopeJson = (s: Otlp.InstrumentationScope): JsonObject => {
   const o: JsonObject = {}
   put(o, "name", s.name)
   put(o, "version", s.version)
@@ -227,14 +210,14 @@ const scopeJson = (s: InstrumentationScope): JsonObject => {
   return o
 }
 
-const resourceJson = (r: Resource): JsonObject => {
+const resourceJson = (r: Otlp.Resource): JsonObject => {
   const o: JsonObject = {}
   putAttributes(o, "attributes", r.attributes)
   put(o, "droppedAttributesCount", r.droppedAttributesCount)
   return o
 }
 
-const scopeMetricsJson = (sm: ScopeMetrics): JsonObject => {
+const scopeMetricsJson = (sm: Otlp.ScopeMetrics): JsonObject => {
   const o: JsonObject = {}
   if (sm.scope !== undefined) o.scope = scopeJson(sm.scope)
   put(o, "metrics", sm.metrics.map(metricJson))
@@ -242,7 +225,7 @@ const scopeMetricsJson = (sm: ScopeMetrics): JsonObject => {
   return o
 }
 
-const resourceMetricsJson = (rm: ResourceMetrics): JsonObject => {
+const resourceMetricsJson = (rm: Otlp.ResourceMetrics): JsonObject => {
   const o: JsonObject = {}
   if (rm.resource !== undefined) o.resource = resourceJson(rm.resource)
   put(o, "scopeMetrics", rm.scopeMetrics.map(scopeMetricsJson))
@@ -250,6 +233,6 @@ const resourceMetricsJson = (rm: ResourceMetrics): JsonObject => {
   return o
 }
 
-/** Encodes an `ExportMetricsServiceRequest` as OTLP/JSON. */
-export const encodeOtlpJson = (req: ExportMetricsServiceRequest): string =>
+/** Encodes an `Otlp.ExportMetricsServiceRequest` as OTLP/JSON. */
+export const encodeOtlpJson = (req: Otlp.ExportMetricsServiceRequest): string =>
   JSON.stringify({ resourceMetrics: req.resourceMetrics.map(resourceMetricsJson) })

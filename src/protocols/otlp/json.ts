@@ -641,31 +641,13 @@ export const decodeOtlpResponseJson = (
 // Encoding
 // ============================================================================================
 
-type Json = string | number | boolean | null | Json[] | { [key: string]: Json }
-type JsonObject = { [key: string]: Json }
-
-const put = (
-  o: JsonObject,
-  key: string,
-  v: string | number | bigint | boolean | ReadonlyArray<unknown>,
-): void => {
-  if (typeof v === "bigint") {
-    if (v !== 0n) o[key] = String(v)
-  } else if (typeof v === "number") {
-    if (v !== 0) o[key] = v
-  } else if (typeof v === "string" || typeof v === "boolean") {
-    if (v) o[key] = v
-  } else if (v.length > 0) {
-    o[key] = v as Json[]
-  }
-}
-
 /** Encodes an `ExportMetricsServiceResponse` as OTLP/JSON (`{}` for full success). */
 export const encodeOtlpResponseJson = (res: ExportMetricsServiceResponse): string => {
   const ps = res.partialSuccess
   if (ps === undefined) return "{}"
-  const o: JsonObject = {}
-  put(o, "rejectedDataPoints", ps.rejectedDataPoints)
-  put(o, "errorMessage", ps.errorMessage)
+  // Fields at their default value are left out, as proto3 JSON does.
+  const o: Record<string, string> = {}
+  if (ps.rejectedDataPoints !== 0n) o.rejectedDataPoints = String(ps.rejectedDataPoints)
+  if (ps.errorMessage !== "") o.errorMessage = ps.errorMessage
   return JSON.stringify({ partialSuccess: o })
 }
