@@ -38,7 +38,7 @@ export class BoundExceeded extends Error {}
  * What one request may still make a decoder build: the protobuf readers of both protocols extend it
  * and count each element and datapoint as they decode it (one decrement and compare each).
  */
-export class BoundedDecoder {
+export class BoundedReader {
   private datapointsLeft: number
   private elementsLeft: number
 

@@ -6,7 +6,7 @@
  * else) and return a typed error, so no caller ever sees a throw.
  */
 import { isUtf8 } from "node:buffer"
-import { BoundedDecoder, type RequestBounds, UNBOUNDED } from "./bounds.js"
+import { BoundedReader, type RequestBounds, UNBOUNDED } from "./bounds.js"
 
 /** Malformed protobuf input; internal to the decoders, which turn it into `OtlpDecodeError`. */
 export class WireError extends Error {
@@ -28,7 +28,7 @@ export const tag = (field: number, wireType: number): number => ((field << 3) | 
 export const MAX_DEPTH = 100
 
 /** Reads protobuf wire data from `buf[pos, end)`; every read is checked against `end`. */
-export class ProtoReader extends BoundedDecoder {
+export class ProtoReader extends BoundedReader {
   readonly buf: Buffer
   readonly view: DataView
   readonly end: number

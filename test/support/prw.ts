@@ -7,7 +7,7 @@
 import { Either } from "effect"
 import { type ArraySeriesBatch, arrayBatch } from "../../src/limits/batch.js"
 import { datapointCount, seriesEntry } from "../../src/protocols/prw/adapter.js"
-import { Decoder, decodeError } from "../../src/protocols/prw/codec.js"
+import { decodeError, WriteRequestReader } from "../../src/protocols/prw/codec.js"
 import type { PrwDecodeError } from "../../src/protocols/prw/errors.js"
 import type { TimeSeries, WriteRequest } from "../../src/protocols/prw/types.js"
 import { type RequestBounds, UNBOUNDED } from "../../src/wire/bounds.js"
@@ -23,7 +23,7 @@ export const decodeWriteRequest = (
   bounds: RequestBounds = UNBOUNDED,
 ): Either.Either<WriteRequest, PrwDecodeError> => {
   try {
-    return Either.right(new Decoder(bytes, bounds).writeRequest())
+    return Either.right(new WriteRequestReader(bytes, bounds).writeRequest())
   } catch (e) {
     return Either.left(decodeError(e))
   }

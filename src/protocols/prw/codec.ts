@@ -28,7 +28,7 @@
  *
  * @module
  */
-import { BoundExceeded, BoundedDecoder, type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
+import { BoundExceeded, BoundedReader, type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
 import { InvalidUtf8, readUtf8, utf8Length, writeUtf8 } from "../../wire/utf8.js"
 import { PrwDecodeError } from "./errors.js"
 import { sharedLabelCache } from "./label-cache.js"
@@ -49,7 +49,7 @@ const FIXED32 = 5
 
 const TWO_POW_32 = 4294967296
 
-/** Strings remembered per label position for reuse by the next series (see `Decoder.string`). */
+/** Strings remembered per label position, reused by the next series (`WriteRequestReader.string`). */
 const INTERNED_SLOTS = 64
 
 /** `list` with `item` appended; a list is only created for the first item (most are never needed). */
@@ -76,7 +76,7 @@ const EMPTY_SERIES: TimeSeries = Object.freeze({
 /** A malformed message; `decodeError` turns it into a `PrwDecodeError`. */
 export class Malformed extends Error {}
 
-/** A well-formed series whose label set is invalid (see `Decoder.checkLabels`). */
+/** A well-formed series whose label set is invalid (see `WriteRequestReader.checkLabels`). */
 export class InvalidLabels extends Malformed {}
 
 const METRIC_NAME = "__name__"
@@ -89,7 +89,7 @@ const quoted = (name: string): string => JSON.stringify(name.length > 64 ? `${na
  * where the operator (or `protoc --decode_raw`) can look. (`scan.ts` extends it: its primitives
  * are shared so that both accept and reject exactly the same input.)
  */
-export class Decoder extends BoundedDecoder {
+export class WriteRequestReader extends BoundedReader {
   pos = 0
   readonly view: DataView
   /**

@@ -2,13 +2,12 @@
  * Remote write without rebuilding the request: the limits engine's view of a `WriteRequest` read
  * straight from its bytes, and the verdict applied by copying bytes.
  *
- * `scanWriteRequest` walks the message once, with the same primitives and the same checks as
- * the full decoder (`Decoder.writeRequest`, which the tests hold it to: it accepts and rejects
- * exactly the same bodies, with the same messages),
- * but builds no strings or objects: for each series it records where its bytes are, counts its
- * datapoints and computes its fingerprint from the label bytes. Names and labels are decoded only
- * when the engine asks for them (a series not yet matched in this config version, a rule with
- * `group_by`).
+ * `scanWriteRequest` walks the message once, with the same primitives and the same checks as the
+ * full decoder (`WriteRequestReader.writeRequest`, which the tests hold it to: it accepts and
+ * rejects exactly the same bodies, with the same messages), but builds no strings or objects: for
+ * each series it records where its bytes are, counts its datapoints and computes its fingerprint
+ * from the label bytes. Names and labels are decoded only when the engine asks for them (a series
+ * not yet matched in this config version, a rule with `group_by`).
  *
  * `applyScannedVerdict` forwards the body as it came when every datapoint passes; otherwise it
  * copies the bytes of each series that passes whole and re-encodes only the series the verdict
@@ -29,7 +28,7 @@ import {
 import { type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
 import { InvalidUtf8, readUtf8 } from "../../wire/utf8.js"
 import { applyVerdict, seriesEntry } from "./adapter.js"
-import { Decoder, decodeError, encodeWriteRequest } from "./codec.js"
+import { decodeError, encodeWriteRequest, WriteRequestReader } from "./codec.js"
 import type { PrwDecodeError } from "./errors.js"
 import { FieldNumber, NO_BYTES } from "./types.js"
 
@@ -63,7 +62,7 @@ const grow = <T extends Int32Array | Uint32Array>(a: T, make: (n: number) => T):
   return b
 }
 
-class Scanner extends Decoder {
+class Scanner extends WriteRequestReader {
   // Label byte ranges of the series being scanned (reused across series).
   private nameStarts = new Int32Array(64)
   private nameEnds = new Int32Array(64)
@@ -307,7 +306,7 @@ class Scanner extends Decoder {
       if (nameLabel < 0 || this.valueStarts[nameLabel] === this.valueEnds[nameLabel]) valid = false
     }
     if (!sorted || !valid) {
-      const d = new Decoder(bytes)
+      const d = new WriteRequestReader(bytes)
       d.pos = payloadStart
       const series = d.timeSeries(payloadEnd)
       this.checkLabels(series.labels, payloadStart)
@@ -362,9 +361,9 @@ export type ScanParts = Omit<ScannedWriteRequest, "bytes" | "nameOf" | "labelsOf
 export const scanned = (bytes: Uint8Array, parts: ScanParts): ScannedWriteRequest => {
   const names: Array<string | undefined> = []
   const labels: Array<ReadonlyArray<string> | undefined> = []
-  let d: Decoder | undefined
+  let d: WriteRequestReader | undefined
   const decode = (i: number) => {
-    d ??= new Decoder(bytes)
+    d ??= new WriteRequestReader(bytes)
     d.pos = parts.payloadStarts[i] as number
     const entry = seriesEntry(d.timeSeries(parts.payloadEnds[i] as number))
     names[i] = entry.name
@@ -449,7 +448,7 @@ export const applyScannedVerdict = (req: ScannedWriteRequest, verdict: BatchVerd
       continue
     }
     flush()
-    const d = new Decoder(bytes)
+    const d = new WriteRequestReader(bytes)
     d.pos = req.payloadStarts[s] as number
     const series = d.timeSeries(req.payloadEnds[s] as number)
     const one = applyVerdict(
