@@ -708,19 +708,29 @@ const decodeMetric = (r: ProtoReader, end: number): Metric => {
   return out
 }
 
-const decodeScopeMetrics = (r: ProtoReader, end: number): ScopeMetrics => {
-  let scope: InstrumentationScope | undefined
-  const metrics: Metric[] = []
+/**
+ * `ResourceMetrics { Resource resource = 1; repeated ScopeMetrics scope_metrics = 2; string
+ * schema_url = 3 }` and `ScopeMetrics { InstrumentationScope scope = 1; repeated Metric metrics = 2;
+ * string schema_url = 3 }`: one shape, a head, a list and a schema URL.
+ */
+const decodeGroup = <H, I>(
+  r: ProtoReader,
+  end: number,
+  decodeHead: (r: ProtoReader, end: number) => H,
+  decodeItem: (r: ProtoReader, end: number) => I,
+) => {
+  let head: H | undefined
+  const items: I[] = []
   let schemaUrl = ""
   let unknown: Uint8Array | undefined
   for (let t = r.next(end); t !== 0; t = r.next(end)) {
     switch (t) {
       case T1_LEN:
-        scope = decodeScope(r, r.len(end))
+        head = decodeHead(r, r.len(end))
         break
       case T2_LEN:
         r.element()
-        metrics.push(decodeMetric(r, r.len(end)))
+        items.push(decodeItem(r, r.len(end)))
         break
       case T3_LEN:
         schemaUrl = r.string(end)
@@ -730,37 +740,22 @@ const decodeScopeMetrics = (r: ProtoReader, end: number): ScopeMetrics => {
     }
   }
   r.done(end)
-  const out: Mutable<ScopeMetrics> = { metrics, schemaUrl }
-  if (scope !== undefined) out.scope = scope
-  if (unknown !== undefined) out.unknownFields = unknown
+  return { head, items, schemaUrl, unknown }
+}
+
+const decodeScopeMetrics = (r: ProtoReader, end: number): ScopeMetrics => {
+  const g = decodeGroup(r, end, decodeScope, decodeMetric)
+  const out: Mutable<ScopeMetrics> = { metrics: g.items, schemaUrl: g.schemaUrl }
+  if (g.head !== undefined) out.scope = g.head
+  if (g.unknown !== undefined) out.unknownFields = g.unknown
   return out
 }
 
 const decodeResourceMetrics = (r: ProtoReader, end: number): ResourceMetrics => {
-  let resource: Resource | undefined
-  const scopeMetrics: ScopeMetrics[] = []
-  let schemaUrl = ""
-  let unknown: Uint8Array | undefined
-  for (let t = r.next(end); t !== 0; t = r.next(end)) {
-    switch (t) {
-      case T1_LEN:
-        resource = decodeResource(r, r.len(end))
-        break
-      case T2_LEN:
-        r.element()
-        scopeMetrics.push(decodeScopeMetrics(r, r.len(end)))
-        break
-      case T3_LEN:
-        schemaUrl = r.string(end)
-        break
-      default:
-        unknown = r.keep(t, end, unknown)
-    }
-  }
-  r.done(end)
-  const out: Mutable<ResourceMetrics> = { scopeMetrics, schemaUrl }
-  if (resource !== undefined) out.resource = resource
-  if (unknown !== undefined) out.unknownFields = unknown
+  const g = decodeGroup(r, end, decodeResource, decodeScopeMetrics)
+  const out: Mutable<ResourceMetrics> = { scopeMetrics: g.items, schemaUrl: g.schemaUrl }
+  if (g.head !== undefined) out.resource = g.head
+  if (g.unknown !== undefined) out.unknownFields = g.unknown
   return out
 }
 
