@@ -2,18 +2,20 @@
  * OTLP metrics codec throughput: `npx tsx bench/otlp-codec.ts [resources] [metrics] [points] [attributes]`
  * (default: 10 resources × 50 metrics × 20 data points = 10,000 points of 5 attributes each, a
  * quarter of the metrics histograms). Compares the hand-written codec with protobufjs reflection
- * over the same schema (`test/ingest/otlp/otlp-reflection.ts`); also times the JSON codec, gzip,
+ * over the same schema (`test/protocols/otlp/otlp-reflection.ts`); also times the JSON codec, gzip,
  * and the adapter (`toSeriesBatch`, `applyVerdict`). MB/s are of the uncompressed protobuf bytes.
  */
+
 import * as zlib from "node:zlib"
 import { Either } from "effect"
-import { applyVerdict, toSeriesBatch } from "../src/ingest/otlp/adapter.js"
-import { decompressGzip } from "../src/ingest/otlp/gzip.js"
-import { decodeOtlpJson, encodeOtlpJson } from "../src/ingest/otlp/json.js"
-import { decodeOtlpProtobuf, encodeOtlpProtobuf } from "../src/ingest/otlp/protobuf.js"
-import type { ExportMetricsServiceRequest, Metric } from "../src/ingest/otlp/types.js"
 import type { BatchVerdict } from "../src/limits/batch.js"
-import { ExportMetricsServiceRequestType } from "../test/ingest/otlp/otlp-reflection.js"
+import { applyVerdict, toSeriesBatch } from "../src/protocols/otlp/adapter.js"
+import { decompressGzip } from "../src/protocols/otlp/gzip.js"
+import { decodeOtlpJson } from "../src/protocols/otlp/json.js"
+import { decodeOtlpProtobuf, encodeOtlpProtobuf } from "../src/protocols/otlp/protobuf.js"
+import type { ExportMetricsServiceRequest, Metric } from "../src/protocols/otlp/types.js"
+import { ExportMetricsServiceRequestType } from "../test/protocols/otlp/otlp-reflection.js"
+import { encodeOtlpJson } from "../test/support/otlp-json.js"
 
 const [resources = 10, metricsPer = 50, pointsPer = 20, attributeCount = 5] = process.argv
   .slice(2)

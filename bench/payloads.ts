@@ -3,12 +3,13 @@
  * (snappy protobuf) and OTLP/HTTP protobuf requests of 1,000 series with one datapoint each, every
  * body with its own series (so `bodies` bodies carry `bodies × 1,000` distinct series).
  */
-import { encodeOtlpProtobuf } from "../src/ingest/otlp/protobuf.js"
-import type { ExportMetricsServiceRequest, KeyValue } from "../src/ingest/otlp/types.js"
-import { encodeWriteRequest } from "../src/ingest/prw/codec.js"
-import { compressBody } from "../src/ingest/prw/snappy.js"
-import { NO_BYTES, type TimeSeries } from "../src/ingest/prw/types.js"
+
 import { type ArraySeriesBatch, arrayBatch } from "../src/limits/batch.js"
+import { encodeOtlpProtobuf } from "../src/protocols/otlp/protobuf.js"
+import type { ExportMetricsServiceRequest, KeyValue } from "../src/protocols/otlp/types.js"
+import { encodeWriteRequest } from "../src/protocols/prw/codec.js"
+import { compressBody } from "../src/protocols/prw/snappy.js"
+import { NO_BYTES, type TimeSeries } from "../src/protocols/prw/types.js"
 
 export interface Body {
   readonly body: Uint8Array

@@ -2,15 +2,17 @@
  * Remote-write codec throughput: `npx tsx bench/prw-codec.ts [series] [labels] [samples]`
  * (default: 1,000 series of 10 labels and 1 sample, as a Prometheus queue shard sends them).
  * Compares the hand-written codec with protobufjs reflection over the same prompb definition.
- * MB/s are of the uncompressed protobuf bytes; results go in the header of src/ingest/prw/codec.ts.
+ * MB/s are of the uncompressed protobuf bytes; results go in the header of src/protocols/prw/codec.ts.
  */
+
 import { Either } from "effect"
-import { applyVerdict, toSeriesBatch } from "../src/ingest/prw/adapter.js"
-import { decodeWriteRequest, encodeWriteRequest } from "../src/ingest/prw/codec.js"
-import { compressBody, decompressBody } from "../src/ingest/prw/snappy.js"
-import type { TimeSeries, WriteRequest } from "../src/ingest/prw/types.js"
-import { NO_BYTES } from "../src/ingest/prw/types.js"
-import { Prompb } from "../test/ingest/prw/prompb-reflection.js"
+import { applyVerdict } from "../src/protocols/prw/adapter.js"
+import { encodeWriteRequest } from "../src/protocols/prw/codec.js"
+import { compressBody, decompressBody } from "../src/protocols/prw/snappy.js"
+import type { TimeSeries, WriteRequest } from "../src/protocols/prw/types.js"
+import { NO_BYTES } from "../src/protocols/prw/types.js"
+import { Prompb } from "../test/protocols/prw/prompb-reflection.js"
+import { decodeWriteRequest, toSeriesBatch } from "../test/support/prw.js"
 
 const [seriesCount = 1_000, labelCount = 10, sampleCount = 1] = process.argv.slice(2).map(Number)
 

@@ -13,7 +13,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { defaultDecodeThreads } from "../src/ingest/prw/decode.js"
+import { defaultDecodeThreads } from "../src/protocols/prw/decode-pool.js"
 import {
   type AreaResult,
   areaMain,

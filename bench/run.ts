@@ -373,7 +373,7 @@ const boundsSection = (prw: AreaResult | undefined, enforce: AreaResult | undefi
   const files = (prw?.data?.profileFiles ?? []) as Array<{ where: string; share: number }>
   const share = (pred: (w: string) => boolean) =>
     files.filter((f) => pred(f.where)).reduce((n, f) => n + f.share, 0) * 100
-  const codec = share((w) => w.includes("ingest/prw/"))
+  const codec = share((w) => w.includes("protocols/prw/"))
   const limits = share((w) => w.includes("limits/"))
   const native = share((w) => w.startsWith("(native"))
   const rows = (enforce?.data?.rows ?? []) as Array<{
@@ -401,11 +401,11 @@ const boundsSection = (prw: AreaResult | undefined, enforce: AreaResult | undefi
   out.push(
     "**The design (built for remote write).** The limits must stay exact per rule, so one thread, the main one, owns every " +
       "rule's state and runs `enforce()`; everything that needs only the request body moves off it:\n\n" +
-      "1. **Scan, don't decode** (`src/ingest/prw/scan.ts`). One pass over the protobuf checks it exactly as the full decoder " +
+      "1. **Scan, don't decode** (`src/protocols/prw/scan.ts`). One pass over the protobuf checks it exactly as the full decoder " +
       "does (same acceptance, same messages: a property test holds them to it), records where each series' bytes are, counts " +
       "its datapoints and computes its 64-bit fingerprint from the label bytes. Names and labels become strings only for series " +
       "the match cache has not seen in this config version, and for `group_by`.\n" +
-      "2. **Decoding threads** (`src/ingest/prw/decode.ts`, `receivers.decode_threads`, default one per core beyond the first, " +
+      "2. **Decoding threads** (`src/protocols/prw/decode-pool.ts`, `receivers.decode_threads`, default one per core beyond the first, " +
       "at most 4). The main thread hands each body to the least busy thread, which decompresses and scans it and sends back the " +
       "decompressed body and the scan's arrays; the main thread enforces, then buffers. A thread that dies answers its bodies 503 " +
       "and is started again.\n" +
@@ -433,7 +433,7 @@ const boundsSection = (prw: AreaResult | undefined, enforce: AreaResult | undefi
     `**What bounds it now.** The profiled main thread was idle ${(idle * 100).toFixed(1)}% of the time` +
       (Number.isFinite(workerIdle) ? ` and the decoding thread ${(workerIdle * 100).toFixed(1)}%` : "") +
       `; its top functions by self time: ${topFunctions}. The main thread's share of the remote-write code ` +
-      `(\`dist/ingest/prw/\`: scan glue, concatenation, snappy compression) is ${codec.toFixed(0)}%, the limits engine ` +
+      `(\`dist/protocols/prw/\`: scan glue, concatenation, snappy compression) is ${codec.toFixed(0)}%, the limits engine ` +
       `${limits.toFixed(0)}%, native/V8 (GC, snappy, sockets) ${native.toFixed(0)}%. Two cores are shared by the main thread, the ` +
       "decoding thread, V8's helper threads, wrk and the sink, so neither thread has a core to itself; per core, vmagent still " +
       "does several times more (§2).\n\n" +

@@ -9,9 +9,9 @@
  */
 import * as http from "node:http"
 import { Either } from "effect"
-import { datapointCount } from "../src/ingest/prw/adapter.js"
-import { decodeWriteRequest } from "../src/ingest/prw/codec.js"
-import { decompressBody } from "../src/ingest/prw/snappy.js"
+import { datapointCount } from "../src/protocols/prw/adapter.js"
+import { decompressBody } from "../src/protocols/prw/snappy.js"
+import { decodeWriteRequest } from "../test/support/prw.js"
 
 const port = Number(process.argv[2])
 const decode = process.argv[3] === "prw"

@@ -17,9 +17,9 @@
  */
 import { writeFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
-import { encodeWriteRequest } from "../../src/ingest/prw/codec.js"
-import { compressBody } from "../../src/ingest/prw/snappy.js"
-import type { TimeSeries, WriteRequest } from "../../src/ingest/prw/types.js"
+import { encodeWriteRequest } from "../../src/protocols/prw/codec.js"
+import { compressBody } from "../../src/protocols/prw/snappy.js"
+import type { TimeSeries, WriteRequest } from "../../src/protocols/prw/types.js"
 
 const FIXED_MS = Date.UTC(2026, 0, 1) // 2026-01-01T00:00:00Z
 

@@ -1,18 +1,9 @@
 import { Clock, Data, Deferred, Duration, Effect, Fiber, Ref } from "effect"
+import type { ProtocolName, WireEncoder } from "../protocols/protocol.js"
 import { logError, logInfo, logWarn } from "../telemetry/log.js"
 import type { Instruments } from "../telemetry/metrics.js"
 import type { Buffered, ExportBuffer } from "./buffer.js"
 import { TokenFile } from "./token-file.js"
-
-export type ProtocolName = "otlp" | "prw"
-
-/** How one protocol's buffered payloads become one HTTP request. */
-export interface WireEncoder<P> {
-  readonly encode: (payloads: ReadonlyArray<P>) => {
-    readonly body: Uint8Array
-    readonly headers: Readonly<Record<string, string>>
-  }
-}
 
 export interface ExporterSettings<P> {
   readonly protocol: ProtocolName

@@ -3,7 +3,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { experimental, logVerbosity } from "@grpc/grpc-js"
 import { Effect } from "effect"
 import { afterAll, beforeAll, vi } from "vitest"
-import { routeGrpcLogs } from "../../src/ingest/grpc-receiver.js"
+import { routeGrpcLogs } from "../../src/protocols/otlp/grpc-receiver.js"
 import * as Log from "../../src/telemetry/log.js"
 import { freePort, runCli } from "../support/governor.js"
 

@@ -3,6 +3,7 @@
  * controls: retries (5xx, 429 with Retry-After, connection refused), no retry on 4xx, backpressure
  * on a full buffer with nothing lost, headers and a rotating bearer token, and the flush on SIGTERM.
  */
+
 import * as fs from "node:fs"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
@@ -10,15 +11,10 @@ import * as path from "node:path"
 import * as grpc from "@grpc/grpc-js"
 import { Either } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
-import { encodeOtlpProtobuf } from "../../src/ingest/otlp/protobuf.js"
-import {
-  decodeRpcStatus,
-  GrpcCode,
-  retryDelayMs,
-  STATUS_DETAILS_TRAILER,
-} from "../../src/ingest/otlp/status.js"
-import type { ExportMetricsServiceRequest } from "../../src/ingest/otlp/types.js"
-import type { WriteRequest } from "../../src/ingest/prw/types.js"
+import { encodeOtlpProtobuf } from "../../src/protocols/otlp/protobuf.js"
+import { GrpcCode, retryDelayMs, STATUS_DETAILS_TRAILER } from "../../src/protocols/otlp/status.js"
+import type { ExportMetricsServiceRequest } from "../../src/protocols/otlp/types.js"
+import type { WriteRequest } from "../../src/protocols/prw/types.js"
 import {
   flattenOtlp,
   type HttpAnswer,
@@ -35,6 +31,7 @@ import {
 } from "../support/data-path.js"
 import { freePort, type Governor, sleep, tempDir, waitFor } from "../support/governor.js"
 import { RawMetricsClient } from "../support/grpc.js"
+import { decodeRpcStatus } from "../support/rpc-status.js"
 import { type Respond, Sink } from "../support/sink.js"
 
 const cleanup: Array<() => unknown> = []

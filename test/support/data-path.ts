@@ -3,16 +3,21 @@
  * encoded with our own codecs), plain HTTP senders, and a /metrics reader that matches labels in
  * any order.
  */
+
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as path from "node:path"
-import { encodeOtlpJson } from "../../src/ingest/otlp/json.js"
-import { encodeOtlpProtobuf } from "../../src/ingest/otlp/protobuf.js"
-import type { ExportMetricsServiceRequest, KeyValue, NumberDataPoint } from "../../src/ingest/otlp/types.js"
-import { encodeWriteRequest } from "../../src/ingest/prw/codec.js"
-import { compressBody } from "../../src/ingest/prw/snappy.js"
-import { NO_BYTES, type TimeSeries, type WriteRequest } from "../../src/ingest/prw/types.js"
+import { encodeOtlpProtobuf } from "../../src/protocols/otlp/protobuf.js"
+import type {
+  ExportMetricsServiceRequest,
+  KeyValue,
+  NumberDataPoint,
+} from "../../src/protocols/otlp/types.js"
+import { encodeWriteRequest } from "../../src/protocols/prw/codec.js"
+import { compressBody } from "../../src/protocols/prw/snappy.js"
+import { NO_BYTES, type TimeSeries, type WriteRequest } from "../../src/protocols/prw/types.js"
 import { freePort, type Governor, startGovernor } from "./governor.js"
+import { encodeOtlpJson } from "./otlp-json.js"
 
 export const writeFile = (dir: string, name: string, text: string): string => {
   const file = path.join(dir, name)

@@ -1,5 +1,9 @@
 import * as grpc from "@grpc/grpc-js"
-import { METRICS_EXPORT_PATH } from "../../src/ingest/otlp/grpc.js"
+import {
+  METRICS_EXPORT_PATH,
+  type MetricsExportMethod,
+  metricsServiceDefinition,
+} from "../../src/protocols/otlp/grpc.js"
 
 /**
  * A `MetricsService/Export` client that sends the bytes it is given and returns the bytes it gets:
@@ -19,3 +23,6 @@ export const RawMetricsClient = grpc.makeGenericClientConstructor(
   },
   "MetricsService",
 )
+
+/** The service definition for clients (the hand-written codec as their (de)serializer). */
+export const MetricsServiceDefinition: { readonly export: MetricsExportMethod } = metricsServiceDefinition()

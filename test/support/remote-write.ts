@@ -1,9 +1,10 @@
 import { createServer, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
 import { Either } from "effect"
-import { decodeWriteRequest, encodeWriteRequest } from "../../src/ingest/prw/codec.js"
-import { compressBody, decompressBody } from "../../src/ingest/prw/snappy.js"
-import type { TimeSeries, WriteRequest } from "../../src/ingest/prw/types.js"
+import { encodeWriteRequest } from "../../src/protocols/prw/codec.js"
+import { compressBody, decompressBody } from "../../src/protocols/prw/snappy.js"
+import type { TimeSeries, WriteRequest } from "../../src/protocols/prw/types.js"
+import { decodeWriteRequest } from "./prw.js"
 
 /** A series as tests write it: labels (with `__name__`) and samples. */
 export interface TestSeries {

@@ -3,16 +3,17 @@
  * OTLP/HTTP protobuf or remote-write body with our own codecs and records it, and whose answers a
  * test controls request by request (a status, a `Retry-After`, or no answer at all).
  */
+
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { Either } from "effect"
-import { countDataPoints } from "../../src/ingest/otlp/adapter.js"
-import { decodeOtlpProtobuf, encodeOtlpResponseProtobuf } from "../../src/ingest/otlp/protobuf.js"
-import type { ExportMetricsServiceRequest } from "../../src/ingest/otlp/types.js"
-import { datapointCount } from "../../src/ingest/prw/adapter.js"
-import { decodeWriteRequest } from "../../src/ingest/prw/codec.js"
-import { decompressBody } from "../../src/ingest/prw/snappy.js"
-import type { WriteRequest } from "../../src/ingest/prw/types.js"
+import { countDataPoints } from "../../src/protocols/otlp/adapter.js"
+import { decodeOtlpProtobuf, encodeOtlpResponseProtobuf } from "../../src/protocols/otlp/protobuf.js"
+import type { ExportMetricsServiceRequest } from "../../src/protocols/otlp/types.js"
+import { datapointCount } from "../../src/protocols/prw/adapter.js"
+import { decompressBody } from "../../src/protocols/prw/snappy.js"
+import type { WriteRequest } from "../../src/protocols/prw/types.js"
+import { decodeWriteRequest } from "./prw.js"
 
 export type SinkProtocol = "otlp" | "prw"
 

@@ -1,0 +1,305 @@
+/**
+ * The program, wired in one place: `metrics-governor run` checks its flags, then builds the layers
+ * (telemetry, the reload event log, the config decoder, the reloader, the data path, the control
+ * server) and runs the reload triggers until SIGTERM/SIGINT.
+ *
+ * The data path (`dataPathLayer`): for each protocol that listens, an export buffer and its exporter,
+ * then the receivers (`protocols/otlp`, `protocols/prw`) feeding `pipeline/ingest` (enforce, then
+ * buffer), and the aggregated violation log.
+ *
+ * @module
+ */
+
+import { NodeContext } from "@effect/platform-node"
+import { Effect, Either, Layer } from "effect"
+import { type RunFlags, UsageError } from "../cli/flags.js"
+import * as Decoder from "../config/decoder.js"
+import { MAIN_DEFAULTS } from "../config/main-schema.js"
+import * as EventLog from "../events/log.js"
+import { ExportBuffer } from "../export/buffer.js"
+import { type ExporterSettings, runExporter } from "../export/exporter.js"
+import { serveReceiver } from "../pipeline/http-receiver.js"
+import { makeIngest } from "../pipeline/ingest.js"
+import { ViolationLog } from "../pipeline/violations.js"
+import { routeGrpcLogs, serveGrpc } from "../protocols/otlp/grpc-receiver.js"
+import { otlpHttpRoute } from "../protocols/otlp/http.js"
+import { otlpAdapter, otlpEncoder } from "../protocols/otlp/protocol.js"
+import type { ExportMetricsServiceRequest } from "../protocols/otlp/types.js"
+import { defaultDecodeThreads, inlineDecoder, workerDecoder } from "../protocols/prw/decode-pool.js"
+import { prwRoute } from "../protocols/prw/http.js"
+import { prwAdapter, prwEncoder } from "../protocols/prw/protocol.js"
+import * as Reload from "../reload/reloader.js"
+import { Reloader } from "../reload/reloader.js"
+import { runTriggers } from "../reload/triggers.js"
+import {
+  type AddressError,
+  formatAddress,
+  type ListenAddress,
+  parseListenAddress,
+} from "../server/address.js"
+import * as Control from "../server/control.js"
+import { makeShutdownClock, Shutdown } from "../server/shutdown.js"
+import { callbackLogger, logError, logInfo } from "../telemetry/log.js"
+import { Telemetry } from "../telemetry/metrics.js"
+import type { RequestBounds } from "../wire/bounds.js"
+
+export interface DataPathFlags {
+  readonly httpListen: string
+  readonly grpcListen: string
+  readonly prwListen: string
+  readonly exporterEndpoint: string | undefined
+  readonly prwExporterEndpoint: string | undefined
+}
+
+const VIOLATION_LOG_INTERVAL_MS = 10_000
+
+const listen = (flag: string, value: string): Effect.Effect<ListenAddress | undefined, AddressError> => {
+  if (value === "") return Effect.succeed(undefined)
+  const parsed = parseListenAddress(flag, value)
+  return Either.isLeft(parsed) ? Effect.fail(parsed.left) : Effect.succeed(parsed.right)
+}
+
+/**
+ * The data path for the life of the scope: export buffers and exporters (from `config.yaml`, read at
+ * start), the receivers, and the aggregated violation log; it provides the shutdown clock. On close
+ * every server stops accepting at once, requests in progress get the grace (a part of
+ * `shutdown_timeout`) before their connections are cut, then the exporters flush what is buffered
+ * with what is left of `shutdown_timeout`, counting and logging what they could not send.
+ */
+export const dataPathLayer = (flags: DataPathFlags) =>
+  Layer.scoped(
+    Shutdown,
+    Effect.gen(function* () {
+      const reloader = yield* Reloader
+      const telemetry = yield* Telemetry
+      const startup = reloader.current()
+      const main = startup.main
+      const maxRequestBytes = main.receivers?.max_request_bytes ?? MAIN_DEFAULTS.maxRequestBytes
+      const maxDecompressedBytes =
+        main.receivers?.max_decompressed_bytes ?? MAIN_DEFAULTS.maxDecompressedBytes
+      const bounds: RequestBounds = {
+        maxDatapoints: main.receivers?.max_datapoints_per_request ?? MAIN_DEFAULTS.maxDatapointsPerRequest,
+        maxElements: main.receivers?.max_elements_per_request ?? MAIN_DEFAULTS.maxElementsPerRequest,
+      }
+      const buffer = main.buffer ?? {}
+      const current = reloader.current
+      const shutdown = makeShutdownClock(main.shutdown_timeout ?? MAIN_DEFAULTS.shutdownTimeoutMs)
+      const violations = new ViolationLog()
+      yield* Effect.forkScoped(violations.run(VIOLATION_LOG_INTERVAL_MS))
+
+      const exporterSettings = <P>(
+        protocol: "otlp" | "prw",
+        endpoint: string | undefined,
+        encoder: ExporterSettings<P>["encoder"],
+      ): ExporterSettings<P> => {
+        const spec = main.exporters?.[protocol] ?? {}
+        return {
+          protocol,
+          endpoint,
+          headers: spec.headers ?? {},
+          bearerTokenFile: spec.bearer_token_file,
+          timeoutMs: spec.timeout ?? MAIN_DEFAULTS.exporterTimeoutMs,
+          batchSize: buffer.batch_size ?? MAIN_DEFAULTS.batchSize,
+          flushIntervalMs: buffer.flush_interval ?? MAIN_DEFAULTS.flushIntervalMs,
+          // Read by the exporter when its flush begins, after the receivers closed: what is left of
+          // shutdown_timeout since shutdown began, not a fresh shutdown_timeout of its own.
+          get shutdownTimeoutMs() {
+            return shutdown.remainingMs()
+          },
+          encoder,
+        }
+      }
+      const newBuffer = <P>() =>
+        new ExportBuffer<P>(
+          buffer.size ?? MAIN_DEFAULTS.bufferSize,
+          buffer.max_bytes ?? MAIN_DEFAULTS.bufferMaxBytes,
+        )
+      // Called from the receivers' Node callbacks: logged with this fiber's logger and level.
+      const log = yield* callbackLogger
+      routeGrpcLogs(log)
+      const onError = (e: unknown) =>
+        log(
+          logError("receiver failed on a request", {
+            error: e instanceof Error ? (e.stack ?? e.message) : String(e),
+          }),
+        )
+
+      const httpAddress = yield* listen("http-listen", flags.httpListen)
+      const grpcAddress = yield* listen("grpc-listen", flags.grpcListen)
+      const prwAddress = yield* listen("prw-listen", flags.prwListen)
+      // OTLP: one buffer and exporter for OTLP/HTTP and OTLP/gRPC.
+      const otlpBuffer =
+        httpAddress !== undefined || grpcAddress !== undefined
+          ? newBuffer<ExportMetricsServiceRequest>()
+          : undefined
+      const prwBuffer = prwAddress !== undefined ? newBuffer<Uint8Array>() : undefined
+      // The exporters start before every receiver, so their flush runs after every receiver stopped
+      // accepting; their finalizers run in parallel, so shutdown takes one shutdown_timeout, not one
+      // per protocol.
+      yield* Effect.parallelFinalizers(
+        Effect.all([
+          otlpBuffer === undefined
+            ? Effect.void
+            : runExporter(
+                exporterSettings("otlp", flags.exporterEndpoint, otlpEncoder),
+                otlpBuffer,
+                telemetry,
+              ),
+          prwBuffer === undefined
+            ? Effect.void
+            : runExporter(
+                exporterSettings("prw", flags.prwExporterEndpoint, prwEncoder),
+                prwBuffer,
+                telemetry,
+              ),
+        ]),
+      )
+
+      if (otlpBuffer !== undefined) {
+        const ingest = makeIngest(otlpAdapter, otlpBuffer, telemetry, current, violations)
+        if (httpAddress !== undefined) {
+          yield* serveReceiver(
+            "OTLP/HTTP receiver",
+            httpAddress,
+            [otlpHttpRoute({ maxRequestBytes, maxDecompressedBytes, bounds, ingest })],
+            telemetry,
+            onError,
+            shutdown,
+          )
+          yield* logInfo("OTLP/HTTP receiver listening", {
+            address: flags.httpListen,
+            exporter_endpoint: flags.exporterEndpoint ?? null,
+          })
+        }
+        if (grpcAddress !== undefined) {
+          yield* serveGrpc(grpcAddress, maxDecompressedBytes, bounds, ingest, telemetry, shutdown)
+          yield* logInfo("OTLP/gRPC receiver listening", {
+            address: flags.grpcListen,
+            exporter_endpoint: flags.exporterEndpoint ?? null,
+          })
+        }
+      }
+
+      // Remote write.
+      if (prwAddress !== undefined && prwBuffer !== undefined) {
+        const ingest = makeIngest(prwAdapter, prwBuffer, telemetry, current, violations)
+        const threads = main.receivers?.decode_threads ?? defaultDecodeThreads()
+        // Acquired before the receiver, so released after it stopped accepting.
+        const decoder = yield* Effect.acquireRelease(
+          Effect.sync(() => (threads > 0 ? workerDecoder(threads) : inlineDecoder)),
+          (d) => Effect.promise(() => d.close()),
+        )
+        yield* serveReceiver(
+          "remote-write receiver",
+          prwAddress,
+          [prwRoute({ maxRequestBytes, maxDecompressedBytes, bounds, ingest, decoder })],
+          telemetry,
+          onError,
+          shutdown,
+        )
+        yield* logInfo("remote-write receiver listening", {
+          address: flags.prwListen,
+          exporter_endpoint: flags.prwExporterEndpoint ?? null,
+          decode_threads: threads,
+        })
+      }
+      return shutdown
+    }),
+  )
+
+const isHttpUrl = (value: string): boolean => {
+  try {
+    const url = new URL(value)
+    return (url.protocol === "http:" || url.protocol === "https:") && url.host !== ""
+  } catch {
+    return false
+  }
+}
+
+/**
+ * `metrics-governor run`: startup load (a bad config ends the process with exit 1), then the control
+ * server and every reload trigger, until SIGTERM/SIGINT interrupts it. Closing the scope stops the
+ * triggers, lets a running reload finish, appends `Stopped` and closes the servers in order.
+ */
+export const run = (flags: RunFlags) =>
+  Effect.gen(function* () {
+    const stats = parseListenAddress("stats-addr", flags.statsAddr)
+    if (Either.isLeft(stats)) return yield* Effect.fail(new UsageError({ reason: stats.left.message }))
+    for (const [flag, value] of [
+      ["http-listen", flags.httpListen],
+      ["grpc-listen", flags.grpcListen],
+      ["prw-listen", flags.prwListen],
+    ] as const) {
+      const parsed = value === "" ? undefined : parseListenAddress(flag, value)
+      if (parsed !== undefined && Either.isLeft(parsed)) {
+        return yield* Effect.fail(new UsageError({ reason: parsed.left.message }))
+      }
+    }
+    for (const [flag, value] of [
+      ["exporter-endpoint", flags.exporterEndpoint],
+      ["prw-exporter-endpoint", flags.prwExporterEndpoint],
+    ] as const) {
+      if (value !== undefined && !isHttpUrl(value)) {
+        return yield* Effect.fail(
+          new UsageError({
+            reason: `invalid URL "${value}" for flag -${flag} (expected http:// or https://)`,
+          }),
+        )
+      }
+    }
+
+    const reloadSettings: Reload.ReloadSettings = {
+      paths: { config: flags.config, limits: flags.limitsConfig },
+      dryRunFlag: flags.limitsDryRun,
+      debounceMs: flags.reloadDebounceMs,
+      maxBytes: flags.configMaxBytes,
+    }
+    const app = Control.layer({
+      address: stats.right,
+      reloadHttp: flags.reloadHttp,
+      reloadAuthTokenFile: flags.reloadAuthTokenFile,
+    }).pipe(
+      Layer.provideMerge(
+        dataPathLayer({
+          httpListen: flags.httpListen,
+          grpcListen: flags.grpcListen,
+          prwListen: flags.prwListen,
+          exporterEndpoint: flags.exporterEndpoint,
+          prwExporterEndpoint: flags.prwExporterEndpoint,
+        }),
+      ),
+      Layer.provideMerge(Reload.layer(reloadSettings)),
+      Layer.provideMerge(Decoder.worker({ maxBytes: flags.configMaxBytes })),
+      Layer.provideMerge(EventLog.layer(flags.reloadEventLog)),
+      Layer.provideMerge(Telemetry.live),
+      Layer.provideMerge(NodeContext.layer),
+    )
+
+    return yield* Effect.gen(function* () {
+      const reloader = yield* Reloader
+      yield* Effect.forkScoped(
+        runTriggers(reloader, {
+          watch: flags.reloadWatch,
+          pollIntervalMs: flags.reloadPollIntervalMs,
+          triggerFile: flags.reloadTriggerFile,
+          debounceMs: flags.reloadDebounceMs,
+        }),
+      )
+      yield* logInfo("metrics-governor started", {
+        pid: process.pid,
+        stats_addr: formatAddress(stats.right.host, stats.right.port),
+        limits_config: flags.limitsConfig ?? null,
+        config: flags.config ?? null,
+        reload_http: flags.reloadHttp,
+        reload_watch: flags.reloadWatch,
+        reload_poll_interval_ms: flags.reloadPollIntervalMs,
+        reload_event_log: flags.reloadEventLog ?? null,
+      })
+      // The shutdown budget starts here: every server stops accepting before anything else closes.
+      const shutdown = yield* Shutdown
+      yield* Effect.addFinalizer(() =>
+        Effect.zipRight(logInfo("metrics-governor stopping"), Effect.sync(shutdown.begin)),
+      )
+      return yield* Effect.never
+    }).pipe(Effect.scoped, Effect.provide(app))
+  })

@@ -1,9 +1,0 @@
-/**
- * A remote-write decoding thread (see `decode.ts`): decompresses and scans each body it is sent.
- *
- * @module
- */
-import { serveJobs } from "../../threads/pool.js"
-import { runJob } from "./decode.js"
-
-serveJobs(runJob)

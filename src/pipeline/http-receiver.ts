@@ -1,0 +1,145 @@
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
+import { Data, Effect } from "effect"
+import type { ProtocolName } from "../protocols/protocol.js"
+import type { ListenAddress } from "../server/address.js"
+import { drainHttpServer, type ShutdownClock } from "../server/shutdown.js"
+import type { Instruments } from "../telemetry/metrics.js"
+import { readBody } from "../wire/body.js"
+
+/** A receiver's listen address could not be bound (in use, permission). The process exits 1. */
+export class ListenError extends Data.TaggedError("ListenError")<{
+  readonly what: string
+  readonly address: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `${this.what}: cannot listen on ${this.address}: ${this.reason}`
+  }
+}
+
+/** What a route answers. */
+export interface Reply {
+  readonly status: number
+  readonly body?: Uint8Array | string
+  readonly headers?: Readonly<Record<string, string>>
+}
+
+export interface Route {
+  readonly method: "POST"
+  readonly path: string
+  readonly protocol: ProtocolName
+  /** Largest body accepted as sent; bigger is answered 413 without being read. */
+  readonly maxRequestBytes: number
+  /** The reply, or a promise of it (a body decoded in another thread). */
+  readonly handle: (req: IncomingMessage, body: Uint8Array) => Reply | Promise<Reply>
+}
+
+const send = (res: ServerResponse, reply: Reply) => {
+  res.statusCode = reply.status
+  for (const [k, v] of Object.entries(reply.headers ?? {})) res.setHeader(k, v)
+  if (reply.body === undefined) res.end()
+  else {
+    if (typeof reply.body === "string" && !res.hasHeader("content-type")) {
+      res.setHeader("content-type", "text/plain; charset=utf-8")
+    }
+    res.end(reply.body)
+  }
+}
+
+/** Text replies for errors: short, one line, for an operator reading a client's log. */
+export const textReply = (status: number, message: string, headers: Record<string, string> = {}): Reply => ({
+  status,
+  body: `${message}\n`,
+  headers,
+})
+
+/**
+ * A plain `node:http` receiver (the data path stays out of per-request Effect overhead): one route
+ * table, bodies read with a size bound, every answer counted by protocol and status code. A handler
+ * that throws is answered 500 and logged; the server keeps serving. On close it stops accepting when
+ * shutdown begins and gives requests in progress the shutdown grace, then cuts the connections still
+ * open (see `drainHttpServer`): a slow client cannot hold shutdown open.
+ */
+export const serveReceiver = (
+  what: string,
+  address: ListenAddress,
+  routes: ReadonlyArray<Route>,
+  telemetry: Instruments,
+  onError: (e: unknown) => void,
+  shutdown: ShutdownClock,
+) =>
+  Effect.acquireRelease(
+    Effect.async<Effect.Effect<void>, ListenError>((resume) => {
+      const protocol = routes[0]?.protocol
+      const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+        const url = req.url ?? "/"
+        const path = url.indexOf("?") === -1 ? url : url.slice(0, url.indexOf("?"))
+        const route = routes.find((r) => r.path === path)
+        if (route === undefined) {
+          // Counted under the receiver's protocol: a sender pointed at the wrong path shows up.
+          if (protocol !== undefined) telemetry.receiverRequests.inc({ protocol, code: "404" })
+          send(res, textReply(404, `not found: ${path}`))
+          return
+        }
+        const count = (status: number) =>
+          telemetry.receiverRequests.inc({ protocol: route.protocol, code: String(status) })
+        if (req.method !== route.method) {
+          count(405)
+          send(
+            res,
+            textReply(405, `method ${req.method} not allowed; use ${route.method}`, { allow: route.method }),
+          )
+          return
+        }
+        const answer = (reply: Reply) => {
+          count(reply.status)
+          if (!res.destroyed) send(res, reply)
+        }
+        const failed = (e: unknown) => {
+          onError(e)
+          answer(textReply(500, "internal error"))
+        }
+        readBody(req, route.maxRequestBytes).then(
+          (body) => {
+            if (body._tag === "TooLarge")
+              return answer(textReply(413, `request body exceeds ${body.limit} bytes`))
+            if (body._tag === "Aborted") return answer(textReply(400, `request body: ${body.reason}`))
+            let reply: Reply | Promise<Reply>
+            try {
+              reply = route.handle(req, body.bytes)
+            } catch (e) {
+              return failed(e)
+            }
+            if (reply instanceof Promise) reply.then(answer, failed)
+            else answer(reply)
+          },
+          (e) => {
+            onError(e)
+            count(500)
+            send(res, textReply(500, "internal error"))
+          },
+        )
+      })
+      const fail = (e: Error) =>
+        resume(
+          Effect.fail(
+            new ListenError({
+              what,
+              address: `${address.host ?? ""}:${address.port}`,
+              reason: e.message,
+            }),
+          ),
+        )
+      // Tracks the connections from the start; the effect it returns is the bounded close.
+      const drain = drainHttpServer(what, server, shutdown)
+      server.once("error", fail)
+      server.listen(
+        { port: address.port, ...(address.host === undefined ? {} : { host: address.host }) },
+        () => {
+          server.off("error", fail)
+          resume(Effect.succeed(drain))
+        },
+      )
+    }),
+    (drain) => drain,
+  ).pipe(Effect.asVoid)

@@ -1,0 +1,69 @@
+import type { ExportBuffer } from "../export/buffer.js"
+import type { RuleCounts } from "../limits/batch.js"
+import { enforce } from "../limits/enforce.js"
+import type { ProtocolAdapter } from "../protocols/protocol.js"
+import type { ConfigVersion } from "../reload/version.js"
+import type { Instruments } from "../telemetry/metrics.js"
+import type { ViolationLog } from "./violations.js"
+
+export type IngestOutcome =
+  | {
+      readonly _tag: "Accepted"
+      readonly received: number
+      readonly forwarded: number
+      /** Datapoints dropped by the limits (the OTLP partial-success count). */
+      readonly dropped: number
+    }
+  | { readonly _tag: "Overloaded"; readonly retryAfterMs: number }
+
+const RETRY_AFTER_MS = 1_000
+
+const countRules = (telemetry: Instruments, counts: ReadonlyArray<RuleCounts>) => {
+  for (const c of counts) {
+    const labels = { rule: c.rule, action: c.action }
+    if (c.passed > 0) telemetry.limitPassed.inc(labels, c.passed)
+    if (c.dropped > 0) telemetry.limitDropped.inc(labels, c.dropped)
+    if (c.wouldDrop > 0) telemetry.limitWouldDrop.inc(labels, c.wouldDrop)
+    if (c.cardinalityExceeded > 0) telemetry.limitCardinalityExceeded.inc(labels, c.cardinalityExceeded)
+    if (c.datapointsExceeded > 0) telemetry.limitDatapointsExceeded.inc(labels, c.datapointsExceeded)
+  }
+}
+
+/**
+ * The data path of one request, synchronous from decision to buffer: check that the buffer can take
+ * it (else push back, before anything is counted, so the sender's retry is not counted twice), read
+ * the active config version once, enforce the limits on the whole batch, rebuild the request from the
+ * verdict and buffer it for the exporter.
+ */
+export const makeIngest =
+  <Req, Out>(
+    adapter: ProtocolAdapter<Req, Out>,
+    buffer: ExportBuffer<Out>,
+    telemetry: Instruments,
+    currentVersion: () => ConfigVersion,
+    violations: ViolationLog,
+    now: () => number = Date.now,
+  ) =>
+  (req: Req, bytes: number): IngestOutcome => {
+    const batch = adapter.toSeriesBatch(req)
+    let total = 0
+    for (let i = 0; i < batch.length; i++) total += batch.datapoints[i] as number
+    if (!buffer.canTake(total, bytes)) return { _tag: "Overloaded", retryAfterMs: RETRY_AFTER_MS }
+    const at = now()
+    const { verdict, counts } = enforce(currentVersion(), at, batch)
+    const { request, datapoints } = adapter.applyVerdict(req, verdict)
+    telemetry.datapointsReceived.inc({ protocol: adapter.protocol }, total)
+    countRules(telemetry, counts)
+    violations.add(counts)
+    if (datapoints > 0) {
+      buffer.push({
+        payload: request,
+        datapoints,
+        bytes: total === 0 ? bytes : Math.ceil((bytes * datapoints) / total),
+        at,
+      })
+    }
+    let dropped = 0
+    for (const c of counts) dropped += c.dropped
+    return { _tag: "Accepted", received: total, forwarded: datapoints, dropped }
+  }

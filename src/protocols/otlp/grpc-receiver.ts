@@ -1,0 +1,96 @@
+import { format } from "node:util"
+import { setLogger } from "@grpc/grpc-js"
+import { Effect } from "effect"
+import { ListenError } from "../../pipeline/http-receiver.js"
+import type { IngestOutcome } from "../../pipeline/ingest.js"
+import type { ListenAddress } from "../../server/address.js"
+import type { ShutdownClock } from "../../server/shutdown.js"
+import { logDebug, logError, logInfo } from "../../telemetry/log.js"
+import type { Instruments } from "../../telemetry/metrics.js"
+import type { RequestBounds } from "../../wire/bounds.js"
+import { countDataPoints } from "./adapter.js"
+import { startGrpcServer } from "./grpc.js"
+import type { ExportMetricsServiceRequest } from "./types.js"
+
+const ESTIMATED_BYTES_PER_POINT = 128
+
+/**
+ * Routes what grpc-js logs (by default `console.error`, in its own format, on stderr) through `log`,
+ * a `callbackLogger`: one JSON line with `fields.detail`, at the level grpc-js gave it. grpc-js's
+ * logger is process-wide; which of its levels it emits is its own setting (`GRPC_VERBOSITY`, errors
+ * only by default), and `-log-level` filters them like every other line.
+ */
+export const routeGrpcLogs = (log: (line: Effect.Effect<void>) => void): void => {
+  const as =
+    (write: typeof logError) =>
+    (message?: unknown, ...rest: Array<unknown>) =>
+      log(write("grpc-js", { detail: format(message, ...rest) }))
+  setLogger({ error: as(logError), info: as(logInfo), debug: as(logDebug) })
+}
+
+/**
+ * OTLP/gRPC `MetricsService/Export` for the life of the scope. Bad data is INVALID_ARGUMENT (not
+ * retryable); a full export buffer is RESOURCE_EXHAUSTED with a RetryInfo, so clients retry later;
+ * what the limits drop is reported as a partial success. When shutdown begins it stops accepting;
+ * calls in progress have the shutdown grace, then the server is shut down by force.
+ */
+export const serveGrpc = (
+  address: ListenAddress,
+  maxMessageBytes: number,
+  bounds: RequestBounds,
+  ingest: (req: ExportMetricsServiceRequest, bytes: number) => IngestOutcome,
+  telemetry: Instruments,
+  shutdown: ShutdownClock,
+) =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      try: () =>
+        startGrpcServer({
+          host: address.host ?? "",
+          port: address.port,
+          maxReceiveMessageLength: maxMessageBytes,
+          bounds,
+          onDecodeError: (e) =>
+            telemetry.receiverRequests.inc({
+              protocol: "otlp",
+              code: e.kind === "too_many" ? "grpc_too_large" : "grpc_invalid_argument",
+            }),
+          handle: async (req) => {
+            // gRPC hands over the decoded message only: its size is estimated for the buffer bound.
+            const outcome = ingest(req, countDataPoints(req) * ESTIMATED_BYTES_PER_POINT)
+            if (outcome._tag === "Overloaded") {
+              telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_resource_exhausted" })
+              return {
+                ok: false,
+                code: "overloaded",
+                message: "export buffer full, retry later",
+                retryAfterMs: outcome.retryAfterMs,
+              }
+            }
+            telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_ok" })
+            return outcome.dropped > 0
+              ? {
+                  ok: true,
+                  rejectedDataPoints: outcome.dropped,
+                  errorMessage: "dropped by metrics-governor limits",
+                }
+              : { ok: true }
+          },
+        }),
+      catch: (e) =>
+        new ListenError({
+          what: "OTLP/gRPC receiver",
+          address: `${address.host ?? ""}:${address.port}`,
+          reason: e instanceof Error ? e.message : String(e),
+        }),
+    }).pipe(
+      Effect.tap((server) =>
+        Effect.sync(() => shutdown.onBegin(() => void server.shutdown(shutdown.graceLeftMs()))),
+      ),
+    ),
+    (server) =>
+      Effect.promise(() => {
+        shutdown.begin()
+        return server.shutdown(shutdown.graceLeftMs())
+      }),
+  )

@@ -1,0 +1,267 @@
+/**
+ * OTLP/gRPC: the `opentelemetry.proto.collector.metrics.v1.MetricsService/Export` service on
+ * `@grpc/grpc-js`, with the hand-written codec as its (de)serializer, and a server around it.
+ *
+ * Status codes (https://opentelemetry.io/docs/specs/otlp/#otlpgrpc-response):
+ * - success: `OK` with an `ExportMetricsServiceResponse`; `partial_success` set only when data
+ *   points were rejected (or a message is given);
+ * - a request with more datapoints or elements than `bounds` allow: `RESOURCE_EXHAUSTED` without
+ *   `RetryInfo` (gRPC's code for a message too large; not retried), decoding stops there;
+ * - bad data (undecodable request, or the handler says `invalid`): `INVALID_ARGUMENT`, not
+ *   retryable. Decoding happens in `requestDeserialize`, which never throws: a decode error
+ *   travels to the call as a value, so grpc-js never turns it into `INTERNAL`;
+ * - backpressure (`overloaded`): `RESOURCE_EXHAUSTED`, with a `google.rpc.RetryInfo` in the
+ *   `grpc-status-details-bin` trailer when `retryAfterMs` is given. Per the spec a client retries
+ *   `RESOURCE_EXHAUSTED` only when that RetryInfo is present, so give `retryAfterMs` whenever
+ *   the sender should come back;
+ * - a handler that throws or rejects: `INTERNAL`;
+ * - a message over `maxReceiveMessageLength` (compressed, or after gzip inflation): grpc-js
+ *   answers `RESOURCE_EXHAUSTED` before the handler runs.
+ *
+ * gzip-compressed requests (`grpc-encoding: gzip`) are inflated by grpc-js; one that does not
+ * inflate is answered `INVALID_ARGUMENT` and reported to `onDecodeError` (kind `bad_gzip`).
+ */
+import * as grpc from "@grpc/grpc-js"
+import { Either } from "effect"
+import { type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
+import { OtlpDecodeError } from "./errors.js"
+import {
+  decodeOtlpProtobuf,
+  decodeOtlpResponseProtobuf,
+  encodeOtlpProtobuf,
+  encodeOtlpResponseProtobuf,
+} from "./protobuf.js"
+import { encodeRpcStatus, GrpcCode, retryInfoDetail, STATUS_DETAILS_TRAILER } from "./status.js"
+import type { ExportMetricsServiceRequest, ExportMetricsServiceResponse } from "./types.js"
+
+export const METRICS_SERVICE_NAME = "opentelemetry.proto.collector.metrics.v1.MetricsService"
+export const METRICS_EXPORT_PATH = `/${METRICS_SERVICE_NAME}/Export`
+
+/** What the server side of `Export` receives: the decoded request, or why it could not be decoded. */
+export type DecodedExportRequest = Either.Either<ExportMetricsServiceRequest, OtlpDecodeError>
+
+const asBuffer = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength)
+
+/** The `Export` method: clients send an `ExportMetricsServiceRequest`, the server gets a `DecodedExportRequest`. */
+export interface MetricsExportMethod {
+  readonly path: string
+  readonly originalName: string
+  readonly requestStream: false
+  readonly responseStream: false
+  readonly requestSerialize: (req: ExportMetricsServiceRequest) => Buffer
+  readonly requestDeserialize: (bytes: Buffer) => DecodedExportRequest
+  readonly responseSerialize: (res: ExportMetricsServiceResponse) => Buffer
+  readonly responseDeserialize: (bytes: Buffer) => ExportMetricsServiceResponse
+}
+
+/** The grpc-js service definition of `MetricsService`; a server decodes requests within `bounds`. */
+export const metricsServiceDefinition = (
+  bounds: RequestBounds = UNBOUNDED,
+): { readonly export: MetricsExportMethod } => ({
+  export: {
+    path: METRICS_EXPORT_PATH,
+    originalName: "Export",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (req: ExportMetricsServiceRequest): Buffer => asBuffer(encodeOtlpProtobuf(req)),
+    requestDeserialize: (bytes: Buffer): DecodedExportRequest => decodeOtlpProtobuf(bytes, bounds),
+    responseSerialize: (res: ExportMetricsServiceResponse): Buffer =>
+      asBuffer(encodeOtlpResponseProtobuf(res)),
+    // Client side: grpc-js turns a throw here into an INTERNAL status for the caller.
+    responseDeserialize: (bytes: Buffer): ExportMetricsServiceResponse =>
+      Either.getOrThrowWith(decodeOtlpResponseProtobuf(bytes), (e) => new Error(e.message)),
+  },
+})
+
+/** What the handler decided for one request. */
+export type GrpcExportResult =
+  | {
+      readonly ok: true
+      /** Data points not accepted (dropped by limits); > 0 sets `partial_success`. */
+      readonly rejectedDataPoints?: number
+      /** Why they were rejected, for the sender (default: a generic sentence). */
+      readonly errorMessage?: string
+    }
+  | {
+      readonly ok: false
+      /** `invalid`: INVALID_ARGUMENT (not retryable); `overloaded`: RESOURCE_EXHAUSTED. */
+      readonly code: "invalid" | "overloaded"
+      readonly message: string
+      /** With `overloaded`: sent as a `google.rpc.RetryInfo`, which makes the client retry. */
+      readonly retryAfterMs?: number
+    }
+
+export interface GrpcServerOptions {
+  /** Interface to listen on; `""` listens on all interfaces, IPv4 and IPv6 (`[::]`). */
+  readonly host: string
+  /** 0 picks a free port (see the returned `port`). */
+  readonly port: number
+  readonly handle: (req: ExportMetricsServiceRequest) => Promise<GrpcExportResult>
+  /** Largest request accepted, in bytes, both as received and after gzip inflation. */
+  readonly maxReceiveMessageLength: number
+  /** Most datapoints and elements a request may hold; past them: RESOURCE_EXHAUSTED, no RetryInfo. */
+  readonly bounds?: RequestBounds
+  /**
+   * Called for every request that could not be decoded: answered INVALID_ARGUMENT, or
+   * RESOURCE_EXHAUSTED without RetryInfo when it is over `bounds` (kind `too_many`).
+   */
+  readonly onDecodeError?: (error: OtlpDecodeError) => void
+  /** How long `shutdown` lets calls in flight finish before cutting them (default 5000 ms). */
+  readonly shutdownGraceMs?: number
+}
+
+export interface GrpcServer {
+  readonly port: number
+  /**
+   * Stops accepting, lets calls in flight finish for `graceMs` (default `shutdownGraceMs`), then
+   * cuts those still open (`forceShutdown`). Idempotent: later calls wait for the first one.
+   */
+  readonly shutdown: (graceMs?: number) => Promise<void>
+}
+
+const DEFAULT_PARTIAL_MESSAGE = "data points dropped by metrics-governor limits"
+
+const statusTrailer = (code: number, message: string, retryAfterMs: number | undefined): grpc.Metadata => {
+  const md = new grpc.Metadata()
+  const details = retryAfterMs === undefined ? [] : [retryInfoDetail(retryAfterMs)]
+  md.set(STATUS_DETAILS_TRAILER, asBuffer(encodeRpcStatus({ code, message, details })))
+  return md
+}
+
+/** Turns the handler's result into the gRPC answer. */
+const answer = (
+  result: GrpcExportResult,
+  callback: grpc.sendUnaryData<ExportMetricsServiceResponse>,
+): void => {
+  if (result.ok) {
+    const rejected = result.rejectedDataPoints ?? 0
+    if (rejected > 0 || (result.errorMessage !== undefined && result.errorMessage !== "")) {
+      callback(null, {
+        partialSuccess: {
+          rejectedDataPoints: BigInt(Math.max(0, Math.trunc(rejected))),
+          errorMessage: result.errorMessage ?? DEFAULT_PARTIAL_MESSAGE,
+        },
+      })
+    } else {
+      callback(null, {})
+    }
+    return
+  }
+  if (result.code === "invalid") {
+    callback({
+      code: GrpcCode.INVALID_ARGUMENT,
+      details: result.message,
+      metadata: statusTrailer(GrpcCode.INVALID_ARGUMENT, result.message, undefined),
+    })
+    return
+  }
+  callback({
+    code: GrpcCode.RESOURCE_EXHAUSTED,
+    details: result.message,
+    metadata: statusTrailer(GrpcCode.RESOURCE_EXHAUSTED, result.message, result.retryAfterMs),
+  })
+}
+
+/** What grpc-js answers (`INTERNAL`) to a message that does not inflate. */
+const GRPC_JS_INFLATE_FAILED = "Failed to decompress message"
+
+/**
+ * grpc-js inflates gzip messages itself, before the deserializer or the handler, and answers one
+ * that does not inflate with `INTERNAL`, which clients take for a server fault and retry. It is bad
+ * data: this interceptor, given the innermost call, turns that answer into `INVALID_ARGUMENT` and
+ * reports it as an `OtlpDecodeError` of kind `bad_gzip`, like any request that does not decode.
+ * (It wraps the call's `sendStatus`, which grpc-js calls on decompression failure; the test
+ * "answers INVALID_ARGUMENT to a message marked gzip that is not gzip" pins that behaviour.)
+ */
+const invalidGzipInterceptor =
+  (onDecodeError: ((error: OtlpDecodeError) => void) | undefined): grpc.ServerInterceptor =>
+  (_method, call) => {
+    const sendStatus = call.sendStatus.bind(call)
+    call.sendStatus = (status) => {
+      if (status.code !== GrpcCode.INTERNAL || status.details !== GRPC_JS_INFLATE_FAILED) {
+        sendStatus(status)
+        return
+      }
+      const error = new OtlpDecodeError({ kind: "bad_gzip", reason: "the message does not inflate" })
+      onDecodeError?.(error)
+      sendStatus({
+        code: GrpcCode.INVALID_ARGUMENT,
+        details: error.message,
+        metadata: statusTrailer(GrpcCode.INVALID_ARGUMENT, error.message, undefined),
+      })
+    }
+    return call as grpc.ServerInterceptingCall
+  }
+
+const hostPort = (host: string, port: number): string => {
+  const h = host === "" ? "[::]" : host.includes(":") && !host.startsWith("[") ? `[${host}]` : host
+  return `${h}:${port}`
+}
+
+/** Starts an OTLP/gRPC metrics server. Rejects when the address cannot be bound. */
+export const startGrpcServer = (options: GrpcServerOptions): Promise<GrpcServer> => {
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": options.maxReceiveMessageLength,
+    interceptors: [invalidGzipInterceptor(options.onDecodeError)],
+  })
+  const exportCall: grpc.handleUnaryCall<DecodedExportRequest, ExportMetricsServiceResponse> = (
+    call,
+    callback,
+  ) => {
+    const decoded = call.request
+    if (Either.isLeft(decoded)) {
+      options.onDecodeError?.(decoded.left)
+      // Over a bound, like a message over the size bound: RESOURCE_EXHAUSTED, without RetryInfo so
+      // that clients do not retry it.
+      const code = decoded.left.kind === "too_many" ? GrpcCode.RESOURCE_EXHAUSTED : GrpcCode.INVALID_ARGUMENT
+      callback({
+        code,
+        details: decoded.left.message,
+        metadata: statusTrailer(code, decoded.left.message, undefined),
+      })
+      return
+    }
+    const request = decoded.right
+    Promise.resolve()
+      .then(() => options.handle(request))
+      .then(
+        (result) => answer(result, callback),
+        (e: unknown) => {
+          const message = `internal error: ${e instanceof Error ? e.message : String(e)}`
+          callback({ code: GrpcCode.INTERNAL, details: message })
+        },
+      )
+  }
+  server.addService(metricsServiceDefinition(options.bounds), { export: exportCall })
+  return new Promise((resolve, reject) => {
+    server.bindAsync(
+      hostPort(options.host, options.port),
+      grpc.ServerCredentials.createInsecure(),
+      (err, port) => {
+        if (err !== null) {
+          server.forceShutdown()
+          reject(err)
+          return
+        }
+        let stopping: Promise<void> | undefined
+        const shutdown = (graceMs?: number): Promise<void> => {
+          stopping ??= new Promise<void>((done) => {
+            const timer = setTimeout(
+              () => {
+                server.forceShutdown()
+                done()
+              },
+              graceMs ?? options.shutdownGraceMs ?? 5_000,
+            )
+            server.tryShutdown(() => {
+              clearTimeout(timer)
+              done()
+            })
+          })
+          return stopping
+        }
+        resolve({ port, shutdown })
+      },
+    )
+  })
+}

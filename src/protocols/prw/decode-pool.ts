@@ -1,0 +1,124 @@
+/**
+ * Decompressing and scanning remote-write bodies, in the receiving thread or in worker threads.
+ *
+ * Scanning is most of what the governor does per remote-write datapoint (see docs/performance.md),
+ * and it needs nothing but the body: worker threads can do it while the main thread enforces the
+ * limits, which stay exact because one thread (the main one) owns every rule's state. A worker
+ * sends back the decompressed body and the scan's arrays; the main thread wraps them
+ * (`scanned`) and decodes names and labels there only for series it has not matched yet.
+ *
+ * The cost: the body and the scan are copied between threads, and a request waits for a thread to
+ * take it. `receivers.decode_threads` sets the number of threads; 0 decodes
+ * in the main thread.
+ *
+ * @module
+ */
+import { availableParallelism } from "node:os"
+import { Either } from "effect"
+import { type JobOutcome, scriptNextTo, WorkerPool } from "../../threads/pool.js"
+import { type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
+import { partsOf, type ScannedWriteRequest, type ScanParts, scanned, scanWriteRequest } from "./scan.js"
+import { decompressBody } from "./snappy.js"
+
+/**
+ * Why a body was refused: 413 (too large once decompressed, or more datapoints or elements than
+ * the request bounds allow), 400 (not a valid body) or 503 (its
+ * decoding thread died; the sender retries).
+ */
+export interface DecodeFailure {
+  readonly status: 400 | 413 | 503
+  readonly message: string
+}
+
+/** Decompresses and scans one body (synchronously, in this thread). */
+export const decodeBody = (
+  body: Uint8Array,
+  maxDecompressedBytes: number,
+  bounds: RequestBounds = UNBOUNDED,
+): Either.Either<ScannedWriteRequest, DecodeFailure> => {
+  const raw = decompressBody(body, maxDecompressedBytes)
+  if (Either.isLeft(raw)) {
+    return Either.left({ status: raw.left.kind === "too_large" ? 413 : 400, message: raw.left.message })
+  }
+  return Either.mapLeft(scanWriteRequest(raw.right, bounds), (e) => ({
+    status: e.kind === "too_many" ? 413 : 400,
+    message: e.message,
+  }))
+}
+
+export interface BodyDecoder {
+  /** Synchronous in the receiving thread; a promise when worker threads decode. */
+  readonly decode: (
+    body: Uint8Array,
+    maxDecompressedBytes: number,
+    bounds?: RequestBounds,
+  ) =>
+    | Either.Either<ScannedWriteRequest, DecodeFailure>
+    | Promise<Either.Either<ScannedWriteRequest, DecodeFailure>>
+  readonly close: () => Promise<void>
+}
+
+/** The default: one thread per core beyond the first, at most 4 (none on one core). */
+export const defaultDecodeThreads = (): number => Math.max(0, Math.min(4, availableParallelism() - 1))
+
+export const inlineDecoder: BodyDecoder = {
+  decode: decodeBody,
+  close: () => Promise.resolve(),
+}
+
+// --- worker threads ------------------------------------------------------------------------------
+
+export interface DecodeJob {
+  readonly body: Uint8Array
+  readonly maxDecompressedBytes: number
+  readonly bounds: RequestBounds
+}
+
+export type DecodeResult =
+  | { readonly bytes: Uint8Array; readonly parts: ScanParts }
+  | { readonly failure: DecodeFailure }
+
+/** The worker's side. */
+export const runJob = (job: DecodeJob): DecodeResult => {
+  const result = decodeBody(job.body, job.maxDecompressedBytes, job.bounds)
+  if (Either.isLeft(result)) return { failure: result.left }
+  return { bytes: result.right.bytes, parts: partsOf(result.right) }
+}
+
+const fromOutcome = (
+  outcome: JobOutcome<DecodeResult>,
+): Either.Either<ScannedWriteRequest, DecodeFailure> => {
+  if (outcome._tag === "Died") {
+    return Either.left({ status: 503, message: `the remote-write decoder failed: ${outcome.reason}; retry` })
+  }
+  const r = outcome.reply
+  return "failure" in r ? Either.left(r.failure) : Either.right(scanned(r.bytes, r.parts))
+}
+
+/**
+ * `threads` worker threads (`WorkerPool`: the least busy takes each body). A thread that dies
+ * answers its bodies 503 (the sender retries) and is started again for the next one. After
+ * `close`, bodies are decoded in the calling thread.
+ */
+export const workerDecoder = (
+  threads: number,
+  url: URL = scriptNextTo(import.meta.url, "decode-worker"),
+): BodyDecoder => {
+  const pool = new WorkerPool<DecodeJob, DecodeResult>(
+    threads,
+    url,
+    "metrics-governor remote-write decoder",
+    true,
+  )
+  let closed = false
+  return {
+    decode: (body, maxDecompressedBytes, bounds = UNBOUNDED) =>
+      closed
+        ? decodeBody(body, maxDecompressedBytes, bounds)
+        : pool.run({ body, maxDecompressedBytes, bounds }).then(fromOutcome),
+    close: () => {
+      closed = true
+      return pool.close()
+    },
+  }
+}

@@ -1,0 +1,9 @@
+/**
+ * A remote-write decoding thread (see `decode.ts`): decompresses and scans each body it is sent.
+ *
+ * @module
+ */
+import { serveJobs } from "../../threads/pool.js"
+import { runJob } from "./decode-pool.js"
+
+serveJobs(runJob)

@@ -1,0 +1,67 @@
+import type { IncomingMessage } from "node:http"
+import { Either } from "effect"
+import { type Reply, type Route, textReply } from "../../pipeline/http-receiver.js"
+import type { IngestOutcome } from "../../pipeline/ingest.js"
+import type { RequestBounds } from "../../wire/bounds.js"
+import type { BodyDecoder, DecodeFailure } from "./decode-pool.js"
+import type { ScannedWriteRequest } from "./scan.js"
+
+const mediaType = (req: IncomingMessage): string =>
+  (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? ""
+
+/**
+ * `POST /api/v1/write`, Prometheus remote write 1.0: a snappy block holding a protobuf
+ * `WriteRequest`. 204 on success (also when limits dropped some of it: the sender must not retry);
+ * 415 for another content type or encoding; 413 over the size bounds; 400 for a body that does not
+ * decode; 503 with `Retry-After` while the export buffer is full (Prometheus retries 5xx, and by
+ * default does not retry 429).
+ */
+export const prwRoute = (options: {
+  readonly maxRequestBytes: number
+  readonly maxDecompressedBytes: number
+  /** Most datapoints and elements one request may hold (413 past them). */
+  readonly bounds: RequestBounds
+  readonly ingest: (req: ScannedWriteRequest, bytes: number) => IngestOutcome
+  /** Decompresses and scans bodies, in this thread or in worker threads. */
+  readonly decoder: BodyDecoder
+}): Route => {
+  const afterDecode = (decoded: Either.Either<ScannedWriteRequest, DecodeFailure>): Reply => {
+    if (Either.isLeft(decoded)) {
+      const f = decoded.left
+      return textReply(f.status, f.message, f.status === 503 ? { "retry-after": "1" } : {})
+    }
+    const outcome = options.ingest(decoded.right, decoded.right.bytes.length)
+    if (outcome._tag === "Overloaded") {
+      return textReply(503, "export buffer full, retry later", {
+        "retry-after": String(Math.ceil(outcome.retryAfterMs / 1000)),
+      })
+    }
+    return { status: 204 }
+  }
+  return {
+    method: "POST",
+    path: "/api/v1/write",
+    protocol: "prw",
+    maxRequestBytes: options.maxRequestBytes,
+    handle: (req, body): Reply | Promise<Reply> => {
+      const type = mediaType(req)
+      if (type !== "application/x-protobuf") {
+        return textReply(415, `unsupported content type "${type}"; remote write sends application/x-protobuf`)
+      }
+      const proto = /;\s*proto=([^;\s]+)/i.exec(req.headers["content-type"] ?? "")?.[1]
+      if (proto !== undefined && proto !== "prometheus.WriteRequest") {
+        // Remote write 2.0 senders fall back to 1.0 on 415.
+        return textReply(
+          415,
+          `unsupported remote-write message "${proto}"; this receiver speaks prometheus.WriteRequest (1.0)`,
+        )
+      }
+      const encoding = (req.headers["content-encoding"] ?? "").trim().toLowerCase()
+      if (encoding !== "snappy") {
+        return textReply(415, `unsupported content encoding "${encoding}"; remote write sends snappy`)
+      }
+      const decoded = options.decoder.decode(body, options.maxDecompressedBytes, options.bounds)
+      return decoded instanceof Promise ? decoded.then(afterDecode) : afterDecode(decoded)
+    },
+  }
+}

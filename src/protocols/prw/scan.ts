@@ -1,0 +1,497 @@
+/**
+ * Remote write without rebuilding the request: the limits engine's view of a `WriteRequest` read
+ * straight from its bytes, and the verdict applied by copying bytes.
+ *
+ * `scanWriteRequest` walks the message once, with the same primitives and the same checks as the
+ * full decoder (`WriteRequestReader.writeRequest`, which the tests hold it to: it accepts and
+ * rejects exactly the same bodies, with the same messages), but builds no strings or objects: for
+ * each series it records where its bytes are, counts its datapoints and computes its fingerprint
+ * from the label bytes. Names and labels are decoded only when the engine asks for them (a series
+ * not yet matched in this config version, a rule with `group_by`).
+ *
+ * `applyScannedVerdict` forwards the body as it came when every datapoint passes; otherwise it
+ * copies the bytes of each series that passes whole and re-encodes only the series the verdict
+ * changes. Protobuf messages concatenate (repeated fields append), so the exporter joins buffered
+ * requests by concatenating their bytes.
+ *
+ * @module
+ */
+import { Either } from "effect"
+import type { BatchVerdict, SeriesBatch } from "../../limits/batch.js"
+import {
+  absorbBytes,
+  absorbSeparator,
+  beginFingerprint,
+  fingerprintSeries,
+  finishFingerprint,
+} from "../../limits/fingerprint.js"
+import { type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
+import { InvalidUtf8, readUtf8 } from "../../wire/utf8.js"
+import { applyVerdict, seriesEntry } from "./adapter.js"
+import { decodeError, encodeWriteRequest, WriteRequestReader } from "./codec.js"
+import type { PrwDecodeError } from "./errors.js"
+import { FieldNumber, NO_BYTES } from "./types.js"
+
+const FIXED64 = 1
+const VARINT = 0
+
+/** `__name__` as bytes. */
+const NAME_LABEL = new TextEncoder().encode("__name__")
+
+/** A remote-write body as the limits engine sees it, read without decoding it. */
+export interface ScannedWriteRequest extends SeriesBatch {
+  /** The decompressed body. */
+  readonly bytes: Uint8Array
+  /** Top-level fields in wire order: `[start, end)` of each field's complete encoding. */
+  readonly fieldStarts: Int32Array
+  readonly fieldEnds: Int32Array
+  /** Per top-level field: its series index, or -1 for metadata and unknown fields. */
+  readonly fieldSeries: Int32Array
+  readonly fieldCount: number
+  /** Per series: where its `TimeSeries` payload starts and ends. */
+  readonly payloadStarts: Int32Array
+  readonly payloadEnds: Int32Array
+  readonly datapoints: Uint32Array
+  readonly hi: Uint32Array
+  readonly lo: Uint32Array
+}
+
+const grow = <T extends Int32Array | Uint32Array>(a: T, make: (n: number) => T): T => {
+  const b = make(a.length * 2)
+  b.set(a)
+  return b
+}
+
+class Scanner extends WriteRequestReader {
+  // Label byte ranges of the series being scanned (reused across series).
+  private nameStarts = new Int32Array(64)
+  private nameEnds = new Int32Array(64)
+  private valueStarts = new Int32Array(64)
+  private valueEnds = new Int32Array(64)
+  private labelCount = 0
+  /** Whether every label byte of the series being scanned is ASCII. */
+  private ascii = true
+  private readonly fp = new Uint32Array(2)
+
+  scan(): ScannedWriteRequest {
+    const bytes = this.bytes
+    const end = bytes.length
+    let fieldCap = 256
+    let fieldStarts = new Int32Array(fieldCap)
+    let fieldEnds = new Int32Array(fieldCap)
+    let fieldSeries = new Int32Array(fieldCap)
+    let seriesCap = 256
+    let payloadStarts = new Int32Array(seriesCap)
+    let payloadEnds = new Int32Array(seriesCap)
+    let datapoints = new Uint32Array(seriesCap)
+    let hi = new Uint32Array(seriesCap)
+    let lo = new Uint32Array(seriesCap)
+    let fields = 0
+    let series = 0
+    const int32 = (n: number) => new Int32Array(n)
+    const uint32 = (n: number) => new Uint32Array(n)
+    while (this.pos < end) {
+      const start = this.pos
+      const tag = this.tag(end)
+      const field = tag >>> 3
+      let index = -1
+      if (field === FieldNumber.WriteRequest.timeseries) {
+        this.expectLen(tag, start, "WriteRequest.timeseries")
+        const fieldEnd = this.lengthEnd(end)
+        this.element()
+        if (series === seriesCap) {
+          seriesCap *= 2
+          payloadStarts = grow(payloadStarts, int32)
+          payloadEnds = grow(payloadEnds, int32)
+          datapoints = grow(datapoints, uint32)
+          hi = grow(hi, uint32)
+          lo = grow(lo, uint32)
+        }
+        payloadStarts[series] = this.pos
+        payloadEnds[series] = fieldEnd
+        datapoints[series] = this.scanSeries(fieldEnd)
+        this.fingerprint(payloadStarts[series] as number, fieldEnd)
+        hi[series] = this.fp[0] as number
+        lo[series] = this.fp[1] as number
+        index = series++
+      } else if (field === FieldNumber.WriteRequest.metadata) {
+        this.expectLen(tag, start, "WriteRequest.metadata")
+        this.element()
+        this.pos = this.lengthEnd(end)
+      } else {
+        this.element()
+        this.skip(tag, start, end)
+      }
+      if (fields === fieldCap) {
+        fieldCap *= 2
+        fieldStarts = grow(fieldStarts, int32)
+        fieldEnds = grow(fieldEnds, int32)
+        fieldSeries = grow(fieldSeries, int32)
+      }
+      fieldStarts[fields] = start
+      fieldEnds[fields] = this.pos
+      fieldSeries[fields] = index
+      fields++
+    }
+    return scanned(bytes, {
+      fieldStarts: fieldStarts.subarray(0, fields),
+      fieldEnds: fieldEnds.subarray(0, fields),
+      fieldSeries: fieldSeries.subarray(0, fields),
+      fieldCount: fields,
+      payloadStarts: payloadStarts.subarray(0, series),
+      payloadEnds: payloadEnds.subarray(0, series),
+      datapoints: datapoints.subarray(0, series),
+      hi: hi.subarray(0, series),
+      lo: lo.subarray(0, series),
+      length: series,
+    })
+  }
+
+  /** Checks one `TimeSeries` payload as `timeSeries` does, records its labels; returns its datapoints. */
+  private scanSeries(end: number): number {
+    this.labelCount = 0
+    this.ascii = true
+    let datapoints = 0
+    while (this.pos < end) {
+      const start = this.pos
+      const tag = this.tag(end)
+      switch (tag >>> 3) {
+        case FieldNumber.TimeSeries.labels:
+          this.expectLen(tag, start, "TimeSeries.labels")
+          this.element()
+          this.scanLabel(this.lengthEnd(end))
+          break
+        case FieldNumber.TimeSeries.samples:
+          this.expectLen(tag, start, "TimeSeries.samples")
+          this.datapoint()
+          this.scanSample(this.lengthEnd(end))
+          datapoints++
+          break
+        case FieldNumber.TimeSeries.exemplars:
+          this.expectLen(tag, start, "TimeSeries.exemplars")
+          this.element()
+          this.pos = this.lengthEnd(end)
+          break
+        case FieldNumber.TimeSeries.histograms:
+          this.expectLen(tag, start, "TimeSeries.histograms")
+          this.datapoint()
+          this.pos = this.lengthEnd(end)
+          datapoints++
+          break
+        default:
+          this.element()
+          this.skip(tag, start, end)
+      }
+    }
+    return datapoints
+  }
+
+  /** As `label`: the last `name` and `value` win, other fields are skipped; both must be UTF-8. */
+  private scanLabel(end: number): void {
+    let nameStart = this.pos
+    let nameEnd = this.pos
+    let valueStart = this.pos
+    let valueEnd = this.pos
+    while (this.pos < end) {
+      const start = this.pos
+      const tag = this.tag(end)
+      const field = tag >>> 3
+      if (field === FieldNumber.Label.name) {
+        this.expectLen(tag, start, "Label.name")
+        nameEnd = this.lengthEnd(end)
+        nameStart = this.pos
+        this.checkText(nameStart, nameEnd)
+        this.pos = nameEnd
+      } else if (field === FieldNumber.Label.value) {
+        this.expectLen(tag, start, "Label.value")
+        valueEnd = this.lengthEnd(end)
+        valueStart = this.pos
+        this.checkText(valueStart, valueEnd)
+        this.pos = valueEnd
+      } else {
+        this.skip(tag, start, end)
+      }
+    }
+    const n = this.labelCount
+    if (n === this.nameStarts.length) {
+      const int32 = (k: number) => new Int32Array(k)
+      this.nameStarts = grow(this.nameStarts, int32)
+      this.nameEnds = grow(this.nameEnds, int32)
+      this.valueStarts = grow(this.valueStarts, int32)
+      this.valueEnds = grow(this.valueEnds, int32)
+    }
+    this.nameStarts[n] = nameStart
+    this.nameEnds[n] = nameEnd
+    this.valueStarts[n] = valueStart
+    this.valueEnds[n] = valueEnd
+    this.labelCount = n + 1
+  }
+
+  /** Fails on invalid UTF-8 as `utf8` does; notes non-ASCII text. */
+  private checkText(start: number, end: number): void {
+    const bytes = this.bytes
+    for (let i = start; i < end; i++) {
+      if ((bytes[i] as number) >= 0x80) {
+        this.ascii = false
+        try {
+          readUtf8(bytes, start, end)
+        } catch (e) {
+          if (e instanceof InvalidUtf8) this.fail(`invalid UTF-8 in a label at byte ${start}`)
+          throw e
+        }
+        return
+      }
+    }
+  }
+
+  /** As `sample`, without building it. */
+  private scanSample(end: number): void {
+    while (this.pos < end) {
+      const start = this.pos
+      const tag = this.tag(end)
+      const field = tag >>> 3
+      if (field === FieldNumber.Sample.value) {
+        if ((tag & 7) !== FIXED64) this.wrongWireType(tag, start, "Sample.value", FIXED64)
+        if (end - this.pos < 8) this.fail(`truncated double at byte ${this.pos}`)
+        this.pos += 8
+      } else if (field === FieldNumber.Sample.timestamp) {
+        if ((tag & 7) !== VARINT) this.wrongWireType(tag, start, "Sample.timestamp", VARINT)
+        this.int64(end)
+      } else {
+        this.skip(tag, start, end)
+      }
+    }
+  }
+
+  /**
+   * The fingerprint of the series just scanned: from its label bytes when they are ASCII and
+   * sorted by name (what senders send), else from its decoded labels. Both give
+   * `fingerprintSeries(name, labels)` of the labels `toSeriesBatch` would list.
+   */
+  private fingerprint(payloadStart: number, payloadEnd: number): void {
+    const bytes = this.bytes
+    const n = this.labelCount
+    let nameLabel = -1
+    let sorted = true
+    // Whether the label set is valid as `checkLabels` has it; on a doubt, the decoded path decides.
+    let valid = this.ascii
+    let previous = -1
+    if (this.ascii) {
+      for (let j = 0; j < n; j++) {
+        if (this.isNameLabel(j)) {
+          if (nameLabel >= 0) {
+            valid = false // a second __name__
+            break
+          }
+          nameLabel = j
+          continue
+        }
+        if (this.nameStarts[j] === this.nameEnds[j]) {
+          valid = false // an empty name
+          break
+        }
+        if (previous >= 0) {
+          const order = this.compareNames(previous, j)
+          if (order > 0) {
+            sorted = false
+            break
+          }
+          if (order === 0) {
+            valid = false // a repeated name: neighbours, since the names are sorted
+            break
+          }
+        }
+        previous = j
+      }
+      if (nameLabel < 0 || this.valueStarts[nameLabel] === this.valueEnds[nameLabel]) valid = false
+    }
+    if (!sorted || !valid) {
+      const d = new WriteRequestReader(bytes)
+      d.pos = payloadStart
+      const series = d.timeSeries(payloadEnd)
+      this.checkLabels(series.labels, payloadStart)
+      const entry = seriesEntry(series)
+      fingerprintSeries(entry.name, entry.labels, this.fp)
+      return
+    }
+    beginFingerprint()
+    if (nameLabel >= 0)
+      absorbBytes(bytes, this.valueStarts[nameLabel] as number, this.valueEnds[nameLabel] as number)
+    for (let j = 0; j < n; j++) {
+      if (this.isNameLabel(j)) continue
+      const valueStart = this.valueStarts[j] as number
+      const valueEnd = this.valueEnds[j] as number
+      if (valueStart === valueEnd) continue
+      absorbSeparator()
+      absorbBytes(bytes, this.nameStarts[j] as number, this.nameEnds[j] as number)
+      absorbSeparator()
+      absorbBytes(bytes, valueStart, valueEnd)
+    }
+    finishFingerprint(this.fp)
+  }
+
+  private isNameLabel(j: number): boolean {
+    const start = this.nameStarts[j] as number
+    if ((this.nameEnds[j] as number) - start !== NAME_LABEL.length) return false
+    const bytes = this.bytes
+    for (let k = 0; k < NAME_LABEL.length; k++) if (bytes[start + k] !== NAME_LABEL[k]) return false
+    return true
+  }
+
+  /** Byte order of two label names (for ASCII, the UTF-16 order `toSeriesBatch` sorts by). */
+  private compareNames(a: number, b: number): number {
+    const bytes = this.bytes
+    const aStart = this.nameStarts[a] as number
+    const aLen = (this.nameEnds[a] as number) - aStart
+    const bStart = this.nameStarts[b] as number
+    const bLen = (this.nameEnds[b] as number) - bStart
+    const n = Math.min(aLen, bLen)
+    for (let k = 0; k < n; k++) {
+      const d = (bytes[aStart + k] as number) - (bytes[bStart + k] as number)
+      if (d !== 0) return d
+    }
+    return aLen - bLen
+  }
+}
+
+/** What a scan found, as plain data (a decoding thread sends it to the main thread). */
+export type ScanParts = Omit<ScannedWriteRequest, "bytes" | "nameOf" | "labelsOf">
+
+/** The batch view of a scan: names and labels decoded on first use, then kept. */
+export const scanned = (bytes: Uint8Array, parts: ScanParts): ScannedWriteRequest => {
+  const names: Array<string | undefined> = []
+  const labels: Array<ReadonlyArray<string> | undefined> = []
+  let d: WriteRequestReader | undefined
+  const decode = (i: number) => {
+    d ??= new WriteRequestReader(bytes)
+    d.pos = parts.payloadStarts[i] as number
+    const entry = seriesEntry(d.timeSeries(parts.payloadEnds[i] as number))
+    names[i] = entry.name
+    labels[i] = entry.labels
+  }
+  return {
+    ...parts,
+    bytes,
+    nameOf: (i) => {
+      if (names[i] === undefined) decode(i)
+      return names[i] as string
+    },
+    labelsOf: (i) => {
+      if (labels[i] === undefined) decode(i)
+      return labels[i] as ReadonlyArray<string>
+    },
+  }
+}
+
+/**
+ * Scans a (decompressed) remote-write body. Total: any input gives `Right` or `Left`, never a
+ * throw; `Left` exactly where the full decoder gives `Left`, with the same reason.
+ */
+export const scanWriteRequest = (
+  bytes: Uint8Array,
+  bounds: RequestBounds = UNBOUNDED,
+): Either.Either<ScannedWriteRequest, PrwDecodeError> => {
+  try {
+    return Either.right(new Scanner(bytes, bounds).scan())
+  } catch (e) {
+    return Either.left(decodeError(e))
+  }
+}
+
+/** What to forward after the verdict: an encoded `WriteRequest`, and the datapoints it carries. */
+export interface ForwardedBytes {
+  readonly request: Uint8Array
+  readonly datapoints: number
+}
+
+/**
+ * Applies the verdict for `req` (whose batch view it is) as `applyVerdict` does to the decoded
+ * request, on bytes: the body itself when everything passes; otherwise each field in wire order,
+ * copied when its series passes whole (and for metadata and unknown fields), re-encoded when the
+ * verdict changes its series.
+ */
+export const applyScannedVerdict = (req: ScannedWriteRequest, verdict: BatchVerdict): ForwardedBytes => {
+  const { pass } = verdict
+  const datapoints = req.datapoints
+  const n = req.length
+  let total = 0
+  let i = 0
+  for (; i < n; i++) {
+    const count = datapoints[i] as number
+    if ((pass[i] as number) < count) break
+    total += count
+  }
+  if (i === n) return { request: req.bytes, datapoints: total }
+
+  const bytes = req.bytes
+  const parts: Array<Uint8Array> = []
+  let forwarded = 0
+  let runStart = -1
+  let runEnd = -1
+  const flush = () => {
+    if (runStart >= 0) parts.push(bytes.subarray(runStart, runEnd))
+    runStart = -1
+  }
+  for (let f = 0; f < req.fieldCount; f++) {
+    const start = req.fieldStarts[f] as number
+    const end = req.fieldEnds[f] as number
+    const s = req.fieldSeries[f] as number
+    const count = s < 0 ? 0 : (datapoints[s] as number)
+    if (s < 0 || (pass[s] as number) >= count) {
+      if (runStart >= 0 && runEnd === start) runEnd = end
+      else {
+        flush()
+        runStart = start
+        runEnd = end
+      }
+      forwarded += count
+      continue
+    }
+    flush()
+    const d = new WriteRequestReader(bytes)
+    d.pos = req.payloadStarts[s] as number
+    const series = d.timeSeries(req.payloadEnds[s] as number)
+    const one = applyVerdict(
+      { timeseries: [series], metadata: NO_BYTES, unknown: NO_BYTES },
+      {
+        pass: Uint32Array.of(pass[s] as number),
+        strip: Uint8Array.of(verdict.strip[s] as number),
+        rule: [verdict.rule[s]],
+      },
+    )
+    if (one.request.timeseries.length > 0) parts.push(encodeWriteRequest(one.request))
+    forwarded += one.datapoints
+  }
+  flush()
+  const request = concatBytes(parts)
+  // A lone copied run would keep the whole body alive in the export buffer: keep only its bytes.
+  return { request: request.buffer === bytes.buffer ? request.slice() : request, datapoints: forwarded }
+}
+
+/** The bytes of `parts`, one after the other (the parts themselves when there is one). */
+export const concatBytes = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
+  if (parts.length === 1) return parts[0] as Uint8Array
+  let size = 0
+  for (const p of parts) size += p.length
+  const out = new Uint8Array(size)
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.length
+  }
+  return out
+}
+
+/** The plain-data parts of a scan, to send to another thread. */
+export const partsOf = (req: ScannedWriteRequest): ScanParts => ({
+  length: req.length,
+  fieldStarts: req.fieldStarts,
+  fieldEnds: req.fieldEnds,
+  fieldSeries: req.fieldSeries,
+  fieldCount: req.fieldCount,
+  payloadStarts: req.payloadStarts,
+  payloadEnds: req.payloadEnds,
+  datapoints: req.datapoints,
+  hi: req.hi,
+  lo: req.lo,
+})

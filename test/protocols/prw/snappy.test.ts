@@ -1,0 +1,110 @@
+import { Either } from "effect"
+import fc from "fast-check"
+import { compressSync } from "snappy"
+import { describe, expect, it } from "vitest"
+import type { PrwDecodeError } from "../../../src/protocols/prw/errors.js"
+import { compressBody, decompressBody, snappyDecodedLength } from "../../../src/protocols/prw/snappy.js"
+
+const MiB = 1 << 20
+const GiB = 1 << 30
+
+const mustFail = (body: ArrayLike<number>, max = 64 * MiB): PrwDecodeError => {
+  const result = decompressBody(Uint8Array.from(body), max)
+  if (Either.isRight(result)) throw new Error("decompressed, expected an error")
+  return result.left
+}
+
+/** The little-endian varint snappy puts in front of a block. */
+const header = (length: number): Array<number> => {
+  const out: Array<number> = []
+  for (let v = length; ; v = Math.floor(v / 128)) {
+    if (v < 0x80) {
+      out.push(v)
+      return out
+    }
+    out.push((v % 128) | 0x80)
+  }
+}
+
+describe("compressBody / decompressBody", () => {
+  it("round-trips any bytes", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 2_000 }), (bytes) => {
+        const body = compressBody(bytes)
+        expect(snappyDecodedLength(body)).toBe(bytes.length)
+        const result = decompressBody(body, bytes.length)
+        expect(Either.isRight(result) && Buffer.from(result.right).equals(Buffer.from(bytes))).toBe(true)
+      }),
+      { numRuns: 300 },
+    )
+  })
+
+  it("refuses a body that announces 1 GiB as too_large, from its header alone", () => {
+    // Five header bytes and a little garbage: decompressing would fail (or allocate 1 GiB), so the
+    // distinct `too_large` shows the bound was checked first.
+    const bomb = [...header(GiB), 0x00, 0x01, 0x02]
+    expect(bomb.slice(0, 5)).toEqual([0x80, 0x80, 0x80, 0x80, 0x04])
+    const before = process.memoryUsage().arrayBuffers
+    const error = mustFail(bomb, 32 * MiB)
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(16 * MiB)
+    expect(error.kind).toBe("too_large")
+    expect(error.message).toBe(
+      "snappy: uncompressed size 1073741824 bytes exceeds the limit of 33554432 bytes",
+    )
+  })
+
+  it("accepts a block exactly at the bound and refuses one byte over", () => {
+    const bytes = new Uint8Array(1_000).fill(7)
+    const body = compressBody(bytes)
+    expect(Either.isRight(decompressBody(body, 1_000))).toBe(true)
+    expect(mustFail(body, 999).kind).toBe("too_large")
+  })
+
+  it("refuses the largest header snappy allows (2^32 - 1) when the bound is lower", () => {
+    expect(mustFail([0xff, 0xff, 0xff, 0xff, 0x0f, 0x00]).kind).toBe("too_large")
+  })
+
+  it.each<[string, ReadonlyArray<number>, string]>([
+    ["an empty body", [], "snappy: empty body"],
+    ["a header that never ends", [0x80, 0x80], "snappy: corrupt input (invalid length header)"],
+    [
+      "a header longer than 5 bytes",
+      [0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
+      "snappy: corrupt input (invalid length header)",
+    ],
+    ["a header past 2^32", [0xff, 0xff, 0xff, 0xff, 0x1f], "snappy: corrupt input (invalid length header)"],
+    [
+      "the framed stream format",
+      [0xff, 0x06, 0x00, 0x00, 0x73, 0x4e, 0x61, 0x50, 0x70, 0x59],
+      "snappy: framed snappy stream; remote write sends one snappy block",
+    ],
+  ])("refuses %s as bad_snappy", (_, body, message) => {
+    const error = mustFail(body)
+    expect(error.kind).toBe("bad_snappy")
+    expect(error.message).toBe(message)
+  })
+
+  it("refuses a block whose content disagrees with its header, or is garbage", () => {
+    const body = Array.from(compressSync(Buffer.from("hello hello hello hello")))
+    const shorter = [...header(10), ...body.slice(1)]
+    expect(mustFail(shorter).kind).toBe("bad_snappy")
+    const error = mustFail([0x05, 0x01, 0x02])
+    expect(error.kind).toBe("bad_snappy")
+    expect(error.message).toMatch(/^snappy: corrupt input/)
+  })
+
+  it("never throws on arbitrary bodies", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), fc.integer({ min: 0, max: 4_096 }), (body, max) => {
+        const result = decompressBody(body, max)
+        if (Either.isLeft(result)) {
+          expect(["bad_snappy", "too_large"]).toContain(result.left.kind)
+          if (result.left.kind === "too_large") expect(snappyDecodedLength(body)).toBeGreaterThan(max)
+        } else {
+          expect(result.right.length).toBe(snappyDecodedLength(body))
+        }
+      }),
+      { numRuns: 2_000 },
+    )
+  })
+})
