@@ -26,10 +26,16 @@ export interface ProtocolAdapter<Req, Out = Req> {
   ) => { readonly request: Out; readonly datapoints: number }
 }
 
-/** How one protocol's buffered payloads become one HTTP request. */
+/** One HTTP request's body and headers. */
+export interface Encoded {
+  readonly body: Uint8Array
+  readonly headers: Readonly<Record<string, string>>
+}
+
+/**
+ * How one protocol's buffered payloads become one HTTP request: at once, or (when the work is
+ * better done off the main thread, as compressing) as a promise.
+ */
 export interface WireEncoder<P> {
-  readonly encode: (payloads: ReadonlyArray<P>) => {
-    readonly body: Uint8Array
-    readonly headers: Readonly<Record<string, string>>
-  }
+  readonly encode: (payloads: ReadonlyArray<P>) => Encoded | Promise<Encoded>
 }
