@@ -10,7 +10,6 @@
  * @module
  */
 
-import { NodeContext } from "@effect/platform-node"
 import { Effect, Either, Layer } from "effect"
 import { type RunFlags, UsageError } from "../cli/flags.js"
 import * as Decoder from "../config/decoder.js"
@@ -272,7 +271,6 @@ export const run = (flags: RunFlags) =>
       Layer.provideMerge(Decoder.worker({ maxBytes: flags.configMaxBytes })),
       Layer.provideMerge(EventLog.layer(flags.reloadEventLog)),
       Layer.provideMerge(Telemetry.live),
-      Layer.provideMerge(NodeContext.layer),
     )
 
     return yield* Effect.gen(function* () {

@@ -1,7 +1,12 @@
 import { createHash, timingSafeEqual } from "node:crypto"
 import { type IncomingMessage, Server, type ServerResponse } from "node:http"
-import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { NodeHttpServer } from "@effect/platform-node"
+// Each module by its own path: the packages' indexes load every module they have, among them
+// API-documentation pages that hold tens of megabytes of JavaScript as strings.
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Effect, Layer } from "effect"
 import { TokenFile } from "../export/token-file.js"
 import { Reloader, type ReloaderService } from "../reload/reloader.js"
