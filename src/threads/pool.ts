@@ -65,8 +65,11 @@ export class WorkerPool<J, R> {
     }))
   }
 
-  /** Runs `job` in the least busy thread. */
-  run(job: J): Promise<JobOutcome<R>> {
+  /**
+   * Runs `job` in the least busy thread. `transfer`: buffers of the job handed over to the thread
+   * rather than copied (they are unusable here afterwards).
+   */
+  run(job: J, transfer: ReadonlyArray<ArrayBuffer> = NO_TRANSFER): Promise<JobOutcome<R>> {
     let slot = this.slots[0] as Slot<R>
     for (const s of this.slots) if (s.pending.size < slot.pending.size) slot = s
     const worker = slot.worker ?? this.start(slot)
@@ -95,7 +98,7 @@ export class WorkerPool<J, R> {
         if (!this.keepsAlive) timer.unref()
       }
       const envelope: Envelope<J> = { id, body: job }
-      worker.postMessage(envelope)
+      worker.postMessage(envelope, transfer as Array<ArrayBuffer>)
     })
   }
 
@@ -139,13 +142,31 @@ export class WorkerPool<J, R> {
   }
 }
 
-/** The worker script's side: answers each job with `handler`. */
-export const serveJobs = <J, R>(handler: (job: J) => R): void => {
+const NO_TRANSFER: ReadonlyArray<ArrayBuffer> = []
+
+/**
+ * The worker script's side: answers each job with `handler`. `transferOf` names the buffers of a
+ * reply that are handed over to the calling thread rather than copied.
+ */
+export const serveJobs = <J, R>(
+  handler: (job: J) => R,
+  transferOf: (reply: R) => ReadonlyArray<ArrayBuffer> = () => NO_TRANSFER,
+): void => {
   parentPort?.on("message", (job: Envelope<J>) => {
-    const reply: Envelope<R> = { id: job.id, body: handler(job.body) }
-    parentPort?.postMessage(reply)
+    const body = handler(job.body)
+    const reply: Envelope<R> = { id: job.id, body }
+    parentPort?.postMessage(reply, transferOf(body) as Array<ArrayBuffer>)
   })
 }
+
+/**
+ * The buffer under `view` when handing it over costs nothing else: the view covers all of it (a
+ * slice of a shared pool, such as a small `Buffer`'s, must be copied instead).
+ */
+export const ownBuffer = (view: ArrayBufferView): ArrayBuffer | undefined =>
+  view.buffer instanceof ArrayBuffer && view.byteOffset === 0 && view.byteLength === view.buffer.byteLength
+    ? view.buffer
+    : undefined
 
 /** A worker script next to the calling module: `.js` when built, `.ts` when run from source by tsx. */
 export const scriptNextTo = (moduleUrl: string, name: string): URL =>

@@ -7,15 +7,16 @@
  * sends back the decompressed body and the scan's arrays; the main thread wraps them
  * (`scanned`) and decodes names and labels there only for series it has not matched yet.
  *
- * The cost: the body and the scan are copied between threads, and a request waits for a thread to
- * take it. `receivers.decode_threads` sets the number of threads; 0 decodes
+ * The cost: a request waits for a thread to take it, and the decompressed body is copied once, in
+ * the decoding thread (the body, the decompressed body and the scan's arrays are handed over between
+ * the threads, not copied). `receivers.decode_threads` sets the number of threads; 0 decodes
  * in the main thread.
  *
  * @module
  */
 import { availableParallelism } from "node:os"
 import { Either } from "effect"
-import { type JobOutcome, scriptNextTo, WorkerPool } from "../../threads/pool.js"
+import { type JobOutcome, ownBuffer, scriptNextTo, WorkerPool } from "../../threads/pool.js"
 import { type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
 import { partsOf, type ScannedWriteRequest, type ScanParts, scanned, scanWriteRequest } from "./scan.js"
 import { decompressBody } from "./snappy.js"
@@ -78,11 +79,37 @@ export type DecodeResult =
   | { readonly bytes: Uint8Array; readonly parts: ScanParts }
   | { readonly failure: DecodeFailure }
 
-/** The worker's side. */
+/**
+ * The worker's side. The decompressed body is copied here into a buffer of its own (the
+ * decompressor's cannot be handed over), so that the reply's buffers move to the main thread
+ * without a copy there (see `replyTransfer`).
+ */
 export const runJob = (job: DecodeJob): DecodeResult => {
   const result = decodeBody(job.body, job.maxDecompressedBytes, job.bounds)
   if (Either.isLeft(result)) return { failure: result.left }
-  return { bytes: result.right.bytes, parts: partsOf(result.right) }
+  const bytes = new Uint8Array(result.right.bytes.length)
+  bytes.set(result.right.bytes)
+  return { bytes, parts: partsOf(result.right) }
+}
+
+/** The buffers of a reply that move to the main thread: the body and the scan's arrays. */
+export const replyTransfer = (result: DecodeResult): ReadonlyArray<ArrayBuffer> => {
+  if ("failure" in result) return []
+  const p = result.parts
+  const views = [
+    result.bytes,
+    p.fieldStarts,
+    p.fieldEnds,
+    p.fieldSeries,
+    p.payloadStarts,
+    p.payloadEnds,
+    p.datapoints,
+    p.hi,
+    p.lo,
+  ]
+  const out = new Set<ArrayBuffer>()
+  for (const v of views) if (v.buffer instanceof ArrayBuffer) out.add(v.buffer)
+  return [...out]
 }
 
 const fromOutcome = (
@@ -93,6 +120,12 @@ const fromOutcome = (
   }
   const r = outcome.reply
   return "failure" in r ? Either.left(r.failure) : Either.right(scanned(r.bytes, r.parts))
+}
+
+/** The body's buffer, handed over to the decoding thread when it is the body's alone. */
+const handOver = (body: Uint8Array): ReadonlyArray<ArrayBuffer> => {
+  const own = ownBuffer(body)
+  return own === undefined ? [] : [own]
 }
 
 /**
@@ -115,7 +148,7 @@ export const workerDecoder = (
     decode: (body, maxDecompressedBytes, bounds = UNBOUNDED) =>
       closed
         ? decodeBody(body, maxDecompressedBytes, bounds)
-        : pool.run({ body, maxDecompressedBytes, bounds }).then(fromOutcome),
+        : pool.run({ body, maxDecompressedBytes, bounds }, handOver(body)).then(fromOutcome),
     close: () => {
       closed = true
       return pool.close()

@@ -4,6 +4,6 @@
  * @module
  */
 import { serveJobs } from "../../threads/pool.js"
-import { runJob } from "./decode-pool.js"
+import { replyTransfer, runJob } from "./decode-pool.js"
 
-serveJobs(runJob)
+serveJobs(runJob, replyTransfer)
