@@ -12,6 +12,9 @@ export interface Buffered<P> {
   readonly at: number
 }
 
+/** What a slot holds once its item was taken. */
+const TAKEN: Buffered<never> = Object.freeze({ payload: undefined as never, datapoints: 0, bytes: 0, at: 0 })
+
 export class ExportBuffer<P> {
   private items: Array<Buffered<P>> = []
   private head = 0
@@ -72,6 +75,9 @@ export class ExportBuffer<P> {
   take(maxDatapoints: number): Array<Buffered<P>> {
     const out = this.peek(maxDatapoints)
     for (const item of out) {
+      // The slot lets go of what it held at once: a taken request's bytes are the exporter's alone,
+      // and are freed as soon as it has sent them (the array itself is compacted only now and then).
+      this.items[this.head] = TAKEN as Buffered<P>
       this.head++
       this.datapointsHeld -= item.datapoints
       this.bytesHeld -= item.bytes
