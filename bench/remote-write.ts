@@ -133,6 +133,22 @@ const run = async (): Promise<AreaResult> => {
     url: `http://127.0.0.1:${gov0Port}/api/v1/write`,
     proc: gov0.proc,
   }
+  const idleRss = { governor: rssBytes(gov.proc.child.pid), vmagent: rssBytes(vm.child.pid) }
+  /** Highest RSS seen during the saturation runs, sampled every 100 ms. */
+  const peakRss: Record<string, number> = { governor: 0, vmagent: 0 }
+  const sampleRss = (t: Target) => {
+    let stop = false
+    const done = (async () => {
+      while (!stop) {
+        peakRss[t.name] = Math.max(peakRss[t.name] ?? 0, rssBytes(t.proc.child.pid))
+        await sleep(100)
+      }
+    })()
+    return async () => {
+      stop = true
+      await done
+    }
+  }
   // Warm-up: JIT, connection pools, vmagent's series tracker.
   for (const t of [...targets, oneThread]) {
     await runWrk({ url: t.url, script, connections: CONNECTIONS, threads: 1, durationS: 2 })
@@ -150,6 +166,7 @@ const run = async (): Promise<AreaResult> => {
       const before = await sinkCounts(sink.url)
       const cpu0 = cpuSeconds(t.proc.child.pid)
       const sinkCpu0 = cpuSeconds(sink.proc.child.pid)
+      const stopSampling = sampleRss(t)
       const r = await runWrk({
         url: t.url,
         script,
@@ -157,6 +174,7 @@ const run = async (): Promise<AreaResult> => {
         threads: 1,
         durationS: SATURATION_S,
       })
+      await stopSampling()
       const cpu = (cpuSeconds(t.proc.child.pid) - cpu0) / r.durationS
       const sinkCpu = (cpuSeconds(sink.proc.child.pid) - sinkCpu0) / r.durationS
       const d = await drain(sink.url)
@@ -293,7 +311,9 @@ const run = async (): Promise<AreaResult> => {
       `(per-round ratios ${ratioRuns.map((x) => ratio(x)).join(", ")}). ` +
       `Target ≥ 0.5× vmagent: **${satRatio >= 0.5 ? "met" : "not met"}**. ` +
       `Server CPU at saturation (median): governor ${satMedian("governor", (r) => r.cpu).toFixed(2)} cores, vmagent ${satMedian("vmagent", (r) => r.cpu).toFixed(2)} cores. ` +
-      `RSS after the runs: governor ${si(govRss)}B, vmagent ${si(vmRss)}B.`,
+      `RSS (sampled every 100 ms during the saturation runs; idle before them; after them): governor peak ${si(peakRss.governor ?? 0)}B, idle ${si(idleRss.governor)}B, after ${si(govRss)}B; ` +
+      `vmagent peak ${si(peakRss.vmagent ?? 0)}B, idle ${si(idleRss.vmagent)}B, after ${si(vmRss)}B. ` +
+      `Target peak ≤ 256 MiB: **${(peakRss.governor ?? 0) <= 256 * 2 ** 20 ? "met" : "not met"}**.`,
   )
   md.push("")
   const oneDps = satMedian(ONE_THREAD, (r) => r.okPerS * SERIES_PER_REQUEST)
@@ -362,6 +382,12 @@ const run = async (): Promise<AreaResult> => {
         measured: `${ratio(satRatio)} (${si(govDps)} vs ${si(vmDps)} datapoints/s)`,
         met: satRatio >= 0.5,
       },
+      {
+        area: "2. remote write",
+        target: "peak RSS ≤ 256 MiB at saturation",
+        measured: `${si(peakRss.governor ?? 0)}B (vmagent ${si(peakRss.vmagent ?? 0)}B)`,
+        met: (peakRss.governor ?? 0) <= 256 * 2 ** 20,
+      },
     ],
     data: {
       governorDps: govDps,
@@ -375,6 +401,9 @@ const run = async (): Promise<AreaResult> => {
       fixedRate: rate,
       governorRss: govRss,
       vmagentRss: vmRss,
+      governorPeakRss: peakRss.governor ?? 0,
+      governorIdleRss: idleRss.governor,
+      vmagentPeakRss: peakRss.vmagent ?? 0,
       p99Ratio,
       profileTop: profile?.functions.slice(0, 15),
       profileFiles: profile?.files.slice(0, 12),
