@@ -291,9 +291,7 @@ export const runExporter = <P>(
     /** One attempt to send these requests as one export request. */
     const attempt = (url: string, items: ReadonlyArray<Buffered<P>>) =>
       Effect.gen(function* () {
-        const encoding = settings.encoder.encode(items.map((i) => i.payload))
-        const { body, headers } =
-          encoding instanceof Promise ? yield* Effect.promise(() => encoding) : encoding
+        const { body, headers } = settings.encoder.encode(items.map((i) => i.payload))
         const h = headersFor(headers)
         const result =
           h instanceof Error

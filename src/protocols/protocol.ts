@@ -26,16 +26,10 @@ export interface ProtocolAdapter<Req, Out = Req> {
   ) => { readonly request: Out; readonly datapoints: number }
 }
 
-/** One HTTP request's body and headers. */
-export interface Encoded {
-  readonly body: Uint8Array
-  readonly headers: Readonly<Record<string, string>>
-}
-
-/**
- * How one protocol's buffered payloads become one HTTP request: at once, or (when the work is
- * better done off the main thread, as compressing) as a promise.
- */
+/** How one protocol's buffered payloads become one HTTP request. */
 export interface WireEncoder<P> {
-  readonly encode: (payloads: ReadonlyArray<P>) => Encoded | Promise<Encoded>
+  readonly encode: (payloads: ReadonlyArray<P>) => {
+    readonly body: Uint8Array
+    readonly headers: Readonly<Record<string, string>>
+  }
 }

@@ -5,7 +5,7 @@
  * @module
  */
 import { Either } from "effect"
-import { compress, compressSync, uncompressSync } from "snappy"
+import { compressSync, uncompressSync } from "snappy"
 import { PrwDecodeError } from "./errors.js"
 
 /** The stream identifier chunk that starts the framed format, which remote write does not use. */
@@ -75,7 +75,3 @@ export const decompressBody = (
 
 /** Compresses an encoded `WriteRequest` into the snappy block a remote-write body carries. */
 export const compressBody = (bytes: Uint8Array): Uint8Array => compressSync(bytes)
-
-/** `compressBody` on one of the I/O threads (libuv's pool): the main thread only waits for it. */
-export const compressBodyAsync = (bytes: Uint8Array): Promise<Uint8Array> =>
-  compress(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
