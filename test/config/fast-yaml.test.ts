@@ -280,3 +280,27 @@ describe("fast YAML path", () => {
     expect(Object.isFrozen(rb[0])).toBe(true)
   })
 })
+
+describe("fast YAML path: memory", () => {
+  it("a remembered rule does not keep its whole file alive", async () => {
+    // An item's text is a slice of the file; kept as such by the cache, it kept every reload's
+    // whole file in memory (13 KB per reload of 100 rules, megabytes for large files).
+    const v8 = await import("node:v8")
+    const vm = await import("node:vm")
+    v8.setFlagsFromString("--expose-gc")
+    const gc = vm.runInNewContext("gc") as () => void
+    const filler = Array.from(
+      { length: 2_000 },
+      (_, i) => `  - name: filler-${i}\n    max_cardinality: 10\n`,
+    ).join("")
+    const file = (n: number) => `rules:\n${filler}  - name: edited\n    max_cardinality: ${n}\n`
+    byItems(file(0))
+    gc()
+    const before = process.memoryUsage().heapUsed
+    // 100 reloads, each a file of about 100 KB with one rule edited.
+    for (let n = 1; n <= 100; n++) expect(byItems(file(n))).toBeDefined()
+    gc()
+    const grown = process.memoryUsage().heapUsed - before
+    expect(grown).toBeLessThan(3 * 1024 * 1024)
+  })
+})
