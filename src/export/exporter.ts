@@ -1,5 +1,3 @@
-import * as http from "node:http"
-import * as https from "node:https"
 import { Clock, Data, Deferred, Duration, Effect, Fiber, Ref } from "effect"
 import type { ProtocolName, WireEncoder } from "../protocols/protocol.js"
 import { logError, logInfo, logWarn } from "../telemetry/log.js"
@@ -48,6 +46,48 @@ export const ERROR_BODY_BYTES = 4 * 1024
 /** Bytes of a 2xx answer read (and discarded) so the connection can be reused; past that it is closed. */
 export const SUCCESS_BODY_BYTES = 64 * 1024
 
+/**
+ * Reads at most `limit` bytes of a response body, keeping them only when `keep`; a longer body is
+ * cancelled, which closes its connection. Never buffers more than `limit` plus one chunk. Never
+ * fails: a body cut short (the timeout, a reset) leaves what was read, and the status stands (a 2xx
+ * is delivered, whatever happens to its body).
+ */
+const readAtMost = async (
+  body: ReadableStream<Uint8Array> | null,
+  limit: number,
+  keep: boolean,
+): Promise<Uint8Array> => {
+  if (body === null) return new Uint8Array(0)
+  const reader = body.getReader()
+  const chunks: Array<Uint8Array> = []
+  let read = 0
+  let done = false
+  try {
+    while (read < limit) {
+      const r = await reader.read()
+      if (r.done) {
+        done = true
+        break
+      }
+      read += r.value.byteLength
+      if (keep) chunks.push(r.value)
+    }
+  } catch {
+    // cut short: keep what was read
+  } finally {
+    if (!done) reader.cancel().catch(() => {})
+  }
+  const out = new Uint8Array(Math.min(read, keep ? limit : 0))
+  let at = 0
+  for (const c of chunks) {
+    if (at >= out.length) break
+    const part = c.subarray(0, out.length - at)
+    out.set(part, at)
+    at += part.length
+  }
+  return out
+}
+
 /** What a downstream answered, the body cut to `ERROR_BODY_BYTES` (empty for 2xx). */
 interface Answer {
   readonly status: number
@@ -63,84 +103,42 @@ class Timeout extends Error {
   }
 }
 
-/** Connections to the downstream are kept open between exports. */
-const AGENTS = {
-  http: new http.Agent({ keepAlive: true }),
-  https: new https.Agent({ keepAlive: true }),
-}
-
 /**
  * One exchange, from connecting to the last byte of the answer read, under one timer that this
- * function owns, cleared when the exchange ends. A 2xx answer's body is read (at most
- * `SUCCESS_BODY_BYTES`) and dropped, so the connection can be reused; of an error answer at most
- * `ERROR_BODY_BYTES` are kept. Past its bound a body is not read on: its connection is closed.
- * Once the status has arrived it stands: a body cut short (the timeout, a reset) leaves what was
- * read. Before that, the timeout, `outer` (Effect's interruption) or a network error fail it.
+ * function owns: a `setTimeout` that aborts the request, cleared when the exchange ends. (A timeout
+ * built from `AbortSignal.any([…, AbortSignal.timeout(ms)])` can be garbage-collected with its timer
+ * and never fire, hanging the exporter on a downstream that does not answer.) `outer` is Effect's
+ * interruption signal.
  */
-const exchange = (
+const exchange = async (
   url: string,
   body: Uint8Array,
   headers: Readonly<Record<string, string>>,
   timeoutMs: number,
   outer: AbortSignal,
-): Promise<Answer> =>
-  new Promise<Answer>((resolve, reject) => {
-    const target = new URL(url)
-    const secure = target.protocol === "https:"
-    let settled = false
-    /** Set once the status has arrived: what ends the exchange from then on. */
-    let answerNow: (() => void) | undefined
-    const end = (result: () => void, cause?: Error) => {
-      if (settled) return
-      settled = true
-      clearTimeout(timer)
-      outer.removeEventListener("abort", onAbort)
-      if (cause !== undefined) req.destroy(cause)
-      result()
+): Promise<Answer> => {
+  const controller = new AbortController()
+  const timer = setTimeout(() => controller.abort(new Timeout(timeoutMs)), timeoutMs)
+  const onAbort = () => controller.abort(outer.reason)
+  if (outer.aborted) onAbort()
+  else outer.addEventListener("abort", onAbort, { once: true })
+  try {
+    const res = await fetch(url, { method: "POST", body, headers, signal: controller.signal })
+    const ok = res.status >= 200 && res.status < 300
+    const kept = await readAtMost(res.body, ok ? SUCCESS_BODY_BYTES : ERROR_BODY_BYTES, !ok)
+    return {
+      status: res.status,
+      statusText: res.statusText,
+      retryAfter: res.headers.get("retry-after"),
+      body: kept,
     }
-    const req = (secure ? https : http).request(target, {
-      method: "POST",
-      headers: { ...headers, "content-length": String(body.byteLength) },
-      agent: secure ? AGENTS.https : AGENTS.http,
-    })
-    const cutShort = (cause: Error) =>
-      answerNow !== undefined ? end(answerNow, cause) : end(() => reject(cause), cause)
-    const timer = setTimeout(() => cutShort(new Timeout(timeoutMs)), timeoutMs)
-    const onAbort = () => end(() => reject(outer.reason), new Error("interrupted"))
-    if (outer.aborted) {
-      onAbort()
-      return
-    }
-    outer.addEventListener("abort", onAbort, { once: true })
-    req.on("error", (e) => cutShort(e))
-    req.on("response", (res) => {
-      const status = res.statusCode ?? 0
-      const ok = status >= 200 && status < 300
-      const limit = ok ? SUCCESS_BODY_BYTES : ERROR_BODY_BYTES
-      const kept: Array<Buffer> = []
-      let read = 0
-      const retryAfter = res.headers["retry-after"]
-      answerNow = () => {
-        const all = Buffer.concat(kept)
-        resolve({
-          status,
-          statusText: res.statusMessage ?? "",
-          retryAfter: Array.isArray(retryAfter) ? (retryAfter[0] ?? null) : (retryAfter ?? null),
-          body: all.subarray(0, Math.min(all.length, limit)),
-        })
-      }
-      res.on("data", (chunk: Buffer) => {
-        read += chunk.length
-        if (!ok) kept.push(chunk)
-        // Past the bound the rest is not read: the connection is closed with it.
-        if (read >= limit) end(answerNow as () => void, new Error("answer body over its bound"))
-      })
-      res.on("end", () => end(answerNow as () => void))
-      res.on("error", (e) => cutShort(e))
-      res.on("aborted", () => cutShort(new Error("answer cut short")))
-    })
-    req.end(body)
-  })
+  } finally {
+    clearTimeout(timer)
+    outer.removeEventListener("abort", onAbort)
+    // Whatever is still open of this exchange (a body not read to its end) is released.
+    controller.abort()
+  }
+}
 
 const reasonOf = (e: unknown): string => {
   if (!(e instanceof Error)) return String(e)
