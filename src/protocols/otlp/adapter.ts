@@ -18,8 +18,11 @@
  * resource attribute stays, because the resource is shared by every point under it; where a data
  * point attribute shadowed a resource attribute of the same key, the resource value shows again.
  */
-import { type ArraySeriesBatch, arrayBatch, type BatchVerdict } from "../../limits/batch.js"
+import { Either } from "effect"
+import { type ArraySeriesBatch, arrayBatch, type BatchVerdict, type SeriesBatch } from "../../limits/batch.js"
+import { fingerprintSeries } from "../../limits/fingerprint.js"
 import { flattenAttributes, mergeLabels } from "./attribute-text.js"
+import { decodeOtlpProtobuf, encodeOtlpProtobuf } from "./protobuf.js"
 import type {
   DataPoint,
   ExportMetricsServiceRequest,
@@ -51,6 +54,113 @@ export const toSeriesBatch = (req: ExportMetricsServiceRequest): ArraySeriesBatc
   }
   const length = names.length
   return arrayBatch(names, labels, new Uint32Array(length).fill(1))
+}
+
+/** Per data point of `req`, in `toSeriesBatch` order: the fingerprint of its series (high, low halves). */
+export interface Fingerprints {
+  readonly hi: Uint32Array
+  readonly lo: Uint32Array
+}
+
+/**
+ * The fingerprint of each entry of `toSeriesBatch(req)` (`fingerprintSeries(nameOf(i), labelsOf(i))`),
+ * without keeping the entries: what a decoding thread computes so that `enforce()` does not.
+ */
+export const fingerprintDataPoints = (req: ExportMetricsServiceRequest): Fingerprints => {
+  const n = countDataPoints(req)
+  const hi = new Uint32Array(n)
+  const lo = new Uint32Array(n)
+  const fp = new Uint32Array(2)
+  let i = 0
+  for (const rm of req.resourceMetrics) {
+    const resourceLabels = rm.resource === undefined ? NO_LABELS : flattenAttributes(rm.resource.attributes)
+    for (const sm of rm.scopeMetrics) {
+      for (const m of sm.metrics) {
+        const points = m.data?.dataPoints
+        if (points === undefined) continue
+        for (const p of points) {
+          fingerprintSeries(m.name, mergeLabels(resourceLabels, flattenAttributes(p.attributes)), fp)
+          hi[i] = fp[0] as number
+          lo[i] = fp[1] as number
+          i++
+        }
+      }
+    }
+  }
+  return { hi, lo }
+}
+
+/**
+ * A decoded OTLP request as the limits engine and the exporter see it: its `SeriesBatch` view
+ * (one entry per data point), the request itself, and, when it came as binary protobuf, its bytes.
+ */
+export interface OtlpBatch extends SeriesBatch {
+  /** The decoded request (decoded on first use when the batch was built from bytes). */
+  readonly request: () => ExportMetricsServiceRequest
+  /** The encoded `ExportMetricsServiceRequest` as received (protobuf), else undefined (JSON). */
+  readonly bytes: Uint8Array | undefined
+}
+
+/** The batch of a decoded request (OTLP/JSON): names, labels and fingerprints computed here. */
+export const objectBatch = (req: ExportMetricsServiceRequest): OtlpBatch => {
+  const view = toSeriesBatch(req)
+  return {
+    length: view.length,
+    datapoints: view.datapoints,
+    nameOf: view.nameOf,
+    labelsOf: view.labelsOf,
+    request: () => req,
+    bytes: undefined,
+  }
+}
+
+/**
+ * The batch of a protobuf body already checked by `decodeOtlpProtobuf` (in a decoding thread),
+ * with the fingerprints computed there (`fingerprintDataPoints`). The body is decoded again in this
+ * thread only when it is needed: names and labels for a series the engine has not matched yet in
+ * this config version (or for `group_by`), and a verdict that changes the request.
+ */
+export const bytesBatch = (bytes: Uint8Array, fingerprints: Fingerprints): OtlpBatch => {
+  const length = fingerprints.hi.length
+  let req: ExportMetricsServiceRequest | undefined
+  let view: ArraySeriesBatch | undefined
+  const request = () => {
+    req ??= Either.getOrThrow(decodeOtlpProtobuf(bytes))
+    return req
+  }
+  const entries = () => {
+    view ??= toSeriesBatch(request())
+    return view
+  }
+  return {
+    length,
+    datapoints: new Uint32Array(length).fill(1),
+    hi: fingerprints.hi,
+    lo: fingerprints.lo,
+    nameOf: (i) => entries().nameOf(i),
+    labelsOf: (i) => entries().labelsOf(i),
+    request,
+    bytes,
+  }
+}
+
+/**
+ * What to forward after the verdict, as an encoded `ExportMetricsServiceRequest`, and its data
+ * points: the body as received when it came as protobuf and every data point passes; otherwise
+ * `applyVerdict` on the decoded request, encoded.
+ */
+export const applyBatchVerdict = (
+  batch: OtlpBatch,
+  verdict: BatchVerdict,
+): { readonly request: Uint8Array; readonly datapoints: number } => {
+  if (batch.bytes !== undefined) {
+    const pass = verdict.pass
+    let i = 0
+    while (i < batch.length && (i >= pass.length || (pass[i] as number) >= 1)) i++
+    if (i === batch.length) return { request: batch.bytes, datapoints: batch.length }
+  }
+  const applied = applyVerdict(batch.request(), verdict)
+  return { request: encodeOtlpProtobuf(applied.request), datapoints: applied.datapoints }
 }
 
 /** The number of data points in `req` (= `toSeriesBatch(req).length`). */
