@@ -20,7 +20,7 @@
  */
 import { Either } from "effect"
 import { type ArraySeriesBatch, arrayBatch, type BatchVerdict, type SeriesBatch } from "../../limits/batch.js"
-import { fingerprintSeries } from "../../limits/fingerprint.js"
+import { absorbSeparator, absorbText, beginFingerprint, finishFingerprint } from "../../limits/fingerprint.js"
 import { flattenAttributes, mergeLabels } from "./attribute-text.js"
 import { decodeOtlpProtobuf, encodeOtlpProtobuf } from "./protobuf.js"
 import type {
@@ -62,6 +62,45 @@ export interface Fingerprints {
   readonly lo: Uint32Array
 }
 
+const absorbLabel = (key: string, value: string): void => {
+  if (value === "") return // left out of the series key, as in `fingerprintSeries`
+  absorbSeparator()
+  absorbText(key)
+  absorbSeparator()
+  absorbText(value)
+}
+
+/**
+ * `fingerprintSeries(name, mergeLabels(base, over), out)`, without building the merged list: the
+ * same merge (by key; on a key in both, `over` wins), absorbed as it goes.
+ */
+const fingerprintMerged = (
+  name: string,
+  base: ReadonlyArray<string>,
+  over: ReadonlyArray<string>,
+  out: Uint32Array,
+): void => {
+  beginFingerprint()
+  absorbText(name)
+  let i = 0
+  let j = 0
+  while (i < base.length && j < over.length) {
+    const kb = base[i] as string
+    const ko = over[j] as string
+    if (kb < ko) {
+      absorbLabel(kb, base[i + 1] as string)
+      i += 2
+    } else {
+      absorbLabel(ko, over[j + 1] as string)
+      if (kb === ko) i += 2
+      j += 2
+    }
+  }
+  for (; i < base.length; i += 2) absorbLabel(base[i] as string, base[i + 1] as string)
+  for (; j < over.length; j += 2) absorbLabel(over[j] as string, over[j + 1] as string)
+  finishFingerprint(out)
+}
+
 /**
  * The fingerprint of each entry of `toSeriesBatch(req)` (`fingerprintSeries(nameOf(i), labelsOf(i))`),
  * without keeping the entries: what a decoding thread computes so that `enforce()` does not.
@@ -79,7 +118,7 @@ export const fingerprintDataPoints = (req: ExportMetricsServiceRequest): Fingerp
         const points = m.data?.dataPoints
         if (points === undefined) continue
         for (const p of points) {
-          fingerprintSeries(m.name, mergeLabels(resourceLabels, flattenAttributes(p.attributes)), fp)
+          fingerprintMerged(m.name, resourceLabels, flattenAttributes(p.attributes), fp)
           hi[i] = fp[0] as number
           lo[i] = fp[1] as number
           i++
