@@ -114,10 +114,12 @@ export const workerDecoder = (
         ? Either.left(new OtlpDecoderDied({ reason: outcome.reason }))
         : toBatch(body, outcome.reply)
   return {
-    decode: (body, gzip, maxDecompressedBytes, bounds = UNBOUNDED) =>
-      closed
-        ? decodeBody(body, gzip, maxDecompressedBytes, bounds)
-        : pool.run({ body: ownBytes(body), gzip, maxDecompressedBytes, bounds }).then(settle(body)),
+    decode: (body, gzip, maxDecompressedBytes, bounds = UNBOUNDED) => {
+      if (closed) return decodeBody(body, gzip, maxDecompressedBytes, bounds)
+      // The copy (when it is one) is also what gets buffered: the export buffer keeps no larger buffer alive.
+      const own = ownBytes(body)
+      return pool.run({ body: own, gzip, maxDecompressedBytes, bounds }).then(settle(own))
+    },
     close: () => {
       closed = true
       return pool.close()
