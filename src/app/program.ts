@@ -153,14 +153,12 @@ export const dataPathLayer = (flags: DataPathFlags) =>
         ]),
       )
 
-      const decodeThreads = main.receivers?.decode_threads ?? defaultDecodeThreads()
       if (otlpBuffer !== undefined) {
+        const threads = main.receivers?.decode_threads ?? defaultDecodeThreads()
         const ingest = makeIngest(otlpAdapter, otlpBuffer, telemetry, current, violations)
         // Acquired before the receivers, so released after they stopped accepting.
         const decoder = yield* Effect.acquireRelease(
-          Effect.sync(() =>
-            decodeThreads > 0 ? OtlpDecode.workerDecoder(decodeThreads) : OtlpDecode.inlineDecoder,
-          ),
+          Effect.sync(() => (threads > 0 ? OtlpDecode.workerDecoder(threads) : OtlpDecode.inlineDecoder)),
           (d) => Effect.promise(() => d.close()),
         )
         if (httpAddress !== undefined) {
@@ -189,7 +187,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       // Remote write.
       if (prwAddress !== undefined && prwBuffer !== undefined) {
         const ingest = makeIngest(prwAdapter, prwBuffer, telemetry, current, violations)
-        const threads = decodeThreads
+        const threads = main.receivers?.decode_threads ?? defaultDecodeThreads()
         // Acquired before the receiver, so released after it stopped accepting.
         const decoder = yield* Effect.acquireRelease(
           Effect.sync(() => (threads > 0 ? workerDecoder(threads) : inlineDecoder)),
