@@ -21,7 +21,7 @@
 import { Either } from "effect"
 import { type ArraySeriesBatch, arrayBatch, type BatchVerdict, type SeriesBatch } from "../../limits/batch.js"
 import { absorbSeparator, absorbText, beginFingerprint, finishFingerprint } from "../../limits/fingerprint.js"
-import { flattenAttributes, mergeLabels } from "./attribute-text.js"
+import { flattenAttributes, forEachMergedLabel, mergeLabels } from "./attribute-text.js"
 import { decodeOtlpProtobuf, encodeOtlpProtobuf } from "./protobuf.js"
 import type {
   DataPoint,
@@ -35,23 +35,34 @@ import type {
 
 const NO_LABELS: ReadonlyArray<string> = Object.freeze([])
 
-/** The limits engine's view of `req`: one entry per data point, in wire order. */
-export const toSeriesBatch = (req: ExportMetricsServiceRequest): ArraySeriesBatch => {
-  const names: string[] = []
-  const labels: Array<ReadonlyArray<string>> = []
+/**
+ * Visits every data point of `req` in wire order (the entries of `toSeriesBatch`), with its
+ * metric's name and its resource's labels (flattened once per resource).
+ */
+const forEachDataPoint = (
+  req: ExportMetricsServiceRequest,
+  visit: (name: string, resourceLabels: ReadonlyArray<string>, point: DataPoint) => void,
+): void => {
   for (const rm of req.resourceMetrics) {
     const resourceLabels = rm.resource === undefined ? NO_LABELS : flattenAttributes(rm.resource.attributes)
     for (const sm of rm.scopeMetrics) {
       for (const m of sm.metrics) {
         const points = m.data?.dataPoints
         if (points === undefined) continue
-        for (const p of points) {
-          names.push(m.name)
-          labels.push(mergeLabels(resourceLabels, flattenAttributes(p.attributes)))
-        }
+        for (const p of points) visit(m.name, resourceLabels, p)
       }
     }
   }
+}
+
+/** The limits engine's view of `req`: one entry per data point, in wire order. */
+export const toSeriesBatch = (req: ExportMetricsServiceRequest): ArraySeriesBatch => {
+  const names: string[] = []
+  const labels: Array<ReadonlyArray<string>> = []
+  forEachDataPoint(req, (name, resourceLabels, p) => {
+    names.push(name)
+    labels.push(mergeLabels(resourceLabels, flattenAttributes(p.attributes)))
+  })
   const length = names.length
   return arrayBatch(names, labels, new Uint32Array(length).fill(1))
 }
@@ -71,37 +82,6 @@ const absorbLabel = (key: string, value: string): void => {
 }
 
 /**
- * `fingerprintSeries(name, mergeLabels(base, over), out)`, without building the merged list: the
- * same merge (by key; on a key in both, `over` wins), absorbed as it goes.
- */
-const fingerprintMerged = (
-  name: string,
-  base: ReadonlyArray<string>,
-  over: ReadonlyArray<string>,
-  out: Uint32Array,
-): void => {
-  beginFingerprint()
-  absorbText(name)
-  let i = 0
-  let j = 0
-  while (i < base.length && j < over.length) {
-    const kb = base[i] as string
-    const ko = over[j] as string
-    if (kb < ko) {
-      absorbLabel(kb, base[i + 1] as string)
-      i += 2
-    } else {
-      absorbLabel(ko, over[j + 1] as string)
-      if (kb === ko) i += 2
-      j += 2
-    }
-  }
-  for (; i < base.length; i += 2) absorbLabel(base[i] as string, base[i + 1] as string)
-  for (; j < over.length; j += 2) absorbLabel(over[j] as string, over[j + 1] as string)
-  finishFingerprint(out)
-}
-
-/**
  * The fingerprint of each entry of `toSeriesBatch(req)` (`fingerprintSeries(nameOf(i), labelsOf(i))`),
  * without keeping the entries: what a decoding thread computes so that `enforce()` does not.
  */
@@ -111,21 +91,16 @@ export const fingerprintDataPoints = (req: ExportMetricsServiceRequest): Fingerp
   const lo = new Uint32Array(n)
   const fp = new Uint32Array(2)
   let i = 0
-  for (const rm of req.resourceMetrics) {
-    const resourceLabels = rm.resource === undefined ? NO_LABELS : flattenAttributes(rm.resource.attributes)
-    for (const sm of rm.scopeMetrics) {
-      for (const m of sm.metrics) {
-        const points = m.data?.dataPoints
-        if (points === undefined) continue
-        for (const p of points) {
-          fingerprintMerged(m.name, resourceLabels, flattenAttributes(p.attributes), fp)
-          hi[i] = fp[0] as number
-          lo[i] = fp[1] as number
-          i++
-        }
-      }
-    }
-  }
+  forEachDataPoint(req, (name, resourceLabels, p) => {
+    // `fingerprintSeries(name, mergeLabels(…))`, without building the merged list.
+    beginFingerprint()
+    absorbText(name)
+    forEachMergedLabel(resourceLabels, flattenAttributes(p.attributes), absorbLabel)
+    finishFingerprint(fp)
+    hi[i] = fp[0] as number
+    lo[i] = fp[1] as number
+    i++
+  })
   return { hi, lo }
 }
 

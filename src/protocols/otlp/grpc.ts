@@ -140,6 +140,14 @@ const statusTrailer = (code: number, message: string, retryAfterMs: number | und
   return md
 }
 
+/** Answers a call with an error status, its `google.rpc.Status` (with a RetryInfo when given) in the trailer. */
+const fail = (
+  callback: grpc.sendUnaryData<ExportMetricsServiceResponse>,
+  code: number,
+  message: string,
+  retryAfterMs?: number,
+): void => callback({ code, details: message, metadata: statusTrailer(code, message, retryAfterMs) })
+
 /** Turns the handler's result into the gRPC answer. */
 const answer = (
   result: GrpcExportResult,
@@ -159,19 +167,8 @@ const answer = (
     }
     return
   }
-  if (result.code === "invalid") {
-    callback({
-      code: GrpcCode.INVALID_ARGUMENT,
-      details: result.message,
-      metadata: statusTrailer(GrpcCode.INVALID_ARGUMENT, result.message, undefined),
-    })
-    return
-  }
-  callback({
-    code: GrpcCode.RESOURCE_EXHAUSTED,
-    details: result.message,
-    metadata: statusTrailer(GrpcCode.RESOURCE_EXHAUSTED, result.message, result.retryAfterMs),
-  })
+  if (result.code === "invalid") fail(callback, GrpcCode.INVALID_ARGUMENT, result.message)
+  else fail(callback, GrpcCode.RESOURCE_EXHAUSTED, result.message, result.retryAfterMs)
 }
 
 /** What grpc-js answers (`INTERNAL`) to a message that does not inflate. */
@@ -232,18 +229,17 @@ export const startGrpcServer = <Req = ExportMetricsServiceRequest>(
       if (Either.isLeft(result)) {
         const e = result.left
         if (e._tag === "OtlpDecoderDied") {
-          callback({
-            code: GrpcCode.UNAVAILABLE,
-            details: e.message,
-            metadata: statusTrailer(GrpcCode.UNAVAILABLE, e.message, undefined),
-          })
+          fail(callback, GrpcCode.UNAVAILABLE, e.message)
           return
         }
         options.onDecodeError?.(e)
         // Over a bound, like a message over the size bound: RESOURCE_EXHAUSTED, without RetryInfo so
         // that clients do not retry it.
-        const code = e.kind === "too_many" ? GrpcCode.RESOURCE_EXHAUSTED : GrpcCode.INVALID_ARGUMENT
-        callback({ code, details: e.message, metadata: statusTrailer(code, e.message, undefined) })
+        fail(
+          callback,
+          e.kind === "too_many" ? GrpcCode.RESOURCE_EXHAUSTED : GrpcCode.INVALID_ARGUMENT,
+          e.message,
+        )
         return
       }
       const request = result.right

@@ -1,11 +1,10 @@
 import * as fs from "node:fs"
 import type { IncomingMessage } from "node:http"
-import * as os from "node:os"
 import * as path from "node:path"
 import * as zlib from "node:zlib"
 import { Either } from "effect"
 import fc from "fast-check"
-import { afterAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import type { BatchVerdict } from "../../../src/limits/batch.js"
 import { enforce } from "../../../src/limits/enforce.js"
 import { fingerprintSeries } from "../../../src/limits/fingerprint.js"
@@ -23,22 +22,16 @@ import { otlpAdapter } from "../../../src/protocols/otlp/protocol.js"
 import type { ExportMetricsServiceRequest } from "../../../src/protocols/otlp/types.js"
 import { UNBOUNDED } from "../../../src/wire/bounds.js"
 import { versionOf } from "../../limits/engine.js"
+import { threadsForFile } from "../../support/threads.js"
 import { makeArbitraries } from "./arbitraries.js"
 
-/** The built worker (the test suite builds `dist/` first), as the governor runs it. */
-const WORKER = new URL("../../../dist/protocols/otlp/decode-worker.js", import.meta.url)
 const MAX = 1 << 20
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mg-otlp-decode-threads-"))
-const decoders: Array<OtlpBodyDecoder> = []
-afterAll(async () => {
-  await Promise.all(decoders.map((d) => d.close()))
-  fs.rmSync(dir, { recursive: true, force: true })
-})
-const make = (threads: number, url = WORKER) => {
-  const d = workerDecoder(threads, url)
-  decoders.push(d)
-  return d
-}
+/** Decoders running the built worker (the test suite builds `dist/` first), as the governor runs it. */
+const { dir, start: make } = threadsForFile<OtlpBodyDecoder>(
+  "mg-otlp-decode-threads-",
+  workerDecoder,
+  new URL("../../../dist/protocols/otlp/decode-worker.js", import.meta.url),
+)
 
 const { request } = makeArbitraries({ unknown: true })
 
