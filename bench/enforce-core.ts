@@ -61,7 +61,7 @@ interface Case {
   readonly rules: number
   readonly groupBy: boolean
   readonly cache: "hot" | "cold"
-  /** Who computes each series' fingerprint: `enforce()` from the labels (OTLP), or the decoder (remote write). */
+  /** Who computes each series' fingerprint: `enforce()` from the labels (OTLP/JSON), or the decoder (remote write, OTLP protobuf). */
   readonly fp: "enforce" | "decoder"
   /** One measurement: datapoints processed and milliseconds spent. */
   readonly measure: () => { dps: number; ms: number }
@@ -265,7 +265,7 @@ const run = async (): Promise<AreaResult> => {
     `Target ≥ 5M datapoints/s on one core on the cached (hot) path: **${met ? "met" : metRows.length > 0 ? "met in part" : "not met"}** — ` +
       `${metRows.length} of ${hotRows.length} hot rows. With fingerprints from the decoder (remote write): ${range(byDecoder)} ` +
       `datapoints/s (100 rules, no group_by: ${si(hundred?.rate ?? Number.NaN)}, ${ratio((hundred?.rate ?? Number.NaN) / TARGET)} of the target; ` +
-      `at or above it: ${metWhere.length > 0 ? metWhere.join(", ") : "none"}). With fingerprints computed in \`enforce()\` (OTLP): ${range(inEnforce)}.`,
+      `at or above it: ${metWhere.length > 0 ? metWhere.join(", ") : "none"}). With fingerprints computed in \`enforce()\` (OTLP/JSON): ${range(inEnforce)}.`,
   )
   md.push("")
   return {
@@ -277,7 +277,7 @@ const run = async (): Promise<AreaResult> => {
         target: "≥ 5M datapoints/s on one core, cached path",
         measured:
           `remote write (fingerprints from the decoder) ${range(byDecoder)}, met for ${metWhere.length > 0 ? metWhere.join(", ") : "none"}; ` +
-          `OTLP (fingerprints in enforce) ${range(inEnforce)} datapoints/s`,
+          `OTLP/JSON (fingerprints in enforce) ${range(inEnforce)} datapoints/s`,
         met,
       },
     ],

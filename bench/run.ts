@@ -55,9 +55,9 @@ const CAUSES: Record<string, string> = {
     "hot path is a numeric match-cache probe, a series-set probe and a few counters per datapoint, and runs above the target up " +
     "to 100 rules, also with `group_by`. Two cases stay below it: with 1,000 rules, per-batch work proportional to the number " +
     "of rules (rolling every rule's window, a `perRule` array, one `RuleCounts` per rule seen) and the memory traffic of a " +
-    "thousand rules' state dominate; and where `enforce()` hashes each series itself (OTLP, whose decoder does not compute " +
-    "fingerprints yet), two multiplies per UTF-16 code unit of every label (about 100 per series) cost more than the target " +
-    "allows on this machine (§1, §7).",
+    "thousand rules' state dominate; and where `enforce()` hashes each series itself (OTLP/JSON, the one decoder that does not " +
+    "compute fingerprints), two multiplies per UTF-16 code unit of every label (about 100 per series) cost more than the " +
+    "target allows on this machine (§1, §7).",
   "≥ 0.5× vmagent's throughput":
     "Both use the machine's two cores (CPU column of §2), but vmagent does about four times as much per core. The governor's " +
     "main thread is no longer saturated (idle in the profile of §2): remote-write bodies are decompressed and scanned in a " +
@@ -283,7 +283,7 @@ const render = (run: SavedRun): void => {
     if (d !== undefined && e !== undefined)
       headline.push(
         `enforcement core, 100 rules, hot: ${si(d.rate)} datapoints/s with fingerprints from the decoder (remote write), ` +
-          `${si(e.rate)} computing them (OTLP) = ${ratio(d.vsBaseline)} and ${ratio(e.vsBaseline)} the plain \`Set<string>\` loop`,
+          `${si(e.rate)} computing them (OTLP/JSON) = ${ratio(d.vsBaseline)} and ${ratio(e.vsBaseline)} the plain \`Set<string>\` loop`,
       )
   }
   if (prw !== undefined && Number.isFinite(num(prw, "ratio")))
@@ -347,7 +347,7 @@ const otlpReading = (enforce: AreaResult | undefined, otlp: AreaResult): string 
     fp?: string
     rate: number
   }>
-  // OTLP computes fingerprints in enforce().
+  // The limits of the arm whose fingerprints are computed in enforce() (OTLP/JSON; OTLP protobuf has them from its decoder).
   const one =
     rows.find((r) => r.rules === 1 && !r.groupBy && r.cache === "hot" && (r.fp ?? "enforce") === "enforce")
       ?.rate ?? Number.NaN
@@ -420,8 +420,10 @@ const boundsSection = (prw: AreaResult | undefined, enforce: AreaResult | undefi
       "**What it costs.** Per request, the body is copied to a decoding thread and the decompressed body and the scan (about " +
       "40 bytes per series) are copied back; a request waits for a thread to take it; each thread holds its own copy of the " +
       "decoder and its V8 heap (tens of MB). Requests of one connection stay in order (HTTP/1.1 answers in order); requests of " +
-      "different connections may be decided in another order than they arrived, as they may without threads. OTLP is still " +
-      "decoded on the main thread.",
+      "different connections may be decided in another order than they arrived, as they may without threads. OTLP protobuf " +
+      "(HTTP and gRPC) goes through decoding threads of its own the same way (`src/protocols/otlp/decode-pool.ts`): a thread " +
+      "inflates and decodes the body and fingerprints every data point's series; the main thread enforces with those " +
+      "fingerprints and forwards the body as it came when every data point passes. OTLP/JSON is decoded on the main thread.",
   )
   out.push("")
   out.push(
@@ -442,8 +444,9 @@ const boundsSection = (prw: AreaResult | undefined, enforce: AreaResult | undefi
       "**Other findings:**\n\n" +
       "- Enforcement with many rules: `enforce()` does per-batch work proportional to the number of rules (`rollWindow` over every " +
       "rule, a `perRule` array, a `RuleCounts` object per rule seen): the 1,000-rule rows of §1.\n" +
-      "- OTLP: `enforce()` hashes every series itself (two multiplies per UTF-16 code unit of every label); an OTLP scanner like " +
-      "the remote-write one would move that, and the decoding, off the main thread.\n" +
+      "- OTLP protobuf: its decoding threads decode each body into objects (the decoder's checks and messages, unchanged) " +
+      "to fingerprint it; the main thread decodes it again only for series it has not matched yet and for a verdict that " +
+      "changes the request. A scanner like the remote-write one would spare the decoding threads the objects.\n" +
       "- Cold path: a series seen for the first time is matched against the rules in order; a rule's literal `metric_name` " +
       "prefix is checked before its regex, which skips the regex for most rules a name cannot match (cold rows of §1).\n" +
       "- Reload: files up to 96 KiB are decoded on the main thread in a few milliseconds per hundred rules (fast YAML path, " +

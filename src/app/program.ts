@@ -20,10 +20,10 @@ import { type ExporterSettings, runExporter } from "../export/exporter.js"
 import { serveReceiver } from "../pipeline/http-receiver.js"
 import { makeIngest } from "../pipeline/ingest.js"
 import { ViolationLog } from "../pipeline/violations.js"
+import * as OtlpDecode from "../protocols/otlp/decode-pool.js"
 import { routeGrpcLogs, serveGrpc } from "../protocols/otlp/grpc-receiver.js"
 import { otlpHttpRoute } from "../protocols/otlp/http.js"
 import { otlpAdapter, otlpEncoder } from "../protocols/otlp/protocol.js"
-import type { ExportMetricsServiceRequest } from "../protocols/otlp/types.js"
 import { defaultDecodeThreads, inlineDecoder, workerDecoder } from "../protocols/prw/decode-pool.js"
 import { prwRoute } from "../protocols/prw/http.js"
 import { prwAdapter, prwEncoder } from "../protocols/prw/protocol.js"
@@ -128,9 +128,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       const prwAddress = yield* listen("prw-listen", flags.prwListen)
       // OTLP: one buffer and exporter for OTLP/HTTP and OTLP/gRPC.
       const otlpBuffer =
-        httpAddress !== undefined || grpcAddress !== undefined
-          ? newBuffer<ExportMetricsServiceRequest>()
-          : undefined
+        httpAddress !== undefined || grpcAddress !== undefined ? newBuffer<Uint8Array>() : undefined
       const prwBuffer = prwAddress !== undefined ? newBuffer<Uint8Array>() : undefined
       // The exporters start before every receiver, so their flush runs after every receiver stopped
       // accepting; their finalizers run in parallel, so shutdown takes one shutdown_timeout, not one
@@ -155,12 +153,18 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       )
 
       if (otlpBuffer !== undefined) {
+        const threads = main.receivers?.decode_threads ?? defaultDecodeThreads()
         const ingest = makeIngest(otlpAdapter, otlpBuffer, telemetry, current, violations)
+        // Acquired before the receivers, so released after they stopped accepting.
+        const decoder = yield* Effect.acquireRelease(
+          Effect.sync(() => (threads > 0 ? OtlpDecode.workerDecoder(threads) : OtlpDecode.inlineDecoder)),
+          (d) => Effect.promise(() => d.close()),
+        )
         if (httpAddress !== undefined) {
           yield* serveReceiver(
             "OTLP/HTTP receiver",
             httpAddress,
-            [otlpHttpRoute({ maxRequestBytes, maxDecompressedBytes, bounds, ingest })],
+            [otlpHttpRoute({ maxRequestBytes, maxDecompressedBytes, bounds, ingest, decoder })],
             telemetry,
             onError,
             shutdown,
@@ -171,7 +175,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
           })
         }
         if (grpcAddress !== undefined) {
-          yield* serveGrpc(grpcAddress, maxDecompressedBytes, bounds, ingest, telemetry, shutdown)
+          yield* serveGrpc(grpcAddress, maxDecompressedBytes, bounds, ingest, decoder, telemetry, shutdown)
           yield* logInfo("OTLP/gRPC receiver listening", {
             address: flags.grpcListen,
             exporter_endpoint: flags.exporterEndpoint ?? null,

@@ -98,6 +98,9 @@ export const absorbBytes = (bytes: Uint8Array, start: number, end: number): void
   h2 = b
 }
 
+/** Absorbs the UTF-16 code units of `s`, as `fingerprintSeries` absorbs a name, a label name or a value. */
+export const absorbText = (s: string): void => absorb(s)
+
 /** Absorbs the separator between the parts of a series key. */
 export const absorbSeparator = (): void => {
   h1 = Math.imul(h1 ^ SEP, P1)

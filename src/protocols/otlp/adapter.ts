@@ -18,8 +18,11 @@
  * resource attribute stays, because the resource is shared by every point under it; where a data
  * point attribute shadowed a resource attribute of the same key, the resource value shows again.
  */
-import { type ArraySeriesBatch, arrayBatch, type BatchVerdict } from "../../limits/batch.js"
-import { flattenAttributes, mergeLabels } from "./attribute-text.js"
+import { Either } from "effect"
+import { type ArraySeriesBatch, arrayBatch, type BatchVerdict, type SeriesBatch } from "../../limits/batch.js"
+import { absorbSeparator, absorbText, beginFingerprint, finishFingerprint } from "../../limits/fingerprint.js"
+import { flattenAttributes, forEachMergedLabel, mergeLabels } from "./attribute-text.js"
+import { decodeOtlpProtobuf, encodeOtlpProtobuf } from "./protobuf.js"
 import type {
   DataPoint,
   ExportMetricsServiceRequest,
@@ -32,25 +35,146 @@ import type {
 
 const NO_LABELS: ReadonlyArray<string> = Object.freeze([])
 
-/** The limits engine's view of `req`: one entry per data point, in wire order. */
-export const toSeriesBatch = (req: ExportMetricsServiceRequest): ArraySeriesBatch => {
-  const names: string[] = []
-  const labels: Array<ReadonlyArray<string>> = []
+/**
+ * Visits every data point of `req` in wire order (the entries of `toSeriesBatch`), with its
+ * metric's name and its resource's labels (flattened once per resource).
+ */
+const forEachDataPoint = (
+  req: ExportMetricsServiceRequest,
+  visit: (name: string, resourceLabels: ReadonlyArray<string>, point: DataPoint) => void,
+): void => {
   for (const rm of req.resourceMetrics) {
     const resourceLabels = rm.resource === undefined ? NO_LABELS : flattenAttributes(rm.resource.attributes)
     for (const sm of rm.scopeMetrics) {
       for (const m of sm.metrics) {
         const points = m.data?.dataPoints
         if (points === undefined) continue
-        for (const p of points) {
-          names.push(m.name)
-          labels.push(mergeLabels(resourceLabels, flattenAttributes(p.attributes)))
-        }
+        for (const p of points) visit(m.name, resourceLabels, p)
       }
     }
   }
+}
+
+/** The limits engine's view of `req`: one entry per data point, in wire order. */
+export const toSeriesBatch = (req: ExportMetricsServiceRequest): ArraySeriesBatch => {
+  const names: string[] = []
+  const labels: Array<ReadonlyArray<string>> = []
+  forEachDataPoint(req, (name, resourceLabels, p) => {
+    names.push(name)
+    labels.push(mergeLabels(resourceLabels, flattenAttributes(p.attributes)))
+  })
   const length = names.length
   return arrayBatch(names, labels, new Uint32Array(length).fill(1))
+}
+
+/** Per data point of `req`, in `toSeriesBatch` order: the fingerprint of its series (high, low halves). */
+export interface Fingerprints {
+  readonly hi: Uint32Array
+  readonly lo: Uint32Array
+}
+
+const absorbLabel = (key: string, value: string): void => {
+  if (value === "") return // left out of the series key, as in `fingerprintSeries`
+  absorbSeparator()
+  absorbText(key)
+  absorbSeparator()
+  absorbText(value)
+}
+
+/**
+ * The fingerprint of each entry of `toSeriesBatch(req)` (`fingerprintSeries(nameOf(i), labelsOf(i))`),
+ * without keeping the entries: what a decoding thread computes so that `enforce()` does not.
+ */
+export const fingerprintDataPoints = (req: ExportMetricsServiceRequest): Fingerprints => {
+  const n = countDataPoints(req)
+  const hi = new Uint32Array(n)
+  const lo = new Uint32Array(n)
+  const fp = new Uint32Array(2)
+  let i = 0
+  forEachDataPoint(req, (name, resourceLabels, p) => {
+    // `fingerprintSeries(name, mergeLabels(…))`, without building the merged list.
+    beginFingerprint()
+    absorbText(name)
+    forEachMergedLabel(resourceLabels, flattenAttributes(p.attributes), absorbLabel)
+    finishFingerprint(fp)
+    hi[i] = fp[0] as number
+    lo[i] = fp[1] as number
+    i++
+  })
+  return { hi, lo }
+}
+
+/**
+ * A decoded OTLP request as the limits engine and the exporter see it: its `SeriesBatch` view
+ * (one entry per data point), the request itself, and, when it came as binary protobuf, its bytes.
+ */
+export interface OtlpBatch extends SeriesBatch {
+  /** The decoded request (decoded on first use when the batch was built from bytes). */
+  readonly request: () => ExportMetricsServiceRequest
+  /** The encoded `ExportMetricsServiceRequest` as received (protobuf), else undefined (JSON). */
+  readonly bytes: Uint8Array | undefined
+}
+
+/** The batch of a decoded request (OTLP/JSON): names, labels and fingerprints computed here. */
+export const objectBatch = (req: ExportMetricsServiceRequest): OtlpBatch => {
+  const view = toSeriesBatch(req)
+  return {
+    length: view.length,
+    datapoints: view.datapoints,
+    nameOf: view.nameOf,
+    labelsOf: view.labelsOf,
+    request: () => req,
+    bytes: undefined,
+  }
+}
+
+/**
+ * The batch of a protobuf body already checked by `decodeOtlpProtobuf` (in a decoding thread),
+ * with the fingerprints computed there (`fingerprintDataPoints`). The body is decoded again in this
+ * thread only when it is needed: names and labels for a series the engine has not matched yet in
+ * this config version (or for `group_by`), and a verdict that changes the request.
+ */
+export const bytesBatch = (bytes: Uint8Array, fingerprints: Fingerprints): OtlpBatch => {
+  const length = fingerprints.hi.length
+  let req: ExportMetricsServiceRequest | undefined
+  let view: ArraySeriesBatch | undefined
+  const request = () => {
+    req ??= Either.getOrThrow(decodeOtlpProtobuf(bytes))
+    return req
+  }
+  const entries = () => {
+    view ??= toSeriesBatch(request())
+    return view
+  }
+  return {
+    length,
+    datapoints: new Uint32Array(length).fill(1),
+    hi: fingerprints.hi,
+    lo: fingerprints.lo,
+    nameOf: (i) => entries().nameOf(i),
+    labelsOf: (i) => entries().labelsOf(i),
+    request,
+    bytes,
+  }
+}
+
+/**
+ * What to forward after the verdict, as an encoded `ExportMetricsServiceRequest`, and its data
+ * points: the body as received when it came as protobuf and every data point passes; otherwise
+ * `applyVerdict` on the decoded request, encoded.
+ */
+export const applyBatchVerdict = (
+  batch: OtlpBatch,
+  verdict: BatchVerdict,
+): { readonly request: Uint8Array; readonly datapoints: number } => {
+  if (batch.bytes !== undefined) {
+    const pass = verdict.pass
+    let i = 0
+    while (i < batch.length && (i >= pass.length || (pass[i] as number) >= 1)) i++
+    if (i === batch.length) return { request: batch.bytes, datapoints: batch.length }
+  }
+  const applied = applyVerdict(batch.request(), verdict)
+  return { request: encodeOtlpProtobuf(applied.request), datapoints: applied.datapoints }
 }
 
 /** The number of data points in `req` (= `toSeriesBatch(req).length`). */

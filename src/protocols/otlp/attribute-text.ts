@@ -114,6 +114,33 @@ export const flattenAttributes = (attrs: ReadonlyArray<KeyValue>): ReadonlyArray
 }
 
 /**
+ * Visits the merge of two flat key-sorted label lists in key order; on a key present in both,
+ * only `over`'s label is visited.
+ */
+export const forEachMergedLabel = (
+  base: ReadonlyArray<string>,
+  over: ReadonlyArray<string>,
+  visit: (key: string, value: string) => void,
+): void => {
+  let i = 0
+  let j = 0
+  while (i < base.length && j < over.length) {
+    const kb = base[i] as string
+    const ko = over[j] as string
+    if (kb < ko) {
+      visit(kb, base[i + 1] as string)
+      i += 2
+    } else {
+      visit(ko, over[j + 1] as string)
+      if (kb === ko) i += 2
+      j += 2
+    }
+  }
+  for (; i < base.length; i += 2) visit(base[i] as string, base[i + 1] as string)
+  for (; j < over.length; j += 2) visit(over[j] as string, over[j + 1] as string)
+}
+
+/**
  * Merges two flat key-sorted label lists; on a key present in both, `over` wins. Returns one of
  * the inputs unchanged when the other is empty.
  */
@@ -124,24 +151,8 @@ export const mergeLabels = (
   if (base.length === 0) return over
   if (over.length === 0) return base
   const out: string[] = []
-  let i = 0
-  let j = 0
-  while (i < base.length && j < over.length) {
-    const kb = base[i] as string
-    const ko = over[j] as string
-    if (kb < ko) {
-      out.push(kb, base[i + 1] as string)
-      i += 2
-    } else if (ko < kb) {
-      out.push(ko, over[j + 1] as string)
-      j += 2
-    } else {
-      out.push(ko, over[j + 1] as string)
-      i += 2
-      j += 2
-    }
-  }
-  for (; i < base.length; i++) out.push(base[i] as string)
-  for (; j < over.length; j++) out.push(over[j] as string)
+  forEachMergedLabel(base, over, (k, v) => {
+    out.push(k, v)
+  })
   return out
 }

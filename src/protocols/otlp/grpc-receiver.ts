@@ -1,6 +1,6 @@
 import { format } from "node:util"
 import { setLogger } from "@grpc/grpc-js"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import { ListenError } from "../../pipeline/http-receiver.js"
 import type { IngestOutcome } from "../../pipeline/ingest.js"
 import type { ListenAddress } from "../../server/address.js"
@@ -8,11 +8,9 @@ import type { ShutdownClock } from "../../server/shutdown.js"
 import { logDebug, logError, logInfo } from "../../telemetry/log.js"
 import type { Instruments } from "../../telemetry/metrics.js"
 import type { RequestBounds } from "../../wire/bounds.js"
-import { countDataPoints } from "./adapter.js"
+import type { OtlpBatch } from "./adapter.js"
+import type { OtlpBodyDecoder } from "./decode-pool.js"
 import { startGrpcServer } from "./grpc.js"
-import type { ExportMetricsServiceRequest } from "./types.js"
-
-const ESTIMATED_BYTES_PER_POINT = 128
 
 /**
  * Routes what grpc-js logs (by default `console.error`, in its own format, on stderr) through `log`,
@@ -32,13 +30,16 @@ export const routeGrpcLogs = (log: (line: Effect.Effect<void>) => void): void =>
  * OTLP/gRPC `MetricsService/Export` for the life of the scope. Bad data is INVALID_ARGUMENT (not
  * retryable); a full export buffer is RESOURCE_EXHAUSTED with a RetryInfo, so clients retry later;
  * what the limits drop is reported as a partial success. When shutdown begins it stops accepting;
- * calls in progress have the shutdown grace, then the server is shut down by force.
+ * calls in progress have the shutdown grace, then the server is shut down by force. Messages are
+ * decoded by `decoder` (in worker threads when `receivers.decode_threads` is above 0); a decoding
+ * thread that dies answers UNAVAILABLE, which clients retry.
  */
 export const serveGrpc = (
   address: ListenAddress,
   maxMessageBytes: number,
   bounds: RequestBounds,
-  ingest: (req: ExportMetricsServiceRequest, bytes: number) => IngestOutcome,
+  ingest: (req: OtlpBatch, bytes: number) => IngestOutcome,
+  decoder: OtlpBodyDecoder,
   telemetry: Instruments,
   shutdown: ShutdownClock,
 ) =>
@@ -50,14 +51,23 @@ export const serveGrpc = (
           port: address.port,
           maxReceiveMessageLength: maxMessageBytes,
           bounds,
+          // grpc-js has inflated a gzip message already, within maxMessageBytes.
+          decode: (bytes, b) => {
+            const decoded = decoder.decode(bytes, false, maxMessageBytes, b)
+            const count = (d: Awaited<typeof decoded>) => {
+              if (Either.isLeft(d) && d.left._tag === "OtlpDecoderDied")
+                telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_unavailable" })
+              return d
+            }
+            return decoded instanceof Promise ? decoded.then(count) : count(decoded)
+          },
           onDecodeError: (e) =>
             telemetry.receiverRequests.inc({
               protocol: "otlp",
               code: e.kind === "too_many" ? "grpc_too_large" : "grpc_invalid_argument",
             }),
           handle: async (req) => {
-            // gRPC hands over the decoded message only: its size is estimated for the buffer bound.
-            const outcome = ingest(req, countDataPoints(req) * ESTIMATED_BYTES_PER_POINT)
+            const outcome = ingest(req, req.bytes?.length ?? 0)
             if (outcome._tag === "Overloaded") {
               telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_resource_exhausted" })
               return {

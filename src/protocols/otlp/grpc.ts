@@ -8,8 +8,11 @@
  * - a request with more datapoints or elements than `bounds` allow: `RESOURCE_EXHAUSTED` without
  *   `RetryInfo` (gRPC's code for a message too large; not retried), decoding stops there;
  * - bad data (undecodable request, or the handler says `invalid`): `INVALID_ARGUMENT`, not
- *   retryable. Decoding happens in `requestDeserialize`, which never throws: a decode error
- *   travels to the call as a value, so grpc-js never turns it into `INTERNAL`;
+ *   retryable. The server's `requestDeserialize` keeps the message's bytes as they are; the call
+ *   decodes them with `decode` (by default `decodeOtlpProtobuf` in this thread; the governor's
+ *   receiver hands them to its decoding threads), which never throws: a decode error is a value,
+ *   so grpc-js never turns it into `INTERNAL`;
+ * - the thread decoding the message died (`OtlpDecoderDied`): `UNAVAILABLE`, which clients retry;
  * - backpressure (`overloaded`): `RESOURCE_EXHAUSTED`, with a `google.rpc.RetryInfo` in the
  *   `grpc-status-details-bin` trailer when `retryAfterMs` is given. Per the spec a client retries
  *   `RESOURCE_EXHAUSTED` only when that RetryInfo is present, so give `retryAfterMs` whenever
@@ -24,6 +27,7 @@
 import * as grpc from "@grpc/grpc-js"
 import { Either } from "effect"
 import { type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
+import type { OtlpDecodeFailure } from "./decode-pool.js"
 import { OtlpDecodeError } from "./errors.js"
 import {
   decodeOtlpProtobuf,
@@ -91,12 +95,20 @@ export type GrpcExportResult =
       readonly retryAfterMs?: number
     }
 
-export interface GrpcServerOptions {
+export interface GrpcServerOptions<Req = ExportMetricsServiceRequest> {
   /** Interface to listen on; `""` listens on all interfaces, IPv4 and IPv6 (`[::]`). */
   readonly host: string
   /** 0 picks a free port (see the returned `port`). */
   readonly port: number
-  readonly handle: (req: ExportMetricsServiceRequest) => Promise<GrpcExportResult>
+  readonly handle: (req: Req) => Promise<GrpcExportResult>
+  /**
+   * Decodes a request's bytes (already inflated when gzip) within `bounds`. Default:
+   * `decodeOtlpProtobuf` in this thread (then `Req` is `ExportMetricsServiceRequest`).
+   */
+  readonly decode?: (
+    bytes: Uint8Array,
+    bounds: RequestBounds,
+  ) => Either.Either<Req, OtlpDecodeFailure> | Promise<Either.Either<Req, OtlpDecodeFailure>>
   /** Largest request accepted, in bytes, both as received and after gzip inflation. */
   readonly maxReceiveMessageLength: number
   /** Most datapoints and elements a request may hold; past them: RESOURCE_EXHAUSTED, no RetryInfo. */
@@ -128,6 +140,14 @@ const statusTrailer = (code: number, message: string, retryAfterMs: number | und
   return md
 }
 
+/** Answers a call with an error status, its `google.rpc.Status` (with a RetryInfo when given) in the trailer. */
+const fail = (
+  callback: grpc.sendUnaryData<ExportMetricsServiceResponse>,
+  code: number,
+  message: string,
+  retryAfterMs?: number,
+): void => callback({ code, details: message, metadata: statusTrailer(code, message, retryAfterMs) })
+
 /** Turns the handler's result into the gRPC answer. */
 const answer = (
   result: GrpcExportResult,
@@ -147,19 +167,8 @@ const answer = (
     }
     return
   }
-  if (result.code === "invalid") {
-    callback({
-      code: GrpcCode.INVALID_ARGUMENT,
-      details: result.message,
-      metadata: statusTrailer(GrpcCode.INVALID_ARGUMENT, result.message, undefined),
-    })
-    return
-  }
-  callback({
-    code: GrpcCode.RESOURCE_EXHAUSTED,
-    details: result.message,
-    metadata: statusTrailer(GrpcCode.RESOURCE_EXHAUSTED, result.message, result.retryAfterMs),
-  })
+  if (result.code === "invalid") fail(callback, GrpcCode.INVALID_ARGUMENT, result.message)
+  else fail(callback, GrpcCode.RESOURCE_EXHAUSTED, result.message, result.retryAfterMs)
 }
 
 /** What grpc-js answers (`INTERNAL`) to a message that does not inflate. */
@@ -199,40 +208,61 @@ const hostPort = (host: string, port: number): string => {
 }
 
 /** Starts an OTLP/gRPC metrics server. Rejects when the address cannot be bound. */
-export const startGrpcServer = (options: GrpcServerOptions): Promise<GrpcServer> => {
+export const startGrpcServer = <Req = ExportMetricsServiceRequest>(
+  options: GrpcServerOptions<Req>,
+): Promise<GrpcServer> => {
   const server = new grpc.Server({
     "grpc.max_receive_message_length": options.maxReceiveMessageLength,
     interceptors: [invalidGzipInterceptor(options.onDecodeError)],
   })
-  const exportCall: grpc.handleUnaryCall<DecodedExportRequest, ExportMetricsServiceResponse> = (
-    call,
-    callback,
-  ) => {
-    const decoded = call.request
-    if (Either.isLeft(decoded)) {
-      options.onDecodeError?.(decoded.left)
-      // Over a bound, like a message over the size bound: RESOURCE_EXHAUSTED, without RetryInfo so
-      // that clients do not retry it.
-      const code = decoded.left.kind === "too_many" ? GrpcCode.RESOURCE_EXHAUSTED : GrpcCode.INVALID_ARGUMENT
-      callback({
-        code,
-        details: decoded.left.message,
-        metadata: statusTrailer(code, decoded.left.message, undefined),
-      })
+  const bounds = options.bounds ?? UNBOUNDED
+  const decode =
+    options.decode ??
+    ((bytes: Uint8Array, b: RequestBounds) =>
+      decodeOtlpProtobuf(bytes, b) as Either.Either<Req, OtlpDecodeError>)
+  const exportCall: grpc.handleUnaryCall<Buffer, ExportMetricsServiceResponse> = (call, callback) => {
+    const internal = (e: unknown) => {
+      const message = `internal error: ${e instanceof Error ? e.message : String(e)}`
+      callback({ code: GrpcCode.INTERNAL, details: message })
+    }
+    const decoded = (result: Either.Either<Req, OtlpDecodeFailure>) => {
+      if (Either.isLeft(result)) {
+        const e = result.left
+        if (e._tag === "OtlpDecoderDied") {
+          fail(callback, GrpcCode.UNAVAILABLE, e.message)
+          return
+        }
+        options.onDecodeError?.(e)
+        // Over a bound, like a message over the size bound: RESOURCE_EXHAUSTED, without RetryInfo so
+        // that clients do not retry it.
+        fail(
+          callback,
+          e.kind === "too_many" ? GrpcCode.RESOURCE_EXHAUSTED : GrpcCode.INVALID_ARGUMENT,
+          e.message,
+        )
+        return
+      }
+      const request = result.right
+      Promise.resolve()
+        .then(() => options.handle(request))
+        .then((r) => answer(r, callback), internal)
+    }
+    let result: ReturnType<typeof decode>
+    try {
+      result = decode(call.request, bounds)
+    } catch (e) {
+      internal(e)
       return
     }
-    const request = decoded.right
-    Promise.resolve()
-      .then(() => options.handle(request))
-      .then(
-        (result) => answer(result, callback),
-        (e: unknown) => {
-          const message = `internal error: ${e instanceof Error ? e.message : String(e)}`
-          callback({ code: GrpcCode.INTERNAL, details: message })
-        },
-      )
+    if (result instanceof Promise) result.then(decoded, internal)
+    else decoded(result)
   }
-  server.addService(metricsServiceDefinition(options.bounds), { export: exportCall })
+  // The server keeps each request's bytes (`decode` reads them in the call).
+  const definition = metricsServiceDefinition(bounds)
+  server.addService(
+    { export: { ...definition.export, requestDeserialize: (bytes: Buffer): Buffer => bytes } },
+    { export: exportCall },
+  )
   return new Promise((resolve, reject) => {
     server.bindAsync(
       hostPort(options.host, options.port),

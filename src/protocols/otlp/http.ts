@@ -3,11 +3,13 @@ import { Either } from "effect"
 import type { Reply, Route } from "../../pipeline/http-receiver.js"
 import type { IngestOutcome } from "../../pipeline/ingest.js"
 import type { RequestBounds } from "../../wire/bounds.js"
+import { type OtlpBatch, objectBatch } from "./adapter.js"
+import type { OtlpBodyDecoder, OtlpDecodeFailure } from "./decode-pool.js"
 import { decompressGzip } from "./gzip.js"
 import { decodeOtlpJson, encodeOtlpResponseJson } from "./json.js"
-import { decodeOtlpProtobuf, encodeOtlpResponseProtobuf } from "./protobuf.js"
+import { encodeOtlpResponseProtobuf } from "./protobuf.js"
 import { encodeRpcStatus, encodeRpcStatusJson, GrpcCode, retryInfoDetail } from "./status.js"
-import type { ExportMetricsServiceRequest, ExportMetricsServiceResponse } from "./types.js"
+import type { ExportMetricsServiceResponse } from "./types.js"
 
 type Format = "protobuf" | "json"
 
@@ -65,65 +67,83 @@ const formatOf = (req: IncomingMessage): Format | undefined => {
  * `ExportMetricsServiceResponse` (a partial success names what the limits dropped, so the client does
  * not retry it); 415 for other content types or encodings; 413 over the size bounds (bytes,
  * datapoints, elements); 400 for a body
- * that does not decode; 429 with `Retry-After` while the export buffer is full.
+ * that does not decode; 429 with `Retry-After` while the export buffer is full; 503 with
+ * `Retry-After` when the thread decoding the body died. Protobuf bodies are inflated and decoded by
+ * `decoder` (in worker threads when `receivers.decode_threads` is above 0); JSON in this thread.
  */
 export const otlpHttpRoute = (options: {
   readonly maxRequestBytes: number
   readonly maxDecompressedBytes: number
   /** Most datapoints and elements one request may hold (413 past them). */
   readonly bounds: RequestBounds
-  readonly ingest: (req: ExportMetricsServiceRequest, bytes: number) => IngestOutcome
-}): Route => ({
-  method: "POST",
-  path: "/v1/metrics",
-  protocol: "otlp",
-  maxRequestBytes: options.maxRequestBytes,
-  handle: (req, body): Reply => {
-    const format = formatOf(req)
-    if (format === undefined) {
-      return {
-        status: 415,
-        body: `unsupported content type "${req.headers["content-type"] ?? ""}"; use application/x-protobuf or application/json\n`,
-      }
+  readonly ingest: (req: OtlpBatch, bytes: number) => IngestOutcome
+  /** Inflates and decodes protobuf bodies, in this thread or in worker threads. */
+  readonly decoder: OtlpBodyDecoder
+}): Route => {
+  const afterDecode = (
+    format: Format,
+    decoded: Either.Either<OtlpBatch, OtlpDecodeFailure>,
+    bytes: number,
+  ): Reply => {
+    if (Either.isLeft(decoded)) {
+      const e = decoded.left
+      return e._tag === "OtlpDecoderDied"
+        ? statusReply(format, 503, GrpcCode.UNAVAILABLE, e.message, { retryAfterMs: 1_000 })
+        : statusReply(format, e.httpStatus, GrpcCode.INVALID_ARGUMENT, e.message)
     }
-    const encoding = (req.headers["content-encoding"] ?? "identity").trim().toLowerCase()
-    let raw: Uint8Array = body
-    if (encoding === "gzip") {
-      const inflated = decompressGzip(body, options.maxDecompressedBytes)
-      if (Either.isLeft(inflated)) {
-        return statusReply(
-          format,
-          inflated.left.kind === "too_large" ? 413 : 400,
-          GrpcCode.INVALID_ARGUMENT,
-          inflated.left.message,
-        )
-      }
-      raw = inflated.right
-    } else if (encoding !== "identity" && encoding !== "") {
-      return statusReply(
-        format,
-        415,
-        GrpcCode.INVALID_ARGUMENT,
-        `unsupported content encoding "${encoding}"; use gzip`,
-      )
-    } else if (raw.length > options.maxDecompressedBytes) {
-      return statusReply(
-        format,
-        413,
-        GrpcCode.INVALID_ARGUMENT,
-        `request body exceeds ${options.maxDecompressedBytes} bytes`,
-      )
-    }
-    const decoded =
-      format === "json" ? decodeOtlpJson(raw, options.bounds) : decodeOtlpProtobuf(raw, options.bounds)
-    if (Either.isLeft(decoded))
-      return statusReply(format, decoded.left.httpStatus, GrpcCode.INVALID_ARGUMENT, decoded.left.message)
-    const outcome = options.ingest(decoded.right, raw.length)
+    const batch = decoded.right
+    const outcome = options.ingest(batch, batch.bytes?.length ?? bytes)
     if (outcome._tag === "Overloaded") {
       return statusReply(format, 429, GrpcCode.RESOURCE_EXHAUSTED, "export buffer full, retry later", {
         retryAfterMs: outcome.retryAfterMs,
       })
     }
     return okReply(format, outcome.dropped)
-  },
-})
+  }
+  return {
+    method: "POST",
+    path: "/v1/metrics",
+    protocol: "otlp",
+    maxRequestBytes: options.maxRequestBytes,
+    handle: (req, body): Reply | Promise<Reply> => {
+      const format = formatOf(req)
+      if (format === undefined) {
+        return {
+          status: 415,
+          body: `unsupported content type "${req.headers["content-type"] ?? ""}"; use application/x-protobuf or application/json\n`,
+        }
+      }
+      const encoding = (req.headers["content-encoding"] ?? "identity").trim().toLowerCase()
+      const gzip = encoding === "gzip"
+      if (!gzip && encoding !== "identity" && encoding !== "") {
+        return statusReply(
+          format,
+          415,
+          GrpcCode.INVALID_ARGUMENT,
+          `unsupported content encoding "${encoding}"; use gzip`,
+        )
+      }
+      if (!gzip && body.length > options.maxDecompressedBytes) {
+        return statusReply(
+          format,
+          413,
+          GrpcCode.INVALID_ARGUMENT,
+          `request body exceeds ${options.maxDecompressedBytes} bytes`,
+        )
+      }
+      if (format === "protobuf") {
+        const decoded = options.decoder.decode(body, gzip, options.maxDecompressedBytes, options.bounds)
+        return decoded instanceof Promise
+          ? decoded.then((d) => afterDecode(format, d, body.length))
+          : afterDecode(format, decoded, body.length)
+      }
+      let raw: Uint8Array = body
+      if (gzip) {
+        const inflated = decompressGzip(body, options.maxDecompressedBytes)
+        if (Either.isLeft(inflated)) return afterDecode(format, Either.left(inflated.left), body.length)
+        raw = inflated.right
+      }
+      return afterDecode(format, Either.map(decodeOtlpJson(raw, options.bounds), objectBatch), raw.length)
+    },
+  }
+}

@@ -1,8 +1,14 @@
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import type { BatchVerdict } from "../../../src/limits/batch.js"
+import { fingerprintSeries } from "../../../src/limits/fingerprint.js"
 import type { CompiledRule } from "../../../src/limits/rules.js"
-import { applyVerdict, countDataPoints, toSeriesBatch } from "../../../src/protocols/otlp/adapter.js"
+import {
+  applyVerdict,
+  countDataPoints,
+  fingerprintDataPoints,
+  toSeriesBatch,
+} from "../../../src/protocols/otlp/adapter.js"
 import { attributeText, flattenAttributes, mergeLabels } from "../../../src/protocols/otlp/attribute-text.js"
 import type {
   AnyValue,
@@ -253,6 +259,55 @@ describe("toSeriesBatch", () => {
     expect(batch.names).toEqual([])
     expect(batch.labels).toEqual([])
     expect(batch.datapoints).toEqual(new Uint32Array(0))
+  })
+})
+
+describe("fingerprintDataPoints", () => {
+  it("law: equals fingerprintSeries of every toSeriesBatch entry (shared, shadowed and empty attributes)", () => {
+    const keys = fc.constantFrom("a", "b", "c", "service", "é", "")
+    const values = fc.constantFrom("", "x", "y", "ü")
+    const attrsArb = fc
+      .array(fc.tuple(keys, values), { maxLength: 5 })
+      .map((kvs) => kvs.map(([key, v]): KeyValue => ({ key, value: s(v) })))
+    const req = fc.array(
+      fc.tuple(
+        fc.option(attrsArb, { nil: undefined }),
+        fc.array(fc.tuple(fc.constantFrom("m", "n", ""), fc.array(attrsArb, { maxLength: 4 })), {
+          maxLength: 3,
+        }),
+      ),
+      { maxLength: 3 },
+    )
+    const fp = new Uint32Array(2)
+    fc.assert(
+      fc.property(req, (resources) => {
+        const request: ExportMetricsServiceRequest = {
+          resourceMetrics: resources.map(([res, metrics]) => ({
+            ...(res === undefined ? {} : { resource: { attributes: res, droppedAttributesCount: 0 } }),
+            scopeMetrics: [
+              {
+                metrics: metrics.map(([name, points]) =>
+                  gauge(
+                    name,
+                    points.map((a) => ({ ...point({}), attributes: a })),
+                  ),
+                ),
+                schemaUrl: "",
+              },
+            ],
+            schemaUrl: "",
+          })),
+        }
+        const batch = toSeriesBatch(request)
+        const { hi, lo } = fingerprintDataPoints(request)
+        expect(hi.length).toBe(batch.length)
+        for (let i = 0; i < batch.length; i++) {
+          fingerprintSeries(batch.nameOf(i), batch.labelsOf(i), fp)
+          expect([hi[i], lo[i]]).toEqual([fp[0], fp[1]])
+        }
+      }),
+      { numRuns: 500 },
+    )
   })
 })
 

@@ -8,6 +8,7 @@ import * as grpc from "@grpc/grpc-js"
 import { OTLPMetricExporter as GrpcExporter } from "@opentelemetry/exporter-metrics-otlp-grpc"
 import { Either } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
+import { OtlpDecoderDied } from "../../../src/protocols/otlp/decode-pool.js"
 import type { OtlpDecodeError } from "../../../src/protocols/otlp/errors.js"
 import {
   type GrpcExportResult,
@@ -286,6 +287,33 @@ describe("startGrpcServer", () => {
     )
     if (!raw.ok) throw raw.error
     expect(decodeOtlpResponseProtobuf(raw.value)).toEqual(Either.right(out.value))
+  })
+
+  it("answers UNAVAILABLE (retryable) when the thread decoding the message died, and decodes the next", async () => {
+    let dies = true
+    const received: Array<number> = []
+    const server = await startGrpcServer<number>({
+      host: "127.0.0.1",
+      port: 0,
+      maxReceiveMessageLength: 4 * 1024 * 1024,
+      decode: async (bytes) =>
+        dies
+          ? Either.left(new OtlpDecoderDied({ reason: "its thread exited with code 9" }))
+          : Either.right(bytes.length),
+      handle: async (n) => {
+        received.push(n)
+        return { ok: true }
+      },
+    })
+    cleanup.push(() => server.shutdown())
+    const out = await call<ExportMetricsServiceResponse>(typedClient(server.port), smallRequest("m"))
+    if (out.ok) throw new Error("expected an error")
+    expect(out.error.code).toBe(grpc.status.UNAVAILABLE)
+    expect(out.error.details).toBe("the OTLP decoder failed: its thread exited with code 9; retry")
+    dies = false
+    const next = await call<ExportMetricsServiceResponse>(typedClient(server.port), smallRequest("m"))
+    expect(next.ok).toBe(true)
+    expect(received).toEqual([encodeOtlpProtobuf(smallRequest("m")).length])
   })
 
   it("answers INTERNAL when the handler fails", async () => {

@@ -1,0 +1,128 @@
+/**
+ * Decoding OTLP protobuf bodies (OTLP/HTTP `application/x-protobuf`, OTLP/gRPC messages), in the
+ * receiving thread or in worker threads, as remote write does (`prw/decode-pool.ts`).
+ *
+ * A decoding thread inflates the body (gzip), decodes it with the one protobuf decoder
+ * (`decodeOtlpProtobuf`: the same checks, the same error messages, the same request bounds) and
+ * computes the fingerprint of every data point's series (`fingerprintDataPoints`), then sends back
+ * the fingerprints (and the inflated body, when it inflated one). The main thread enforces the
+ * limits with those fingerprints (it stays the one owner of every rule's state) and forwards the
+ * body as it came when every data point passes; it decodes the body again only for names and
+ * labels of series it has not matched yet, and to rebuild a request the verdict changes.
+ *
+ * `receivers.decode_threads` sets the number of threads (shared with remote write's setting, one
+ * pool per protocol); 0 decodes in the receiving thread, with the same code.
+ *
+ * @module
+ */
+import { Data, Either } from "effect"
+import { type JobOutcome, scriptNextTo, WorkerPool } from "../../threads/pool.js"
+import { type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
+import { bytesBatch, type Fingerprints, fingerprintDataPoints, type OtlpBatch } from "./adapter.js"
+import { OtlpDecodeError, type OtlpDecodeErrorKind } from "./errors.js"
+import { decompressGzip } from "./gzip.js"
+import { decodeOtlpProtobuf } from "./protobuf.js"
+
+/** A decoding thread died with the body in hand: the sender should retry (HTTP 503, gRPC UNAVAILABLE). */
+export class OtlpDecoderDied extends Data.TaggedError("OtlpDecoderDied")<{ readonly reason: string }> {
+  override get message(): string {
+    return `the OTLP decoder failed: ${this.reason}; retry`
+  }
+}
+
+/** Why a body gave no batch. */
+export type OtlpDecodeFailure = OtlpDecodeError | OtlpDecoderDied
+
+/** What decoding a body gives, as plain data (what a decoding thread sends back). */
+export type DecodeResult =
+  | { readonly fingerprints: Fingerprints; readonly inflated?: Uint8Array }
+  | { readonly kind: OtlpDecodeErrorKind; readonly reason: string }
+
+export interface DecodeJob {
+  readonly body: Uint8Array
+  /** Whether the body is gzip (`Content-Encoding: gzip`). */
+  readonly gzip: boolean
+  readonly maxDecompressedBytes: number
+  readonly bounds: RequestBounds
+}
+
+/** Inflates (gzip) and decodes one body, in this thread. */
+export const runJob = (job: DecodeJob): DecodeResult => {
+  let bytes = job.body
+  if (job.gzip) {
+    const inflated = decompressGzip(job.body, job.maxDecompressedBytes)
+    if (Either.isLeft(inflated)) return { kind: inflated.left.kind, reason: inflated.left.reason }
+    bytes = inflated.right
+  }
+  const decoded = decodeOtlpProtobuf(bytes, job.bounds)
+  if (Either.isLeft(decoded)) return { kind: decoded.left.kind, reason: decoded.left.reason }
+  const fingerprints = fingerprintDataPoints(decoded.right)
+  return job.gzip ? { fingerprints, inflated: bytes } : { fingerprints }
+}
+
+const toBatch = (body: Uint8Array, result: DecodeResult): Either.Either<OtlpBatch, OtlpDecodeFailure> =>
+  "kind" in result
+    ? Either.left(new OtlpDecodeError({ kind: result.kind, reason: result.reason }))
+    : Either.right(bytesBatch(result.inflated ?? body, result.fingerprints))
+
+export interface OtlpBodyDecoder {
+  /** Synchronous in the receiving thread; a promise when worker threads decode. */
+  readonly decode: (
+    body: Uint8Array,
+    gzip: boolean,
+    maxDecompressedBytes: number,
+    bounds?: RequestBounds,
+  ) => Either.Either<OtlpBatch, OtlpDecodeFailure> | Promise<Either.Either<OtlpBatch, OtlpDecodeFailure>>
+  readonly close: () => Promise<void>
+}
+
+/** Decodes one body synchronously, in this thread. */
+export const decodeBody = (
+  body: Uint8Array,
+  gzip: boolean,
+  maxDecompressedBytes: number,
+  bounds: RequestBounds = UNBOUNDED,
+): Either.Either<OtlpBatch, OtlpDecodeFailure> =>
+  toBatch(body, runJob({ body, gzip, maxDecompressedBytes, bounds }))
+
+export const inlineDecoder: OtlpBodyDecoder = {
+  decode: decodeBody,
+  close: () => Promise.resolve(),
+}
+
+/** Only the body's own bytes: a view into a larger buffer would send all of it to the thread. */
+const ownBytes = (body: Uint8Array): Uint8Array =>
+  body.byteOffset === 0 && body.byteLength === body.buffer.byteLength
+    ? body
+    : Uint8Array.prototype.slice.call(body)
+
+/**
+ * `threads` worker threads (`WorkerPool`: the least busy takes each body). A thread that dies
+ * answers its bodies `OtlpDecoderDied` (the sender retries) and is started again for the next one.
+ * After `close`, bodies are decoded in the calling thread.
+ */
+export const workerDecoder = (
+  threads: number,
+  url: URL = scriptNextTo(import.meta.url, "decode-worker"),
+): OtlpBodyDecoder => {
+  const pool = new WorkerPool<DecodeJob, DecodeResult>(threads, url, "metrics-governor OTLP decoder", true)
+  let closed = false
+  const settle =
+    (body: Uint8Array) =>
+    (outcome: JobOutcome<DecodeResult>): Either.Either<OtlpBatch, OtlpDecodeFailure> =>
+      outcome._tag === "Died"
+        ? Either.left(new OtlpDecoderDied({ reason: outcome.reason }))
+        : toBatch(body, outcome.reply)
+  return {
+    decode: (body, gzip, maxDecompressedBytes, bounds = UNBOUNDED) => {
+      if (closed) return decodeBody(body, gzip, maxDecompressedBytes, bounds)
+      // The copy (when it is one) is also what gets buffered: the export buffer keeps no larger buffer alive.
+      const own = ownBytes(body)
+      return pool.run({ body: own, gzip, maxDecompressedBytes, bounds }).then(settle(own))
+    },
+    close: () => {
+      closed = true
+      return pool.close()
+    },
+  }
+}
