@@ -37,7 +37,7 @@ export const MainConfigSpec = Schema.Struct({
       max_request_bytes: opt(Count),
       /** Largest accepted request body after decompression. */
       max_decompressed_bytes: opt(Count),
-      /** Worker threads that decompress and scan remote-write bodies; 0: the main thread does. */
+      /** Worker threads that decode OTLP and remote-write bodies (each protocol its own); 0: the main thread does. */
       decode_threads: opt(Threads),
       /** Most datapoints one request may carry; decoding stops past it (413). */
       max_datapoints_per_request: opt(Count),
