@@ -17,6 +17,8 @@ import { MAIN_DEFAULTS } from "../config/main-schema.js"
 import * as EventLog from "../events/log.js"
 import { ExportBuffer } from "../export/buffer.js"
 import { type ExporterSettings, runExporter } from "../export/exporter.js"
+import { type Admission, MemoryGuard, UNLIMITED, v8Collect } from "../memory/guard.js"
+import { budgetOf, cgroupMemoryLimit, resolveMemoryLimit } from "../memory/limit.js"
 import { serveReceiver } from "../pipeline/http-receiver.js"
 import { makeIngest } from "../pipeline/ingest.js"
 import { ViolationLog } from "../pipeline/violations.js"
@@ -40,6 +42,7 @@ import * as Control from "../server/control.js"
 import { makeShutdownClock, Shutdown } from "../server/shutdown.js"
 import { callbackLogger, logError, logInfo } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
+import type { PoolLimits } from "../threads/pool.js"
 import type { RequestBounds } from "../wire/bounds.js"
 
 export interface DataPathFlags {
@@ -48,6 +51,7 @@ export interface DataPathFlags {
   readonly prwListen: string
   readonly exporterEndpoint: string | undefined
   readonly prwExporterEndpoint: string | undefined
+  readonly memoryLimit: number | undefined
 }
 
 const VIOLATION_LOG_INTERVAL_MS = 10_000
@@ -108,11 +112,36 @@ export const dataPathLayer = (flags: DataPathFlags) =>
           encoder,
         }
       }
-      const newBuffer = <P>() =>
-        new ExportBuffer<P>(
-          buffer.size ?? MAIN_DEFAULTS.bufferSize,
-          buffer.max_bytes ?? MAIN_DEFAULTS.bufferMaxBytes,
-        )
+      // The memory limit: what the buffers, the requests in flight and the decoding threads may take.
+      const memory = resolveMemoryLimit(flags.memoryLimit, main.memory?.limit_ratio, cgroupMemoryLimit())
+      const budget = memory.bytes === undefined ? undefined : budgetOf(memory.bytes)
+      const admission: Admission = budget === undefined ? UNLIMITED : new MemoryGuard(budget, v8Collect())
+      const bufferMaxBytes = Math.min(
+        buffer.max_bytes ?? MAIN_DEFAULTS.bufferMaxBytes,
+        budget?.bufferBytes ?? Number.POSITIVE_INFINITY,
+      )
+      const threadLimits: PoolLimits =
+        budget === undefined
+          ? {}
+          : {
+              resourceLimits: {
+                maxOldGenerationSizeMb: budget.threadOldGenerationMb,
+                maxYoungGenerationSizeMb: budget.threadYoungGenerationMb,
+              },
+            }
+      telemetry.memoryLimitBytes.set(memory.bytes ?? 0)
+      telemetry.setInFlightSource(() => admission.inFlight)
+      if (budget !== undefined) {
+        yield* logInfo("memory limit in force", {
+          limit_bytes: budget.limitBytes,
+          source: memory.source,
+          cgroup_limit_bytes: memory.cgroupBytes ?? null,
+          buffer_max_bytes: bufferMaxBytes,
+          in_flight_bytes: budget.inFlightBytes,
+          refuse_at_bytes: budget.refuseAtBytes,
+        })
+      }
+      const newBuffer = <P>() => new ExportBuffer<P>(buffer.size ?? MAIN_DEFAULTS.bufferSize, bufferMaxBytes)
       // Called from the receivers' Node callbacks: logged with this fiber's logger and level.
       const log = yield* callbackLogger
       routeGrpcLogs(log)
@@ -157,7 +186,11 @@ export const dataPathLayer = (flags: DataPathFlags) =>
         const ingest = makeIngest(otlpAdapter, otlpBuffer, telemetry, current, violations)
         // Acquired before the receivers, so released after they stopped accepting.
         const decoder = yield* Effect.acquireRelease(
-          Effect.sync(() => (threads > 0 ? OtlpDecode.workerDecoder(threads) : OtlpDecode.inlineDecoder)),
+          Effect.sync(() =>
+            threads > 0
+              ? OtlpDecode.workerDecoder(threads, undefined, threadLimits)
+              : OtlpDecode.inlineDecoder,
+          ),
           (d) => Effect.promise(() => d.close()),
         )
         if (httpAddress !== undefined) {
@@ -168,6 +201,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
             telemetry,
             onError,
             shutdown,
+            admission,
           )
           yield* logInfo("OTLP/HTTP receiver listening", {
             address: flags.httpListen,
@@ -175,7 +209,16 @@ export const dataPathLayer = (flags: DataPathFlags) =>
           })
         }
         if (grpcAddress !== undefined) {
-          yield* serveGrpc(grpcAddress, maxDecompressedBytes, bounds, ingest, decoder, telemetry, shutdown)
+          yield* serveGrpc(
+            grpcAddress,
+            maxDecompressedBytes,
+            bounds,
+            ingest,
+            decoder,
+            telemetry,
+            shutdown,
+            admission,
+          )
           yield* logInfo("OTLP/gRPC receiver listening", {
             address: flags.grpcListen,
             exporter_endpoint: flags.exporterEndpoint ?? null,
@@ -189,7 +232,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
         const threads = main.receivers?.decode_threads ?? defaultDecodeThreads()
         // Acquired before the receiver, so released after it stopped accepting.
         const decoder = yield* Effect.acquireRelease(
-          Effect.sync(() => (threads > 0 ? workerDecoder(threads) : inlineDecoder)),
+          Effect.sync(() => (threads > 0 ? workerDecoder(threads, undefined, threadLimits) : inlineDecoder)),
           (d) => Effect.promise(() => d.close()),
         )
         yield* serveReceiver(
@@ -199,6 +242,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
           telemetry,
           onError,
           shutdown,
+          admission,
         )
         yield* logInfo("remote-write receiver listening", {
           address: flags.prwListen,
@@ -269,6 +313,7 @@ export const run = (flags: RunFlags) =>
           prwListen: flags.prwListen,
           exporterEndpoint: flags.exporterEndpoint,
           prwExporterEndpoint: flags.prwExporterEndpoint,
+          memoryLimit: flags.memoryLimit,
         }),
       ),
       Layer.provideMerge(Reload.layer(reloadSettings)),

@@ -30,6 +30,8 @@ export interface RunFlags {
   readonly reloadEventLog: string | undefined
   /** `-config-max-bytes`: a config or limits file larger than this is refused before it is read. */
   readonly configMaxBytes: number
+  /** `-memory-limit`: undefined when not given (then `memory.limit_ratio` of the cgroup limit). */
+  readonly memoryLimit: number | undefined
   readonly logLevel: LogLevelName
 }
 
@@ -155,6 +157,12 @@ export const RUN_FLAGS: ReadonlyArray<FlagSpec> = [
     kind: "bytes",
     defaultText: "8MiB",
     help: "a config or limits file larger than this is refused (reload rejected) before it is read",
+  },
+  {
+    name: "memory-limit",
+    kind: "bytes",
+    defaultText: "none: memory.limit_ratio (0.9) of the container's memory limit, if it has one",
+    help: "stay under this much memory (e.g. 512MiB): heap, buffers and requests in flight are sized from it, and receivers push back near it",
   },
   { name: "log-level", kind: "level", defaultText: "info", help: "debug, info, warn, error" },
 ]
@@ -355,6 +363,7 @@ const runFlags = (raw: Raw): Either.Either<RunFlags, UsageError> =>
       reloadDebounceMs: yield* duration(raw, "reload-debounce", 250),
       reloadEventLog: optStr(raw, "reload-event-log"),
       configMaxBytes: yield* bytes(raw, "config-max-bytes", DEFAULT_CONFIG_MAX_BYTES),
+      memoryLimit: raw.has("memory-limit") ? yield* bytes(raw, "memory-limit", 0) : undefined,
       logLevel: level as LogLevelName,
     }
   })

@@ -14,6 +14,11 @@ const Threads = Schema.Number.pipe(
   Schema.between(0, 64, { message: () => "must be between 0 and 64" }),
 ).annotations({ message: () => ({ message: "must be a whole number from 0 to 64", override: true }) })
 
+const Ratio = Schema.Number.pipe(
+  Schema.greaterThan(0, { message: () => "must be > 0" }),
+  Schema.lessThanOrEqualTo(1, { message: () => "must be at most 1" }),
+).annotations({ message: () => ({ message: "must be a number above 0 and at most 1", override: true }) })
+
 const Bool = Schema.Boolean.annotations({
   message: () => ({ message: "must be true or false", override: true }),
 })
@@ -60,6 +65,12 @@ export const MainConfigSpec = Schema.Struct({
   ),
   /** How long shutdown may take to flush what is buffered. */
   shutdown_timeout: opt(DurationMs),
+  memory: opt(
+    Schema.Struct({
+      /** The fraction of the container's memory limit to stay under (`-memory-limit` wins). */
+      limit_ratio: opt(Ratio),
+    }),
+  ),
 })
 export type MainConfigSpec = typeof MainConfigSpec.Type
 

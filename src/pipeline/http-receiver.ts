@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import { Data, Effect } from "effect"
+import { type Admission, REFUSAL_RETRY_AFTER_MS, UNDECLARED_BYTES } from "../memory/guard.js"
 import type { ProtocolName } from "../protocols/protocol.js"
 import type { ListenAddress } from "../server/address.js"
 import { drainHttpServer, type ShutdownClock } from "../server/shutdown.js"
@@ -32,6 +33,8 @@ export interface Route {
   readonly maxRequestBytes: number
   /** The reply, or a promise of it (a body decoded in another thread). */
   readonly handle: (req: IncomingMessage, body: Uint8Array) => Reply | Promise<Reply>
+  /** The protocol's push-back answer (OTLP: 429, remote write: 503), with a Retry-After. */
+  readonly refused: (req: IncomingMessage, message: string, retryAfterMs: number) => Reply
 }
 
 const send = (res: ServerResponse, reply: Reply) => {
@@ -55,7 +58,9 @@ export const textReply = (status: number, message: string, headers: Record<strin
 
 /**
  * A plain `node:http` receiver (the data path stays out of per-request Effect overhead): one route
- * table, bodies read with a size bound, every answer counted by protocol and status code. A handler
+ * table, bodies read with a size bound, every answer counted by protocol and status code. Before a
+ * body is read, `admission` (the memory limit) is asked for its declared size: a refusal is the
+ * route's push-back answer, counted with reason `memory`, and costs no read. A handler
  * that throws is answered 500 and logged; the server keeps serving. On close it stops accepting when
  * shutdown begins and gives requests in progress the shutdown grace, then cuts the connections still
  * open (see `drainHttpServer`): a slow client cannot hold shutdown open.
@@ -67,6 +72,7 @@ export const serveReceiver = (
   telemetry: Instruments,
   onError: (e: unknown) => void,
   shutdown: ShutdownClock,
+  admission: Admission,
 ) =>
   Effect.acquireRelease(
     Effect.async<Effect.Effect<void>, ListenError>((resume) => {
@@ -91,7 +97,26 @@ export const serveReceiver = (
           )
           return
         }
+        const declared = Number(req.headers["content-length"])
+        const charge = Math.min(
+          Number.isFinite(declared) && declared >= 0 ? declared : UNDECLARED_BYTES,
+          route.maxRequestBytes,
+        )
+        if (!admission.admit(charge)) {
+          telemetry.receiverRefused.inc({ protocol: route.protocol, reason: "memory" })
+          const reply = route.refused(req, "memory limit reached, retry later", REFUSAL_RETRY_AFTER_MS)
+          count(reply.status)
+          // The body is not read: the connection closes after the answer rather than draining it.
+          res.shouldKeepAlive = false
+          send(res, reply)
+          return
+        }
+        let released = false
         const answer = (reply: Reply) => {
+          if (!released) {
+            released = true
+            admission.release(charge)
+          }
           count(reply.status)
           if (!res.destroyed) send(res, reply)
         }
@@ -115,8 +140,7 @@ export const serveReceiver = (
           },
           (e) => {
             onError(e)
-            count(500)
-            send(res, textReply(500, "internal error"))
+            answer(textReply(500, "internal error"))
           },
         )
       })

@@ -48,7 +48,10 @@ export const makeIngest =
     const batch = adapter.toSeriesBatch(req)
     let total = 0
     for (let i = 0; i < batch.length; i++) total += batch.datapoints[i] as number
-    if (!buffer.canTake(total, bytes)) return { _tag: "Overloaded", retryAfterMs: RETRY_AFTER_MS }
+    if (!buffer.canTake(total, bytes)) {
+      telemetry.receiverRefused.inc({ protocol: adapter.protocol, reason: "buffer_full" })
+      return { _tag: "Overloaded", retryAfterMs: RETRY_AFTER_MS }
+    }
     const at = now()
     const { verdict, counts } = enforce(currentVersion(), at, batch)
     const { request, datapoints } = adapter.applyVerdict(req, verdict)

@@ -125,6 +125,7 @@ const RULE_ACTION = ["rule", "action"] as const
 /** The data path: what came in, what went out, what the limits did, and the exporters' state. */
 const makeDataPathInstruments = (opts: { registers: Array<Registry> }) => {
   const bufferSources = new Map<"otlp" | "prw", () => number>()
+  let inFlightSource: () => number = () => 0
   const d = {
     datapointsReceived: new Counter({
       name: "metrics_governor_datapoints_received_total",
@@ -174,6 +175,29 @@ const makeDataPathInstruments = (opts: { registers: Array<Registry> }) => {
       labelNames: ["protocol", "code"] as const,
       ...opts,
     }),
+    receiverRefused: new Counter({
+      name: "metrics_governor_receiver_refused_total",
+      help: "Requests refused before they were accepted, by protocol and reason (memory: the memory limit; buffer_full: the export buffer).",
+      labelNames: ["protocol", "reason"] as const,
+      ...opts,
+    }),
+    memoryLimitBytes: new Gauge({
+      name: "metrics_governor_memory_limit_bytes",
+      help: "The memory limit in force (-memory-limit or memory.limit_ratio of the cgroup limit); 0: none.",
+      ...opts,
+    }),
+    memoryInFlightBytes: new Gauge({
+      name: "metrics_governor_memory_in_flight_bytes",
+      help: "Request bytes being read, decoded or enforced, as charged against the memory limit's in-flight budget.",
+      ...opts,
+      collect() {
+        this.set(inFlightSource())
+      },
+    }),
+    /** Points the in-flight gauge at the memory guard, read at scrape time. */
+    setInFlightSource: (read: () => number) => {
+      inFlightSource = read
+    },
     exportRequests: new Counter({
       name: "metrics_governor_export_requests_total",
       help: "Export requests by protocol and result (success, retry, rejected).",
@@ -200,6 +224,7 @@ const makeDataPathInstruments = (opts: { registers: Array<Registry> }) => {
       bufferSources.set(protocol, read)
     },
   }
+  d.memoryLimitBytes.set(0)
   for (const protocol of ["otlp", "prw"] as const) {
     d.datapointsReceived.inc({ protocol }, 0)
     d.datapointsSent.inc({ protocol }, 0)

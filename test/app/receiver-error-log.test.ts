@@ -39,6 +39,7 @@ describe("an error inside a receiver's request handling", () => {
             prwListen: "",
             exporterEndpoint: undefined,
             prwExporterEndpoint: undefined,
+            memoryLimit: undefined,
           }).pipe(Layer.provide(reloader), Layer.provide(Telemetry.test)),
         ),
       )

@@ -36,6 +36,7 @@ describe("parseCommandLine", () => {
       reloadDebounceMs: 250,
       reloadEventLog: undefined,
       configMaxBytes: 8 * 1024 * 1024,
+      memoryLimit: undefined,
       logLevel: "info",
     })
   })
@@ -48,6 +49,16 @@ describe("parseCommandLine", () => {
     for (const bad of ["0", "-1", "8 parsecs", "1.5MiB", ""]) {
       const parsed = parseCommandLine(["-config-max-bytes", bad])
       expect(Either.isLeft(parsed) && parsed.left.reason).toContain("-config-max-bytes")
+    }
+  })
+
+  it("-memory-limit takes a size; absent it is undefined (then memory.limit_ratio decides)", () => {
+    expect(runFlags([]).memoryLimit).toBeUndefined()
+    expect(runFlags(["-memory-limit", "512MiB"]).memoryLimit).toBe(512 * 1024 * 1024)
+    expect(runFlags(["--memory-limit=1G"]).memoryLimit).toBe(1024 ** 3)
+    for (const bad of ["0", "lots", "", "0.5GiB"]) {
+      const parsed = parseCommandLine(["-memory-limit", bad])
+      expect(Either.isLeft(parsed) && parsed.left.reason).toContain("-memory-limit")
     }
   })
 
@@ -97,6 +108,7 @@ describe("parseCommandLine", () => {
       verify: true,
       at: "2026-01-01T00:00:00Z",
       configMaxBytes: 8 * 1024 * 1024,
+      memoryLimit: undefined,
     })
     expect(tag(["--help"])).toBe("Help")
     expect(tag(["validate", "-h"])).toBe("Help")

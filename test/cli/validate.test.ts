@@ -1,5 +1,7 @@
+import * as fs from "node:fs"
+import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { runCli } from "../support/governor.js"
+import { runCli, tempDir } from "../support/governor.js"
 
 const LIMITS = "test/fixtures/broken/several-kinds.limits.yaml"
 const CONFIG = "test/fixtures/broken/wrong-types.config.yaml"
@@ -24,5 +26,16 @@ describe("validate reports every problem in one run", () => {
       `${LIMITS}:17:26: rules[5].max_datapoints_rate: must be a whole number >= 0 (0 = no limit)`,
       "invalid: 12 problems",
     ])
+  })
+
+  it("memory.limit_ratio is a fraction above 0 and at most 1", async () => {
+    const dir = tempDir("mg-validate-")
+    const config = path.join(dir, "config.yaml")
+    fs.writeFileSync(config, "memory:\n  limit_ratio: 1.5\n")
+    const bad = await runCli(["validate", "-config", config])
+    expect(bad.code).toBe(1)
+    expect(bad.stderr).toContain(`${config}:2:16: memory.limit_ratio: must be a number above 0 and at most 1`)
+    fs.writeFileSync(config, "memory:\n  limit_ratio: 0.75\n")
+    expect((await runCli(["validate", "-config", config])).code).toBe(0)
   })
 })

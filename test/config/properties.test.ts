@@ -205,6 +205,10 @@ const mainSpec: fc.Arbitrary<MainConfigSpec> = fc.record(
       { requiredKeys: [], noNullPrototype: true },
     ),
     shutdown_timeout: durationMs,
+    memory: fc.record(
+      { limit_ratio: fc.double({ min: 0.01, max: 1, noNaN: true }) },
+      { requiredKeys: [], noNullPrototype: true },
+    ),
   },
   { requiredKeys: [], noNullPrototype: true },
 )

@@ -16,7 +16,7 @@
  * @module
  */
 import { Data, Either } from "effect"
-import { type JobOutcome, scriptNextTo, WorkerPool } from "../../threads/pool.js"
+import { type JobOutcome, type PoolLimits, scriptNextTo, WorkerPool } from "../../threads/pool.js"
 import { type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
 import { bytesBatch, type Fingerprints, fingerprintDataPoints, type OtlpBatch } from "./adapter.js"
 import { OtlpDecodeError, type OtlpDecodeErrorKind } from "./errors.js"
@@ -104,8 +104,15 @@ const ownBytes = (body: Uint8Array): Uint8Array =>
 export const workerDecoder = (
   threads: number,
   url: URL = scriptNextTo(import.meta.url, "decode-worker"),
+  limits: PoolLimits = {},
 ): OtlpBodyDecoder => {
-  const pool = new WorkerPool<DecodeJob, DecodeResult>(threads, url, "metrics-governor OTLP decoder", true)
+  const pool = new WorkerPool<DecodeJob, DecodeResult>(
+    threads,
+    url,
+    "metrics-governor OTLP decoder",
+    true,
+    limits,
+  )
   let closed = false
   const settle =
     (body: Uint8Array) =>

@@ -1,6 +1,7 @@
 import { format } from "node:util"
 import { setLogger } from "@grpc/grpc-js"
 import { Effect, Either } from "effect"
+import type { Admission } from "../../memory/guard.js"
 import { ListenError } from "../../pipeline/http-receiver.js"
 import type { IngestOutcome } from "../../pipeline/ingest.js"
 import type { ListenAddress } from "../../server/address.js"
@@ -42,6 +43,7 @@ export const serveGrpc = (
   decoder: OtlpBodyDecoder,
   telemetry: Instruments,
   shutdown: ShutdownClock,
+  admission: Admission,
 ) =>
   Effect.acquireRelease(
     Effect.tryPromise({
@@ -51,6 +53,11 @@ export const serveGrpc = (
           port: address.port,
           maxReceiveMessageLength: maxMessageBytes,
           bounds,
+          admission,
+          onRefused: () => {
+            telemetry.receiverRefused.inc({ protocol: "otlp", reason: "memory" })
+            telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_resource_exhausted" })
+          },
           // grpc-js has inflated a gzip message already, within maxMessageBytes.
           decode: (bytes, b) => {
             const decoded = decoder.decode(bytes, false, maxMessageBytes, b)

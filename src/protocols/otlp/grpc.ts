@@ -26,6 +26,7 @@
  */
 import * as grpc from "@grpc/grpc-js"
 import { Either } from "effect"
+import { type Admission, REFUSAL_RETRY_AFTER_MS, UNLIMITED } from "../../memory/guard.js"
 import { type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
 import type { OtlpDecodeFailure } from "./decode-pool.js"
 import { OtlpDecodeError } from "./errors.js"
@@ -118,6 +119,12 @@ export interface GrpcServerOptions<Req = ExportMetricsServiceRequest> {
    * RESOURCE_EXHAUSTED without RetryInfo when it is over `bounds` (kind `too_many`).
    */
   readonly onDecodeError?: (error: OtlpDecodeError) => void
+  /**
+   * Asked before a message is decoded (the memory limit): a refusal is RESOURCE_EXHAUSTED with a
+   * RetryInfo, and `onRefused` is called; an admitted message is released once answered.
+   */
+  readonly admission?: Admission
+  readonly onRefused?: () => void
   /** How long `shutdown` lets calls in flight finish before cutting them (default 5000 ms). */
   readonly shutdownGraceMs?: number
 }
@@ -220,7 +227,22 @@ export const startGrpcServer = <Req = ExportMetricsServiceRequest>(
     options.decode ??
     ((bytes: Uint8Array, b: RequestBounds) =>
       decodeOtlpProtobuf(bytes, b) as Either.Either<Req, OtlpDecodeError>)
-  const exportCall: grpc.handleUnaryCall<Buffer, ExportMetricsServiceResponse> = (call, callback) => {
+  const admission = options.admission ?? UNLIMITED
+  const exportCall: grpc.handleUnaryCall<Buffer, ExportMetricsServiceResponse> = (call, answered) => {
+    const charge = call.request.length
+    if (!admission.admit(charge)) {
+      options.onRefused?.()
+      fail(answered, GrpcCode.RESOURCE_EXHAUSTED, "memory limit reached, retry later", REFUSAL_RETRY_AFTER_MS)
+      return
+    }
+    let released = false
+    const callback: typeof answered = (error, value) => {
+      if (!released) {
+        released = true
+        admission.release(charge)
+      }
+      answered(error, value)
+    }
     const internal = (e: unknown) => {
       const message = `internal error: ${e instanceof Error ? e.message : String(e)}`
       callback({ code: GrpcCode.INTERNAL, details: message })

@@ -105,6 +105,8 @@ export const otlpHttpRoute = (options: {
     path: "/v1/metrics",
     protocol: "otlp",
     maxRequestBytes: options.maxRequestBytes,
+    refused: (req, message, retryAfterMs) =>
+      statusReply(formatOf(req) ?? "protobuf", 429, GrpcCode.RESOURCE_EXHAUSTED, message, { retryAfterMs }),
     handle: (req, body): Reply | Promise<Reply> => {
       const format = formatOf(req)
       if (format === undefined) {

@@ -16,7 +16,7 @@
  */
 import { availableParallelism } from "node:os"
 import { Either } from "effect"
-import { type JobOutcome, ownBuffer, scriptNextTo, WorkerPool } from "../../threads/pool.js"
+import { type JobOutcome, ownBuffer, type PoolLimits, scriptNextTo, WorkerPool } from "../../threads/pool.js"
 import { type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
 import { partsOf, type ScannedWriteRequest, type ScanParts, scanned, scanWriteRequest } from "./scan.js"
 import { decompressBody } from "./snappy.js"
@@ -136,12 +136,14 @@ const handOver = (body: Uint8Array): ReadonlyArray<ArrayBuffer> => {
 export const workerDecoder = (
   threads: number,
   url: URL = scriptNextTo(import.meta.url, "decode-worker"),
+  limits: PoolLimits = {},
 ): BodyDecoder => {
   const pool = new WorkerPool<DecodeJob, DecodeResult>(
     threads,
     url,
     "metrics-governor remote-write decoder",
     true,
+    limits,
   )
   let closed = false
   return {

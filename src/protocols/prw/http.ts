@@ -16,6 +16,10 @@ const mediaType = (req: IncomingMessage): string =>
  * decode; 503 with `Retry-After` while the export buffer is full (Prometheus retries 5xx, and by
  * default does not retry 429).
  */
+/** Push back: 503 with Retry-After (Prometheus retries 5xx and, by default, not 429). */
+const refused = (message: string, retryAfterMs: number): Reply =>
+  textReply(503, message, { "retry-after": String(Math.ceil(retryAfterMs / 1000)) })
+
 export const prwRoute = (options: {
   readonly maxRequestBytes: number
   readonly maxDecompressedBytes: number
@@ -31,11 +35,7 @@ export const prwRoute = (options: {
       return textReply(f.status, f.message, f.status === 503 ? { "retry-after": "1" } : {})
     }
     const outcome = options.ingest(decoded.right, decoded.right.bytes.length)
-    if (outcome._tag === "Overloaded") {
-      return textReply(503, "export buffer full, retry later", {
-        "retry-after": String(Math.ceil(outcome.retryAfterMs / 1000)),
-      })
-    }
+    if (outcome._tag === "Overloaded") return refused("export buffer full, retry later", outcome.retryAfterMs)
     return { status: 204 }
   }
   return {
@@ -43,6 +43,7 @@ export const prwRoute = (options: {
     path: "/api/v1/write",
     protocol: "prw",
     maxRequestBytes: options.maxRequestBytes,
+    refused: (_req, message, retryAfterMs) => refused(message, retryAfterMs),
     handle: (req, body): Reply | Promise<Reply> => {
       const type = mediaType(req)
       if (type !== "application/x-protobuf") {

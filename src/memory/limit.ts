@@ -1,0 +1,125 @@
+/**
+ * The memory limit in force (CONTRACT §11): `-memory-limit BYTES`, else `memory.limit_ratio` of the
+ * container's cgroup memory limit, else none. With no ratio configured, a container limit is used at
+ * the default ratio (0.9), as the governor should live inside the limit it is given.
+ *
+ * @module
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+
+/** The ratio of the cgroup limit used when `memory.limit_ratio` is not set. */
+export const DEFAULT_LIMIT_RATIO = 0.9
+
+/** cgroup "no limit" values are near 2^63; anything above this is no limit. */
+const NO_LIMIT_ABOVE = 2 ** 60
+
+export interface CgroupPaths {
+  /** `/proc/self/cgroup`. */
+  readonly procCgroup: string
+  /** The cgroup filesystem's mount point, `/sys/fs/cgroup`. */
+  readonly root: string
+}
+
+const HOST_PATHS: CgroupPaths = { procCgroup: "/proc/self/cgroup", root: "/sys/fs/cgroup" }
+
+const readLimitFile = (file: string): number | undefined => {
+  let text: string
+  try {
+    text = fs.readFileSync(file, "utf8").trim()
+  } catch {
+    return undefined
+  }
+  if (text === "max" || !/^\d+$/.test(text)) return undefined
+  const n = Number(text)
+  return n > 0 && n < NO_LIMIT_ABOVE ? n : undefined
+}
+
+/**
+ * The memory limit of this process's cgroup in bytes, or undefined when there is none (or it cannot
+ * be read). cgroup v2: `memory.max` of the process's cgroup (`0::/path` in `/proc/self/cgroup`), else
+ * of the mount's root (what a container sees with a private cgroup namespace); v1:
+ * `memory/<path>/memory.limit_in_bytes`, else `memory/memory.limit_in_bytes`.
+ */
+export const cgroupMemoryLimit = (paths: CgroupPaths = HOST_PATHS): number | undefined => {
+  let lines: Array<string>
+  try {
+    lines = fs.readFileSync(paths.procCgroup, "utf8").split("\n")
+  } catch {
+    lines = []
+  }
+  const candidates: Array<string> = []
+  for (const line of lines) {
+    const [, controllers, cgroupPath] = /^\d+:([^:]*):(.*)$/.exec(line.trim()) ?? []
+    if (cgroupPath === undefined) continue
+    if (controllers === "") candidates.push(path.join(paths.root, cgroupPath, "memory.max"))
+    else if (controllers?.split(",").includes("memory")) {
+      candidates.push(path.join(paths.root, "memory", cgroupPath, "memory.limit_in_bytes"))
+    }
+  }
+  candidates.push(
+    path.join(paths.root, "memory.max"),
+    path.join(paths.root, "memory", "memory.limit_in_bytes"),
+  )
+  for (const file of candidates) {
+    const limit = readLimitFile(file)
+    if (limit !== undefined) return limit
+  }
+  return undefined
+}
+
+export interface MemoryLimit {
+  /** Undefined: no limit; the governor sizes nothing from memory. */
+  readonly bytes: number | undefined
+  /** Where it came from, for the start log line. */
+  readonly source: "flag" | "cgroup" | "none"
+  readonly cgroupBytes: number | undefined
+}
+
+/** The limit in force: the flag wins; else the ratio (default 0.9) of the cgroup limit; else none. */
+export const resolveMemoryLimit = (
+  flagBytes: number | undefined,
+  ratio: number | undefined,
+  cgroupBytes: number | undefined,
+): MemoryLimit => {
+  if (flagBytes !== undefined) return { bytes: flagBytes, source: "flag", cgroupBytes }
+  if (cgroupBytes !== undefined) {
+    return {
+      bytes: Math.floor(cgroupBytes * (ratio ?? DEFAULT_LIMIT_RATIO)),
+      source: "cgroup",
+      cgroupBytes,
+    }
+  }
+  return { bytes: undefined, source: "none", cgroupBytes }
+}
+
+const MiB = 1024 * 1024
+
+/** What the governor sizes from a memory limit. Pure; documented in docs/memory.md. */
+export interface MemoryBudget {
+  readonly limitBytes: number
+  /** Each protocol's export buffer holds at most this many bytes (or less, when configured less). */
+  readonly bufferBytes: number
+  /** Request bytes being read, decompressed, decoded or enforced at one time, all protocols. */
+  readonly inFlightBytes: number
+  /** Old-generation heap of each decoding thread, MiB. */
+  readonly threadOldGenerationMb: number
+  /** Young-generation heap of each decoding thread, MiB. */
+  readonly threadYoungGenerationMb: number
+  /** Resident memory at which garbage collection is asked for. */
+  readonly collectAtBytes: number
+  /** Resident memory at which new requests are refused, until it is back under `resumeAtBytes`. */
+  readonly refuseAtBytes: number
+  readonly resumeAtBytes: number
+}
+
+export const budgetOf = (limitBytes: number): MemoryBudget => ({
+  limitBytes,
+  bufferBytes: Math.max(MiB, Math.floor(limitBytes * 0.1)),
+  inFlightBytes: Math.max(MiB, Math.floor(limitBytes * 0.1)),
+  threadOldGenerationMb: Math.max(32, Math.floor((limitBytes * 0.08) / MiB)),
+  threadYoungGenerationMb: limitBytes >= 512 * MiB ? 16 : 8,
+  collectAtBytes: Math.floor(limitBytes * 0.65),
+  refuseAtBytes: Math.floor(limitBytes * 0.8),
+  resumeAtBytes: Math.floor(limitBytes * 0.75),
+})
