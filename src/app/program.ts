@@ -10,13 +10,15 @@
  * @module
  */
 
+import * as path from "node:path"
 import { Effect, Either, Layer } from "effect"
 import { type RunFlags, UsageError } from "../cli/flags.js"
 import * as Decoder from "../config/decoder.js"
 import { MAIN_DEFAULTS } from "../config/main-schema.js"
 import * as EventLog from "../events/log.js"
-import { ExportBuffer } from "../export/buffer.js"
+import { ExportBuffer, type ExportQueue } from "../export/buffer.js"
 import { type ExporterSettings, runExporter } from "../export/exporter.js"
+import { DurableQueue, QueueError } from "../export/queue.js"
 import { type Admission, MemoryGuard, UNLIMITED, v8Collect } from "../memory/guard.js"
 import { budgetOf, cgroupMemoryLimit, resolveMemoryLimit } from "../memory/limit.js"
 import { serveReceiver } from "../pipeline/http-receiver.js"
@@ -142,6 +144,71 @@ export const dataPathLayer = (flags: DataPathFlags) =>
         })
       }
       const newBuffer = <P>() => new ExportBuffer<P>(buffer.size ?? MAIN_DEFAULTS.bufferSize, bufferMaxBytes)
+      const queueSpec = main.exporters?.queue
+      /** The durable queue of a protocol when `exporters.queue.path` is set, else the memory buffer. */
+      const newQueue = (protocol: "otlp" | "prw") =>
+        queueSpec?.path === undefined
+          ? Effect.succeed(newBuffer<Uint8Array>() as ExportQueue<Uint8Array>)
+          : Effect.acquireRelease(
+              Effect.try({
+                try: () =>
+                  DurableQueue.open(
+                    {
+                      dir: path.join(queueSpec.path as string, protocol),
+                      maxBytes: queueSpec.max_bytes ?? MAIN_DEFAULTS.queueMaxBytes,
+                      syncIntervalMs: queueSpec.sync_interval ?? MAIN_DEFAULTS.queueSyncIntervalMs,
+                      fullBehavior: queueSpec.full_behavior ?? MAIN_DEFAULTS.queueFullBehavior,
+                      memoryBytes: bufferMaxBytes,
+                    },
+                    {
+                      dropped: (datapoints) =>
+                        telemetry.datapointsLost.inc({ protocol, reason: "queue_full" }, datapoints),
+                      corrupt: (bytes, datapoints, where) => {
+                        telemetry.queueCorruptBytes.inc({ protocol }, bytes)
+                        if (datapoints > 0) {
+                          telemetry.datapointsLost.inc({ protocol, reason: "queue_corrupt" }, datapoints)
+                        }
+                        log(
+                          logError("durable queue: corrupt data skipped", {
+                            protocol,
+                            bytes,
+                            datapoints,
+                            where,
+                          }),
+                        )
+                      },
+                    },
+                  ),
+                catch: (e) =>
+                  new QueueError({
+                    protocol,
+                    path: queueSpec.path as string,
+                    reason: e instanceof Error ? e.message : String(e),
+                  }),
+              }).pipe(
+                Effect.tap((q) =>
+                  Effect.zipRight(
+                    Effect.sync(() =>
+                      telemetry.setQueueSource(protocol, () => ({
+                        bytes: q.bytes,
+                        datapoints: q.datapointsQueued,
+                        oldestAt: q.oldestAt,
+                      })),
+                    ),
+                    logInfo("durable queue opened", {
+                      protocol,
+                      dir: q.settings.dir,
+                      max_bytes: q.settings.maxBytes,
+                      sync_interval_ms: q.settings.syncIntervalMs,
+                      full_behavior: q.settings.fullBehavior,
+                      recovered_records: q.recovered.records,
+                      recovered_datapoints: q.recovered.datapoints,
+                    }),
+                  ),
+                ),
+              ),
+              (q) => Effect.sync(() => q.close()),
+            )
       // Called from the receivers' Node callbacks: logged with this fiber's logger and level.
       const log = yield* callbackLogger
       routeGrpcLogs(log)
@@ -157,8 +224,8 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       const prwAddress = yield* listen("prw-listen", flags.prwListen)
       // OTLP: one buffer and exporter for OTLP/HTTP and OTLP/gRPC.
       const otlpBuffer =
-        httpAddress !== undefined || grpcAddress !== undefined ? newBuffer<Uint8Array>() : undefined
-      const prwBuffer = prwAddress !== undefined ? newBuffer<Uint8Array>() : undefined
+        httpAddress !== undefined || grpcAddress !== undefined ? yield* newQueue("otlp") : undefined
+      const prwBuffer = prwAddress !== undefined ? yield* newQueue("prw") : undefined
       // The exporters start before every receiver, so their flush runs after every receiver stopped
       // accepting; their finalizers run in parallel, so shutdown takes one shutdown_timeout, not one
       // per protocol.

@@ -50,7 +50,28 @@ export const MainConfigSpec = Schema.Struct({
       max_elements_per_request: opt(Count),
     }),
   ),
-  exporters: opt(Schema.Struct({ otlp: opt(ExporterSpec), prw: opt(ExporterSpec) })),
+  exporters: opt(
+    Schema.Struct({
+      otlp: opt(ExporterSpec),
+      prw: opt(ExporterSpec),
+      /** The durable export queue; without `path`, the memory buffer. */
+      queue: opt(
+        Schema.Struct({
+          /** A directory; each protocol keeps its segments in a subdirectory. */
+          path: opt(Schema.NonEmptyString.annotations({ message: () => "must be a non-empty path" })),
+          /** Bytes on disk per protocol before `full_behavior` applies. */
+          max_bytes: opt(Count),
+          /** How often what was appended is made durable (fsync); 0s: before each answer. */
+          sync_interval: opt(DurationMs),
+          full_behavior: opt(
+            Schema.Literal("reject", "drop_oldest").annotations({
+              message: () => ({ message: 'must be "reject" or "drop_oldest"', override: true }),
+            }),
+          ),
+        }),
+      ),
+    }),
+  ),
   buffer: opt(
     Schema.Struct({
       /** Datapoints held in memory before receivers push back. */
@@ -87,4 +108,7 @@ export const MAIN_DEFAULTS = {
   batchSize: 5_000,
   flushIntervalMs: 1_000,
   shutdownTimeoutMs: 10_000,
+  queueMaxBytes: 1024 * 1024 * 1024,
+  queueSyncIntervalMs: 1_000,
+  queueFullBehavior: "reject",
 } as const

@@ -12,10 +12,34 @@ export interface Buffered<P> {
   readonly at: number
 }
 
+/**
+ * What receivers push to and an exporter takes from: the memory buffer (`ExportBuffer`) or the
+ * durable queue (`DurableQueue`). Items are taken in order; an exporter `ack`s each item it is done
+ * with (delivered, or counted lost), in any order.
+ */
+export interface ExportQueue<P> {
+  /** Datapoints pushed and not taken. */
+  readonly datapoints: number
+  /** Items pushed and not taken. */
+  readonly length: number
+  /** True when what is pushed survives a restart until it is acknowledged. */
+  readonly durable: boolean
+  canTake(datapoints: number, bytes: number): boolean
+  push(item: Buffered<P>): void
+  oldest(): number | undefined
+  peek(maxDatapoints: number): Array<Buffered<P>>
+  take(maxDatapoints: number): Array<Buffered<P>>
+  /** The exporter is done with these taken items: delivered, or counted lost. */
+  ack(items: ReadonlyArray<Buffered<P>>): void
+  /** Resolves at the next push. */
+  nextPush(): Promise<void>
+}
+
 /** What a slot holds once its item was taken. */
 const TAKEN: Buffered<never> = Object.freeze({ payload: undefined as never, datapoints: 0, bytes: 0, at: 0 })
 
-export class ExportBuffer<P> {
+export class ExportBuffer<P> implements ExportQueue<P> {
+  readonly durable = false
   private items: Array<Buffered<P>> = []
   private head = 0
   private datapointsHeld = 0
@@ -88,6 +112,9 @@ export class ExportBuffer<P> {
     }
     return out
   }
+
+  /** Nothing to do: a taken item is the exporter's alone. */
+  ack(_items: ReadonlyArray<Buffered<P>>): void {}
 
   /** Puts items taken but not delivered back at the front, in order. */
   unshift(items: ReadonlyArray<Buffered<P>>): void {

@@ -2,7 +2,7 @@ import { Clock, Data, Deferred, Duration, Effect, Fiber, Ref } from "effect"
 import type { ProtocolName, WireEncoder } from "../protocols/protocol.js"
 import { logError, logInfo, logWarn } from "../telemetry/log.js"
 import type { Instruments } from "../telemetry/metrics.js"
-import type { Buffered, ExportBuffer } from "./buffer.js"
+import type { Buffered, ExportQueue } from "./buffer.js"
 import { TokenFile } from "./token-file.js"
 
 export interface ExporterSettings<P> {
@@ -248,7 +248,7 @@ const halves = <P>(g: Group<P>): [Group<P>, Group<P>] => {
  */
 export const runExporter = <P>(
   settings: ExporterSettings<P>,
-  buffer: ExportBuffer<P>,
+  buffer: ExportQueue<P>,
   telemetry: Instruments,
 ) =>
   Effect.gen(function* () {
@@ -268,6 +268,8 @@ export const runExporter = <P>(
     const inFlight = () => work.reduce((n, g) => n + g.datapoints, 0)
     /** Datapoints given up at shutdown after their last retry. */
     let abandoned = 0
+    /** Shutdown's deadline passed with a durable queue: what is left stays in it for the next start. */
+    let parked = false
     /** Export requests the downstream accepted: evidence that it is up. */
     let successes = 0
     let backoff = minBackoff
@@ -344,7 +346,7 @@ export const runExporter = <P>(
         const result = yield* attempt(url, items)
         if (result._tag === "Right") {
           if (next !== undefined) work.splice(1, 1)
-          else buffer.take(settings.batchSize)
+          buffer.ack(next !== undefined ? items : buffer.take(settings.batchSize))
           delivered(items.reduce((n, i) => n + i.datapoints, 0))
           return true
         }
@@ -370,6 +372,7 @@ export const runExporter = <P>(
     const drop = (g: Group<P>, reason: string, message: string, fields: Record<string, unknown>) =>
       Effect.suspend(() => {
         work.shift()
+        buffer.ack(g.items)
         telemetry.datapointsLost.inc({ protocol, reason }, g.datapoints)
         return logError(message, { protocol, datapoints: g.datapoints, ...fields })
       })
@@ -380,6 +383,7 @@ export const runExporter = <P>(
         const result = yield* attempt(url, g.items)
         if (result._tag === "Right") {
           work.shift()
+          buffer.ack(g.items)
           delivered(g.datapoints)
           return
         }
@@ -398,6 +402,12 @@ export const runExporter = <P>(
         }
         telemetry.exportRequests.inc({ protocol, result: "retry" })
         if (yield* deadlinePassed) {
+          if (buffer.durable) {
+            // Not lost: it stays in the durable queue, and the next start sends it.
+            abandoned += g.datapoints
+            parked = true
+            return
+          }
           abandoned += g.datapoints
           return yield* drop(g, "shutdown_timeout", "export abandoned at shutdown", {
             error: failure.message,
@@ -455,9 +465,10 @@ export const runExporter = <P>(
 
     const loop = Effect.gen(function* () {
       for (;;) {
+        if (parked) return
         const head = work[0]
         if (head !== undefined) {
-          if (endpoint === undefined) work.shift()
+          if (endpoint === undefined) buffer.ack(work.shift()?.items ?? [])
           else yield* step(endpoint, head)
           continue
         }
@@ -498,9 +509,15 @@ export const runExporter = <P>(
           Effect.interruptible,
         )
         if (done._tag === "None") yield* Fiber.interrupt(fiber)
-        // What is still buffered, and what was taken and not delivered when it was cut off, is lost.
+        // What is still buffered, and what was taken and not delivered when it was cut off, is lost,
+        // unless the queue is durable: then the next start sends it.
         const left = buffer.datapoints + inFlight()
-        if (left > 0) {
+        if (left > 0 && buffer.durable) {
+          yield* logInfo("datapoints left in the durable queue for the next start", {
+            protocol,
+            datapoints: left,
+          })
+        } else if (left > 0) {
           telemetry.datapointsLost.inc({ protocol, reason: "shutdown_timeout" }, left)
           yield* logError("datapoints left unsent at shutdown", { protocol, datapoints: left })
         } else if (abandoned === 0) {

@@ -1,4 +1,4 @@
-import type { ExportBuffer } from "../export/buffer.js"
+import type { ExportQueue } from "../export/buffer.js"
 import type { RuleCounts } from "../limits/batch.js"
 import { enforce } from "../limits/enforce.js"
 import type { ProtocolAdapter } from "../protocols/protocol.js"
@@ -38,7 +38,7 @@ const countRules = (telemetry: Instruments, counts: ReadonlyArray<RuleCounts>) =
 export const makeIngest =
   <Req, Out>(
     adapter: ProtocolAdapter<Req, Out>,
-    buffer: ExportBuffer<Out>,
+    buffer: ExportQueue<Out>,
     telemetry: Instruments,
     currentVersion: () => ConfigVersion,
     violations: ViolationLog,

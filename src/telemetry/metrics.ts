@@ -109,7 +109,7 @@ export const makeInstruments = (registry: Registry, now: () => number = Date.now
       ...opts,
     }),
   }
-  const data = makeDataPathInstruments(opts)
+  const data = makeDataPathInstruments(opts, now)
   for (const trigger of TRIGGERS) {
     for (const result of RESULTS) instruments.reloadAttempts.inc({ trigger, result }, 0)
   }
@@ -123,9 +123,13 @@ export const makeInstruments = (registry: Registry, now: () => number = Date.now
 const RULE_ACTION = ["rule", "action"] as const
 
 /** The data path: what came in, what went out, what the limits did, and the exporters' state. */
-const makeDataPathInstruments = (opts: { registers: Array<Registry> }) => {
+const makeDataPathInstruments = (opts: { registers: Array<Registry> }, nowMs: () => number) => {
   const bufferSources = new Map<"otlp" | "prw", () => number>()
   let inFlightSource: () => number = () => 0
+  const queueSources = new Map<
+    "otlp" | "prw",
+    () => { bytes: number; datapoints: number; oldestAt: number | undefined }
+  >()
   const d = {
     datapointsReceived: new Counter({
       name: "metrics_governor_datapoints_received_total",
@@ -197,6 +201,50 @@ const makeDataPathInstruments = (opts: { registers: Array<Registry> }) => {
     /** Points the in-flight gauge at the memory guard, read at scrape time. */
     setInFlightSource: (read: () => number) => {
       inFlightSource = read
+    },
+    queueBytes: new Gauge({
+      name: "metrics_governor_queue_bytes",
+      help: "Bytes in the durable export queue on disk, not yet acknowledged by the downstream, by protocol.",
+      labelNames: ["protocol"] as const,
+      ...opts,
+      collect() {
+        for (const [protocol, q] of queueSources) this.set({ protocol }, q().bytes)
+      },
+    }),
+    queueDatapoints: new Gauge({
+      name: "metrics_governor_queue_datapoints",
+      help: "Datapoints in the durable export queue, not yet acknowledged by the downstream, by protocol.",
+      labelNames: ["protocol"] as const,
+      ...opts,
+      collect() {
+        for (const [protocol, q] of queueSources) this.set({ protocol }, q().datapoints)
+      },
+    }),
+    queueOldestAge: new Gauge({
+      name: "metrics_governor_queue_oldest_age_seconds",
+      help: "Age of the oldest entry in the durable export queue (0 when empty), by protocol.",
+      labelNames: ["protocol"] as const,
+      ...opts,
+      collect() {
+        const now = nowMs()
+        for (const [protocol, q] of queueSources) {
+          const at = q().oldestAt
+          this.set({ protocol }, at === undefined ? 0 : Math.max(0, (now - at) / 1000))
+        }
+      },
+    }),
+    queueCorruptBytes: new Counter({
+      name: "metrics_governor_queue_corrupt_bytes_total",
+      help: "Bytes of the durable export queue found corrupt or torn and skipped, by protocol.",
+      labelNames: ["protocol"] as const,
+      ...opts,
+    }),
+    /** Points the queue gauges of a protocol at its durable queue, read at scrape time. */
+    setQueueSource: (
+      protocol: "otlp" | "prw",
+      read: () => { bytes: number; datapoints: number; oldestAt: number | undefined },
+    ) => {
+      queueSources.set(protocol, read)
     },
     exportRequests: new Counter({
       name: "metrics_governor_export_requests_total",

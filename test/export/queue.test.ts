@@ -1,0 +1,228 @@
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import fc from "fast-check"
+import { afterEach, describe, expect, it } from "vitest"
+import type { Buffered } from "../../src/export/buffer.js"
+import { DurableQueue, HEADER_BYTES, QueueOpenError, type QueueSettings } from "../../src/export/queue.js"
+
+const dirs: Array<string> = []
+const tempQueueDir = () => {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), "mg-queue-"))
+  dirs.push(d)
+  return d
+}
+afterEach(() => {
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true })
+})
+
+interface Seen {
+  dropped: number
+  corruptBytes: number
+  corruptDatapoints: number
+}
+
+const open = (dir: string, overrides: Partial<QueueSettings> = {}) => {
+  const seen: Seen = { dropped: 0, corruptBytes: 0, corruptDatapoints: 0 }
+  const q = DurableQueue.open(
+    {
+      dir,
+      maxBytes: 1 << 30,
+      syncIntervalMs: 0,
+      fullBehavior: "reject",
+      memoryBytes: 1 << 20,
+      ...overrides,
+    },
+    {
+      dropped: (n) => {
+        seen.dropped += n
+      },
+      corrupt: (bytes, datapoints) => {
+        seen.corruptBytes += bytes
+        seen.corruptDatapoints += datapoints
+      },
+    },
+  )
+  return { q, seen }
+}
+
+/** A payload that says which push it was, of some length. */
+const payload = (n: number, length = 64): Uint8Array => {
+  const p = new Uint8Array(length)
+  new DataView(p.buffer).setUint32(0, n, true)
+  for (let i = 4; i < length; i++) p[i] = (n * 31 + i) & 0xff
+  return p
+}
+const idOf = (item: Buffered<Uint8Array>) =>
+  new DataView(item.payload.buffer, item.payload.byteOffset).getUint32(0, true)
+const item = (n: number, length = 64): Buffered<Uint8Array> => ({
+  payload: payload(n, length),
+  datapoints: n + 1,
+  bytes: length,
+  at: 1_700_000_000_000 + n,
+})
+
+const segments = (dir: string) =>
+  fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith(".seg"))
+    .sort()
+
+const takeAll = (q: DurableQueue) => q.take(Number.MAX_SAFE_INTEGER)
+
+describe("DurableQueue", () => {
+  it("gives back what was pushed, in order, with its datapoints and time; acknowledged records are gone after a restart", () => {
+    const dir = tempQueueDir()
+    const { q } = open(dir)
+    for (let n = 0; n < 10; n++) q.push(item(n))
+    expect(q.length).toBe(10)
+    expect(q.datapoints).toBe(55)
+    const first = q.take(10) // 1+2+3+4 = 10 datapoints
+    expect(first.map(idOf)).toEqual([0, 1, 2, 3])
+    q.ack(first)
+    q.close()
+
+    const again = open(dir).q
+    expect(again.recovered).toEqual({ records: 6, datapoints: 5 + 6 + 7 + 8 + 9 + 10 })
+    const rest = takeAll(again)
+    expect(rest.map(idOf)).toEqual([4, 5, 6, 7, 8, 9])
+    expect(rest.map((i) => i.datapoints)).toEqual([5, 6, 7, 8, 9, 10])
+    expect(rest.map((i) => i.at)).toEqual([4, 5, 6, 7, 8, 9].map((n) => 1_700_000_000_000 + n))
+    expect(new Uint8Array(rest[0]?.payload ?? [])).toEqual(payload(4))
+    again.ack(rest)
+    again.close()
+    expect(open(dir).q.recovered.records).toBe(0)
+    expect(segments(dir)).toEqual([])
+  })
+
+  it("law: after a restart, what comes back is every push from the first one not acknowledged on, in order (at least once)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(
+            fc.record({ op: fc.constant("push" as const), length: fc.integer({ min: 4, max: 3000 }) }),
+            fc.record({ op: fc.constant("take" as const), max: fc.integer({ min: 1, max: 40 }) }),
+            fc.record({ op: fc.constant("ack" as const), pick: fc.nat() }),
+          ),
+          { maxLength: 60 },
+        ),
+        fc.integer({ min: 0, max: 4000 }),
+        (ops, memoryBytes) => {
+          const dir = tempQueueDir()
+          const { q } = open(dir, { segmentBytes: 2048, memoryBytes })
+          let pushed = 0
+          const acked = new Set<number>()
+          const taken: Array<Buffered<Uint8Array>> = []
+          for (const o of ops) {
+            if (o.op === "push") q.push(item(pushed++, o.length))
+            else if (o.op === "take") taken.push(...q.take(o.max))
+            else if (taken.length > 0) {
+              const [i] = taken.splice(o.pick % taken.length, 1)
+              q.ack([i as Buffered<Uint8Array>])
+              acked.add(idOf(i as Buffered<Uint8Array>))
+            }
+          }
+          q.close()
+          let first = 0
+          while (acked.has(first)) first++
+          const back = open(dir).q
+          const ids = takeAll(back).map(idOf)
+          back.close()
+          expect(ids).toEqual(Array.from({ length: Math.max(0, pushed - first) }, (_, k) => first + k))
+          fs.rmSync(dir, { recursive: true, force: true })
+        },
+      ),
+      { numRuns: 60 },
+    )
+  })
+
+  it("a torn last record (a crash mid-write) is counted as corrupt and skipped; the records before it come back", () => {
+    const dir = tempQueueDir()
+    const { q } = open(dir)
+    for (let n = 0; n < 5; n++) q.push(item(n, 100))
+    q.close()
+    const [seg] = segments(dir)
+    const file = path.join(dir, seg as string)
+    const size = fs.statSync(file).size
+    fs.truncateSync(file, size - 10)
+    const { q: back, seen } = open(dir)
+    expect(takeAll(back).map(idOf)).toEqual([0, 1, 2, 3])
+    // The torn record: its header and what was written of its payload.
+    expect(seen.corruptBytes).toBe(size / 5 - 10)
+    expect(size % 5).toBe(0)
+  })
+
+  it("a flipped byte fails the checksum: the rest of that segment is skipped and counted, other segments are sent", () => {
+    const dir = tempQueueDir()
+    const { q } = open(dir, { segmentBytes: 900 }) // records of 327 bytes: three per segment
+    for (let n = 0; n < 9; n++) q.push(item(n, 1000))
+    q.close()
+    const segs = segments(dir)
+    expect(segs.length).toBeGreaterThan(1)
+    const file = path.join(dir, segs[0] as string)
+    const bytes = fs.readFileSync(file)
+    // Corrupt the payload of the second record of the first segment.
+    const recordSize = new DataView(bytes.buffer, bytes.byteOffset).getUint32(4, true) + HEADER_BYTES
+    bytes[recordSize + HEADER_BYTES + 2] = (bytes[recordSize + HEADER_BYTES + 2] as number) ^ 0xff
+    fs.writeFileSync(file, bytes)
+    const { q: back, seen } = open(dir)
+    const ids = takeAll(back).map(idOf)
+    expect(ids).toEqual([0, 3, 4, 5, 6, 7, 8])
+    expect(seen.corruptBytes).toBe(bytes.length - recordSize)
+  })
+
+  it("a record corrupted on disk after it was written is found when read back, counted with its datapoints, and skipped", () => {
+    const dir = tempQueueDir()
+    const { q, seen } = open(dir, { memoryBytes: 0 })
+    for (let n = 0; n < 3; n++) q.push(item(n, 200))
+    const [seg] = segments(dir)
+    const file = path.join(dir, seg as string)
+    const bytes = fs.readFileSync(file)
+    bytes[HEADER_BYTES + 3] = (bytes[HEADER_BYTES + 3] as number) ^ 0xff
+    fs.writeFileSync(file, bytes)
+    expect(takeAll(q).map(idOf)).toEqual([1, 2])
+    expect(seen.corruptDatapoints).toBe(1)
+  })
+
+  it("reject: a full queue refuses what does not fit (an empty one takes anything); drop_oldest drops the oldest and counts them", () => {
+    const dir = tempQueueDir()
+    const { q } = open(dir, { maxBytes: 400 })
+    expect(q.canTake(1, 10_000)).toBe(true)
+    q.push(item(0, 100))
+    expect(q.canTake(1, 100)).toBe(true)
+    expect(q.canTake(1, 1_000)).toBe(false)
+    q.close()
+
+    const { q: d, seen } = open(tempQueueDir(), {
+      maxBytes: 3 * (HEADER_BYTES + 40),
+      fullBehavior: "drop_oldest",
+    })
+    for (let n = 0; n < 10; n++) {
+      expect(d.canTake(1, 100)).toBe(true)
+      d.push(item(n, 100))
+    }
+    const left = takeAll(d)
+    expect(left.at(-1) !== undefined && idOf(left.at(-1) as Buffered<Uint8Array>)).toBe(9)
+    expect(d.bytes).toBeLessThanOrEqual(3 * (HEADER_BYTES + 40))
+    const keptDatapoints = left.reduce((n, i) => n + i.datapoints, 0)
+    expect(seen.dropped + keptDatapoints).toBe(55)
+  })
+
+  it("keeps at most memoryBytes of payloads in memory; the rest is read back from disk, the same bytes", () => {
+    const dir = tempQueueDir()
+    const { q } = open(dir, { memoryBytes: 250 })
+    for (let n = 0; n < 6; n++) q.push(item(n, 100))
+    const all = takeAll(q)
+    expect(all.map((i) => new Uint8Array(i.payload))).toEqual([0, 1, 2, 3, 4, 5].map((n) => payload(n, 100)))
+  })
+
+  it("refuses a directory another live process uses; a stale lock (dead pid) is taken over", () => {
+    const dir = tempQueueDir()
+    fs.writeFileSync(path.join(dir, "lock"), `${process.ppid}\n`)
+    expect(() => open(dir)).toThrow(QueueOpenError)
+    fs.writeFileSync(path.join(dir, "lock"), "999999999\n")
+    const { q } = open(dir)
+    expect(fs.readFileSync(path.join(dir, "lock"), "utf8").trim()).toBe(String(process.pid))
+    q.close()
+  })
+})
