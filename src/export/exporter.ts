@@ -189,6 +189,13 @@ export const SPLIT_AFTER = 3
  */
 export const POISON_STRIKES = 3
 
+/**
+ * Attempts in a row that find the downstream unavailable before the circuit opens: while it is
+ * open, the one request in flight after each backoff pause is the probe, and the first success
+ * closes it.
+ */
+export const CIRCUIT_AFTER = 5
+
 /** Statuses about the request's target or credentials, not its content: splitting would not help. */
 const NOT_ABOUT_CONTENT = new Set([401, 403, 404, 405, 407])
 /** Retryable statuses that mean "unavailable": never a reason to split a batch or suspect its data. */
@@ -272,6 +279,9 @@ export const runExporter = <P>(
     let parked = false
     /** Export requests the downstream accepted: evidence that it is up. */
     let successes = 0
+    /** Attempts in a row that found the downstream unavailable; when the circuit opened. */
+    let failuresInARow = 0
+    let openedAt: number | undefined
     let backoff = minBackoff
     const deadlinePassed = Effect.gen(function* () {
       const deadline = yield* Ref.get(closing)
@@ -309,6 +319,31 @@ export const runExporter = <P>(
         if (result._tag === "Right") {
           telemetry.exportRequests.inc({ protocol, result: "success" })
           successes++
+          failuresInARow = 0
+          if (openedAt !== undefined) {
+            const now = yield* Clock.currentTimeMillis
+            yield* logInfo("downstream available again: circuit closed", {
+              protocol,
+              endpoint: url,
+              open_ms: now - openedAt,
+            })
+            openedAt = undefined
+            telemetry.exportCircuitOpen.set({ protocol }, 0)
+          }
+        } else if (result.left.retryable) {
+          // A retryable failure (5xx, 429, network error, timeout): after CIRCUIT_AFTER in a row the
+          // circuit opens; from then on one request probes the downstream after each pause.
+          failuresInARow++
+          if (failuresInARow >= CIRCUIT_AFTER && openedAt === undefined) {
+            openedAt = yield* Clock.currentTimeMillis
+            telemetry.exportCircuitOpen.set({ protocol }, 1)
+            yield* logWarn("downstream unavailable: circuit open, probing it with one request per pause", {
+              protocol,
+              endpoint: url,
+              failures: failuresInARow,
+              error: result.left.message,
+            })
+          }
         }
         return result
       })

@@ -246,6 +246,12 @@ const makeDataPathInstruments = (opts: { registers: Array<Registry> }, nowMs: ()
     ) => {
       queueSources.set(protocol, read)
     },
+    exportCircuitOpen: new Gauge({
+      name: "metrics_governor_export_circuit_open",
+      help: "1 while the exporter's circuit is open: the downstream was unavailable 5 times in a row and is probed with one request per backoff pause.",
+      labelNames: ["protocol"] as const,
+      ...opts,
+    }),
     exportRequests: new Counter({
       name: "metrics_governor_export_requests_total",
       help: "Export requests by protocol and result (success, retry, rejected).",
@@ -277,6 +283,7 @@ const makeDataPathInstruments = (opts: { registers: Array<Registry> }, nowMs: ()
     d.datapointsReceived.inc({ protocol }, 0)
     d.datapointsSent.inc({ protocol }, 0)
     d.bufferDatapoints.set({ protocol }, 0)
+    d.exportCircuitOpen.set({ protocol }, 0)
   }
   return d
 }
