@@ -35,6 +35,31 @@ export interface ExportQueue<P> {
   nextPush(): Promise<void>
 }
 
+/**
+ * One pending promise shared by every waiter until the next push, which resolves it: a waiter that
+ * is abandoned (a race it lost) and asked again costs nothing, and nothing accumulates while idle.
+ */
+export class PushSignal {
+  private pending: { readonly promise: Promise<void>; readonly resolve: () => void } | undefined
+
+  next(): Promise<void> {
+    if (this.pending === undefined) {
+      let resolve: () => void = () => {}
+      const promise = new Promise<void>((r) => {
+        resolve = r
+      })
+      this.pending = { promise, resolve }
+    }
+    return this.pending.promise
+  }
+
+  fire(): void {
+    const p = this.pending
+    this.pending = undefined
+    p?.resolve()
+  }
+}
+
 /** What a slot holds once its item was taken. */
 const TAKEN: Buffered<never> = Object.freeze({ payload: undefined as never, datapoints: 0, bytes: 0, at: 0 })
 
@@ -44,8 +69,7 @@ export class ExportBuffer<P> implements ExportQueue<P> {
   private head = 0
   private datapointsHeld = 0
   private bytesHeld = 0
-  /** One pending signal shared by every waiter until the next push: waiting allocates nothing new. */
-  private signal: { readonly promise: Promise<void>; readonly resolve: () => void } | undefined
+  private readonly pushes = new PushSignal()
 
   constructor(
     readonly maxDatapoints: number,
@@ -72,9 +96,7 @@ export class ExportBuffer<P> implements ExportQueue<P> {
     this.items.push(item)
     this.datapointsHeld += item.datapoints
     this.bytesHeld += item.bytes
-    const s = this.signal
-    this.signal = undefined
-    s?.resolve()
+    this.pushes.fire()
   }
 
   /** Wall-clock ms of the oldest item, or undefined when empty. */
@@ -137,13 +159,6 @@ export class ExportBuffer<P> implements ExportQueue<P> {
    * abandoned (a race it lost) and asked again costs nothing: nothing accumulates while idle.
    */
   nextPush(): Promise<void> {
-    if (this.signal === undefined) {
-      let resolve: () => void = () => {}
-      const promise = new Promise<void>((r) => {
-        resolve = r
-      })
-      this.signal = { promise, resolve }
-    }
-    return this.signal.promise
+    return this.pushes.next()
   }
 }

@@ -30,7 +30,7 @@ import * as path from "node:path"
 import { crc32 } from "node:zlib"
 import { Data } from "effect"
 import { compressSync, uncompressSync } from "snappy"
-import type { Buffered, ExportQueue } from "./buffer.js"
+import { type Buffered, type ExportQueue, PushSignal } from "./buffer.js"
 
 const MAGIC = 0xa7
 const VERSION = 1
@@ -141,7 +141,7 @@ export class DurableQueue implements ExportQueue<Uint8Array> {
   private memoryHeld = 0
   private dirty = false
   private timer: NodeJS.Timeout | undefined
-  private signal: { readonly promise: Promise<void>; readonly resolve: () => void } | undefined
+  private readonly pushes = new PushSignal()
   private readonly segmentBytes: number
   /** Records found on disk at open, and their datapoints. */
   readonly recovered: { records: number; datapoints: number } = { records: 0, datapoints: 0 }
@@ -323,9 +323,7 @@ export class DurableQueue implements ExportQueue<Uint8Array> {
       acked: false,
     })
     if (this.settings.fullBehavior === "drop_oldest") this.dropOldest()
-    const s = this.signal
-    this.signal = undefined
-    s?.resolve()
+    this.pushes.fire()
   }
 
   /** Drops records not taken, oldest first, until the queue is within `maxBytes` (never the newest). */
@@ -487,14 +485,7 @@ export class DurableQueue implements ExportQueue<Uint8Array> {
   }
 
   nextPush(): Promise<void> {
-    if (this.signal === undefined) {
-      let resolve: () => void = () => {}
-      const promise = new Promise<void>((r) => {
-        resolve = r
-      })
-      this.signal = { promise, resolve }
-    }
-    return this.signal.promise
+    return this.pushes.next()
   }
 
   /** Syncs and closes the files; what is not acknowledged is sent by the next run. */

@@ -58,6 +58,17 @@ const deliveredNames = (sink: Sink<WriteRequest>) =>
     ),
   )
 
+/** Waits until the sink accepted a series of every name. */
+const allDelivered = (sink: Sink<WriteRequest>, names: ReadonlySet<string>) =>
+  waitFor(
+    "every accepted series delivered",
+    async () => {
+      const got = deliveredNames(sink)
+      return [...names].every((n) => got.has(n)) ? true : undefined
+    },
+    10_000,
+  )
+
 const recovered = (gov: Governor) =>
   gov.logs.find((l) => l.message === "durable queue opened" && l.fields.protocol === "prw")?.fields
 
@@ -80,14 +91,7 @@ describe("durable queue across restarts", () => {
     t.setUp()
     const second = await t.start()
     expect(recovered(second)).toMatchObject({ recovered_datapoints: 200 })
-    await waitFor(
-      "every accepted series delivered",
-      async () => {
-        const got = deliveredNames(t.sink)
-        return [...names].every((n) => got.has(n)) ? true : undefined
-      },
-      10_000,
-    )
+    await allDelivered(t.sink, names)
     await waitFor(
       "the queue empty",
       async () =>
@@ -106,14 +110,7 @@ describe("durable queue across restarts", () => {
     t.setUp()
     const second = await t.start()
     expect(recovered(second)).toMatchObject({ recovered_datapoints: 150 })
-    await waitFor(
-      "every accepted series delivered",
-      async () => {
-        const got = deliveredNames(t.sink)
-        return [...names].every((n) => got.has(n)) ? true : undefined
-      },
-      10_000,
-    )
+    await allDelivered(t.sink, names)
   }, 40_000)
 
   it("full_behavior reject: a full queue makes the receiver push back (503 + Retry-After), counted as buffer_full; the queue gauges show what waits", async () => {
