@@ -26,14 +26,15 @@ describe("a sick downstream costs delay, never silent loss", () => {
       respond: (req): SinkAnswer => {
         if (down) return { status: 503 }
         if (req.names.includes("bad_request")) return { status: 400, body: "bad series in this request" }
+        // The first answer once it is back is a success: the backoff of the outage starts over.
         switch (turn++ % 6) {
-          case 0:
-            return { status: 500, body: "internal error" }
           case 1:
-            return { status: 429, headers: { "retry-after": "0" } }
+            return { status: 500, body: "internal error" }
           case 2:
-            return req.names.length > 10 ? { status: 413, body: "too large" } : { status: 204 }
+            return { status: 429, headers: { "retry-after": "0" } }
           case 3:
+            return req.names.length > 10 ? { status: 413, body: "too large" } : { status: 204 }
+          case 4:
             return "hang"
           default:
             return { status: 204 }
