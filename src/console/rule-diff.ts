@@ -91,6 +91,8 @@ const show = (v: KeyValue): string => (v === null ? "(unset)" : JSON.stringify(v
 export const formatRuleDiff = (d: RuleDiff): Array<string> => [
   ...d.added.map((r) => `+ rule ${r}`),
   ...d.removed.map((r) => `- rule ${r}`),
-  ...d.changed.flatMap((c) => c.changes.map((k) => `~ rule ${c.rule}: ${k.key} ${show(k.old)} -> ${show(k.new)}`)),
+  ...d.changed.flatMap((c) =>
+    c.changes.map((k) => `~ rule ${c.rule}: ${k.key} ${show(k.old)} -> ${show(k.new)}`),
+  ),
   ...d.settings.map((k) => `~ ${k.key} ${show(k.old)} -> ${show(k.new)}`),
 ]
