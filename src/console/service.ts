@@ -252,6 +252,8 @@ export const make = Effect.gen(function* () {
       const file = log.file
       const fail = (reason: string) => new ContentUnavailable({ run: v.run, version: v.version, reason })
       if (file === undefined) return yield* Effect.fail(fail("no event log keeps them and they left memory"))
+      // A snapshot is written behind the reload that read it: wait for what is queued.
+      yield* log.flush
       const bytes = yield* Effect.tryPromise({
         try: () => fs.promises.readFile(snapshotPath(file, sha)),
         catch: () => fail(`snapshot ${sha} is missing`),
