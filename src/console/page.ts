@@ -177,7 +177,7 @@ const rulesTable = (rows: ReadonlyArray<RuleRow>, windowSeconds: number): string
   const body = rows
     .map(
       (r) =>
-        `<tr><th scope="row">${esc(r.name)}<br><small>${esc(r.action)}${r.group_by.length > 0 ? ` by ${esc(r.group_by.join(", "))}` : ""}</small></th><td data-label="Cardinality">${bar(`${r.name} cardinality`, r.cardinality, r.max_cardinality)}</td><td data-label="Datapoints">${bar(`${r.name} datapoints`, r.datapoints, r.max_datapoints_rate)}</td><td class="n" data-label="Dropped">${num(r.dropped)}</td><td class="n" data-label="Would drop">${num(r.would_drop)}</td><td data-label="Top groups">${groupsText(r)}</td></tr>`,
+        `<tr><th scope="row"><span class="name">${esc(r.name)}</span><br><small>${esc(r.action)}${r.group_by.length > 0 ? ` by ${esc(r.group_by.join(", "))}` : ""}</small></th><td data-label="Cardinality">${bar(`${r.name} cardinality`, r.cardinality, r.max_cardinality)}</td><td data-label="Datapoints">${bar(`${r.name} datapoints`, r.datapoints, r.max_datapoints_rate)}</td><td class="n" data-label="Dropped">${num(r.dropped)}</td><td class="n" data-label="Would drop">${num(r.would_drop)}</td><td data-label="Top groups">${groupsText(r)}</td></tr>`,
     )
     .join("")
   return `<div class="scroll"><table id="rules"><caption>Usage in the current ${esc(windowSeconds)} s window against each limit</caption><thead><tr><th scope="col">Rule</th><th scope="col">Cardinality</th><th scope="col">Datapoints</th><th scope="col">Dropped</th><th scope="col">Would drop</th><th scope="col">Top groups</th></tr></thead><tbody>${body}</tbody></table></div>`
