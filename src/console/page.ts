@@ -90,7 +90,7 @@ const timeline = (attempts: ReadonlyArray<ReloadAttempt>): string => {
     .reverse()
     .map(
       (a) =>
-        `<tr class="r-${esc(a.status)}"><td>${time(a.at)}</td><td>${esc(a.trigger)}</td><td><span class="badge ${esc(a.status)}">${esc(a.status)}</span></td><td class="n">${esc(a.version)}</td><td class="n">${(a.duration_seconds * 1000).toFixed(1)} ms</td><td class="n">${esc(a.coalesced)}</td><td>${errorText(a)}</td></tr>`,
+        `<tr class="r-${esc(a.status)}"><td class="at" data-label="At">${time(a.at)}</td><td data-label="Trigger">${esc(a.trigger)}</td><td data-label="Result"><span class="badge ${esc(a.status)}">${esc(a.status)}</span></td><td class="n" data-label="Version">${esc(a.version)}</td><td class="n" data-label="Duration">${(a.duration_seconds * 1000).toFixed(1)} ms</td><td class="n" data-label="Coalesced">${esc(a.coalesced)}</td><td class="err" data-label="Error">${errorText(a)}</td></tr>`,
     )
     .join("")
   return `<div class="scroll"><table id="timeline"><caption>Reload attempts, newest first</caption><thead><tr><th scope="col">At</th><th scope="col">Trigger</th><th scope="col">Result</th><th scope="col">Version</th><th scope="col">Duration</th><th scope="col">Coalesced</th><th scope="col">Error</th></tr></thead><tbody>${rows}</tbody></table></div>`
@@ -218,11 +218,14 @@ export const chart = (
   const max = Math.max(1, ...all.map((p) => p.v))
   const x = (t: number) => (t1 === t0 ? w : ((t - t0) / (t1 - t0)) * w).toFixed(1)
   const y = (v: number) => (h - 4 - (v / max) * (h - 8)).toFixed(1)
-  const paths = lines
-    .map(
-      (l) => `<polyline class="${l.cls}" points="${l.points.map((p) => `${x(p.t)},${y(p.v)}`).join(" ")}"/>`,
-    )
-    .join("")
+  // One rate so far: a flat line at its level, so the chart is never blank.
+  const pointsOf = (ps: ReadonlyArray<{ t: number; v: number }>): string => {
+    const only = ps.length === 1 ? (ps[0] as { v: number }).v : undefined
+    return only !== undefined
+      ? `0,${y(only)} ${w},${y(only)}`
+      : ps.map((p) => `${x(p.t)},${y(p.v)}`).join(" ")
+  }
+  const paths = lines.map((l) => `<polyline class="${l.cls}" points="${pointsOf(l.points)}"/>`).join("")
   const legend = lines.map((l) => `<span class="key ${l.cls}">${esc(l.label)}</span>`).join(" ")
   return `<figure class="chart"><figcaption>${esc(title)} <small>(per second, last ${Math.round((t1 - t0) / 60000) || "<1"} min; max ${num(Math.round(max))}/s)</small></figcaption><svg viewBox="0 0 ${w} ${h}" preserveAspectRatio="none" role="img" aria-label="${esc(`${title}: ${last}`)}">${paths}</svg><p class="legend">${legend} <span class="muted">now: ${esc(last)}</span></p></figure>`
 }
