@@ -160,6 +160,12 @@ interface Pending {
 
 /** Versions listed by `versions` when their content is kept in memory (no event log). */
 export const MAX_VERSIONS_WITH_CONTENT = 50
+/**
+ * The most bytes of version content kept in memory (no event log): past it, the oldest versions
+ * lose their content (still listed, their files no longer served). Versions that share a file
+ * share its bytes, and count them once.
+ */
+export const MAX_CONTENT_BYTES = 32 * 1024 * 1024
 /** Versions listed by `versions` when the event log keeps their content. */
 export const MAX_VERSIONS_KEPT = 10_000
 
@@ -174,6 +180,33 @@ export const nextBatch = (
   if ((taken[0] as Pending).content !== undefined) return { batch: taken.slice(0, 1), rest: taken.slice(1) }
   const end = taken.findIndex((p) => p.content !== undefined)
   return end === -1 ? { batch: taken, rest: [] } : { batch: taken.slice(0, end), rest: taken.slice(end) }
+}
+
+/** Drops the content of the oldest versions until the distinct bytes kept fit `budget`. */
+export const withinContentBudget = (
+  versions: ReadonlyArray<AppliedVersion>,
+  budget: number,
+): ReadonlyArray<AppliedVersion> => {
+  const seen = new Set<Uint8Array>()
+  let total = 0
+  const out: Array<AppliedVersion> = []
+  // Newest first: the newest versions keep their content.
+  for (let i = versions.length - 1; i >= 0; i--) {
+    const v = versions[i] as AppliedVersion
+    const files = [v.content?.limits, v.content?.config].filter(
+      (b): b is Uint8Array => b !== undefined && !seen.has(b),
+    )
+    const size = files.reduce((n, b) => n + b.byteLength, 0)
+    if (v.content !== undefined && total + size > budget) {
+      const { content: _dropped, ...rest } = v
+      out.push(rest)
+      continue
+    }
+    for (const b of files) seen.add(b)
+    total += size
+    out.push(v)
+  }
+  return out.reverse()
 }
 
 const readOf = (bytes: Uint8Array | undefined, configured: boolean): FileRead | undefined =>
@@ -334,6 +367,16 @@ export const make = (settings: ReloadSettings) =>
     const bytesOf = (r: FileRead | undefined): Uint8Array | undefined =>
       r !== undefined && Either.isRight(r) ? r.right.bytes : undefined
 
+    /** The bytes an earlier version kept for the same content: versions share them. */
+    const shared = (sha: string, which: "limits" | "config"): Uint8Array | undefined => {
+      for (let i = versions.length - 1; i >= 0; i--) {
+        const v = versions[i] as AppliedVersion
+        const same = which === "limits" ? v.limits_sha256 === sha : v.config_sha256 === sha
+        if (same && v.content?.[which] !== undefined) return v.content[which]
+      }
+      return undefined
+    }
+
     /** Adds an applied version to `versions` (bounded). */
     const rememberVersion = (report: ReloadAttempt, read: ReadBytes, of: number | undefined) => {
       const entry: AppliedVersion = {
@@ -345,10 +388,18 @@ export const make = (settings: ReloadSettings) =>
         dry_run: report.dry_run,
         at: report.at,
         ...(of === undefined ? {} : { rollback_of: of }),
-        ...(keepContent ? { content: { limits: bytesOf(read.limits), config: bytesOf(read.main) } } : {}),
+        ...(keepContent
+          ? {
+              content: {
+                limits: shared(report.limits_sha256, "limits") ?? bytesOf(read.limits),
+                config: shared(report.config_sha256, "config") ?? bytesOf(read.main),
+              },
+            }
+          : {}),
       }
       const max = keepContent ? MAX_VERSIONS_WITH_CONTENT : MAX_VERSIONS_KEPT
       versions = versions.length >= max ? [...versions.slice(1), entry] : [...versions, entry]
+      if (keepContent) versions = withinContentBudget(versions, MAX_CONTENT_BYTES)
     }
 
     /** Metrics and the contract's log lines for one attempt. */

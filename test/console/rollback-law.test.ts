@@ -155,3 +155,37 @@ describe("rollback law", () => {
     )
   })
 })
+
+describe("versions kept in memory", () => {
+  const bytes = (n: number, fill = 1) => new Uint8Array(n).fill(fill)
+  const version = (n: number, content: Reload.VersionContent | undefined): Reload.AppliedVersion => ({
+    version: n,
+    trigger: "sighup",
+    limits_sha256: `l${n}`,
+    config_sha256: "",
+    rules_count: 0,
+    dry_run: false,
+    at: "",
+    ...(content === undefined ? {} : { content }),
+  })
+
+  it("the oldest versions lose their content past the byte budget; shared bytes count once", () => {
+    const big = bytes(40)
+    const vs = [
+      version(1, { limits: bytes(40), config: undefined }),
+      version(2, { limits: big, config: undefined }),
+      version(3, { limits: big, config: undefined }),
+      version(4, { limits: bytes(50), config: undefined }),
+    ]
+    const kept = Reload.withinContentBudget(vs, 100)
+    expect(kept.map((v) => v.version)).toEqual([1, 2, 3, 4])
+    expect(kept.map((v) => v.content !== undefined)).toEqual([false, true, true, true])
+    // A version whose files do not fit is skipped; older ones that fit keep theirs.
+    expect(Reload.withinContentBudget(vs, 49).map((v) => v.content !== undefined)).toEqual([
+      false,
+      true,
+      true,
+      false,
+    ])
+  })
+})
