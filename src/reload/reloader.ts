@@ -151,7 +151,7 @@ export interface ReloaderService {
 
 export class Reloader extends Context.Tag("metrics-governor/Reloader")<Reloader, ReloaderService>() {}
 
-interface Pending {
+export interface Pending {
   readonly event: TriggerEvent
   readonly reply: Deferred.Deferred<ReloadAttempt> | undefined
   /** A rollback: the content to apply instead of the files on disk; never coalesced with others. */

@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest"
 import * as ConsoleService from "../../src/console/service.js"
 import * as EventLog from "../../src/events/log.js"
 import * as Reload from "../../src/reload/reloader.js"
+import type { Trigger } from "../../src/reload/trigger.js"
 import * as Log from "../../src/telemetry/log.js"
 import { Telemetry } from "../../src/telemetry/metrics.js"
 import { hash, type MemoryFiles, memoryDecoder } from "../reload/harness.js"
@@ -187,5 +188,33 @@ describe("versions kept in memory", () => {
       true,
       false,
     ])
+  })
+})
+
+describe("a rollback is never coalesced", () => {
+  const p = (trigger: Trigger, rollback = false): Reload.Pending => ({
+    event: { trigger, at: 0 },
+    reply: undefined,
+    ...(rollback ? { content: { bytes: { limits: undefined, config: undefined }, of: 1 } } : {}),
+  })
+
+  it("a batch is one rollback alone, or the triggers up to the next rollback; the rest waits, in order", () => {
+    const trigger = fc.constantFrom<Trigger>("sighup", "watch", "poll", "touch", "http")
+    fc.assert(
+      fc.property(fc.array(fc.tuple(trigger, fc.boolean()), { minLength: 1, maxLength: 12 }), (spec) => {
+        let queue = spec.map(([t, r]) => p(t, r))
+        const batches: Array<ReadonlyArray<Reload.Pending>> = []
+        while (queue.length > 0) {
+          const { batch, rest } = Reload.nextBatch(queue)
+          expect(batch.length).toBeGreaterThan(0)
+          const rollbacks = batch.filter((b) => b.content !== undefined).length
+          expect(rollbacks === 0 || batch.length === 1).toBe(true)
+          batches.push(batch)
+          queue = [...rest]
+        }
+        // Nothing lost, nothing reordered.
+        expect(batches.flat()).toEqual(spec.map(([t, r]) => p(t, r)))
+      }),
+    )
   })
 })
