@@ -20,19 +20,58 @@ export const splitLines = (text: string): Array<string> => {
 }
 
 /**
- * The shortest edit script from `a` to `b` (Myers 1986): the kept lines are a longest common
- * subsequence. O((N+M)·D) time, where D is the number of lines added and removed.
+ * How much work (diagonal steps of the search, and frontier entries kept for the walk back) a diff
+ * may take before it settles for a longer script: a few tens of milliseconds and at most 4 MB.
+ * Past it, the differing middle is written as removed then added, which is still a correct diff,
+ * only not a shortest one.
  */
-export const diffLines = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): Array<Edit> => {
+export const MAX_DIFF_WORK = 1_000_000
+
+/**
+ * The shortest edit script from `a` to `b` (Myers 1986): the kept lines are a longest common
+ * subsequence. The common head and tail are taken off first; the search costs O((N+M)·D) time and
+ * O(D²) memory, where D is the number of lines added and removed, and stops at `maxWork` (see
+ * `MAX_DIFF_WORK`).
+ */
+export const diffLines = (
+  a: ReadonlyArray<string>,
+  b: ReadonlyArray<string>,
+  maxWork: number = MAX_DIFF_WORK,
+): Array<Edit> => {
+  let head = 0
+  while (head < a.length && head < b.length && a[head] === b[head]) head++
+  let tail = 0
+  while (
+    tail < a.length - head &&
+    tail < b.length - head &&
+    a[a.length - 1 - tail] === b[b.length - 1 - tail]
+  )
+    tail++
+  const keep = (lines: ReadonlyArray<string>): Array<Edit> => lines.map((line) => ({ op: "=", line }))
+  const middle = middleEdits(a.slice(head, a.length - tail), b.slice(head, b.length - tail), maxWork)
+  return [...keep(a.slice(0, head)), ...middle, ...keep(a.slice(a.length - tail))]
+}
+
+/** Myers' search over the differing middle; the whole middle replaced when it costs too much. */
+const middleEdits = (a: ReadonlyArray<string>, b: ReadonlyArray<string>, maxWork: number): Array<Edit> => {
   const n = a.length
   const m = b.length
+  const replaced = (): Array<Edit> => [
+    ...a.map((line): Edit => ({ op: "-", line })),
+    ...b.map((line): Edit => ({ op: "+", line })),
+  ]
+  if (n === 0 || m === 0) return replaced()
   const max = n + m
   const offset = max + 1
   const v = new Int32Array(2 * max + 3)
+  /** `trace[d]`: the frontier before step d, for diagonals -d..d (index k + d). */
   const trace: Array<Int32Array> = []
+  let work = 0
   let found = false
   for (let d = 0; d <= max && !found; d++) {
-    trace.push(v.slice())
+    trace.push(v.slice(offset - d, offset + d + 1))
+    // The saved frontier counts as work too: memory stays within the bound as well.
+    work += 2 * d + 1
     for (let k = -d; k <= d; k += 2) {
       let x: number
       if (k === -d || (k !== d && (v[offset + k - 1] as number) < (v[offset + k + 1] as number))) {
@@ -44,13 +83,16 @@ export const diffLines = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): A
       while (x < n && y < m && a[x] === b[y]) {
         x++
         y++
+        work++
       }
+      work++
       v[offset + k] = x
       if (x >= n && y >= m) {
         found = true
         break
       }
     }
+    if (work > maxWork) return replaced()
   }
   // Walk back through the saved frontiers to recover the path.
   const edits: Array<Edit> = []
@@ -58,10 +100,10 @@ export const diffLines = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): A
   let y = m
   for (let d = trace.length - 1; d >= 0; d--) {
     const vd = trace[d] as Int32Array
+    const at = (k: number): number => vd[k + d] as number
     const k = x - y
-    const prevK =
-      k === -d || (k !== d && (vd[offset + k - 1] as number) < (vd[offset + k + 1] as number)) ? k + 1 : k - 1
-    const prevX = d === 0 ? 0 : (vd[offset + prevK] as number)
+    const prevK = k === -d || (k !== d && at(k - 1) < at(k + 1)) ? k + 1 : k - 1
+    const prevX = d === 0 ? 0 : at(prevK)
     const prevY = d === 0 ? 0 : prevX - prevK
     while (x > prevX && y > prevY) {
       edits.push({ op: "=", line: a[x - 1] as string })

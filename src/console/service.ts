@@ -157,6 +157,8 @@ export interface ConsoleService {
 
 export class Console extends Context.Tag("metrics-governor/Console")<Console, ConsoleService>() {}
 
+/** Limits files up to this many bytes together (about 800 rules) are compared rule by rule. */
+export const RULE_DIFF_MAX_BYTES = 192 * 1024
 /** Top groups listed per rule. */
 export const TOP_GROUPS = 5
 /** Traffic samples: one every `TRAFFIC_EVERY_MS`, the last `TRAFFIC_SAMPLES` kept (10 minutes). */
@@ -292,6 +294,20 @@ export const make = Effect.gen(function* () {
         bytes === undefined
           ? Either.right(undefined)
           : Either.map(decodeLimits(v.limits_path ?? "limits.yaml", bytes), (d) => d.spec)
+      // Decoding runs on the thread that serves requests: large files are compared as text only.
+      const tooLarge = (ca.limits?.byteLength ?? 0) + (cb.limits?.byteLength ?? 0) > RULE_DIFF_MAX_BYTES
+      if (tooLarge) {
+        return {
+          from: { run: a.run, version: a.version },
+          to: { run: b.run, version: b.version },
+          files: {
+            limits: unifiedDiff(t(ca.limits), t(cb.limits), name(a, "limits.yaml"), name(b, "limits.yaml")),
+            config: unifiedDiff(t(ca.config), t(cb.config), name(a, "config.yaml"), name(b, "config.yaml")),
+          },
+          rules: null,
+          rules_error: `the limits files are over ${RULE_DIFF_MAX_BYTES / 1024} KiB together: compared as text only here; metrics-governor diff compares them rule by rule`,
+        } satisfies VersionDiff
+      }
       const sa = specOf(a, ca.limits)
       const sb = specOf(b, cb.limits)
       const problem = Either.isLeft(sa) ? sa.left : Either.isLeft(sb) ? sb.left : undefined

@@ -79,7 +79,7 @@ const post = async (g: Governor, p: string, headers: Record<string, string> = {}
 const reloadTo = async (g: Governor, s: Setup, text: string, version: number) => {
   fs.writeFileSync(s.limits, text)
   g.signal("SIGHUP")
-  await g.waitForVersion(version)
+  await g.waitForVersion(version, 15_000)
 }
 
 interface Versions {

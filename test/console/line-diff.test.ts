@@ -41,6 +41,31 @@ describe("line diff", () => {
     )
   })
 
+  it("past the work bound the middle is replaced: still a diff that patches old into new", () => {
+    fc.assert(
+      fc.property(lines, lines, fc.integer({ min: 0, max: 20 }), (a, b, maxWork) => {
+        const edits = diffLines(a, b, maxWork)
+        expect(edits.filter((e) => e.op !== "+").map((e) => e.line)).toEqual(a)
+        expect(edits.filter((e) => e.op !== "-").map((e) => e.line)).toEqual(b)
+      }),
+      { numRuns: 300 },
+    )
+  })
+
+  it("large files: a small change is found exactly, an unrelated file stays within the bound", () => {
+    const big = Array.from({ length: 60_000 }, (_, i) => `  - name: rule-${i}`)
+    const changed = [...big]
+    changed[30_000] = "  - name: changed"
+    const edits = diffLines(big, changed)
+    expect(edits.filter((e) => e.op !== "=")).toEqual([
+      { op: "-", line: "  - name: rule-30000" },
+      { op: "+", line: "  - name: changed" },
+    ])
+    const other = big.map((l) => `${l}x`)
+    const replaced = diffLines(big, other)
+    expect(replaced.length).toBe(120_000)
+  })
+
   it("equal texts have an empty diff", () => {
     fc.assert(fc.property(text, (a) => unifiedDiff(a, a) === ""))
   })
