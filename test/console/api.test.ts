@@ -202,7 +202,7 @@ describe("console APIs", () => {
 
     // The next SIGHUP reads the files on disk again: version 2's content, as version 4.
     g.signal("SIGHUP")
-    await g.waitForVersion(4)
+    await g.waitForVersion(4, 15_000)
     const after = (await getJson(g, "/api/v1/status/config")).body
     expect(after).toMatchObject({
       version: 4,
