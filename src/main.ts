@@ -12,6 +12,7 @@ const { parseCommandLine, UsageError } = await import("./cli/flags.js")
 const { run } = await import("./app/program.js")
 const { validate } = await import("./cli/validate.js")
 const { replay } = await import("./cli/replay.js")
+const { diff } = await import("./cli/diff.js")
 const { StartupRejected } = await import("./reload/reloader.js")
 const Log = await import("./telemetry/log.js")
 
@@ -53,6 +54,8 @@ const program = Effect.gen(function* () {
       return yield* validate(command.flags)
     case "Replay":
       return yield* replay(command)
+    case "Diff":
+      return yield* diff(command)
     case "Run":
       // On stdout, through the JSON logger like every other line of the running governor; the
       // teardown below also prints it on stderr.

@@ -15,6 +15,7 @@ import { Effect, Either, Layer } from "effect"
 import { type RunFlags, UsageError } from "../cli/flags.js"
 import * as Decoder from "../config/decoder.js"
 import { MAIN_DEFAULTS } from "../config/main-schema.js"
+import * as ConsoleService from "../console/service.js"
 import * as EventLog from "../events/log.js"
 import { ExportBuffer, type ExportQueue } from "../export/buffer.js"
 import { type ExporterSettings, runExporter } from "../export/exporter.js"
@@ -383,6 +384,7 @@ export const run = (flags: RunFlags) =>
           memoryLimit: flags.memoryLimit,
         }),
       ),
+      Layer.provideMerge(ConsoleService.layer),
       Layer.provideMerge(Reload.layer(reloadSettings)),
       Layer.provideMerge(Decoder.worker({ maxBytes: flags.configMaxBytes })),
       Layer.provideMerge(EventLog.layer(flags.reloadEventLog)),

@@ -45,6 +45,13 @@ export type Command =
       readonly at: string | undefined
       readonly configMaxBytes: number
     }
+  | {
+      readonly _tag: "Diff"
+      readonly old: string
+      readonly new: string
+      readonly statsAddr: string | undefined
+      readonly configMaxBytes: number
+    }
   | { readonly _tag: "Help"; readonly text: string }
   | { readonly _tag: "Version" }
 
@@ -188,6 +195,21 @@ const REPLAY_FLAGS: ReadonlyArray<FlagSpec> = [
   },
 ]
 
+const DIFF_FLAGS: ReadonlyArray<FlagSpec> = [
+  {
+    name: "stats-addr",
+    kind: "string",
+    defaultText: "none",
+    help: "control server of a running governor: print each changed limit against the rule's current usage",
+  },
+  {
+    name: "config-max-bytes",
+    kind: "bytes",
+    defaultText: "8MiB",
+    help: "a limits file larger than this is refused",
+  },
+]
+
 const flagLines = (flags: ReadonlyArray<FlagSpec>): string =>
   flags
     .map((f) => {
@@ -207,12 +229,17 @@ export const usage = (): string =>
     "  metrics-governor validate [flags]    check -config / -limits-config; exit 0 or 1",
     "  metrics-governor replay EVENT_LOG [-verify] [-at RFC3339]",
     "                                       fold a reload event log",
+    "  metrics-governor diff OLD NEW [-stats-addr HOST:PORT]",
+    "                                       compare two limits files; exit 0 same, 1 different, 2 invalid",
     "",
     "Flags of run and validate (also written --name=value, -name value, --name value):",
     flagLines(RUN_FLAGS),
     "",
     "Flags of replay:",
     flagLines(REPLAY_FLAGS),
+    "",
+    "Flags of diff:",
+    flagLines(DIFF_FLAGS),
     "",
     "Signals: SIGHUP reloads; SIGTERM and SIGINT shut down gracefully.",
   ].join("\n")
@@ -376,8 +403,25 @@ export const parseCommandLine = (args: ReadonlyArray<string>): Either.Either<Com
   if (args[0] === "-version" || args[0] === "--version" || args[0] === "version")
     return Either.right({ _tag: "Version" })
   const [first, ...rest] = args
-  const sub = first === "run" || first === "validate" || first === "replay" ? first : undefined
+  const sub =
+    first === "run" || first === "validate" || first === "replay" || first === "diff" ? first : undefined
   const tail = sub === undefined ? args : rest
+  if (sub === "diff") {
+    return Either.flatMap(scan(tail, DIFF_FLAGS), ({ raw, positionals }) => {
+      if (positionals.length !== 2) {
+        return Either.left(
+          new UsageError({ reason: "diff needs exactly two arguments: the old and the new limits file" }),
+        )
+      }
+      return Either.map(bytes(raw, "config-max-bytes", DEFAULT_CONFIG_MAX_BYTES), (configMaxBytes) => ({
+        _tag: "Diff" as const,
+        old: positionals[0] as string,
+        new: positionals[1] as string,
+        statsAddr: optStr(raw, "stats-addr"),
+        configMaxBytes,
+      }))
+    })
+  }
   if (sub === "replay") {
     return Either.flatMap(scan(tail, REPLAY_FLAGS), ({ raw, positionals }) => {
       if (positionals.length !== 1) {
@@ -401,7 +445,7 @@ export const parseCommandLine = (args: ReadonlyArray<string>): Either.Either<Com
         new UsageError({
           reason:
             sub === undefined && p === args[0] && /^[a-z]+$/.test(p)
-              ? `unknown command "${p}" (run, validate, replay)`
+              ? `unknown command "${p}" (run, validate, replay, diff)`
               : `unexpected argument "${p}"`,
         }),
       )

@@ -5,7 +5,7 @@ import { Schema } from "effect"
  * `at` (RFC 3339) and `type`. Decoded with a Schema, so `replay` reads exactly what is written.
  */
 
-const TriggerName = Schema.Literal("startup", "sighup", "watch", "poll", "touch", "http")
+const TriggerName = Schema.Literal("startup", "sighup", "watch", "poll", "touch", "http", "rollback")
 
 const Base = { seq: Schema.Number, at: Schema.String }
 

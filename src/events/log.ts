@@ -107,6 +107,8 @@ export interface EventLogService {
   /** Completes once everything queued so far is written and fsync'd (or its failure logged). */
   readonly flush: Effect.Effect<void>
   readonly file: string | undefined
+  /** The highest `seq` in the file when it was opened: the events of earlier runs (0 without a file). */
+  readonly priorSeq: number
 }
 
 export class EventLog extends Context.Tag("metrics-governor/EventLog")<EventLog, EventLogService>() {}
@@ -169,6 +171,7 @@ type Job =
 export const make = (file: string | undefined, now: () => Date = () => new Date()) =>
   Effect.gen(function* () {
     let lastSeq = 0
+    let priorSeq = 0
     let handle: fs.promises.FileHandle | undefined
     if (file !== undefined) {
       const bad: Array<BadLine> = []
@@ -198,6 +201,7 @@ export const make = (file: string | undefined, now: () => Date = () => new Date(
       })
       handle = opened.handle
       lastSeq = opened.seq
+      priorSeq = opened.seq
       for (const b of bad) yield* logError("reload event log: skipping a bad line", { file, ...b })
     }
 
@@ -278,7 +282,7 @@ export const make = (file: string | undefined, now: () => Date = () => new Date(
         ? Effect.void
         : Queue.offer(jobs, { _tag: "Snapshot", sha256, bytes }).pipe(Effect.asVoid)
 
-    return { append, storeSnapshot, flush, file } satisfies EventLogService
+    return { append, storeSnapshot, flush, file, priorSeq } satisfies EventLogService
   })
 
 export const layer = (file: string | undefined) => Layer.scoped(EventLog, make(file))

@@ -12,9 +12,18 @@ import {
   Stream,
   SubscriptionRef,
 } from "effect"
+import { sha256Hex } from "../config/decode.js"
 import { ConfigDecoder } from "../config/decoder.js"
 import { formatIssue } from "../config/errors.js"
-import { type ConfigPaths, type ContentHashes, MISSING_HASH, sameContent } from "../config/load.js"
+import {
+  type ConfigPaths,
+  type ContentHashes,
+  type FileRead,
+  hashesOf,
+  MISSING_HASH,
+  type ReadBytes,
+  sameContent,
+} from "../config/load.js"
 import { EventLog } from "../events/log.js"
 import { currentUsages } from "../limits/stats.js"
 import { logError, logInfo, logWarn } from "../telemetry/log.js"
@@ -71,6 +80,27 @@ export interface ReloadAttempt {
   readonly error?: { readonly message: string; readonly issues: ReadonlyArray<unknown> }
 }
 
+/** The bytes of a version's files, as a rollback makes them active again (`undefined`: no such file). */
+export interface VersionContent {
+  readonly limits: Uint8Array | undefined
+  readonly config: Uint8Array | undefined
+}
+
+/** One version this process applied, as `/api/v1/status/versions` lists it. */
+export interface AppliedVersion {
+  readonly version: number
+  readonly trigger: Trigger
+  readonly limits_sha256: string
+  readonly config_sha256: string
+  readonly rules_count: number
+  readonly dry_run: boolean
+  readonly at: string
+  /** A rollback: the version whose content it made active again. */
+  readonly rollback_of?: number
+  /** The files' bytes, kept in memory when no event log keeps them as snapshots. */
+  readonly content?: VersionContent
+}
+
 /** Startup found the configuration invalid: the process exits 1 with the same report as `validate`. */
 export class StartupRejected extends Error {
   readonly _tag = "StartupRejected"
@@ -101,6 +131,19 @@ export interface ReloaderService {
   readonly attempts: Effect.Effect<ReadonlyArray<ReloadAttempt>>
   /** Content hashes as last read by a reload; what the watcher and the poller compare against. */
   readonly lastAttempted: Effect.Effect<ContentHashes>
+  /** `lastAttempted`, read without an effect: the files on disk as the last reload read them. */
+  readonly lastRead: () => ContentHashes
+  /**
+   * Makes `content` (an earlier version's files) active as a new version, with trigger `rollback`,
+   * through the pipeline like any trigger: decided, applied or rejected, recorded. The files on
+   * disk are not read; the next file trigger or SIGHUP reads them as usual.
+   */
+  readonly rollback: (content: VersionContent, of: number) => Effect.Effect<ReloadAttempt>
+  /**
+   * The versions applied in this run, oldest first (bounded: the last `MAX_VERSIONS_KEPT`; with
+   * their content when no event log keeps it).
+   */
+  readonly versions: () => ReadonlyArray<AppliedVersion>
   /** Completes once no trigger is queued and no reload is running. */
   readonly idle: Effect.Effect<void>
   readonly settings: ReloadSettings
@@ -108,10 +151,66 @@ export interface ReloaderService {
 
 export class Reloader extends Context.Tag("metrics-governor/Reloader")<Reloader, ReloaderService>() {}
 
-interface Pending {
+export interface Pending {
   readonly event: TriggerEvent
   readonly reply: Deferred.Deferred<ReloadAttempt> | undefined
+  /** A rollback: the content to apply instead of the files on disk; never coalesced with others. */
+  readonly content?: { readonly bytes: VersionContent; readonly of: number }
 }
+
+/** Versions listed by `versions` when their content is kept in memory (no event log). */
+export const MAX_VERSIONS_WITH_CONTENT = 50
+/**
+ * The most bytes of version content kept in memory (no event log): past it, the oldest versions
+ * lose their content (still listed, their files no longer served). Versions that share a file
+ * share its bytes, and count them once.
+ */
+export const MAX_CONTENT_BYTES = 32 * 1024 * 1024
+/** Versions listed by `versions` when the event log keeps their content. */
+export const MAX_VERSIONS_KEPT = 10_000
+
+/**
+ * The next batch from what was taken off the queue: a rollback alone, or the triggers up to the
+ * next rollback, coalesced. What is left waits for the next batch.
+ */
+export const nextBatch = (
+  taken: ReadonlyArray<Pending>,
+): { readonly batch: ReadonlyArray<Pending>; readonly rest: ReadonlyArray<Pending> } => {
+  if (taken.length === 0) return { batch: [], rest: [] }
+  if ((taken[0] as Pending).content !== undefined) return { batch: taken.slice(0, 1), rest: taken.slice(1) }
+  const end = taken.findIndex((p) => p.content !== undefined)
+  return end === -1 ? { batch: taken, rest: [] } : { batch: taken.slice(0, end), rest: taken.slice(end) }
+}
+
+/** Drops the content of the oldest versions until the distinct bytes kept fit `budget`. */
+export const withinContentBudget = (
+  versions: ReadonlyArray<AppliedVersion>,
+  budget: number,
+): ReadonlyArray<AppliedVersion> => {
+  const seen = new Set<Uint8Array>()
+  let total = 0
+  const out: Array<AppliedVersion> = []
+  // Newest first: the newest versions keep their content.
+  for (let i = versions.length - 1; i >= 0; i--) {
+    const v = versions[i] as AppliedVersion
+    const files = [v.content?.limits, v.content?.config].filter(
+      (b): b is Uint8Array => b !== undefined && !seen.has(b),
+    )
+    const size = files.reduce((n, b) => n + b.byteLength, 0)
+    if (v.content !== undefined && total + size > budget) {
+      const { content: _dropped, ...rest } = v
+      out.push(rest)
+      continue
+    }
+    for (const b of files) seen.add(b)
+    total += size
+    out.push(v)
+  }
+  return out.reverse()
+}
+
+const readOf = (bytes: Uint8Array | undefined, configured: boolean): FileRead | undefined =>
+  !configured || bytes === undefined ? undefined : Either.right({ bytes, sha256: sha256Hex(bytes) })
 
 const MAX_ATTEMPTS_KEPT = 100
 /**
@@ -127,6 +226,7 @@ interface Outcome {
   readonly before: ReloadState
   readonly after: ReloadState
   readonly record: ReloadAttempt
+  readonly read: ReadBytes
 }
 
 const errorJson = (event: Extract<StateEvent, { _tag: "ReloadRejected" }>) => ({
@@ -179,6 +279,9 @@ export const make = (settings: ReloadSettings) =>
     const decoder = yield* ConfigDecoder
     const attemptsRef = yield* Ref.make<ReadonlyArray<ReloadAttempt>>([])
     const lastAttemptedRef = yield* Ref.make<ContentHashes>({ limits: "", config: "" })
+    let lastRead: ContentHashes = { limits: "", config: "" }
+    let versions: ReadonlyArray<AppliedVersion> = []
+    const keepContent = log.file === undefined
     const outstanding = yield* SubscriptionRef.make(0)
     const queue = yield* Queue.unbounded<Pending>()
     const stream = yield* PubSub.unbounded<StateEvent>({ replay: settings.replayEvents ?? 0 })
@@ -211,8 +314,22 @@ export const make = (settings: ReloadSettings) =>
           trigger: first.trigger,
           coalesced: batch.length,
         })
-        const { read, hashes } = yield* decoder.read(settings.paths)
-        yield* Ref.set(lastAttemptedRef, hashes)
+        const rollback = (batch[0] as Pending).content
+        const { read, hashes } =
+          rollback === undefined
+            ? yield* decoder.read(settings.paths)
+            : yield* Effect.sync(() => {
+                const read: ReadBytes = {
+                  limits: readOf(rollback.bytes.limits, settings.paths.limits !== undefined),
+                  main: readOf(rollback.bytes.config, settings.paths.config !== undefined),
+                }
+                return { read, hashes: hashesOf(read) }
+              })
+        // A rollback reads no file: what the watcher and the poller compare against stays the disk's.
+        if (rollback === undefined) {
+          yield* Ref.set(lastAttemptedRef, hashes)
+          lastRead = hashes
+        }
         const now = yield* Clock.currentTimeMillis
         // The active version's very bytes: unchanged, without decoding them again.
         const event: StateEvent =
@@ -239,7 +356,7 @@ export const make = (settings: ReloadSettings) =>
         const report = reportOf(resultOf(event), batch, event.at, decidedAt, after, {
           ...(event._tag === "ReloadRejected" ? { error: errorJson(event) } : {}),
         })
-        return { event, before, after, record: report } satisfies Outcome
+        return { event, before, after, record: report, read } satisfies Outcome
       })
 
     const remember = (report: ReloadAttempt) =>
@@ -247,9 +364,48 @@ export const make = (settings: ReloadSettings) =>
         a.length >= MAX_ATTEMPTS_KEPT ? [...a.slice(1), report] : [...a, report],
       )
 
+    const bytesOf = (r: FileRead | undefined): Uint8Array | undefined =>
+      r !== undefined && Either.isRight(r) ? r.right.bytes : undefined
+
+    /** The bytes an earlier version kept for the same content: versions share them. */
+    const shared = (sha: string, which: "limits" | "config"): Uint8Array | undefined => {
+      for (let i = versions.length - 1; i >= 0; i--) {
+        const v = versions[i] as AppliedVersion
+        const same = which === "limits" ? v.limits_sha256 === sha : v.config_sha256 === sha
+        if (same && v.content?.[which] !== undefined) return v.content[which]
+      }
+      return undefined
+    }
+
+    /** Adds an applied version to `versions` (bounded). */
+    const rememberVersion = (report: ReloadAttempt, read: ReadBytes, of: number | undefined) => {
+      const entry: AppliedVersion = {
+        version: report.version,
+        trigger: report.trigger,
+        limits_sha256: report.limits_sha256,
+        config_sha256: report.config_sha256,
+        rules_count: report.rules_count,
+        dry_run: report.dry_run,
+        at: report.at,
+        ...(of === undefined ? {} : { rollback_of: of }),
+        ...(keepContent
+          ? {
+              content: {
+                limits: shared(report.limits_sha256, "limits") ?? bytesOf(read.limits),
+                config: shared(report.config_sha256, "config") ?? bytesOf(read.main),
+              },
+            }
+          : {}),
+      }
+      const max = keepContent ? MAX_VERSIONS_WITH_CONTENT : MAX_VERSIONS_KEPT
+      versions = versions.length >= max ? [...versions.slice(1), entry] : [...versions, entry]
+      if (keepContent) versions = withinContentBudget(versions, MAX_CONTENT_BYTES)
+    }
+
     /** Metrics and the contract's log lines for one attempt. */
-    const publish = ({ event, before, after, record: report }: Outcome) =>
+    const publish = ({ event, before, after, record: report, read }: Outcome, of: number | undefined) =>
       Effect.gen(function* () {
+        if (event._tag === "ConfigApplied") rememberVersion(report, read, of)
         const t = telemetry
         t.reloadAttempts.inc({ trigger: report.trigger, result: report.status })
         t.reloadDuration.observe(report.duration_seconds)
@@ -330,7 +486,7 @@ export const make = (settings: ReloadSettings) =>
     const supervised = (batch: ReadonlyArray<Pending>) =>
       Effect.gen(function* () {
         const outcome = yield* attempt(batch)
-        yield* publish(outcome)
+        yield* publish(outcome, (batch[0] as Pending).content?.of)
         return outcome.record
       }).pipe(Effect.catchAllCause((cause) => failed(batch, cause)))
 
@@ -365,9 +521,12 @@ export const make = (settings: ReloadSettings) =>
       const wait = lastStart + gapMs - (yield* Clock.currentTimeMillis)
       if (wait > 0) yield* Effect.sleep(wait)
     })
+    /** Taken off the queue and not yet in a batch: what follows a rollback. */
+    let carried: ReadonlyArray<Pending> = []
     const processBatch = (head: Pending) =>
       Effect.gen(function* () {
-        const batch = [head, ...(yield* Queue.takeAll(queue))]
+        const { batch, rest } = nextBatch([head, ...carried, ...(yield* Queue.takeAll(queue))])
+        carried = rest
         lastStart = yield* Clock.currentTimeMillis
         const report = yield* supervised(batch)
         for (const p of batch) if (p.reply !== undefined) yield* Deferred.succeed(p.reply, report)
@@ -377,18 +536,27 @@ export const make = (settings: ReloadSettings) =>
     yield* Effect.forkScoped(
       Effect.forever(
         Effect.gen(function* () {
-          const head = yield* Queue.take(queue)
+          const head = carried[0] ?? (yield* Queue.take(queue))
+          if (carried.length > 0) carried = carried.slice(1)
           yield* stormGap
           yield* processBatch(head)
         }),
       ),
     )
 
-    const enqueue = (trigger: Trigger, reply: Deferred.Deferred<ReloadAttempt> | undefined) =>
+    const enqueue = (
+      trigger: Trigger,
+      reply: Deferred.Deferred<ReloadAttempt> | undefined,
+      content?: Pending["content"],
+    ) =>
       Effect.gen(function* () {
         const at = yield* Clock.currentTimeMillis
         yield* SubscriptionRef.update(outstanding, (n) => n + 1)
-        yield* Queue.offer(queue, { event: { trigger, at }, reply })
+        yield* Queue.offer(queue, {
+          event: { trigger, at },
+          reply,
+          ...(content === undefined ? {} : { content }),
+        })
       })
 
     return {
@@ -405,8 +573,16 @@ export const make = (settings: ReloadSettings) =>
           yield* enqueue(trigger, reply)
           return yield* Deferred.await(reply)
         }),
+      rollback: (bytes, of) =>
+        Effect.gen(function* () {
+          const reply = yield* Deferred.make<ReloadAttempt>()
+          yield* enqueue("rollback", reply, { bytes, of })
+          return yield* Deferred.await(reply)
+        }),
+      versions: () => versions,
       attempts: Ref.get(attemptsRef),
       lastAttempted: Ref.get(lastAttemptedRef),
+      lastRead: () => lastRead,
       idle: outstanding.changes.pipe(
         Stream.takeUntil((n) => n === 0),
         Stream.runDrain,

@@ -1,5 +1,6 @@
 /** What started a reload attempt; the `trigger` label of the reload metrics. */
-export type Trigger = "startup" | "sighup" | "watch" | "poll" | "touch" | "http"
+/** `rollback`: `POST /-/rollback` made an earlier version's content active again. */
+export type Trigger = "startup" | "sighup" | "watch" | "poll" | "touch" | "http" | "rollback"
 
 /** One trigger as it enters the pipeline. */
 export interface TriggerEvent {

@@ -8,12 +8,17 @@ import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Effect, Layer } from "effect"
+import { assetResponse, renderPage } from "../console/page.js"
+import { BadRequest, Console, type ConsoleError, type VersionRef } from "../console/service.js"
 import { TokenFile } from "../export/token-file.js"
 import { Reloader, type ReloaderService } from "../reload/reloader.js"
+import { statusConfig } from "../reload/status.js"
 import { logError } from "../telemetry/log.js"
 import { scrape } from "../telemetry/metrics.js"
 import type { ListenAddress } from "./address.js"
 import { drainHttpServer, Shutdown } from "./shutdown.js"
+
+export { statusConfig }
 
 export interface ControlSettings {
   readonly address: ListenAddress
@@ -54,33 +59,33 @@ const checkToken = (header: string | undefined, tokenFile: TokenFile | undefined
   return tokensMatch(m?.[1]?.trim() ?? "", expected) ? { ok: true } : { ok: false, status: 401 }
 }
 
-const statusOf = (v: {
-  version: number
-  limitsSha256: string
-  configSha256: string
-  rulesCount: number
-  dryRun: boolean
-  dryRunSource: string
-  loadedAt: number
-  trigger: string
-}) => ({
-  version: v.version,
-  limits_sha256: v.limitsSha256,
-  config_sha256: v.configSha256,
-  rules_count: v.rulesCount,
-  dry_run: v.dryRun,
-  dry_run_source: v.dryRunSource,
-  loaded_at: new Date(v.loadedAt).toISOString(),
-  trigger: v.trigger,
-})
+/** A console API error as its JSON answer: 400 for bad parameters, 404 for what is not known. */
+const consoleError = (e: ConsoleError) =>
+  json({ status: "error", error: { type: e._tag, message: e.message } }, e._tag === "BadRequest" ? 400 : 404)
 
-/** `GET /api/v1/status/config`: the active version, and the keys that wait for a restart. */
-export const statusConfig = (reloader: ReloaderService) => ({
-  ...statusOf(reloader.current()),
-  restart_required: reloader.now().restartRequired,
-  limits_path: reloader.settings.paths.limits ?? null,
-  config_path: reloader.settings.paths.config ?? null,
-})
+const searchOf = (url: string): URLSearchParams => new URL(url, "http://control").searchParams
+
+/** A version number (1, 2, …) from a parameter; `undefined` when absent and optional. */
+const versionParam = (value: string | null | undefined, name: string) =>
+  value !== null && value !== undefined && /^[1-9][0-9]{0,14}$/.test(value)
+    ? Effect.succeed(Number(value))
+    : Effect.fail(
+        new BadRequest({
+          reason: `${name} must be a version number (1, 2, …), got ${value === null || value === undefined ? "nothing" : JSON.stringify(value)}`,
+        }),
+      )
+
+const optionalRun = (search: URLSearchParams, name: string) => {
+  const v = search.get(name)
+  return v === null ? Effect.succeed(undefined) : versionParam(v, name)
+}
+
+const refOf = (search: URLSearchParams, versionName: string, runName: string) =>
+  Effect.gen(function* () {
+    const version = yield* versionParam(search.get(versionName), versionName)
+    const run = yield* optionalRun(search, runName)
+    return { version, run } satisfies VersionRef
+  })
 
 /**
  * The control server's HTTP server: `GET /api/v1/status/config`, `/live` and `/ready` (what
@@ -123,11 +128,121 @@ const send = (res: ServerResponse, contentType: string, body: string): void => {
   res.end(body)
 }
 
-/** The control server's routes: `/metrics`, `/live`, `/ready`, `/-/reload`, `/api/v1/status/*`. */
+/**
+ * The control server's routes: `/metrics`, `/live`, `/ready`, `/-/reload`, `/-/rollback`,
+ * `/api/v1/status/*`, and the console at `/`.
+ */
 export const routes = (settings: Pick<ControlSettings, "reloadHttp" | "reloadAuthTokenFile">) => {
   const tokenFile =
     settings.reloadAuthTokenFile === undefined ? undefined : new TokenFile(settings.reloadAuthTokenFile)
+  /** The guard of `/-/reload` and `/-/rollback`: the flag, then the bearer token. */
+  const guard = (what: string) =>
+    Effect.gen(function* () {
+      if (!settings.reloadHttp) {
+        return json(
+          { status: "error", error: { message: `${what} over HTTP is disabled (-reload-http)` } },
+          403,
+        )
+      }
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const auth = checkToken(request.headers.authorization, tokenFile)
+      if (auth.ok) return undefined
+      if (auth.status === 503) {
+        // The path and the system's error are for the operator, not for an unauthenticated client.
+        yield* logError(`${what} over HTTP refused`, {
+          path: settings.reloadAuthTokenFile ?? null,
+          error: auth.detail,
+        })
+        return json({ status: "error", error: { message: "reload token unavailable" } }, 503)
+      }
+      return HttpServerResponse.unsafeJson(
+        { status: "error", error: { message: "missing or wrong bearer token" } },
+        { status: 401, headers: { "www-authenticate": "Bearer" } },
+      )
+    })
+  const attemptStatus = (status: string) => (status === "rejected" ? 422 : status === "error" ? 500 : 200)
   return HttpRouter.empty.pipe(
+    HttpRouter.get(
+      "/",
+      Effect.gen(function* () {
+        const html = yield* renderPage({ rollbackEnabled: settings.reloadHttp })
+        return HttpServerResponse.text(html, {
+          contentType: "text/html; charset=utf-8",
+          headers: { "cache-control": "no-store" },
+        })
+      }),
+    ),
+    HttpRouter.get(
+      "/console/:asset",
+      Effect.gen(function* () {
+        const params = yield* HttpRouter.params
+        return assetResponse(params.asset ?? "")
+      }),
+    ),
+    HttpRouter.get(
+      "/api/v1/status/versions",
+      Effect.flatMap(Console, (c) => Effect.map(c.versions, (v) => json(v))),
+    ),
+    HttpRouter.get(
+      "/api/v1/status/versions/:n/files",
+      Effect.gen(function* () {
+        const params = yield* HttpRouter.params
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const version = yield* versionParam(params.n, "version")
+        const run = yield* optionalRun(searchOf(request.url), "run")
+        const console = yield* Console
+        return json(yield* console.files({ version, run }))
+      }).pipe(
+        Effect.catchTags({
+          BadRequest: consoleError,
+          VersionNotFound: consoleError,
+          ContentUnavailable: consoleError,
+        }),
+      ),
+    ),
+    HttpRouter.get(
+      "/api/v1/status/diff",
+      Effect.gen(function* () {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const search = searchOf(request.url)
+        const from = yield* refOf(search, "from", "from_run")
+        const to = yield* refOf(search, "to", "to_run")
+        const console = yield* Console
+        return json(yield* console.diff(from, to))
+      }).pipe(
+        Effect.catchTags({
+          BadRequest: consoleError,
+          VersionNotFound: consoleError,
+          ContentUnavailable: consoleError,
+        }),
+      ),
+    ),
+    HttpRouter.get(
+      "/api/v1/status/rules",
+      Effect.flatMap(Console, (c) => Effect.map(c.rules, (r) => json(r))),
+    ),
+    HttpRouter.get(
+      "/api/v1/status/traffic",
+      Effect.flatMap(Console, (c) => Effect.map(c.traffic, (samples) => json({ samples }))),
+    ),
+    HttpRouter.post(
+      "/-/rollback",
+      Effect.gen(function* () {
+        const refused = yield* guard("rollback")
+        if (refused !== undefined) return refused
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const ref = yield* refOf(searchOf(request.url), "version", "run")
+        const console = yield* Console
+        const attempt = yield* console.rollback(ref)
+        return json(attempt, attemptStatus(attempt.status))
+      }).pipe(
+        Effect.catchTags({
+          BadRequest: consoleError,
+          VersionNotFound: consoleError,
+          ContentUnavailable: consoleError,
+        }),
+      ),
+    ),
     HttpRouter.get(
       "/metrics",
       Effect.map(scrape, ({ body, contentType }) => HttpServerResponse.text(body, { contentType })),
@@ -148,31 +263,11 @@ export const routes = (settings: Pick<ControlSettings, "reloadHttp" | "reloadAut
     HttpRouter.post(
       "/-/reload",
       Effect.gen(function* () {
-        if (!settings.reloadHttp) {
-          return json(
-            { status: "error", error: { message: "reload over HTTP is disabled (-reload-http)" } },
-            403,
-          )
-        }
-        const request = yield* HttpServerRequest.HttpServerRequest
-        const auth = checkToken(request.headers.authorization, tokenFile)
-        if (!auth.ok) {
-          if (auth.status === 503) {
-            // The path and the system's error are for the operator, not for an unauthenticated client.
-            yield* logError("reload over HTTP refused", {
-              path: settings.reloadAuthTokenFile ?? null,
-              error: auth.detail,
-            })
-            return json({ status: "error", error: { message: "reload token unavailable" } }, 503)
-          }
-          return HttpServerResponse.unsafeJson(
-            { status: "error", error: { message: "missing or wrong bearer token" } },
-            { status: 401, headers: { "www-authenticate": "Bearer" } },
-          )
-        }
+        const refused = yield* guard("reload")
+        if (refused !== undefined) return refused
         const reloader = yield* Reloader
         const attempt = yield* reloader.request("http")
-        return json(attempt, attempt.status === "rejected" ? 422 : attempt.status === "error" ? 500 : 200)
+        return json(attempt, attemptStatus(attempt.status))
       }),
     ),
   )

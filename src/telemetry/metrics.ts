@@ -1,7 +1,7 @@
 import { Context, Effect, Layer } from "effect"
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client"
 
-export const TRIGGERS = ["startup", "sighup", "watch", "poll", "touch", "http"] as const
+export const TRIGGERS = ["startup", "sighup", "watch", "poll", "touch", "http", "rollback"] as const
 export const RESULTS = ["applied", "unchanged", "rejected", "error"] as const
 
 /** Per-rule window figures, read from the active config version at scrape time. */

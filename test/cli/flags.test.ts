@@ -123,7 +123,7 @@ describe("parseCommandLine", () => {
     expect(usageError(["-log-level", "verbose"])).toBe(
       'invalid value "verbose" for flag -log-level (debug, info, warn, error)',
     )
-    expect(usageError(["serve"])).toBe('unknown command "serve" (run, validate, replay)')
+    expect(usageError(["serve"])).toBe('unknown command "serve" (run, validate, replay, diff)')
     expect(usageError(["-limits-dry-run", "false"])).toBe('unexpected argument "false"')
     expect(usageError(["replay"])).toBe("replay needs exactly one argument: the event log file")
   })

@@ -1,6 +1,7 @@
 import { HttpApp } from "@effect/platform"
 import { Layer } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
+import * as ConsoleService from "../../src/console/service.js"
 import * as EventLog from "../../src/events/log.js"
 import * as Reload from "../../src/reload/reloader.js"
 import { routes } from "../../src/server/control.js"
@@ -17,11 +18,14 @@ const decoder = memoryDecoder(files, (n) => n === 1)
 const serve = () =>
   HttpApp.toWebHandlerLayer(
     routes({ reloadHttp: true, reloadAuthTokenFile: undefined }),
-    Reload.layer({
-      paths: { limits: "limits.yaml", config: "config.yaml" },
-      dryRunFlag: undefined,
-      debounceMs: 0,
-    }).pipe(
+    ConsoleService.layer.pipe(
+      Layer.provideMerge(
+        Reload.layer({
+          paths: { limits: "limits.yaml", config: "config.yaml" },
+          dryRunFlag: undefined,
+          debounceMs: 0,
+        }),
+      ),
       Layer.provideMerge(decoder),
       Layer.provideMerge(EventLog.layer(undefined)),
       Layer.provideMerge(Telemetry.test),
