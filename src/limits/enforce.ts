@@ -248,8 +248,8 @@ const decideShaped = (
         values.add(value)
         continue
       }
-      const counts = (c.labelLimited ??= new Array<number>(limits.length).fill(0))
-      counts[k] = (counts[k] as number) + dps
+      c.labelLimited ??= new Array<number>(limits.length).fill(0)
+      c.labelLimited[k] = (c.labelLimited[k] as number) + dps
       if (rule.labelLimitAction === "drop") {
         shaped.pass = 0
         shaped.strip = false
@@ -258,7 +258,8 @@ const decideShaped = (
         shaped.stripped = 0
         return
       }
-      ;(labelStrip ??= []).push(limit.name)
+      labelStrip ??= []
+      labelStrip.push(limit.name)
     }
   }
   const tiers = rule.tiers
@@ -276,8 +277,8 @@ const decideShaped = (
       const tier = tiers[t] as CompiledTier
       within = outcomeOf(tier.action, tier.sampleRate, hi)
       withinLabels = tier.stripLabels
-      const counts = (c.tierDatapoints ??= new Array<number>(tiers.length).fill(0))
-      counts[t] = (counts[t] as number) + ok
+      c.tierDatapoints ??= new Array<number>(tiers.length).fill(0)
+      c.tierDatapoints[t] = (c.tierDatapoints[t] as number) + ok
     }
   }
   let over = PASS
@@ -290,8 +291,8 @@ const decideShaped = (
     else if (top !== undefined) {
       over = outcomeOf(top.action, top.sampleRate, hi)
       overLabels = top.stripLabels
-      const counts = (c.tierDatapoints ??= new Array<number>(tiers.length).fill(0))
-      counts[last] = (counts[last] as number) + violating
+      c.tierDatapoints ??= new Array<number>(tiers.length).fill(0)
+      c.tierDatapoints[last] = (c.tierDatapoints[last] as number) + violating
     } else over = outcomeOf(rule.action, rule.sampleRate, hi)
   }
   let passed = (within === PASS ? ok : 0) + (over === PASS ? violating : 0)
@@ -412,7 +413,10 @@ export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatc
         pass[i] = shaped.pass
         if (shaped.strip) {
           strip[i] = 1
-          if (shaped.labels !== undefined) (stripLists ??= new Array(n))[i] = shaped.labels
+          if (shaped.labels !== undefined) {
+            stripLists ??= new Array(n)
+            stripLists[i] = shaped.labels
+          }
         }
         c.passed += dps - shaped.dropped
         c.dropped += shaped.dropped
