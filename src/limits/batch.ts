@@ -88,6 +88,8 @@ export interface RuleCounts {
   cardinalityExceeded: number
   /** Datapoints that violated the datapoints-rate limit. */
   datapointsExceeded: number
+  /** The compiled rule, when one of the per-tier or per-label counts below is set (their labels). */
+  compiled?: CompiledRule
   /** Tiers: datapoints decided by each tier (by position in `tiers`); undefined for a rule without tiers. */
   tierDatapoints?: Array<number>
   /** `label_limits`: datapoints that brought a label past its limit, by position in `labelLimits`. */

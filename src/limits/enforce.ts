@@ -230,6 +230,7 @@ const decideShaped = (
   c: RuleCounts,
 ): void => {
   let labelStrip: Array<string> | undefined
+  c.compiled = rule
   const limits = rule.labelLimits
   if (limits.length > 0) {
     const name = batch.nameOf(i)

@@ -26,6 +26,32 @@ const countRules = (telemetry: Instruments, counts: ReadonlyArray<RuleCounts>) =
     if (c.wouldDrop > 0) telemetry.limitWouldDrop.inc(labels, c.wouldDrop)
     if (c.cardinalityExceeded > 0) telemetry.limitCardinalityExceeded.inc(labels, c.cardinalityExceeded)
     if (c.datapointsExceeded > 0) telemetry.limitDatapointsExceeded.inc(labels, c.datapointsExceeded)
+    const rule = c.compiled
+    if (rule === undefined) continue
+    const tiers = c.tierDatapoints
+    if (tiers !== undefined) {
+      for (let t = 0; t < tiers.length; t++) {
+        const n = tiers[t] as number
+        const tier = rule.tiers[t]
+        if (n > 0 && tier !== undefined)
+          telemetry.limitTierDatapoints.inc(
+            { rule: c.rule, tier: String(tier.atPercent), action: tier.action },
+            n,
+          )
+      }
+    }
+    const limited = c.labelLimited
+    if (limited !== undefined) {
+      for (let k = 0; k < limited.length; k++) {
+        const n = limited[k] as number
+        const limit = rule.labelLimits[k]
+        if (n > 0 && limit !== undefined)
+          telemetry.limitLabelLimited.inc(
+            { rule: c.rule, label: limit.name, action: rule.labelLimitAction },
+            n,
+          )
+      }
+    }
   }
 }
 
