@@ -17,6 +17,7 @@ import { MAIN_DEFAULTS } from "../config/main-schema.js"
 import * as EventLog from "../events/log.js"
 import { ExportBuffer } from "../export/buffer.js"
 import { type ExporterSettings, runExporter } from "../export/exporter.js"
+import { LabelUsage } from "../limits/label-usage.js"
 import { serveReceiver } from "../pipeline/http-receiver.js"
 import { makeIngest } from "../pipeline/ingest.js"
 import { ViolationLog } from "../pipeline/violations.js"
@@ -48,6 +49,9 @@ export interface DataPathFlags {
   readonly prwListen: string
   readonly exporterEndpoint: string | undefined
   readonly prwExporterEndpoint: string | undefined
+  /** `-stats-labels` (none when absent). */
+  readonly statsLabels?: ReadonlyArray<string>
+  readonly statsMaxLabelCombinations?: number
 }
 
 const VIOLATION_LOG_INTERVAL_MS = 10_000
@@ -82,6 +86,12 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       }
       const buffer = main.buffer ?? {}
       const current = reloader.current
+      // -stats-labels: one set of statistics for both pipelines.
+      const labelUsage =
+        flags.statsLabels === undefined || flags.statsLabels.length === 0
+          ? undefined
+          : new LabelUsage(flags.statsLabels, flags.statsMaxLabelCombinations)
+      labelUsage?.register(telemetry.registry, Date.now, () => current().limits.windowMs)
       const shutdown = makeShutdownClock(main.shutdown_timeout ?? MAIN_DEFAULTS.shutdownTimeoutMs)
       const violations = new ViolationLog()
       yield* Effect.forkScoped(violations.run(VIOLATION_LOG_INTERVAL_MS))
@@ -154,7 +164,15 @@ export const dataPathLayer = (flags: DataPathFlags) =>
 
       if (otlpBuffer !== undefined) {
         const threads = main.receivers?.decode_threads ?? defaultDecodeThreads()
-        const ingest = makeIngest(otlpAdapter, otlpBuffer, telemetry, current, violations)
+        const ingest = makeIngest(
+          otlpAdapter,
+          otlpBuffer,
+          telemetry,
+          current,
+          violations,
+          Date.now,
+          labelUsage,
+        )
         // Acquired before the receivers, so released after they stopped accepting.
         const decoder = yield* Effect.acquireRelease(
           Effect.sync(() => (threads > 0 ? OtlpDecode.workerDecoder(threads) : OtlpDecode.inlineDecoder)),
@@ -185,7 +203,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
 
       // Remote write.
       if (prwAddress !== undefined && prwBuffer !== undefined) {
-        const ingest = makeIngest(prwAdapter, prwBuffer, telemetry, current, violations)
+        const ingest = makeIngest(prwAdapter, prwBuffer, telemetry, current, violations, Date.now, labelUsage)
         const threads = main.receivers?.decode_threads ?? defaultDecodeThreads()
         // Acquired before the receiver, so released after it stopped accepting.
         const decoder = yield* Effect.acquireRelease(
@@ -269,6 +287,8 @@ export const run = (flags: RunFlags) =>
           prwListen: flags.prwListen,
           exporterEndpoint: flags.exporterEndpoint,
           prwExporterEndpoint: flags.prwExporterEndpoint,
+          statsLabels: flags.statsLabels,
+          statsMaxLabelCombinations: flags.statsMaxLabelCombinations,
         }),
       ),
       Layer.provideMerge(Reload.layer(reloadSettings)),

@@ -1,6 +1,7 @@
 import type { ExportBuffer } from "../export/buffer.js"
 import type { RuleCounts } from "../limits/batch.js"
 import { enforce } from "../limits/enforce.js"
+import type { LabelUsage } from "../limits/label-usage.js"
 import type { ProtocolAdapter } from "../protocols/protocol.js"
 import type { ConfigVersion } from "../reload/version.js"
 import type { Instruments } from "../telemetry/metrics.js"
@@ -69,6 +70,8 @@ export const makeIngest =
     currentVersion: () => ConfigVersion,
     violations: ViolationLog,
     now: () => number = Date.now,
+    /** `-stats-labels`: usage by label of every request taken, governed or not. */
+    labelUsage?: LabelUsage,
   ) =>
   (req: Req, bytes: number): IngestOutcome => {
     const batch = adapter.toSeriesBatch(req)
@@ -76,7 +79,9 @@ export const makeIngest =
     for (let i = 0; i < batch.length; i++) total += batch.datapoints[i] as number
     if (!buffer.canTake(total, bytes)) return { _tag: "Overloaded", retryAfterMs: RETRY_AFTER_MS }
     const at = now()
-    const { verdict, counts } = enforce(currentVersion(), at, batch)
+    const version = currentVersion()
+    labelUsage?.observe(batch, at, version.limits.windowMs)
+    const { verdict, counts } = enforce(version, at, batch)
     const { request, datapoints } = adapter.applyVerdict(req, verdict)
     telemetry.datapointsReceived.inc({ protocol: adapter.protocol }, total)
     countRules(telemetry, counts)

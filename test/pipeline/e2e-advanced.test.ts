@@ -12,7 +12,8 @@ import { Sink } from "../support/sink.js"
 /**
  * The advanced rule language through both receivers into loopback sinks: one rule's label value
  * set is shared by OTLP and remote write, values past the limit lose the label on either path, and
- * the per-label counter and the rule's info metric are on /metrics.
+ * the per-label counter and the rule's info metric are on /metrics; `-stats-labels` counts all
+ * traffic of both paths, bounded.
  */
 const LIMITS = `dead_rule_interval: 1h
 required_labels: [team]
@@ -55,6 +56,10 @@ describe("label_limits end to end (OTLP and remote write)", () => {
         `http://127.0.0.1:${otlpSink.port}/v1/metrics`,
         "-prw-exporter-endpoint",
         `http://127.0.0.1:${prwSink.port}/api/v1/write`,
+        "-stats-labels",
+        "user",
+        "-stats-max-label-combinations",
+        "3",
       ],
     })
   }, 60_000)
@@ -132,5 +137,16 @@ describe("label_limits end to end (OTLP and remote write)", () => {
     expect(lastMatch).toBeGreaterThanOrEqual(0)
     expect(lastMatch).toBeLessThan(60)
     expect(samples(text, "metrics_governor_rule_cardinality_memory_bytes")[0]?.value).toBeGreaterThan(0)
+    // -stats-labels user, at most 3 combinations: u0, u1 and __other__ (as received, before limits).
+    expect(samples(text, "metrics_governor_label_datapoints_total")).toEqual([
+      { labels: { user: "u0" }, value: 1 },
+      { labels: { user: "u1" }, value: 2 },
+      { labels: { user: "__other__" }, value: 3 },
+    ])
+    expect(samples(text, "metrics_governor_label_cardinality")).toEqual([
+      { labels: { user: "u0" }, value: 1 },
+      { labels: { user: "u1" }, value: 2 },
+      { labels: { user: "__other__" }, value: 3 },
+    ])
   })
 })
