@@ -18,6 +18,7 @@ import * as EventLog from "../events/log.js"
 import { ExportBuffer } from "../export/buffer.js"
 import { type ExporterSettings, runExporter } from "../export/exporter.js"
 import { LabelUsage } from "../limits/label-usage.js"
+import { setTrackerSettings, trackerSettings } from "../limits/tracker.js"
 import { serveReceiver } from "../pipeline/http-receiver.js"
 import { makeIngest } from "../pipeline/ingest.js"
 import { ViolationLog } from "../pipeline/violations.js"
@@ -92,6 +93,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
           ? undefined
           : new LabelUsage(flags.statsLabels, flags.statsMaxLabelCombinations)
       labelUsage?.register(telemetry.registry, Date.now, () => current().limits.windowMs)
+      telemetry.cardinalityMode.set({ mode: trackerSettings().mode }, 1)
       const shutdown = makeShutdownClock(main.shutdown_timeout ?? MAIN_DEFAULTS.shutdownTimeoutMs)
       const violations = new ViolationLog()
       yield* Effect.forkScoped(violations.run(VIOLATION_LOG_INTERVAL_MS))
@@ -268,6 +270,14 @@ export const run = (flags: RunFlags) =>
         )
       }
     }
+
+    // Every rule's series tracker is made in this mode, from the first config version on.
+    setTrackerSettings({
+      mode: flags.cardinalityMode,
+      expectedItems: flags.cardinalityExpectedItems,
+      fpRate: flags.cardinalityFpRate,
+      hllThreshold: flags.cardinalityHllThreshold,
+    })
 
     const reloadSettings: Reload.ReloadSettings = {
       paths: { config: flags.config, limits: flags.limitsConfig },

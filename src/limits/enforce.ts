@@ -5,6 +5,7 @@ import { fingerprintSeries } from "./fingerprint.js"
 import { groupKey, labelValue, ownerOf, ownerOfCode } from "./match.js"
 import type { Action, CompiledRule, CompiledTier } from "./rules.js"
 import { accountedRules, emptyStats, type GroupStats, type RuleStats } from "./stats.js"
+import { HybridSet } from "./tracker.js"
 import { rollWindow, windowStartOf } from "./window.js"
 
 /** What `enforce` decided for a batch, and the per-rule counts to export once for it. */
@@ -25,7 +26,13 @@ const statsOf = (version: ConfigVersion): ReadonlyArray<RuleStats> => {
   if (stats === undefined) {
     // A version built by reconcile has stats for every accounted rule; the fallback only serves
     // hand-made versions, whose stats then live here.
-    stats = accountedRules(version.limits).map((r) => version.stats.get(r.name) ?? emptyStats(r))
+    const rules = accountedRules(version.limits)
+    stats = rules.map((r) => version.stats.get(r.name) ?? emptyStats(r))
+    // Hybrid tracking admits series past its threshold by the rule's limit in this version.
+    for (let r = 0; r < stats.length; r++) {
+      const series = (stats[r] as RuleStats).series
+      if (series instanceof HybridSet) series.limit = (rules[r] as CompiledRule).maxCardinality
+    }
     statsInOrder.set(version, stats)
   }
   return stats

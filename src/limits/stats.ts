@@ -1,6 +1,6 @@
 import { runToEnd, type Steps } from "../threads/slices.js"
 import type { CompiledLimits, CompiledRule } from "./rules.js"
-import { SeriesSet } from "./series-set.js"
+import { newTracker, type SeriesTracker } from "./tracker.js"
 import { windowStartOf } from "./window.js"
 
 /** Per-group accounting of a rule with `group_by`: what the group counted toward the rule's usage. */
@@ -22,7 +22,7 @@ export interface RuleStats {
   /** Datapoints counted toward `max_datapoints_rate` in this window. */
   datapoints: number
   /** Distinct series counted toward `max_cardinality` in this window (fingerprints, see SeriesSet). */
-  readonly series: SeriesSet
+  readonly series: SeriesTracker
   /** The `group_by` the groups below were computed with. */
   readonly groupBy: ReadonlyArray<string>
   readonly groups: Map<string, GroupStats>
@@ -47,7 +47,7 @@ export type StatsByRule = ReadonlyMap<string, RuleStats>
 export const emptyStats = (rule: CompiledRule, windowStart = 0, sinceMs = 0): RuleStats => ({
   windowStart,
   datapoints: 0,
-  series: new SeriesSet(),
+  series: newTracker(),
   groupBy: rule.groupBy,
   groups: new Map(),
   droppedGroups: new Set(),

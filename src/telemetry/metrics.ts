@@ -181,6 +181,12 @@ export const makeInstruments = (registry: Registry, now: () => number = Date.now
       help: "Rules in the active limits config.",
       ...opts,
     }),
+    cardinalityMode: new Gauge({
+      name: "metrics_governor_cardinality_mode",
+      help: "1 for the -cardinality-mode in force (exact, bloom or hybrid).",
+      labelNames: ["mode"] as const,
+      ...opts,
+    }),
     limitsDryRun: new Gauge({
       name: "metrics_governor_limits_dry_run",
       help: "1 while dry-run is on.",
