@@ -223,6 +223,8 @@ describe("metric names in the docs, alerts and chart", () => {
         `${downstream}/v1/metrics`,
         "-prw-exporter-endpoint",
         `${downstream}/api/v1/write`,
+        "-stats-labels",
+        "id",
       ],
     })
     const g = governor
