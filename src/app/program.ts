@@ -18,8 +18,10 @@ import * as EventLog from "../events/log.js"
 import { ExportBuffer } from "../export/buffer.js"
 import { type ExporterSettings, runExporter } from "../export/exporter.js"
 import { LabelUsage } from "../limits/label-usage.js"
+import { currentUsages } from "../limits/stats.js"
 import { setTrackerSettings, trackerSettings } from "../limits/tracker.js"
 import { serveReceiver } from "../pipeline/http-receiver.js"
+import { watchDeadRules } from "../pipeline/dead-rules.js"
 import { makeIngest } from "../pipeline/ingest.js"
 import { ViolationLog } from "../pipeline/violations.js"
 import * as OtlpDecode from "../protocols/otlp/decode-pool.js"
@@ -56,6 +58,8 @@ export interface DataPathFlags {
 }
 
 const VIOLATION_LOG_INTERVAL_MS = 10_000
+/** How often dead rules are looked for (their deaths and returns are logged). */
+const DEAD_RULE_LOOK_MS = 10_000
 
 const listen = (flag: string, value: string): Effect.Effect<ListenAddress | undefined, AddressError> => {
   if (value === "") return Effect.succeed(undefined)
@@ -97,6 +101,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       const shutdown = makeShutdownClock(main.shutdown_timeout ?? MAIN_DEFAULTS.shutdownTimeoutMs)
       const violations = new ViolationLog()
       yield* Effect.forkScoped(violations.run(VIOLATION_LOG_INTERVAL_MS))
+      yield* Effect.forkScoped(watchDeadRules((now) => currentUsages(current(), now), DEAD_RULE_LOOK_MS))
 
       const exporterSettings = <P>(
         protocol: "otlp" | "prw",
