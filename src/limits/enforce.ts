@@ -330,6 +330,47 @@ const decideShaped = (
   shaped.stripped = stripped
 }
 
+/**
+ * Decides an entry of a shaped rule (`decideShaped`) and writes the outcome into the verdict and
+ * the counts (dry-run: everything passes, what would be dropped or stripped is counted). Returns
+ * the verdict's strip lists, made on first need. Kept apart from `enforce` so that its loop stays
+ * as small as for rules without these keys.
+ */
+const applyShaped = (
+  stats: RuleStats,
+  rule: CompiledRule,
+  batch: SeriesBatch,
+  i: number,
+  hi: number,
+  lo: number,
+  dps: number,
+  c: RuleCounts,
+  dryRun: boolean,
+  pass: Uint32Array,
+  strip: Uint8Array,
+  stripLists: Array<ReadonlyArray<string> | undefined> | undefined,
+): Array<ReadonlyArray<string> | undefined> | undefined => {
+  decideShaped(stats, rule, batch, i, hi, lo, dps, c)
+  if (dryRun) {
+    pass[i] = dps
+    c.passed += dps
+    c.wouldDrop += shaped.dropped + shaped.stripped
+    return stripLists
+  }
+  pass[i] = shaped.pass
+  let lists = stripLists
+  if (shaped.strip) {
+    strip[i] = 1
+    if (shaped.labels !== undefined) {
+      lists ??= new Array(pass.length)
+      lists[i] = shaped.labels
+    }
+  }
+  c.passed += dps - shaped.dropped
+  c.dropped += shaped.dropped
+  return lists
+}
+
 const union = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): ReadonlyArray<string> => {
   if (a.length === 0) return b
   const out = [...a]
@@ -412,23 +453,7 @@ export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatc
       stats.lastMatchMs = nowMs
     }
     if (rule.tiers.length !== 0 || rule.labelLimits.length !== 0) {
-      decideShaped(stats, rule, batch, i, hi, lo, dps, c)
-      if (dryRun) {
-        pass[i] = dps
-        c.passed += dps
-        c.wouldDrop += shaped.dropped + shaped.stripped
-      } else {
-        pass[i] = shaped.pass
-        if (shaped.strip) {
-          strip[i] = 1
-          if (shaped.labels !== undefined) {
-            stripLists ??= new Array(n)
-            stripLists[i] = shaped.labels
-          }
-        }
-        c.passed += dps - shaped.dropped
-        c.dropped += shaped.dropped
-      }
+      stripLists = applyShaped(stats, rule, batch, i, hi, lo, dps, c, dryRun, pass, strip, stripLists)
       continue
     }
     const action = rule.action
