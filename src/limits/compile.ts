@@ -161,7 +161,11 @@ const limitsOf = (
   labelLimits: [],
   labelLimitAction: "strip",
   priority: undefined,
+  shaped: false,
 })
+
+/** The empty list every rule without a key shares. */
+const NONE: ReadonlyArray<never> = Object.freeze([])
 
 /** A name Prometheus accepts as a label name, and not one the info metric uses itself. */
 const INFO_LABEL = /^[A-Za-z_][A-Za-z0-9_]*$/
@@ -172,7 +176,7 @@ const compileAdvanced = (
   base: ReadonlyArray<string | number>,
   problems: Array<SpecProblem>,
   refused: Refused,
-): Pick<CompiledRule, "info" | "tiers" | "labelLimits" | "labelLimitAction" | "priority"> => {
+): Pick<CompiledRule, "info" | "tiers" | "labelLimits" | "labelLimitAction" | "priority" | "shaped"> => {
   const info: Array<readonly [string, string]> = []
   for (const [key, value] of Object.entries(spec.labels ?? {})) {
     if (!INFO_LABEL.test(key) || key.startsWith("__") || key === "rule") {
@@ -282,9 +286,10 @@ const compileAdvanced = (
     priority = Object.freeze({ label: p.label, rank, defaultRank })
   }
   return {
-    info: Object.freeze(info),
-    tiers: Object.freeze(tiers),
-    labelLimits: Object.freeze(labelLimits),
+    info: info.length === 0 ? NONE : Object.freeze(info),
+    tiers: tiers.length === 0 ? NONE : Object.freeze(tiers),
+    labelLimits: labelLimits.length === 0 ? NONE : Object.freeze(labelLimits),
+    shaped: tiers.length > 0 || labelLimits.length > 0,
     labelLimitAction: spec.label_limit_action ?? "strip",
     priority,
   }

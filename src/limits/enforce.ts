@@ -452,7 +452,7 @@ export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatc
       perRule[index] = c
       stats.lastMatchMs = nowMs
     }
-    if (rule.tiers.length !== 0 || rule.labelLimits.length !== 0) {
+    if (rule.shaped) {
       stripLists = applyShaped(stats, rule, batch, i, hi, lo, dps, c, dryRun, pass, strip, stripLists)
       continue
     }

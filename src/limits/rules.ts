@@ -52,10 +52,10 @@ export interface CompiledRule {
   readonly labelLimits: ReadonlyArray<{ readonly name: string; readonly max: number }>
   readonly labelLimitAction: LabelLimitAction
   readonly priority: CompiledPriority | undefined
+  /** Whether the rule has tiers or label limits: read on every entry, so kept on the rule itself. */
+  readonly shaped: boolean
 }
 
-/** Whether a rule uses a key whose work the fast path skips (tiers, label limits). */
-export const isShaped = (rule: CompiledRule): boolean => rule.tiers.length > 0 || rule.labelLimits.length > 0
 
 /** All rules of one config version. Immutable. */
 export interface CompiledLimits {
@@ -83,4 +83,8 @@ export const NO_ADVANCED_KEYS = {
   labelLimits: [],
   labelLimitAction: "strip",
   priority: undefined,
-} as const satisfies Pick<CompiledRule, "info" | "tiers" | "labelLimits" | "labelLimitAction" | "priority">
+  shaped: false,
+} as const satisfies Pick<
+  CompiledRule,
+  "info" | "tiers" | "labelLimits" | "labelLimitAction" | "priority" | "shaped"
+>
