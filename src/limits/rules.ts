@@ -56,7 +56,6 @@ export interface CompiledRule {
   readonly shaped: boolean
 }
 
-
 /** All rules of one config version. Immutable. */
 export interface CompiledLimits {
   readonly windowMs: number
