@@ -46,6 +46,7 @@ const AREAS: ReadonlyArray<Area> = [
   { id: "memory", file: "memory.ts", nodeFlags: ["--expose-gc"], budgetS: 90 },
   { id: "reload", file: "reload.ts", nodeFlags: [], budgetS: 240 },
   { id: "reload-under-load", file: "reload-under-load.ts", nodeFlags: [], budgetS: 240 },
+  { id: "cardinality", file: "cardinality.ts", nodeFlags: [], budgetS: 120 },
 ]
 
 /** Why a target is missed, keyed by the target's text; each cause is backed by a section of the document. */

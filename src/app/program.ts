@@ -20,8 +20,12 @@ import * as EventLog from "../events/log.js"
 import { ExportBuffer, type ExportQueue } from "../export/buffer.js"
 import { type ExporterSettings, runExporter } from "../export/exporter.js"
 import { DurableQueue, QueueError } from "../export/queue.js"
+import { LabelUsage } from "../limits/label-usage.js"
+import { currentUsages } from "../limits/stats.js"
+import { setTrackerSettings, trackerSettings } from "../limits/tracker.js"
 import { type Admission, MemoryGuard, UNLIMITED, v8Collect } from "../memory/guard.js"
 import { budgetOf, cgroupMemoryLimit, resolveMemoryLimit } from "../memory/limit.js"
+import { watchDeadRules } from "../pipeline/dead-rules.js"
 import { serveReceiver } from "../pipeline/http-receiver.js"
 import { makeIngest } from "../pipeline/ingest.js"
 import { ViolationLog } from "../pipeline/violations.js"
@@ -55,9 +59,14 @@ export interface DataPathFlags {
   readonly exporterEndpoint: string | undefined
   readonly prwExporterEndpoint: string | undefined
   readonly memoryLimit: number | undefined
+  /** `-stats-labels` (none when absent). */
+  readonly statsLabels?: ReadonlyArray<string>
+  readonly statsMaxLabelCombinations?: number
 }
 
 const VIOLATION_LOG_INTERVAL_MS = 10_000
+/** How often dead rules are looked for (their deaths and returns are logged). */
+const DEAD_RULE_LOOK_MS = 10_000
 
 const listen = (flag: string, value: string): Effect.Effect<ListenAddress | undefined, AddressError> => {
   if (value === "") return Effect.succeed(undefined)
@@ -89,9 +98,17 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       }
       const buffer = main.buffer ?? {}
       const current = reloader.current
+      // -stats-labels: one set of statistics for both pipelines.
+      const labelUsage =
+        flags.statsLabels === undefined || flags.statsLabels.length === 0
+          ? undefined
+          : new LabelUsage(flags.statsLabels, flags.statsMaxLabelCombinations)
+      labelUsage?.register(telemetry.registry, Date.now, () => current().limits.windowMs)
+      telemetry.cardinalityMode.set({ mode: trackerSettings().mode }, 1)
       const shutdown = makeShutdownClock(main.shutdown_timeout ?? MAIN_DEFAULTS.shutdownTimeoutMs)
       const violations = new ViolationLog()
       yield* Effect.forkScoped(violations.run(VIOLATION_LOG_INTERVAL_MS))
+      yield* Effect.forkScoped(watchDeadRules((now) => currentUsages(current(), now), DEAD_RULE_LOOK_MS))
 
       const exporterSettings = <P>(
         protocol: "otlp" | "prw",
@@ -251,7 +268,15 @@ export const dataPathLayer = (flags: DataPathFlags) =>
 
       if (otlpBuffer !== undefined) {
         const threads = main.receivers?.decode_threads ?? defaultDecodeThreads()
-        const ingest = makeIngest(otlpAdapter, otlpBuffer, telemetry, current, violations)
+        const ingest = makeIngest(
+          otlpAdapter,
+          otlpBuffer,
+          telemetry,
+          current,
+          violations,
+          Date.now,
+          labelUsage,
+        )
         // Acquired before the receivers, so released after they stopped accepting.
         const decoder = yield* Effect.acquireRelease(
           Effect.sync(() =>
@@ -296,7 +321,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
 
       // Remote write.
       if (prwAddress !== undefined && prwBuffer !== undefined) {
-        const ingest = makeIngest(prwAdapter, prwBuffer, telemetry, current, violations)
+        const ingest = makeIngest(prwAdapter, prwBuffer, telemetry, current, violations, Date.now, labelUsage)
         const threads = main.receivers?.decode_threads ?? defaultDecodeThreads()
         // Acquired before the receiver, so released after it stopped accepting.
         const decoder = yield* Effect.acquireRelease(
@@ -363,6 +388,14 @@ export const run = (flags: RunFlags) =>
       }
     }
 
+    // Every rule's series tracker is made in this mode, from the first config version on.
+    setTrackerSettings({
+      mode: flags.cardinalityMode,
+      expectedItems: flags.cardinalityExpectedItems,
+      fpRate: flags.cardinalityFpRate,
+      hllThreshold: flags.cardinalityHllThreshold,
+    })
+
     const reloadSettings: Reload.ReloadSettings = {
       paths: { config: flags.config, limits: flags.limitsConfig },
       dryRunFlag: flags.limitsDryRun,
@@ -382,6 +415,8 @@ export const run = (flags: RunFlags) =>
           exporterEndpoint: flags.exporterEndpoint,
           prwExporterEndpoint: flags.prwExporterEndpoint,
           memoryLimit: flags.memoryLimit,
+          statsLabels: flags.statsLabels,
+          statsMaxLabelCombinations: flags.statsMaxLabelCombinations,
         }),
       ),
       Layer.provideMerge(ConsoleService.layer),

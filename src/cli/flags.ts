@@ -33,7 +33,19 @@ export interface RunFlags {
   /** `-memory-limit`: undefined when not given (then `memory.limit_ratio` of the cgroup limit). */
   readonly memoryLimit: number | undefined
   readonly logLevel: LogLevelName
+  /** `-stats-labels`: usage statistics by these labels; empty: none. */
+  readonly statsLabels: ReadonlyArray<string>
+  /** `-stats-max-label-combinations`: the bound of those statistics. */
+  readonly statsMaxLabelCombinations: number
+  /** `-cardinality-mode`: how rules track their distinct series. */
+  readonly cardinalityMode: CardinalityMode
+  readonly cardinalityExpectedItems: number
+  readonly cardinalityFpRate: number
+  readonly cardinalityHllThreshold: number
 }
+
+export const CARDINALITY_MODES = ["exact", "bloom", "hybrid"] as const
+export type CardinalityMode = (typeof CARDINALITY_MODES)[number]
 
 export type Command =
   | { readonly _tag: "Run"; readonly flags: RunFlags }
@@ -62,7 +74,7 @@ export class UsageError extends Data.TaggedError("UsageError")<{ readonly reason
   }
 }
 
-type Kind = "string" | "bool" | "duration" | "level" | "bytes"
+type Kind = "string" | "bool" | "duration" | "level" | "bytes" | "list" | "number" | "choice"
 
 interface FlagSpec {
   readonly name: string
@@ -172,6 +184,42 @@ export const RUN_FLAGS: ReadonlyArray<FlagSpec> = [
     help: "stay under this much memory (e.g. 512MiB): heap, buffers and requests in flight are sized from it, and receivers push back near it",
   },
   { name: "log-level", kind: "level", defaultText: "info", help: "debug, info, warn, error" },
+  {
+    name: "stats-labels",
+    kind: "list",
+    defaultText: "none",
+    help: "comma-separated labels: datapoints and series of all traffic by their values",
+  },
+  {
+    name: "stats-max-label-combinations",
+    kind: "number",
+    defaultText: "10000",
+    help: "most -stats-labels value combinations kept; the rest is counted as __other__",
+  },
+  {
+    name: "cardinality-mode",
+    kind: "choice",
+    defaultText: "exact",
+    help: "how rules track distinct series: exact, bloom, hybrid",
+  },
+  {
+    name: "cardinality-expected-items",
+    kind: "number",
+    defaultText: "100000",
+    help: "bloom: series a rule's filter is sized for",
+  },
+  {
+    name: "cardinality-fp-rate",
+    kind: "number",
+    defaultText: "0.01",
+    help: "bloom: rate at which a new series may be taken for a known one, in (0, 1)",
+  },
+  {
+    name: "cardinality-hll-threshold",
+    kind: "number",
+    defaultText: "10000",
+    help: "hybrid: series of a rule tracked exactly before it switches to an estimate",
+  },
 ]
 
 const REPLAY_FLAGS: ReadonlyArray<FlagSpec> = [
@@ -392,8 +440,55 @@ const runFlags = (raw: Raw): Either.Either<RunFlags, UsageError> =>
       configMaxBytes: yield* bytes(raw, "config-max-bytes", DEFAULT_CONFIG_MAX_BYTES),
       memoryLimit: raw.has("memory-limit") ? yield* bytes(raw, "memory-limit", 0) : undefined,
       logLevel: level as LogLevelName,
+      statsLabels: (optStr(raw, "stats-labels") ?? "")
+        .split(",")
+        .map((l) => l.trim())
+        .filter((l) => l !== ""),
+      statsMaxLabelCombinations: yield* number(raw, "stats-max-label-combinations", 10_000, (n) =>
+        Number.isInteger(n) && n >= 1 ? undefined : "a whole number >= 1",
+      ),
+      cardinalityMode: yield* choice(raw, "cardinality-mode", CARDINALITY_MODES, "exact"),
+      cardinalityExpectedItems: yield* number(raw, "cardinality-expected-items", 100_000, (n) =>
+        Number.isInteger(n) && n >= 1 ? undefined : "a whole number >= 1",
+      ),
+      cardinalityFpRate: yield* number(raw, "cardinality-fp-rate", 0.01, (n) =>
+        n > 0 && n < 1 ? undefined : "a number in (0, 1)",
+      ),
+      cardinalityHllThreshold: yield* number(raw, "cardinality-hll-threshold", 10_000, (n) =>
+        Number.isInteger(n) && n >= 1 ? undefined : "a whole number >= 1",
+      ),
     }
   })
+
+const number = (
+  raw: Raw,
+  name: string,
+  fallback: number,
+  problem: (n: number) => string | undefined,
+): Either.Either<number, UsageError> => {
+  const v = raw.get(name)
+  if (typeof v !== "string") return Either.right(fallback)
+  const n = v.trim() === "" ? Number.NaN : Number(v)
+  const why = Number.isFinite(n) ? problem(n) : "a number"
+  return why === undefined
+    ? Either.right(n)
+    : Either.left(new UsageError({ reason: `invalid value "${v}" for flag -${name} (${why})` }))
+}
+
+const choice = <A extends string>(
+  raw: Raw,
+  name: string,
+  choices: ReadonlyArray<A>,
+  fallback: A,
+): Either.Either<A, UsageError> => {
+  const v = raw.get(name)
+  if (typeof v !== "string") return Either.right(fallback)
+  return (choices as ReadonlyArray<string>).includes(v)
+    ? Either.right(v as A)
+    : Either.left(
+        new UsageError({ reason: `invalid value "${v}" for flag -${name} (${choices.join(", ")})` }),
+      )
+}
 
 const HELP = new Set(["-h", "--h", "-help", "--help"])
 

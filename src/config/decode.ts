@@ -190,14 +190,14 @@ const decodeRuleSpec = Schema.decodeUnknownEither(RuleSpec, DECODE_OPTIONS)
 export const ruleSpecCache = new GenerationCache<RuleSpec>(32_768)
 
 /** A decoded rule, frozen throughout: versions share it, and compiled rules are found by it. */
-const freezeRule = (rule: RuleSpec): RuleSpec => {
-  if (rule.match !== undefined) {
-    if (rule.match.labels !== undefined) Object.freeze(rule.match.labels)
-    Object.freeze(rule.match)
+const freezeRule = (rule: RuleSpec): RuleSpec => deepFreeze(rule)
+
+const deepFreeze = <A>(value: A): A => {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v)
+    Object.freeze(value)
   }
-  if (rule.group_by !== undefined) Object.freeze(rule.group_by)
-  if (rule.strip_labels !== undefined) Object.freeze(rule.strip_labels)
-  return Object.freeze(rule)
+  return value
 }
 
 /**

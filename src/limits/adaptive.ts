@@ -8,8 +8,9 @@ export const activeUsage = (stats: RuleStats, dimension: Dimension): number =>
   dimension === "series" ? stats.series.size - stats.shedSeries : stats.datapoints - stats.shedDatapoints
 
 /**
- * Marks groups of an `adaptive` rule dropped, the largest in `dimension` first (ties: the smaller
- * group key), until the usage of the groups still flowing fits `max`. A dropped group's usage so far
+ * Marks groups of an `adaptive` rule dropped, the least important first (the highest rank, see
+ * `adaptive_priority`; every group has rank 0 without it), and within one rank the largest in
+ * `dimension` first (ties: the smaller group key), until the usage of the groups still flowing fits `max`. A dropped group's usage so far
  * is moved to `shedDatapoints` / `shedSeries`, and it stays dropped for the rest of the window.
  *
  * Stops early when no live group has any usage left in `dimension` (usage counted before a
@@ -21,14 +22,16 @@ export const shedGroups = (stats: RuleStats, dimension: Dimension, max: number):
     let bestKey = ""
     let best: GroupStats | undefined
     let bestUsage = 0
+    let bestRank = -1
     for (const [key, g] of stats.groups) {
       const usage = bySeries ? g.series : g.datapoints
-      if (usage < bestUsage || usage === 0) continue
-      if (usage === bestUsage && key > bestKey) continue
+      if (usage === 0 || g.rank < bestRank) continue
+      if (g.rank === bestRank && (usage < bestUsage || (usage === bestUsage && key > bestKey))) continue
       if (stats.droppedGroups.has(key)) continue
       best = g
       bestKey = key
       bestUsage = usage
+      bestRank = g.rank
     }
     if (best === undefined) return
     stats.droppedGroups.add(bestKey)

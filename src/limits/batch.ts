@@ -63,7 +63,16 @@ export interface BatchVerdict {
   readonly strip: Uint8Array
   /** The owning rule of each entry (undefined: no rule and no defaults). */
   readonly rule: ReadonlyArray<CompiledRule | undefined>
+  /**
+   * The labels to strip from entry `i` when `strip[i] === 1`, where they are not the rule's
+   * `stripLabels` (a tier's, or labels over their `label_limits`). Absent when no entry needs it.
+   */
+  readonly stripLabels?: ReadonlyArray<ReadonlyArray<string> | undefined>
 }
+
+/** The labels the violating datapoints of entry `i` lose when `strip[i] === 1`. */
+export const stripLabelsOf = (verdict: BatchVerdict, i: number): ReadonlyArray<string> =>
+  verdict.stripLabels?.[i] ?? verdict.rule[i]?.stripLabels ?? []
 
 /** Per-rule counts of one batch, turned into the `{rule,action}` counters once per batch. */
 export interface RuleCounts {
@@ -79,4 +88,10 @@ export interface RuleCounts {
   cardinalityExceeded: number
   /** Datapoints that violated the datapoints-rate limit. */
   datapointsExceeded: number
+  /** The compiled rule, when one of the per-tier or per-label counts below is set (their labels). */
+  compiled?: CompiledRule
+  /** Tiers: datapoints decided by each tier (by position in `tiers`); undefined for a rule without tiers. */
+  tierDatapoints?: Array<number>
+  /** `label_limits`: datapoints that brought a label past its limit, by position in `labelLimits`. */
+  labelLimited?: Array<number>
 }

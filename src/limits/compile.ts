@@ -6,7 +6,13 @@ import {
   type RuleSpec,
 } from "../config/limits-schema.js"
 import { runToEnd, type Steps } from "../threads/slices.js"
-import { type CompiledLimits, type CompiledRule, DEFAULT_RULE_NAME } from "./rules.js"
+import {
+  type CompiledLimits,
+  type CompiledPriority,
+  type CompiledRule,
+  type CompiledTier,
+  DEFAULT_RULE_NAME,
+} from "./rules.js"
 
 /** A semantic problem, located by its key path (`rules[2].match.metric_name`). */
 export interface SpecProblem {
@@ -150,7 +156,144 @@ const limitsOf = (
   groupBy: spec.group_by ?? [],
   sampleRate: spec.sample_rate ?? 1,
   stripLabels: spec.strip_labels ?? [],
+  info: [],
+  tiers: [],
+  labelLimits: [],
+  labelLimitAction: "strip",
+  priority: undefined,
+  shaped: false,
 })
+
+/** The empty list every rule without a key shares. */
+const NONE: ReadonlyArray<never> = Object.freeze([])
+
+/** A name Prometheus accepts as a label name, and not one the info metric uses itself. */
+const INFO_LABEL = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+/** The advanced keys of a rule (LIMITS.md, "More of the original's rule language"): checked and compiled. */
+const compileAdvanced = (
+  spec: RuleSpec,
+  base: ReadonlyArray<string | number>,
+  problems: Array<SpecProblem>,
+  refused: Refused,
+): Pick<CompiledRule, "info" | "tiers" | "labelLimits" | "labelLimitAction" | "priority" | "shaped"> => {
+  const info: Array<readonly [string, string]> = []
+  for (const [key, value] of Object.entries(spec.labels ?? {})) {
+    if (!INFO_LABEL.test(key) || key.startsWith("__") || key === "rule") {
+      problems.push({
+        path: [...base, "labels", key],
+        message:
+          key === "rule"
+            ? 'label "rule" is reserved (the info metric names the rule with it)'
+            : "must be a Prometheus label name ([A-Za-z_][A-Za-z0-9_]*, not starting with __)",
+        atKey: true,
+      })
+    }
+    info.push(Object.freeze([key, value] as const))
+  }
+  info.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+  const tiers: Array<CompiledTier> = []
+  const tierSpecs = spec.tiers ?? []
+  let previous = 0
+  for (let t = 0; t < tierSpecs.length; t++) {
+    const tier = tierSpecs[t] as NonNullable<RuleSpec["tiers"]>[number]
+    const at = [...base, "tiers", t]
+    if (!refused([...at, "at_percent"])) {
+      if (tier.at_percent <= previous) {
+        problems.push({
+          path: [...at, "at_percent"],
+          message: `tiers must be in ascending at_percent (${tier.at_percent} follows ${previous})`,
+        })
+      }
+      previous = Math.max(previous, tier.at_percent)
+    }
+    if (tier.action === "adaptive") {
+      problems.push({
+        path: [...at, "action"],
+        message:
+          "a tier's action is one of log, drop, sample, strip_labels (adaptive applies to a whole rule)",
+      })
+    }
+    checkLimitFields({ ...tier, group_by: ["-"] }, at, problems, refused)
+    checkStripLabels(tier, at, problems)
+    tiers.push(
+      Object.freeze({
+        atPercent: tier.at_percent,
+        action: tier.action,
+        sampleRate: tier.sample_rate ?? 1,
+        stripLabels: Object.freeze([...(tier.strip_labels ?? [])]),
+      }),
+    )
+  }
+  if (tierSpecs.length > 0 && (spec.max_cardinality ?? 0) === 0 && (spec.max_datapoints_rate ?? 0) === 0) {
+    problems.push({
+      path: [...base, "tiers"],
+      message: "tiers need max_datapoints_rate or max_cardinality (utilisation is a share of them)",
+      atKey: true,
+    })
+  }
+  const labelLimits: Array<{ name: string; max: number }> = []
+  for (const [name, max] of Object.entries(spec.label_limits ?? {})) {
+    if (name === "" || name === "__name__") {
+      problems.push({
+        path: [...base, "label_limits", name],
+        message: name === "" ? "label name must not be empty" : "__name__ cannot be limited",
+        atKey: true,
+      })
+    }
+    labelLimits.push(Object.freeze({ name, max }))
+  }
+  if (
+    spec.label_limit_action !== undefined &&
+    spec.label_limits === undefined &&
+    !refused([...base, "label_limits"])
+  ) {
+    problems.push({
+      path: [...base, "label_limit_action"],
+      message: "label_limit_action applies only with label_limits",
+      atKey: true,
+    })
+  }
+  let priority: CompiledPriority | undefined
+  const p = spec.adaptive_priority
+  if (p !== undefined) {
+    const at = [...base, "adaptive_priority"]
+    const rank = new Map<string, number>()
+    if (p.order.length === 0) {
+      problems.push({
+        path: [...at, "order"],
+        message: "must list at least one label value, most important first",
+      })
+    }
+    p.order.forEach((value, i) => {
+      if (rank.has(value)) {
+        problems.push({ path: [...at, "order", i], message: `duplicate value ${JSON.stringify(value)}` })
+      } else rank.set(value, i)
+    })
+    const defaultRank = p.default_priority ?? p.order.length
+    if (defaultRank > p.order.length) {
+      problems.push({
+        path: [...at, "default_priority"],
+        message: `must be from 0 to ${p.order.length} (a position in order; ${p.order.length}: after the last)`,
+      })
+    }
+    if (!refused([...base, "group_by"]) && !(spec.group_by ?? []).includes(p.label)) {
+      problems.push({
+        path: [...at, "label"],
+        message: `must be one of the rule's group_by labels (groups are ranked by it): ${JSON.stringify(p.label)} is not`,
+      })
+    }
+    priority = Object.freeze({ label: p.label, rank, defaultRank })
+  }
+  return {
+    info: info.length === 0 ? NONE : Object.freeze(info),
+    tiers: tiers.length === 0 ? NONE : Object.freeze(tiers),
+    labelLimits: labelLimits.length === 0 ? NONE : Object.freeze(labelLimits),
+    shaped: tiers.length > 0 || labelLimits.length > 0,
+    labelLimitAction: spec.label_limit_action ?? "strip",
+    priority,
+  }
+}
 
 /** The checks of a rule's name against the other rules' (empty, reserved, duplicate). */
 const checkName = (
@@ -224,6 +367,7 @@ const compileRuleAlone = (
   const fields = limitsOf(spec.name, spec)
   return Object.freeze({
     ...fields,
+    ...compileAdvanced(spec, base, problems, refused),
     groupBy: Object.freeze([...fields.groupBy]),
     stripLabels: Object.freeze([...fields.stripLabels]),
     metricName,
@@ -340,11 +484,26 @@ export function* compileSteps(
   if (spec.window !== undefined && (windowMs < MIN_WINDOW_MS || windowMs > MAX_WINDOW_MS)) {
     problems.push({ path: ["window"], message: "must be between 1s and 24h" })
   }
+  const deadRuleIntervalMs = spec.dead_rule_interval ?? 0
+  if (spec.dead_rule_interval !== undefined && deadRuleIntervalMs < MIN_WINDOW_MS) {
+    problems.push({ path: ["dead_rule_interval"], message: "must be at least 1s" })
+  }
+  const required = spec.required_labels ?? []
   const firstIndexByName = new Map<string, number>()
   const specs = spec.rules ?? []
   const rules: Array<CompiledRule> = new Array(specs.length)
   for (let i = 0; i < specs.length; i++) {
-    rules[i] = compileRule(specs[i] as RuleSpec, i, firstIndexByName, problems, cache, refused)
+    const ruleSpec = specs[i] as RuleSpec
+    rules[i] = compileRule(ruleSpec, i, firstIndexByName, problems, cache, refused)
+    if (required.length > 0 && !refused(["rules", i, "labels"])) {
+      const missing = required.filter((k) => (ruleSpec.labels?.[k] ?? "") === "")
+      if (missing.length > 0) {
+        problems.push({
+          path: ruleSpec.labels === undefined ? ["rules", i, "name"] : ["rules", i, "labels"],
+          message: `labels must hold ${missing.map((k) => JSON.stringify(k)).join(", ")} (required_labels)`,
+        })
+      }
+    }
     yield
   }
   let defaults: CompiledRule | undefined
@@ -363,7 +522,7 @@ export function* compileSteps(
     }
   }
   if (problems.length > 0) return { _tag: "Problems", problems }
-  return { _tag: "Compiled", limits: { windowMs, rules, defaults } }
+  return { _tag: "Compiled", limits: { windowMs, rules, defaults, deadRuleIntervalMs } }
 }
 
 /** `compileSteps` without any cache: every rule compiled afresh (regexes still from `regexCache`). */

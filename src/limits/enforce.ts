@@ -2,9 +2,10 @@ import type { ConfigVersion } from "../reload/version.js"
 import { activeUsage, shedGroups } from "./adaptive.js"
 import type { BatchVerdict, RuleCounts, SeriesBatch } from "./batch.js"
 import { fingerprintSeries } from "./fingerprint.js"
-import { groupKey, ownerOf, ownerOfCode } from "./match.js"
-import type { CompiledRule } from "./rules.js"
+import { groupKey, labelValue, ownerOf, ownerOfCode } from "./match.js"
+import type { Action, CompiledRule, CompiledTier } from "./rules.js"
 import { accountedRules, emptyStats, type GroupStats, type RuleStats } from "./stats.js"
+import { HybridSet } from "./tracker.js"
 import { rollWindow, windowStartOf } from "./window.js"
 
 /** What `enforce` decided for a batch, and the per-rule counts to export once for it. */
@@ -25,7 +26,13 @@ const statsOf = (version: ConfigVersion): ReadonlyArray<RuleStats> => {
   if (stats === undefined) {
     // A version built by reconcile has stats for every accounted rule; the fallback only serves
     // hand-made versions, whose stats then live here.
-    stats = accountedRules(version.limits).map((r) => version.stats.get(r.name) ?? emptyStats(r))
+    const rules = accountedRules(version.limits)
+    stats = rules.map((r) => version.stats.get(r.name) ?? emptyStats(r))
+    // Hybrid tracking admits series past its threshold by the rule's limit in this version.
+    for (let r = 0; r < stats.length; r++) {
+      const series = (stats[r] as RuleStats).series
+      if (series instanceof HybridSet) series.limit = (rules[r] as CompiledRule).maxCardinality
+    }
     statsInOrder.set(version, stats)
   }
   return stats
@@ -35,10 +42,22 @@ const TWO_POW_32 = 4294967296
 /** The fingerprint of the current entry's series; reused, never escapes. */
 const fp = new Uint32Array(2)
 
-const groupOf = (stats: RuleStats, key: string): GroupStats => {
+const groupOf = (
+  stats: RuleStats,
+  key: string,
+  rule: CompiledRule,
+  batch: SeriesBatch,
+  i: number,
+): GroupStats => {
   let g = stats.groups.get(key)
   if (g === undefined) {
-    g = { datapoints: 0, series: 0 }
+    const p = rule.priority
+    let rank = 0
+    if (p !== undefined) {
+      const value = labelValue(batch.nameOf(i), batch.labelsOf(i), p.label)
+      rank = value === undefined ? p.defaultRank : (p.rank.get(value) ?? p.defaultRank)
+    }
+    g = { datapoints: 0, series: 0, rank }
     stats.groups.set(key, g)
   }
   return g
@@ -78,7 +97,7 @@ const admit = (
     stats.datapoints += ok
     if (isNew) series.addHash(hi, lo)
     if (rule.groupBy.length > 0) {
-      const g = groupOf(stats, groupKey(rule.groupBy, batch.nameOf(i), batch.labelsOf(i)))
+      const g = groupOf(stats, groupKey(rule.groupBy, batch.nameOf(i), batch.labelsOf(i)), rule, batch, i)
       g.datapoints += ok
       if (isNew) g.series++
     }
@@ -108,7 +127,7 @@ const admitAdaptive = (
   const key = groupKey(rule.groupBy, batch.nameOf(i), batch.labelsOf(i))
   const dropped = stats.droppedGroups
   if (dropped.has(key)) return 0
-  const g = groupOf(stats, key)
+  const g = groupOf(stats, key, rule, batch, i)
   const maxDp = rule.maxDatapointsRate
   const maxCard = rule.maxCardinality
   // The first datapoint: it may bring a new series.
@@ -148,6 +167,217 @@ const admitAdaptive = (
   return ok
 }
 
+/** How a part of an entry leaves: unchanged, dropped, or with labels stripped. */
+const PASS = 0
+const DROP = 1
+const STRIP = 2
+
+/** The outcome of `action` (with its sample rate) for a series whose fingerprint starts with `hi`. */
+const outcomeOf = (action: Action, sampleRate: number, hi: number): number =>
+  action === "log"
+    ? PASS
+    : action === "strip_labels"
+      ? STRIP
+      : action === "sample"
+        ? hi / TWO_POW_32 >= sampleRate
+          ? DROP
+          : PASS
+        : DROP
+
+/**
+ * A rule's utilisation in percent: the larger of its datapoints and its series as a share of their
+ * limits (unlimited dimensions aside), in the usage that still counts (see `activeUsage`).
+ */
+export const utilisation = (stats: RuleStats, rule: CompiledRule): number => {
+  let u = 0
+  if (rule.maxDatapointsRate > 0) u = (100 * activeUsage(stats, "datapoints")) / rule.maxDatapointsRate
+  if (rule.maxCardinality > 0) u = Math.max(u, (100 * activeUsage(stats, "series")) / rule.maxCardinality)
+  return u
+}
+
+/** Position of the highest tier whose `atPercent` utilisation `u` reached; -1 for none. */
+const tierAt = (tiers: ReadonlyArray<CompiledTier>, u: number): number => {
+  let t = -1
+  for (let k = 0; k < tiers.length && (tiers[k] as CompiledTier).atPercent <= u; k++) t = k
+  return t
+}
+
+/** What `decideShaped` decided for an entry (read right after the call; never escapes). */
+const shaped = {
+  /** Leading datapoints that pass unchanged. */
+  pass: 0,
+  /** Whether the others pass stripped (else they are dropped). */
+  strip: false,
+  /** The labels stripped, when not the rule's own `stripLabels`. */
+  labels: undefined as ReadonlyArray<string> | undefined,
+  dropped: 0,
+  stripped: 0,
+}
+
+/**
+ * Decides one entry of a rule with tiers or label limits (LIMITS.md, "More of the original's rule
+ * language"), into `shaped`:
+ * - label limits first: a value that would bring a label past its limit has the label stripped,
+ *   or (`label_limit_action: drop`) drops the entry, uncounted;
+ * - then the rule's accounting (`admit`, or `admitAdaptive`), with the utilisation found before it;
+ * - the datapoints within the limits take the action of the highest tier that utilisation reached
+ *   (none: they pass); the violating ones take the tier at 100 when there is one, else the rule's
+ *   action (`adaptive`: dropped).
+ * An entry of several datapoints whose parts would leave differently (some dropped, others
+ * stripped) is decided for limits to hold: all of it is dropped; otherwise the counts are exact.
+ */
+const decideShaped = (
+  stats: RuleStats,
+  rule: CompiledRule,
+  batch: SeriesBatch,
+  i: number,
+  hi: number,
+  lo: number,
+  dps: number,
+  c: RuleCounts,
+): void => {
+  let labelStrip: Array<string> | undefined
+  c.compiled = rule
+  const limits = rule.labelLimits
+  if (limits.length > 0) {
+    const name = batch.nameOf(i)
+    const labels = batch.labelsOf(i)
+    for (let k = 0; k < limits.length; k++) {
+      const limit = limits[k] as { readonly name: string; readonly max: number }
+      const value = labelValue(name, labels, limit.name)
+      if (value === undefined) continue
+      let values = stats.labelValues.get(limit.name)
+      if (values === undefined) {
+        values = new Set()
+        stats.labelValues.set(limit.name, values)
+      }
+      if (values.has(value)) continue
+      if (values.size < limit.max) {
+        values.add(value)
+        continue
+      }
+      c.labelLimited ??= new Array<number>(limits.length).fill(0)
+      c.labelLimited[k] = (c.labelLimited[k] as number) + dps
+      if (rule.labelLimitAction === "drop") {
+        shaped.pass = 0
+        shaped.strip = false
+        shaped.labels = undefined
+        shaped.dropped = dps
+        shaped.stripped = 0
+        return
+      }
+      labelStrip ??= []
+      labelStrip.push(limit.name)
+    }
+  }
+  const tiers = rule.tiers
+  const u = tiers.length > 0 ? utilisation(stats, rule) : 0
+  const ok =
+    rule.action === "adaptive"
+      ? admitAdaptive(stats, rule, batch, i, hi, lo, dps, c)
+      : admit(stats, rule, batch, i, hi, lo, dps, c)
+  const violating = dps - ok
+  let within = PASS
+  let withinLabels: ReadonlyArray<string> | undefined
+  if (ok > 0 && tiers.length > 0) {
+    const t = tierAt(tiers, u)
+    if (t >= 0) {
+      const tier = tiers[t] as CompiledTier
+      within = outcomeOf(tier.action, tier.sampleRate, hi)
+      withinLabels = tier.stripLabels
+      c.tierDatapoints ??= new Array<number>(tiers.length).fill(0)
+      c.tierDatapoints[t] = (c.tierDatapoints[t] as number) + ok
+    }
+  }
+  let over = PASS
+  let overLabels: ReadonlyArray<string> = rule.stripLabels
+  if (violating > 0) {
+    const last = tiers.length - 1
+    const top =
+      last >= 0 && (tiers[last] as CompiledTier).atPercent === 100 ? (tiers[last] as CompiledTier) : undefined
+    if (rule.action === "adaptive") over = DROP
+    else if (top !== undefined) {
+      over = outcomeOf(top.action, top.sampleRate, hi)
+      overLabels = top.stripLabels
+      c.tierDatapoints ??= new Array<number>(tiers.length).fill(0)
+      c.tierDatapoints[last] = (c.tierDatapoints[last] as number) + violating
+    } else over = outcomeOf(rule.action, rule.sampleRate, hi)
+  }
+  let passed = (within === PASS ? ok : 0) + (over === PASS ? violating : 0)
+  let dropped = (within === DROP ? ok : 0) + (over === DROP ? violating : 0)
+  let stripped = dps - passed - dropped
+  let labels: ReadonlyArray<string> | undefined
+  if (stripped > 0 || labelStrip !== undefined) {
+    labels = labelStrip ?? []
+    if (within === STRIP && ok > 0) labels = union(labels, withinLabels ?? [])
+    if (over === STRIP && violating > 0) labels = union(labels, overLabels)
+    if (labelStrip !== undefined) {
+      stripped += passed
+      passed = 0
+    }
+  }
+  // The verdict keeps a prefix unchanged and handles the rest one way: where the parts differ,
+  // the entry is kept within the limits.
+  if (stripped > 0 && dropped > 0) {
+    dropped = dps
+    passed = 0
+    stripped = 0
+  }
+  shaped.pass = passed
+  shaped.strip = stripped > 0
+  shaped.labels = stripped > 0 ? labels : undefined
+  shaped.dropped = dropped
+  shaped.stripped = stripped
+}
+
+/**
+ * Decides an entry of a shaped rule (`decideShaped`) and writes the outcome into the verdict and
+ * the counts (dry-run: everything passes, what would be dropped or stripped is counted). Returns
+ * the verdict's strip lists, made on first need. Kept apart from `enforce` so that its loop stays
+ * as small as for rules without these keys.
+ */
+const applyShaped = (
+  stats: RuleStats,
+  rule: CompiledRule,
+  batch: SeriesBatch,
+  i: number,
+  hi: number,
+  lo: number,
+  dps: number,
+  c: RuleCounts,
+  dryRun: boolean,
+  pass: Uint32Array,
+  strip: Uint8Array,
+  stripLists: Array<ReadonlyArray<string> | undefined> | undefined,
+): Array<ReadonlyArray<string> | undefined> | undefined => {
+  decideShaped(stats, rule, batch, i, hi, lo, dps, c)
+  if (dryRun) {
+    pass[i] = dps
+    c.passed += dps
+    c.wouldDrop += shaped.dropped + shaped.stripped
+    return stripLists
+  }
+  pass[i] = shaped.pass
+  let lists = stripLists
+  if (shaped.strip) {
+    strip[i] = 1
+    if (shaped.labels !== undefined) {
+      lists ??= new Array(pass.length)
+      lists[i] = shaped.labels
+    }
+  }
+  c.passed += dps - shaped.dropped
+  c.dropped += shaped.dropped
+  return lists
+}
+
+const union = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): ReadonlyArray<string> => {
+  if (a.length === 0) return b
+  const out = [...a]
+  for (const x of b) if (!out.includes(x)) out.push(x)
+  return out
+}
+
 /**
  * Decides a whole batch against one config version at wall-clock time `nowMs` (LIMITS.md; the
  * semantics are written down in docs/limits.md). Pure but for the version's own state, which it
@@ -183,6 +413,7 @@ export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatc
   const dryRun = version.dryRun
   const his = batch.hi
   const los = batch.lo
+  let stripLists: Array<ReadonlyArray<string> | undefined> | undefined
 
   for (let i = 0; i < n; i++) {
     const dps = datapoints[i] as number
@@ -219,6 +450,11 @@ export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatc
         datapointsExceeded: 0,
       }
       perRule[index] = c
+      stats.lastMatchMs = nowMs
+    }
+    if (rule.shaped) {
+      stripLists = applyShaped(stats, rule, batch, i, hi, lo, dps, c, dryRun, pass, strip, stripLists)
+      continue
     }
     const action = rule.action
     const ok =
@@ -261,5 +497,9 @@ export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatc
     const c = perRule[r]
     if (c !== undefined) counts.push(c)
   }
-  return { verdict: { pass, strip, rule: owners }, counts }
+  const verdict: BatchVerdict =
+    stripLists === undefined
+      ? { pass, strip, rule: owners }
+      : { pass, strip, rule: owners, stripLabels: stripLists }
+  return { verdict, counts }
 }

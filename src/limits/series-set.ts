@@ -126,9 +126,19 @@ export class SeriesSet {
     return copy
   }
 
+  /** Every fingerprint in the set, as `[hi, lo]`. */
+  *entries(): IterableIterator<[number, number]> {
+    const s = this.slots
+    for (let i = 0; i < this.cap; i++) {
+      const a = s[2 * i] as number
+      const b = s[2 * i + 1] as number
+      if (a !== 0 || b !== 0) yield [a, b]
+    }
+  }
+
   /** Whether both sets hold exactly the same fingerprints. */
-  equals(other: SeriesSet): boolean {
-    if (other.count !== this.count) return false
+  equals(other: { readonly size: number; hasHash(hi: number, lo: number): boolean }): boolean {
+    if (other.size !== this.count) return false
     const s = this.slots
     for (let i = 0; i < this.cap; i++) {
       const a = s[2 * i] as number

@@ -21,4 +21,5 @@ export const rollWindow = (stats: RuleStats, windowStart: number): void => {
   stats.droppedGroups.clear()
   stats.shedDatapoints = 0
   stats.shedSeries = 0
+  if (stats.labelValues.size > 0) stats.labelValues.clear()
 }

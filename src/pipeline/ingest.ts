@@ -1,6 +1,7 @@
 import type { ExportQueue } from "../export/buffer.js"
 import type { RuleCounts } from "../limits/batch.js"
 import { enforce } from "../limits/enforce.js"
+import type { LabelUsage } from "../limits/label-usage.js"
 import type { ProtocolAdapter } from "../protocols/protocol.js"
 import type { ConfigVersion } from "../reload/version.js"
 import type { Instruments } from "../telemetry/metrics.js"
@@ -26,6 +27,32 @@ const countRules = (telemetry: Instruments, counts: ReadonlyArray<RuleCounts>) =
     if (c.wouldDrop > 0) telemetry.limitWouldDrop.inc(labels, c.wouldDrop)
     if (c.cardinalityExceeded > 0) telemetry.limitCardinalityExceeded.inc(labels, c.cardinalityExceeded)
     if (c.datapointsExceeded > 0) telemetry.limitDatapointsExceeded.inc(labels, c.datapointsExceeded)
+    const rule = c.compiled
+    if (rule === undefined) continue
+    const tiers = c.tierDatapoints
+    if (tiers !== undefined) {
+      for (let t = 0; t < tiers.length; t++) {
+        const n = tiers[t] as number
+        const tier = rule.tiers[t]
+        if (n > 0 && tier !== undefined)
+          telemetry.limitTierDatapoints.inc(
+            { rule: c.rule, tier: String(tier.atPercent), action: tier.action },
+            n,
+          )
+      }
+    }
+    const limited = c.labelLimited
+    if (limited !== undefined) {
+      for (let k = 0; k < limited.length; k++) {
+        const n = limited[k] as number
+        const limit = rule.labelLimits[k]
+        if (n > 0 && limit !== undefined)
+          telemetry.limitLabelLimited.inc(
+            { rule: c.rule, label: limit.name, action: rule.labelLimitAction },
+            n,
+          )
+      }
+    }
   }
 }
 
@@ -43,6 +70,8 @@ export const makeIngest =
     currentVersion: () => ConfigVersion,
     violations: ViolationLog,
     now: () => number = Date.now,
+    /** `-stats-labels`: usage by label of every request taken, governed or not. */
+    labelUsage?: LabelUsage,
   ) =>
   (req: Req, bytes: number): IngestOutcome => {
     const batch = adapter.toSeriesBatch(req)
@@ -53,7 +82,9 @@ export const makeIngest =
       return { _tag: "Overloaded", retryAfterMs: RETRY_AFTER_MS }
     }
     const at = now()
-    const { verdict, counts } = enforce(currentVersion(), at, batch)
+    const version = currentVersion()
+    labelUsage?.observe(batch, at, version.limits.windowMs)
+    const { verdict, counts } = enforce(version, at, batch)
     const { request, datapoints } = adapter.applyVerdict(req, verdict)
     telemetry.datapointsReceived.inc({ protocol: adapter.protocol }, total)
     countRules(telemetry, counts)

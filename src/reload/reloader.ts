@@ -512,6 +512,7 @@ export const make = (settings: ReloadSettings) =>
     yield* log.flush
     const current = () => state.active as ConfigVersion
     telemetry.setRuleSource((now) => currentUsages(current(), now))
+    telemetry.setRuleInfoSource(() => current().limits.rules.map((r) => ({ rule: r.name, info: r.info })))
     yield* Effect.addFinalizer(() => Effect.asVoid(record({ _tag: "Stopped", at: Date.now() })))
 
     let lastStart = Number.NEGATIVE_INFINITY

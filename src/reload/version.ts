@@ -58,8 +58,8 @@ export function* nextVersionSteps(
   const newRules = accountedRules(limits)
   const stats =
     previous === undefined
-      ? yield* reconcileSteps(new Map(), [], newRules)
-      : yield* reconcileSteps(previous.stats, accountedRules(previous.limits), newRules)
+      ? yield* reconcileSteps(new Map(), [], newRules, inputs.now)
+      : yield* reconcileSteps(previous.stats, accountedRules(previous.limits), newRules, inputs.now)
   return {
     version: (previous?.version ?? 0) + 1,
     limitsSha256: inputs.limits?.sha256 ?? "",

@@ -9,6 +9,52 @@ export interface RuleWindow {
   readonly rule: string
   readonly cardinality: number
   readonly datapoints: number
+  /** Bytes the rule's tracking holds. */
+  readonly memoryBytes?: number
+  /** Seconds since the rule last owned a datapoint (+Inf: never). */
+  readonly lastMatchSeconds?: number
+  /** Whether the rule is dead (`dead_rule_interval`). */
+  readonly dead?: boolean
+}
+
+/** A rule's ownership metadata (`labels:` of the rule), for `metrics_governor_rule_info`. */
+export interface RuleInfo {
+  readonly rule: string
+  readonly info: ReadonlyArray<readonly [string, string]>
+}
+
+/**
+ * `metrics_governor_rule_info{rule,<metadata keys>} 1`: its label names are the rules' metadata
+ * keys, which change with the limits file, so it is written at scrape time rather than declared.
+ * A rule without one of the keys has it empty.
+ */
+const ruleInfoMetric = (registry: Registry, source: () => ReadonlyArray<RuleInfo>) => {
+  const metric = {
+    name: "metrics_governor_rule_info",
+    help: "1 per rule, with the rule's ownership labels (labels: in the limits file).",
+    type: "gauge",
+    aggregator: "sum",
+    get: async () => {
+      const rules = source()
+      const keys = new Set<string>()
+      for (const r of rules) for (const [k] of r.info) keys.add(k)
+      const values = rules.map((r) => {
+        const labels: Record<string, string> = { rule: r.rule }
+        for (const k of keys) labels[k] = ""
+        for (const [k, v] of r.info) labels[k] = v
+        return { labels, value: 1 }
+      })
+      return {
+        name: metric.name,
+        help: metric.help,
+        type: metric.type,
+        aggregator: metric.aggregator,
+        values,
+      }
+    },
+    reset: () => {},
+  }
+  registry.registerMetric(metric as unknown as Parameters<Registry["registerMetric"]>[0])
 }
 
 /**
@@ -20,7 +66,44 @@ export const makeInstruments = (registry: Registry, now: () => number = Date.now
   const opts = { registers: [registry] }
   /** Set once the active version exists; until then no `{rule}` series are exposed. */
   let ruleWindows: (nowMs: number) => ReadonlyArray<RuleWindow> = () => []
+  let ruleInfos: () => ReadonlyArray<RuleInfo> = () => []
+  ruleInfoMetric(registry, () => ruleInfos())
   const instruments = {
+    /** Points `metrics_governor_rule_info` at the active version's rules. */
+    setRuleInfoSource: (source: () => ReadonlyArray<RuleInfo>) => {
+      ruleInfos = source
+    },
+    ruleMemoryBytes: new Gauge({
+      name: "metrics_governor_rule_cardinality_memory_bytes",
+      help: "Bytes held by the rule's tracking (series, groups, label values) in its current window.",
+      labelNames: ["rule"] as const,
+      ...opts,
+      collect() {
+        this.reset()
+        for (const w of ruleWindows(now())) this.set({ rule: w.rule }, w.memoryBytes ?? 0)
+      },
+    }),
+    ruleDead: new Gauge({
+      name: "metrics_governor_limits_rule_dead",
+      help: "1 while the rule has matched nothing for dead_rule_interval (0 without dead_rule_interval).",
+      labelNames: ["rule"] as const,
+      ...opts,
+      collect() {
+        this.reset()
+        for (const w of ruleWindows(now())) this.set({ rule: w.rule }, w.dead === true ? 1 : 0)
+      },
+    }),
+    ruleLastMatch: new Gauge({
+      name: "metrics_governor_limits_rule_last_match_seconds",
+      help: "Seconds since the rule last owned a datapoint (+Inf when it has not since the process started).",
+      labelNames: ["rule"] as const,
+      ...opts,
+      collect() {
+        this.reset()
+        for (const w of ruleWindows(now()))
+          this.set({ rule: w.rule }, w.lastMatchSeconds ?? Number.POSITIVE_INFINITY)
+      },
+    }),
     /**
      * Points the `{rule}` gauges at the active version's stats (rules removed by a reload vanish). The
      * source gets the scrape's time and reports each rule's usage in the window current then (see
@@ -98,6 +181,12 @@ export const makeInstruments = (registry: Registry, now: () => number = Date.now
       help: "Rules in the active limits config.",
       ...opts,
     }),
+    cardinalityMode: new Gauge({
+      name: "metrics_governor_cardinality_mode",
+      help: "1 for the -cardinality-mode in force (exact, bloom or hybrid).",
+      labelNames: ["mode"] as const,
+      ...opts,
+    }),
     limitsDryRun: new Gauge({
       name: "metrics_governor_limits_dry_run",
       help: "1 while dry-run is on.",
@@ -171,6 +260,18 @@ const makeDataPathInstruments = (opts: { registers: Array<Registry> }, nowMs: ()
       name: "metrics_governor_limit_datapoints_exceeded_total",
       help: "Datapoints that violated a datapoints-rate limit.",
       labelNames: RULE_ACTION,
+      ...opts,
+    }),
+    limitTierDatapoints: new Counter({
+      name: "metrics_governor_limit_tier_datapoints_total",
+      help: "Datapoints decided by a tier of a rule (tier: its at_percent), in dry-run too.",
+      labelNames: ["rule", "tier", "action"] as const,
+      ...opts,
+    }),
+    limitLabelLimited: new Counter({
+      name: "metrics_governor_limit_label_limited_total",
+      help: "Datapoints that brought a label past its label_limits value count, in dry-run too.",
+      labelNames: ["rule", "label", "action"] as const,
       ...opts,
     }),
     receiverRequests: new Counter({

@@ -38,7 +38,29 @@ describe("parseCommandLine", () => {
       configMaxBytes: 8 * 1024 * 1024,
       memoryLimit: undefined,
       logLevel: "info",
+      statsLabels: [],
+      statsMaxLabelCombinations: 10_000,
+      cardinalityMode: "exact",
+      cardinalityExpectedItems: 100_000,
+      cardinalityFpRate: 0.01,
+      cardinalityHllThreshold: 10_000,
     })
+  })
+
+  it("-stats-labels is a comma list; the numeric and choice flags refuse what they cannot use", () => {
+    expect(runFlags(["-stats-labels", "service, env,,"]).statsLabels).toEqual(["service", "env"])
+    expect(runFlags(["-stats-max-label-combinations=5"]).statsMaxLabelCombinations).toBe(5)
+    expect(runFlags(["-cardinality-mode", "hybrid"]).cardinalityMode).toBe("hybrid")
+    for (const [flag, bad] of [
+      ["-stats-max-label-combinations", "0"],
+      ["-stats-max-label-combinations", "1.5"],
+      ["-cardinality-mode", "fuzzy"],
+      ["-cardinality-fp-rate", "1"],
+      ["-cardinality-expected-items", "x"],
+    ] as const) {
+      const parsed = parseCommandLine([flag, bad])
+      expect(Either.isLeft(parsed) && parsed.left.reason).toContain(flag)
+    }
   })
 
   it("-config-max-bytes takes bytes or a binary unit; anything else is a usage error", () => {

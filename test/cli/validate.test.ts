@@ -19,7 +19,7 @@ describe("validate reports every problem in one run", () => {
       `${LIMITS}:7:20: rules[1].match.metric_name: invalid RE2 regex: error parsing regexp: missing closing ): \`http_(.*\``,
       `${LIMITS}:8:13: rules[1].action: unknown action "explode" (one of log, drop, adaptive, sample, strip_labels)`,
       `${LIMITS}:9:11: rules[2].name: duplicate rule name "a" (first used by rules[0])`,
-      `${LIMITS}:10:5: rules[2].colour: unknown key "colour" (known keys: name, match, max_datapoints_rate, max_cardinality, action, group_by, sample_rate, strip_labels)`,
+      `${LIMITS}:10:5: rules[2].colour: unknown key "colour" (known keys: name, labels, match, max_datapoints_rate, max_cardinality, action, group_by, sample_rate, strip_labels, tiers, label_limits, label_limit_action, adaptive_priority)`,
       `${LIMITS}:12:13: rules[3].action: action sample needs sample_rate (a fraction in (0, 1])`,
       `${LIMITS}:13:5: rules[4]: must be a mapping of keys`,
       `${LIMITS}:16:20: rules[5].strip_labels[0]: __name__ cannot be stripped`,

@@ -73,6 +73,31 @@ describe("shipped examples", () => {
     expect(rules.some((r) => Object.values(r.match?.labels ?? {}).includes("*"))).toBe(true)
   })
 
+  it("deploy/examples/limits-advanced.yaml decodes and compiles, with every advanced key", () => {
+    const file = "deploy/examples/limits-advanced.yaml"
+    const result = decodeLimits(file, readBytes(file))
+    if (Either.isLeft(result)) expect.fail(result.left.message)
+    const { spec, compiled } = result.right
+    expect(compiled.rules.length).toBe(spec.rules?.length)
+    expect(compiled.deadRuleIntervalMs).toBe(300_000)
+    expect(spec.required_labels).toEqual(["team"])
+    const first = compiled.rules[0]
+    expect(first?.tiers.map((t) => [t.atPercent, t.action])).toEqual([
+      [80, "log"],
+      [95, "sample"],
+      [100, "strip_labels"],
+    ])
+    expect(first?.labelLimits).toEqual([
+      { name: "user_id", max: 1000 },
+      { name: "request_id", max: 0 },
+    ])
+    expect(first?.labelLimitAction).toBe("strip")
+    expect(first?.priority?.rank.get("debug")).toBe(3)
+    expect(first?.priority?.defaultRank).toBe(0)
+    expect(first?.info).toEqual([["team", "payments"]])
+    expect(compiled.rules.some((r) => r.labelLimitAction === "drop")).toBe(true)
+  })
+
   it("deploy/examples/config.yaml decodes", () => {
     const file = "deploy/examples/config.yaml"
     const result = decodeMainConfig(file, readBytes(file))

@@ -568,6 +568,7 @@ describe("alert rules (deploy/alerts/metrics-governor.rules.yaml)", () => {
       "MetricsGovernorExportFailing",
       "MetricsGovernorBufferFilling",
       "MetricsGovernorBackpressure",
+      "MetricsGovernorLimitsRuleDead",
     ])
     expect(exprOf("MetricsGovernorReloadFailing")).toBe("metrics_governor_config_last_reload_successful == 0")
     expect(alert(groups, "MetricsGovernorReloadFailing").for).toBe("5m")
@@ -577,6 +578,7 @@ describe("alert rules (deploy/alerts/metrics-governor.rules.yaml)", () => {
     expect(exprOf("MetricsGovernorConfigDrift")).toBe(
       "count(count by (limits_sha256) (metrics_governor_config_info)) > 1",
     )
+    expect(exprOf("MetricsGovernorLimitsRuleDead")).toBe("metrics_governor_limits_rule_dead == 1")
     expect(exprOf("MetricsGovernorDatapointsLost")).toBe(
       "increase(metrics_governor_export_datapoints_lost_total[10m]) > 0",
     )
@@ -589,7 +591,7 @@ describe("alert rules (deploy/alerts/metrics-governor.rules.yaml)", () => {
   it.skipIf("reason" in PROMTOOL)("passes promtool check rules", () => {
     const r = spawnSync(promtoolBin(), ["check", "rules", RULES], { encoding: "utf8" })
     expect(r.status, `${r.stdout}${r.stderr}`).toBe(0)
-    expect(r.stdout).toContain("SUCCESS: 7 rules found")
+    expect(r.stdout).toContain("SUCCESS: 8 rules found")
   })
 
   it.skipIf("reason" in PROMTOOL)("fires as its unit tests expect (promtool test rules)", () => {

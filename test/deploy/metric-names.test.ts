@@ -147,12 +147,17 @@ const exists = (e: Exposed, use: Use): boolean => {
 // ---------------------------------------------------------------------------------------------
 // A governor with every receiver on, both exporters pointed at a loopback sink, and traffic
 
-const LIMITS = `rules:
+const LIMITS = `dead_rule_interval: 1m
+rules:
   - name: names-check
+    labels: {team: names}
     match:
       metric_name: "names_check_.*"
     max_cardinality: 1
     action: drop
+    tiers:
+      - {at_percent: 50, action: log}
+    label_limits: {id: 1}
 `
 
 const otlpJson = (metric: string) =>
@@ -218,6 +223,8 @@ describe("metric names in the docs, alerts and chart", () => {
         `${downstream}/v1/metrics`,
         "-prw-exporter-endpoint",
         `${downstream}/api/v1/write`,
+        "-stats-labels",
+        "id",
       ],
     })
     const g = governor

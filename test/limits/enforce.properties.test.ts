@@ -93,7 +93,9 @@ const engineSnapshot = (v: ConfigVersion) =>
         windowStart: st.windowStart,
         datapoints: st.datapoints,
         series: st.series.size,
-        groups: Object.fromEntries([...st.groups].map(([k, g]) => [k, { ...g }])),
+        groups: Object.fromEntries(
+          [...st.groups].map(([k, g]) => [k, { datapoints: g.datapoints, series: g.series }]),
+        ),
         dropped: [...st.droppedGroups].sort(),
         shedDatapoints: st.shedDatapoints,
         shedSeries: st.shedSeries,

@@ -253,8 +253,8 @@ describe("enforce: group_by on other actions", () => {
       s(4, 1),
     ])
     expect(Object.fromEntries(stats(v, "r").groups)).toEqual({
-      A: { datapoints: 4, series: 2 },
-      "": { datapoints: 1, series: 1 },
+      A: { datapoints: 4, series: 2, rank: 0 },
+      "": { datapoints: 1, series: 1, rank: 0 },
     })
   })
 })

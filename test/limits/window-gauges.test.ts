@@ -46,7 +46,7 @@ describe("currentUsage", () => {
     expect(currentUsage(s, WINDOW, start - 1)).toEqual({ cardinality: 0, datapoints: 0 })
     // Reading does not roll the stats over: only the next request does.
     expect(s.series.size).toBe(2)
-    expect(currentUsages(v, start + WINDOW)).toEqual([{ rule: "r", cardinality: 0, datapoints: 0 }])
+    expect(currentUsages(v, start + WINDOW)).toMatchObject([{ rule: "r", cardinality: 0, datapoints: 0 }])
   })
 })
 

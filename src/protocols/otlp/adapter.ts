@@ -19,7 +19,13 @@
  * point attribute shadowed a resource attribute of the same key, the resource value shows again.
  */
 import { Either } from "effect"
-import { type ArraySeriesBatch, arrayBatch, type BatchVerdict, type SeriesBatch } from "../../limits/batch.js"
+import {
+  type ArraySeriesBatch,
+  arrayBatch,
+  type BatchVerdict,
+  type SeriesBatch,
+  stripLabelsOf,
+} from "../../limits/batch.js"
 import { absorbSeparator, absorbText, beginFingerprint, finishFingerprint } from "../../limits/fingerprint.js"
 import { flattenAttributes, forEachMergedLabel, mergeLabels } from "./attribute-text.js"
 import { decodeOtlpProtobuf, encodeOtlpProtobuf } from "./protobuf.js"
@@ -213,7 +219,7 @@ export const applyVerdict = (
   req: ExportMetricsServiceRequest,
   verdict: BatchVerdict,
 ): { readonly request: ExportMetricsServiceRequest; readonly datapoints: number } => {
-  const { pass, strip, rule } = verdict
+  const { pass, strip } = verdict
   let i = 0
   let kept = 0
   let outResources: ResourceMetrics[] | undefined
@@ -245,7 +251,7 @@ export const applyVerdict = (
             continue
           }
           kept++
-          const stripLabels = rule[i]?.stripLabels ?? []
+          const stripLabels = stripLabelsOf(verdict, i)
           const attributes =
             stripLabels.length === 0 ? p.attributes : stripAttributes(p.attributes, stripLabels)
           if (attributes === p.attributes) {

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { BatchVerdict } from "../../limits/batch.js"
+import { type BatchVerdict, stripLabelsOf } from "../../limits/batch.js"
 import { type Label, NO_BYTES, type Sample, type TimeSeries, type WriteRequest } from "./types.js"
 
 /** Datapoints a series carries for the limits engine: its float samples plus its native histograms. */
@@ -84,7 +84,7 @@ const tail = <A>(items: ReadonlyArray<A>, count: number): ReadonlyArray<A> =>
 export const applyVerdict = (request: WriteRequest, verdict: BatchVerdict): AppliedVerdict => {
   const timeseries = request.timeseries
   const length = timeseries.length
-  const { pass, strip, rule } = verdict
+  const { pass, strip } = verdict
   let total = 0
   let i = 0
   for (; i < length; i++) {
@@ -108,7 +108,7 @@ export const applyVerdict = (request: WriteRequest, verdict: BatchVerdict): Appl
     }
     let strippedLabels: ReadonlyArray<Label> | undefined
     if (strip[i] === 1) {
-      const stripLabels = rule[i]?.stripLabels ?? EMPTY
+      const stripLabels = stripLabelsOf(verdict, i)
       strippedLabels = series.labels.filter((label) => !stripLabels.includes(label.name))
       if (strippedLabels.length === series.labels.length) {
         kept.push(series) // nothing to strip: the violating datapoints pass as they are

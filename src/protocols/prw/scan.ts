@@ -457,6 +457,7 @@ export const applyScannedVerdict = (req: ScannedWriteRequest, verdict: BatchVerd
         pass: Uint32Array.of(pass[s] as number),
         strip: Uint8Array.of(verdict.strip[s] as number),
         rule: [verdict.rule[s]],
+        ...(verdict.stripLabels === undefined ? {} : { stripLabels: [verdict.stripLabels[s]] }),
       },
     )
     if (one.request.timeseries.length > 0) parts.push(encodeWriteRequest(one.request))

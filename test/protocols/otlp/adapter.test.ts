@@ -2,7 +2,7 @@ import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import type { BatchVerdict } from "../../../src/limits/batch.js"
 import { fingerprintSeries } from "../../../src/limits/fingerprint.js"
-import type { CompiledRule } from "../../../src/limits/rules.js"
+import { type CompiledRule, NO_ADVANCED_KEYS } from "../../../src/limits/rules.js"
 import {
   applyVerdict,
   countDataPoints,
@@ -69,6 +69,7 @@ const rule = (name: string, stripLabels: string[]): CompiledRule => ({
   groupBy: [],
   sampleRate: 1,
   stripLabels,
+  ...NO_ADVANCED_KEYS,
 })
 
 const verdict = (

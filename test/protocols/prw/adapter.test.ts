@@ -1,7 +1,7 @@
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import type { BatchVerdict } from "../../../src/limits/batch.js"
-import type { CompiledRule } from "../../../src/limits/rules.js"
+import { type CompiledRule, NO_ADVANCED_KEYS } from "../../../src/limits/rules.js"
 import { applyVerdict } from "../../../src/protocols/prw/adapter.js"
 import {
   NO_BYTES,
@@ -24,6 +24,7 @@ const rule = (name: string, stripLabels: ReadonlyArray<string> = []): CompiledRu
   groupBy: [],
   sampleRate: 1,
   stripLabels,
+  ...NO_ADVANCED_KEYS,
 })
 
 const samples = (...timestamps: ReadonlyArray<number>): Array<Sample> =>

@@ -3,7 +3,7 @@ import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import type { BatchVerdict } from "../../../src/limits/batch.js"
 import { fingerprintSeries } from "../../../src/limits/fingerprint.js"
-import type { CompiledRule } from "../../../src/limits/rules.js"
+import { type CompiledRule, NO_ADVANCED_KEYS } from "../../../src/limits/rules.js"
 import { applyVerdict } from "../../../src/protocols/prw/adapter.js"
 import { encodeWriteRequest } from "../../../src/protocols/prw/codec.js"
 import type { PrwDecodeError } from "../../../src/protocols/prw/errors.js"
@@ -78,6 +78,7 @@ const rule = (stripLabels: ReadonlyArray<string>): CompiledRule => ({
   action: "strip_labels",
   sampleRate: 1,
   stripLabels,
+  ...NO_ADVANCED_KEYS,
 })
 
 describe("scanWriteRequest: the decoder's view without decoding", () => {
