@@ -34,6 +34,8 @@ import { prwAdapter, prwEncoder } from "../protocols/prw/protocol.js"
 import * as Reload from "../reload/reloader.js"
 import { Reloader } from "../reload/reloader.js"
 import { runTriggers } from "../reload/triggers.js"
+import { ReceiverAuth, SecretFileError, ServerTls } from "../security/material.js"
+import { watchSecretFiles } from "../security/watch.js"
 import {
   type AddressError,
   formatAddress,
@@ -57,6 +59,9 @@ export interface DataPathFlags {
 }
 
 const VIOLATION_LOG_INTERVAL_MS = 10_000
+
+const orFail = <A>(value: A | SecretFileError): Effect.Effect<A, SecretFileError> =>
+  value instanceof SecretFileError ? Effect.fail(value) : Effect.succeed(value)
 
 const listen = (flag: string, value: string): Effect.Effect<ListenAddress | undefined, AddressError> => {
   if (value === "") return Effect.succeed(undefined)
@@ -219,6 +224,41 @@ export const dataPathLayer = (flags: DataPathFlags) =>
           }),
         )
 
+      // Receivers' TLS material and credentials: read now (a file that does not load stops the
+      // start), then re-read whenever their files change.
+      const tlsSpec = main.receivers?.tls
+      const authSpec = main.receivers?.auth
+      const receiverTls =
+        tlsSpec === undefined
+          ? undefined
+          : yield* orFail(
+              ServerTls.load({
+                certFile: tlsSpec.cert_file,
+                keyFile: tlsSpec.key_file,
+                clientCaFile: tlsSpec.client_ca_file,
+              }),
+            )
+      const receiverAuth =
+        authSpec === undefined
+          ? undefined
+          : yield* orFail(
+              ReceiverAuth.load({
+                bearerTokenFile: authSpec.bearer_token_file,
+                basicUsername: authSpec.basic_username,
+                basicPasswordFile: authSpec.basic_password_file,
+              }),
+            )
+      const security = { tls: receiverTls, auth: receiverAuth }
+      const secrets = [receiverTls, receiverAuth].filter((x) => x !== undefined)
+      if (secrets.length > 0) {
+        yield* Effect.forkScoped(watchSecretFiles(secrets, telemetry))
+        yield* logInfo("receivers secured", {
+          tls: receiverTls !== undefined,
+          mutual_tls: receiverTls?.mutual ?? false,
+          auth: receiverAuth?.challenges.map((c) => c.split(" ")[0]) ?? [],
+        })
+      }
+
       const httpAddress = yield* listen("http-listen", flags.httpListen)
       const grpcAddress = yield* listen("grpc-listen", flags.grpcListen)
       const prwAddress = yield* listen("prw-listen", flags.prwListen)
@@ -269,6 +309,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
             onError,
             shutdown,
             admission,
+            security,
           )
           yield* logInfo("OTLP/HTTP receiver listening", {
             address: flags.httpListen,
@@ -285,6 +326,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
             telemetry,
             shutdown,
             admission,
+            security,
           )
           yield* logInfo("OTLP/gRPC receiver listening", {
             address: flags.grpcListen,
@@ -310,6 +352,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
           onError,
           shutdown,
           admission,
+          security,
         )
         yield* logInfo("remote-write receiver listening", {
           address: flags.prwListen,
