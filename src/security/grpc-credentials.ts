@@ -18,15 +18,22 @@ export const rotatingServerCredentials = (material: ServerTls): grpc.ServerCrede
     if (pem.ca !== undefined) for (const l of caListeners) l({ caCertificate: pem.ca })
   })
   const provider: grpc.experimental.CertificateProvider = {
+    // The first material is given after the call that asked for it returns: grpc-js registers the
+    // server's watcher only then, and a server that never heard of its material drops every connection.
     addCaCertificateListener: (l) => {
       caListeners.add(l)
-      const ca = material.current.ca
-      if (ca !== undefined) l({ caCertificate: ca })
+      queueMicrotask(() => {
+        const ca = material.current.ca
+        if (ca !== undefined && caListeners.has(l)) l({ caCertificate: ca })
+      })
     },
     removeCaCertificateListener: (l) => void caListeners.delete(l),
     addIdentityCertificateListener: (l) => {
       identityListeners.add(l)
-      l({ certificate: material.current.cert, privateKey: material.current.key })
+      queueMicrotask(() => {
+        if (identityListeners.has(l))
+          l({ certificate: material.current.cert, privateKey: material.current.key })
+      })
     },
     removeIdentityCertificateListener: (l) => void identityListeners.delete(l),
   }
