@@ -34,6 +34,7 @@ import { prwAdapter, prwEncoder } from "../protocols/prw/protocol.js"
 import * as Reload from "../reload/reloader.js"
 import { Reloader } from "../reload/reloader.js"
 import { runTriggers } from "../reload/triggers.js"
+import { ExporterTls } from "../security/exporter-tls.js"
 import { ReceiverAuth, SecretFileError, ServerTls } from "../security/material.js"
 import { watchSecretFiles } from "../security/watch.js"
 import {
@@ -44,7 +45,7 @@ import {
 } from "../server/address.js"
 import * as Control from "../server/control.js"
 import { makeShutdownClock, Shutdown } from "../server/shutdown.js"
-import { callbackLogger, logError, logInfo } from "../telemetry/log.js"
+import { callbackLogger, logError, logInfo, logWarn } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
 import type { PoolLimits } from "../threads/pool.js"
 import type { RequestBounds } from "../wire/bounds.js"
@@ -97,6 +98,35 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       const violations = new ViolationLog()
       yield* Effect.forkScoped(violations.run(VIOLATION_LOG_INTERVAL_MS))
 
+      // Called from the exporters' and receivers' Node callbacks: logged with this fiber's logger.
+      const log = yield* callbackLogger
+      const exporterTls = (protocol: "otlp" | "prw") =>
+        Effect.gen(function* () {
+          const t = main.exporters?.[protocol]?.tls
+          if (t === undefined) return undefined
+          if (t.insecure_skip_verify === true) {
+            yield* logWarn(
+              "exporter TLS: insecure_skip_verify is set, the downstream's certificate is not checked",
+              {
+                protocol,
+              },
+            )
+          }
+          return yield* Effect.acquireRelease(
+            orFail(
+              ExporterTls.load({
+                caFile: t.ca_file,
+                certFile: t.cert_file,
+                keyFile: t.key_file,
+                serverName: t.server_name,
+                insecureSkipVerify: t.insecure_skip_verify,
+              }),
+            ),
+            (x) => Effect.promise(() => x.close().catch(() => undefined)),
+          )
+        })
+      const otlpTls = yield* exporterTls("otlp")
+      const prwTls = yield* exporterTls("prw")
       const exporterSettings = <P>(
         protocol: "otlp" | "prw",
         endpoint: string | undefined,
@@ -108,6 +138,19 @@ export const dataPathLayer = (flags: DataPathFlags) =>
           endpoint,
           headers: spec.headers ?? {},
           bearerTokenFile: spec.bearer_token_file,
+          basicUsername: spec.basic_username,
+          basicPasswordFile: spec.basic_password_file,
+          tls: protocol === "otlp" ? otlpTls : prwTls,
+          onTlsError: (file, reason) => {
+            telemetry.tlsReloadFailures.inc({ file })
+            log(
+              logError("exporter TLS file changed but does not load; the previous material stays in use", {
+                protocol,
+                file,
+                error: reason,
+              }),
+            )
+          },
           timeoutMs: spec.timeout ?? MAIN_DEFAULTS.exporterTimeoutMs,
           batchSize: buffer.batch_size ?? MAIN_DEFAULTS.batchSize,
           flushIntervalMs: buffer.flush_interval ?? MAIN_DEFAULTS.flushIntervalMs,
@@ -214,8 +257,6 @@ export const dataPathLayer = (flags: DataPathFlags) =>
               ),
               (q) => Effect.sync(() => q.close()),
             )
-      // Called from the receivers' Node callbacks: logged with this fiber's logger and level.
-      const log = yield* callbackLogger
       routeGrpcLogs(log)
       const onError = (e: unknown) =>
         log(
