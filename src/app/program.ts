@@ -39,6 +39,9 @@ import { prwAdapter, prwEncoder } from "../protocols/prw/protocol.js"
 import * as Reload from "../reload/reloader.js"
 import { Reloader } from "../reload/reloader.js"
 import { runTriggers } from "../reload/triggers.js"
+import { ExporterTls } from "../security/exporter-tls.js"
+import { ReceiverAuth, SecretFileError, ServerTls } from "../security/material.js"
+import { watchSecretFiles } from "../security/watch.js"
 import {
   type AddressError,
   formatAddress,
@@ -47,7 +50,7 @@ import {
 } from "../server/address.js"
 import * as Control from "../server/control.js"
 import { makeShutdownClock, Shutdown } from "../server/shutdown.js"
-import { callbackLogger, logError, logInfo } from "../telemetry/log.js"
+import { callbackLogger, logError, logInfo, logWarn } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
 import type { PoolLimits } from "../threads/pool.js"
 import type { RequestBounds } from "../wire/bounds.js"
@@ -67,6 +70,9 @@ export interface DataPathFlags {
 const VIOLATION_LOG_INTERVAL_MS = 10_000
 /** How often dead rules are looked for (their deaths and returns are logged). */
 const DEAD_RULE_LOOK_MS = 10_000
+
+const orFail = <A>(value: A | SecretFileError): Effect.Effect<A, SecretFileError> =>
+  value instanceof SecretFileError ? Effect.fail(value) : Effect.succeed(value)
 
 const listen = (flag: string, value: string): Effect.Effect<ListenAddress | undefined, AddressError> => {
   if (value === "") return Effect.succeed(undefined)
@@ -110,6 +116,35 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       yield* Effect.forkScoped(violations.run(VIOLATION_LOG_INTERVAL_MS))
       yield* Effect.forkScoped(watchDeadRules((now) => currentUsages(current(), now), DEAD_RULE_LOOK_MS))
 
+      // Called from the exporters' and receivers' Node callbacks: logged with this fiber's logger.
+      const log = yield* callbackLogger
+      const exporterTls = (protocol: "otlp" | "prw") =>
+        Effect.gen(function* () {
+          const t = main.exporters?.[protocol]?.tls
+          if (t === undefined) return undefined
+          if (t.insecure_skip_verify === true) {
+            yield* logWarn(
+              "exporter TLS: insecure_skip_verify is set, the downstream's certificate is not checked",
+              {
+                protocol,
+              },
+            )
+          }
+          return yield* Effect.acquireRelease(
+            orFail(
+              ExporterTls.load({
+                caFile: t.ca_file,
+                certFile: t.cert_file,
+                keyFile: t.key_file,
+                serverName: t.server_name,
+                insecureSkipVerify: t.insecure_skip_verify,
+              }),
+            ),
+            (x) => Effect.promise(() => x.close().catch(() => undefined)),
+          )
+        })
+      const otlpTls = yield* exporterTls("otlp")
+      const prwTls = yield* exporterTls("prw")
       const exporterSettings = <P>(
         protocol: "otlp" | "prw",
         endpoint: string | undefined,
@@ -121,6 +156,19 @@ export const dataPathLayer = (flags: DataPathFlags) =>
           endpoint,
           headers: spec.headers ?? {},
           bearerTokenFile: spec.bearer_token_file,
+          basicUsername: spec.basic_username,
+          basicPasswordFile: spec.basic_password_file,
+          tls: protocol === "otlp" ? otlpTls : prwTls,
+          onTlsError: (file, reason) => {
+            telemetry.tlsReloadFailures.inc({ file })
+            log(
+              logError("exporter TLS file changed but does not load; the previous material stays in use", {
+                protocol,
+                file,
+                error: reason,
+              }),
+            )
+          },
           timeoutMs: spec.timeout ?? MAIN_DEFAULTS.exporterTimeoutMs,
           batchSize: buffer.batch_size ?? MAIN_DEFAULTS.batchSize,
           flushIntervalMs: buffer.flush_interval ?? MAIN_DEFAULTS.flushIntervalMs,
@@ -227,8 +275,6 @@ export const dataPathLayer = (flags: DataPathFlags) =>
               ),
               (q) => Effect.sync(() => q.close()),
             )
-      // Called from the receivers' Node callbacks: logged with this fiber's logger and level.
-      const log = yield* callbackLogger
       routeGrpcLogs(log)
       const onError = (e: unknown) =>
         log(
@@ -236,6 +282,41 @@ export const dataPathLayer = (flags: DataPathFlags) =>
             error: e instanceof Error ? (e.stack ?? e.message) : String(e),
           }),
         )
+
+      // Receivers' TLS material and credentials: read now (a file that does not load stops the
+      // start), then re-read whenever their files change.
+      const tlsSpec = main.receivers?.tls
+      const authSpec = main.receivers?.auth
+      const receiverTls =
+        tlsSpec === undefined
+          ? undefined
+          : yield* orFail(
+              ServerTls.load({
+                certFile: tlsSpec.cert_file,
+                keyFile: tlsSpec.key_file,
+                clientCaFile: tlsSpec.client_ca_file,
+              }),
+            )
+      const receiverAuth =
+        authSpec === undefined
+          ? undefined
+          : yield* orFail(
+              ReceiverAuth.load({
+                bearerTokenFile: authSpec.bearer_token_file,
+                basicUsername: authSpec.basic_username,
+                basicPasswordFile: authSpec.basic_password_file,
+              }),
+            )
+      const security = { tls: receiverTls, auth: receiverAuth }
+      const secrets = [receiverTls, receiverAuth].filter((x) => x !== undefined)
+      if (secrets.length > 0) {
+        yield* Effect.forkScoped(watchSecretFiles(secrets, telemetry))
+        yield* logInfo("receivers secured", {
+          tls: receiverTls !== undefined,
+          mutual_tls: receiverTls?.mutual ?? false,
+          auth: receiverAuth?.challenges.map((c) => c.split(" ")[0]) ?? [],
+        })
+      }
 
       const httpAddress = yield* listen("http-listen", flags.httpListen)
       const grpcAddress = yield* listen("grpc-listen", flags.grpcListen)
@@ -295,6 +376,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
             onError,
             shutdown,
             admission,
+            security,
           )
           yield* logInfo("OTLP/HTTP receiver listening", {
             address: flags.httpListen,
@@ -311,6 +393,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
             telemetry,
             shutdown,
             admission,
+            security,
           )
           yield* logInfo("OTLP/gRPC receiver listening", {
             address: flags.grpcListen,
@@ -336,6 +419,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
           onError,
           shutdown,
           admission,
+          security,
         )
         yield* logInfo("remote-write receiver listening", {
           address: flags.prwListen,

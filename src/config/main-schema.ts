@@ -23,6 +23,22 @@ const Bool = Schema.Boolean.annotations({
   message: () => ({ message: "must be true or false", override: true }),
 })
 
+const Path = Schema.NonEmptyString.annotations({ message: () => "must be a non-empty path" })
+
+/** Client TLS of an exporter (an https:// endpoint). */
+export const ExporterTlsSpec = Schema.Struct({
+  /** CA bundle the downstream's certificate must chain to (default: the system's). */
+  ca_file: opt(Path),
+  /** Client certificate and key, for a downstream that asks for one (mTLS). */
+  cert_file: opt(Path),
+  key_file: opt(Path),
+  /** The name the downstream's certificate must carry (default: the endpoint's host). */
+  server_name: opt(Schema.NonEmptyString),
+  /** Accept any certificate (test setups only; logged at warn at start). */
+  insecure_skip_verify: opt(Bool),
+})
+export type ExporterTlsSpec = typeof ExporterTlsSpec.Type
+
 export const ExporterSpec = Schema.Struct({
   /** Extra HTTP headers sent with every export request. */
   headers: opt(Schema.Record({ key: Schema.String, value: Schema.String })),
@@ -30,6 +46,10 @@ export const ExporterSpec = Schema.Struct({
   bearer_token_file: opt(Schema.String),
   /** Timeout of one export request. */
   timeout: opt(DurationMs),
+  /** HTTP basic authentication: the user name, and a file holding the password (re-read when it changes). */
+  basic_username: opt(Schema.NonEmptyString),
+  basic_password_file: opt(Path),
+  tls: opt(ExporterTlsSpec),
 })
 export type ExporterSpec = typeof ExporterSpec.Type
 
@@ -48,6 +68,16 @@ export const MainConfigSpec = Schema.Struct({
       max_datapoints_per_request: opt(Count),
       /** Most decoded elements (series, metrics, attributes, labels, datapoints, ...) per request (413). */
       max_elements_per_request: opt(Count),
+      /** All three receivers serve TLS (1.2 or later); with client_ca_file, clients need a certificate it signed. */
+      tls: opt(Schema.Struct({ cert_file: Path, key_file: Path, client_ca_file: opt(Path) })),
+      /** Credentials every request must carry: a bearer token, basic authentication, or either. */
+      auth: opt(
+        Schema.Struct({
+          bearer_token_file: opt(Path),
+          basic_username: opt(Schema.NonEmptyString),
+          basic_password_file: opt(Path),
+        }),
+      ),
     }),
   ),
   exporters: opt(

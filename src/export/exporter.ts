@@ -1,5 +1,7 @@
 import { Clock, Data, Deferred, Duration, Effect, Fiber, Ref } from "effect"
+import type { Dispatcher } from "undici"
 import type { ProtocolName, WireEncoder } from "../protocols/protocol.js"
+import type { ExporterTls } from "../security/exporter-tls.js"
 import { logError, logInfo, logWarn } from "../telemetry/log.js"
 import type { Instruments } from "../telemetry/metrics.js"
 import type { Buffered, ExportQueue } from "./buffer.js"
@@ -11,6 +13,13 @@ export interface ExporterSettings<P> {
   readonly endpoint: string | undefined
   readonly headers: Readonly<Record<string, string>>
   readonly bearerTokenFile: string | undefined
+  /** HTTP basic authentication: the user name and a file holding the password (re-read when it changes). */
+  readonly basicUsername?: string | undefined
+  readonly basicPasswordFile?: string | undefined
+  /** TLS of an https:// endpoint (CA, client certificate, server name); default: the system's CAs. */
+  readonly tls?: ExporterTls | undefined
+  /** Told when changed TLS files do not load (the previous ones stay in use). */
+  readonly onTlsError?: ((file: string, reason: string) => void) | undefined
   readonly timeoutMs: number
   readonly batchSize: number
   readonly flushIntervalMs: number
@@ -116,6 +125,7 @@ const exchange = async (
   headers: Readonly<Record<string, string>>,
   timeoutMs: number,
   outer: AbortSignal,
+  dispatcher: Dispatcher | undefined,
 ): Promise<Answer> => {
   const controller = new AbortController()
   const timer = setTimeout(() => controller.abort(new Timeout(timeoutMs)), timeoutMs)
@@ -123,7 +133,11 @@ const exchange = async (
   if (outer.aborted) onAbort()
   else outer.addEventListener("abort", onAbort, { once: true })
   try {
-    const res = await fetch(url, { method: "POST", body, headers, signal: controller.signal })
+    const init = { method: "POST", body, headers, signal: controller.signal }
+    const res = await fetch(
+      url,
+      dispatcher === undefined ? init : ({ ...init, dispatcher } as unknown as RequestInit),
+    )
     const ok = res.status >= 200 && res.status < 300
     const kept = await readAtMost(res.body, ok ? SUCCESS_BODY_BYTES : ERROR_BODY_BYTES, !ok)
     return {
@@ -156,9 +170,10 @@ export const post = (
   body: Uint8Array,
   headers: Readonly<Record<string, string>>,
   timeoutMs: number,
+  dispatcher?: Dispatcher,
 ): Effect.Effect<void, ExportFailed> =>
   Effect.tryPromise({
-    try: (signal) => exchange(url, body, headers, timeoutMs, signal),
+    try: (signal) => exchange(url, body, headers, timeoutMs, signal, dispatcher),
     catch: (e) =>
       new ExportFailed({
         retryable: true,
@@ -264,6 +279,8 @@ export const runExporter = <P>(
     const minBackoff = settings.minBackoffMs ?? 100
     const maxBackoff = settings.maxBackoffMs ?? 30_000
     const token = settings.bearerTokenFile === undefined ? undefined : new TokenFile(settings.bearerTokenFile)
+    const password =
+      settings.basicPasswordFile === undefined ? undefined : new TokenFile(settings.basicPasswordFile)
     const closing = yield* Ref.make<number | undefined>(undefined)
     /** Completed when shutdown begins: cuts short a backoff pause taken before it. */
     const closingStarted = yield* Deferred.make<void>()
@@ -295,6 +312,11 @@ export const runExporter = <P>(
         if (t instanceof Error) return t
         h.authorization = `Bearer ${t}`
       }
+      if (password !== undefined && settings.basicUsername !== undefined) {
+        const p = password.read()
+        if (p instanceof Error) return p
+        h.authorization = `Basic ${Buffer.from(`${settings.basicUsername}:${p}`, "utf8").toString("base64")}`
+      }
       return h
     }
 
@@ -315,7 +337,15 @@ export const runExporter = <P>(
                   }),
                 ),
               )
-            : yield* Effect.either(post(url, body, h, settings.timeoutMs))
+            : yield* Effect.either(
+                post(
+                  url,
+                  body,
+                  h,
+                  settings.timeoutMs,
+                  settings.tls?.dispatcher((e) => settings.onTlsError?.(e.file, e.reason)),
+                ),
+              )
         if (result._tag === "Right") {
           telemetry.exportRequests.inc({ protocol, result: "success" })
           successes++

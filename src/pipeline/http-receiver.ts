@@ -1,7 +1,9 @@
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
+import { createServer as createHttpsServer } from "node:https"
 import { Data, Effect } from "effect"
 import { type Admission, REFUSAL_RETRY_AFTER_MS, UNDECLARED_BYTES } from "../memory/guard.js"
 import type { ProtocolName } from "../protocols/protocol.js"
+import type { ReceiverAuth, ServerTls } from "../security/material.js"
 import type { ListenAddress } from "../server/address.js"
 import { drainHttpServer, type ShutdownClock } from "../server/shutdown.js"
 import type { Instruments } from "../telemetry/metrics.js"
@@ -49,6 +51,12 @@ const send = (res: ServerResponse, reply: Reply) => {
   }
 }
 
+/** What a receiver asks of its clients: TLS (mutual with a client CA) and credentials. */
+export interface ReceiverSecurity {
+  readonly tls?: ServerTls | undefined
+  readonly auth?: ReceiverAuth | undefined
+}
+
 /** Text replies for errors: short, one line, for an operator reading a client's log. */
 export const textReply = (status: number, message: string, headers: Record<string, string> = {}): Reply => ({
   status,
@@ -73,11 +81,24 @@ export const serveReceiver = (
   onError: (e: unknown) => void,
   shutdown: ShutdownClock,
   admission: Admission,
+  security: ReceiverSecurity = {},
 ) =>
   Effect.acquireRelease(
     Effect.async<Effect.Effect<void>, ListenError>((resume) => {
       const protocol = routes[0]?.protocol
-      const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+      const { tls, auth } = security
+      const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+        // Credentials first: a request without them costs no read, no admission, no other count.
+        if (auth !== undefined && !auth.check(req.headers.authorization)) {
+          if (protocol !== undefined) {
+            telemetry.receiverAuthFailures.inc({ protocol })
+            telemetry.receiverRequests.inc({ protocol, code: "401" })
+          }
+          res.shouldKeepAlive = false
+          res.setHeader("www-authenticate", [...auth.challenges])
+          send(res, textReply(401, "missing or invalid credentials"))
+          return
+        }
         const url = req.url ?? "/"
         const path = url.indexOf("?") === -1 ? url : url.slice(0, url.indexOf("?"))
         const route = routes.find((r) => r.path === path)
@@ -143,7 +164,21 @@ export const serveReceiver = (
             answer(textReply(500, "internal error"))
           },
         )
-      })
+      }
+      // TLS 1.2 or later; a rotated certificate applies to new connections (`setSecureContext`).
+      const server: Server =
+        tls === undefined
+          ? createServer({ keepAliveTimeout: 65_000 }, onRequest)
+          : (createHttpsServer(
+              { keepAliveTimeout: 65_000, ...tls.secureOptions() },
+              onRequest,
+            ) as unknown as Server)
+      if (tls !== undefined) {
+        const stop = tls.onChange(() =>
+          (server as unknown as import("node:https").Server).setSecureContext(tls.secureOptions()),
+        )
+        server.once("close", stop)
+      }
       const fail = (e: Error) =>
         resume(
           Effect.fail(

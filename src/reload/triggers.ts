@@ -76,7 +76,7 @@ export const directoryEvents = (dir: string, checkMs: number): Stream.Stream<str
   })
 
 /** `directoryEvents`, set up again whenever it dies. Never fails. */
-const resilientEvents = (dir: string, checkMs: number, retryMs: number): Stream.Stream<string> =>
+export const resilientEvents = (dir: string, checkMs: number, retryMs: number): Stream.Stream<string> =>
   directoryEvents(dir, checkMs).pipe(
     Stream.tapError((e) => logWarn("config watch lost, setting it up again", { dir, error: e.reason })),
     Stream.retry(Schedule.spaced(retryMs)),

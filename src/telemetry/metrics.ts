@@ -280,6 +280,18 @@ const makeDataPathInstruments = (opts: { registers: Array<Registry> }, nowMs: ()
       labelNames: ["protocol", "code"] as const,
       ...opts,
     }),
+    receiverAuthFailures: new Counter({
+      name: "metrics_governor_receiver_auth_failures_total",
+      help: "Requests refused for missing or wrong credentials (receivers.auth), by protocol.",
+      labelNames: ["protocol"] as const,
+      ...opts,
+    }),
+    tlsReloadFailures: new Counter({
+      name: "metrics_governor_tls_reload_failures_total",
+      help: "Certificate, key, CA, token or password files that changed but did not load (the previous material stays in force), by file.",
+      labelNames: ["file"] as const,
+      ...opts,
+    }),
     receiverRefused: new Counter({
       name: "metrics_governor_receiver_refused_total",
       help: "Requests refused before they were accepted, by protocol and reason (memory: the memory limit; buffer_full: the export buffer).",

@@ -728,6 +728,83 @@ describe.skipIf("reason" in HELM)(helmTitle, () => {
     })
   })
 
+  describe("tls.secretName and auth.secretName: the receivers' TLS and credentials", () => {
+    const args = [
+      "--set",
+      "tls.secretName=mg-tls",
+      "--set",
+      "tls.clientCA=true",
+      "--set",
+      "auth.secretName=mg-auth",
+      "--set",
+      "auth.basicUsername=ingest",
+      "--set",
+      "serviceMonitor.enabled=true",
+    ]
+    const TLS_DIR = "/var/run/secrets/metrics-governor/tls"
+    const AUTH_DIR = "/var/run/secrets/metrics-governor/auth"
+
+    it("lints and renders valid objects; mounts both Secrets as directories; config.yaml points at them", () => {
+      lint(...args)
+      const objects = render(...args)
+      validateAll(objects)
+      const pod = podOf(objects)
+      const governor = containerOf(pod, GOVERNOR)
+      for (const [name, secret, dir] of [
+        ["tls", "mg-tls", TLS_DIR],
+        ["auth", "mg-auth", AUTH_DIR],
+      ] as const) {
+        const mount = governor.volumeMounts?.find((m) => m.name === name)
+        // A directory mount: a rotated Secret reaches the files (a subPath mount never updates).
+        expect(mount).toEqual({ name, mountPath: dir, readOnly: true })
+        const volume = pod.volumes?.find((v) => v.name === name) as { secret?: { secretName: string } }
+        expect(volume?.secret?.secretName).toBe(secret)
+      }
+      const configMap = objects.find((o) => o.kind === "ConfigMap") as K8sObject & {
+        data?: Record<string, string>
+      }
+      const config = parse(configMap.data?.["config.yaml"] ?? "") as {
+        receivers: Record<string, unknown>
+        limits?: unknown
+      }
+      expect(config.receivers.tls).toEqual({
+        cert_file: `${TLS_DIR}/tls.crt`,
+        key_file: `${TLS_DIR}/tls.key`,
+        client_ca_file: `${TLS_DIR}/ca.crt`,
+      })
+      expect(config.receivers.auth).toEqual({
+        bearer_token_file: `${AUTH_DIR}/token`,
+        basic_username: "ingest",
+        basic_password_file: `${AUTH_DIR}/password`,
+      })
+      // The rest of config.yaml is kept.
+      expect(config.receivers.max_request_bytes).toBe(8388608)
+      expect(config.limits).toEqual({ dry_run: false })
+      validateGovernorConfig(objects, pod)
+    })
+
+    it("keeps the probes and the ServiceMonitor on the plain-HTTP stats port", () => {
+      const objects = render(...args)
+      const governor = containerOf(podOf(objects), GOVERNOR)
+      expect(governor.readinessProbe?.httpGet).toEqual({ path: "/ready", port: "stats" })
+      expect(governor.livenessProbe?.httpGet).toEqual({ path: "/live", port: "stats" })
+      const monitor = only(objects, "ServiceMonitor").spec as ServiceMonitorSpec & {
+        endpoints: ReadonlyArray<{ scheme?: string; tlsConfig?: unknown }>
+      }
+      expect(monitor.endpoints[0]?.port).toBe("stats")
+      expect(monitor.endpoints[0]?.scheme ?? "http").toBe("http")
+      expect(monitor.endpoints[0]?.tlsConfig).toBeUndefined()
+    })
+
+    it("without the Secrets renders config.yaml exactly as given", () => {
+      const objects = render()
+      const configMap = objects.find((o) => o.kind === "ConfigMap") as K8sObject & {
+        data?: Record<string, string>
+      }
+      expect(configMap.data?.["config.yaml"]).not.toContain("tls")
+    })
+  })
+
   describe("serviceMonitor.enabled and prometheusRule.enabled", () => {
     const args = ["--set", "serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true"]
 

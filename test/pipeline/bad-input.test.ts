@@ -373,14 +373,14 @@ const prwCases: ReadonlyArray<Case> = [
     check: (a) => expect(a.body.toString()).toContain("unsupported content type"),
   },
   {
-    name: "wrong content encoding (gzip)",
+    name: "wrong content encoding (br)",
     protocol: "prw",
     status: 415,
     send: () =>
       send(prwPort, {
         path: "/api/v1/write",
-        headers: { ...REMOTE_WRITE, "content-encoding": "gzip" },
-        body: zlib.gzipSync(encodeWriteRequest(prwMany("m", 1))),
+        headers: { ...REMOTE_WRITE, "content-encoding": "br" },
+        body: zlib.brotliCompressSync(encodeWriteRequest(prwMany("m", 1))),
       }),
     check: (a) => expect(a.body.toString()).toContain("unsupported content encoding"),
   },

@@ -2,8 +2,11 @@ import { format } from "node:util"
 import { setLogger } from "@grpc/grpc-js"
 import { Effect, Either } from "effect"
 import type { Admission } from "../../memory/guard.js"
+import type { ReceiverSecurity } from "../../pipeline/http-receiver.js"
 import { ListenError } from "../../pipeline/http-receiver.js"
 import type { IngestOutcome } from "../../pipeline/ingest.js"
+import { rotatingServerCredentials } from "../../security/grpc-credentials.js"
+import type { ReceiverAuth } from "../../security/material.js"
 import type { ListenAddress } from "../../server/address.js"
 import type { ShutdownClock } from "../../server/shutdown.js"
 import { logDebug, logError, logInfo } from "../../telemetry/log.js"
@@ -44,11 +47,27 @@ export const serveGrpc = (
   telemetry: Instruments,
   shutdown: ShutdownClock,
   admission: Admission,
+  security: ReceiverSecurity = {},
 ) =>
   Effect.acquireRelease(
     Effect.tryPromise({
       try: () =>
         startGrpcServer({
+          ...(security.tls === undefined ? {} : { credentials: rotatingServerCredentials(security.tls) }),
+          ...(security.auth === undefined
+            ? {}
+            : {
+                authenticate: (metadata) => {
+                  const value = metadata.get("authorization")[0]
+                  return (security.auth as ReceiverAuth).check(
+                    typeof value === "string" ? value : value?.toString("utf8"),
+                  )
+                },
+                onUnauthenticated: () => {
+                  telemetry.receiverAuthFailures.inc({ protocol: "otlp" })
+                  telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_unauthenticated" })
+                },
+              }),
           host: address.host ?? "",
           port: address.port,
           maxReceiveMessageLength: maxMessageBytes,

@@ -125,6 +125,14 @@ export interface GrpcServerOptions<Req = ExportMetricsServiceRequest> {
    */
   readonly admission?: Admission
   readonly onRefused?: () => void
+  /** TLS credentials (default: plaintext). */
+  readonly credentials?: grpc.ServerCredentials
+  /**
+   * Checks a call's metadata before anything else (admission, decoding): false answers
+   * UNAUTHENTICATED and calls `onUnauthenticated`.
+   */
+  readonly authenticate?: (metadata: grpc.Metadata) => boolean
+  readonly onUnauthenticated?: () => void
   /** How long `shutdown` lets calls in flight finish before cutting them (default 5000 ms). */
   readonly shutdownGraceMs?: number
 }
@@ -229,6 +237,11 @@ export const startGrpcServer = <Req = ExportMetricsServiceRequest>(
       decodeOtlpProtobuf(bytes, b) as Either.Either<Req, OtlpDecodeError>)
   const admission = options.admission ?? UNLIMITED
   const exportCall: grpc.handleUnaryCall<Buffer, ExportMetricsServiceResponse> = (call, answered) => {
+    if (options.authenticate !== undefined && !options.authenticate(call.metadata)) {
+      options.onUnauthenticated?.()
+      answered({ code: GrpcCode.UNAUTHENTICATED, details: "missing or invalid credentials" })
+      return
+    }
     const charge = call.request.length
     if (!admission.admit(charge)) {
       options.onRefused?.()
@@ -288,7 +301,7 @@ export const startGrpcServer = <Req = ExportMetricsServiceRequest>(
   return new Promise((resolve, reject) => {
     server.bindAsync(
       hostPort(options.host, options.port),
-      grpc.ServerCredentials.createInsecure(),
+      options.credentials ?? grpc.ServerCredentials.createInsecure(),
       (err, port) => {
         if (err !== null) {
           server.forceShutdown()

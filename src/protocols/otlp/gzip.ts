@@ -67,3 +67,27 @@ export const decompressGzipAsync = (
     }
   })
 }
+
+/**
+ * Inflates a `Content-Encoding: deflate` body (zlib format, as HTTP defines it; a raw deflate
+ * stream, which some clients send instead, is accepted too) to at most `maxDecompressedBytes`
+ * bytes, synchronously. Never throws.
+ */
+export const decompressDeflate = (
+  body: Uint8Array,
+  maxDecompressedBytes: number,
+): Either.Either<Uint8Array, OtlpDecodeError> => {
+  const invalid = checkLimit(maxDecompressedBytes)
+  if (invalid !== undefined) return Either.left(invalid)
+  const options = { maxOutputLength: outputLimit(maxDecompressedBytes) }
+  try {
+    return Either.right(zlib.inflateSync(view(body), options))
+  } catch (e) {
+    if (isTooLarge(e)) return Either.left(toError(e, maxDecompressedBytes))
+    try {
+      return Either.right(zlib.inflateRawSync(view(body), options))
+    } catch (raw) {
+      return Either.left(toError(isTooLarge(raw) ? raw : e, maxDecompressedBytes))
+    }
+  }
+}

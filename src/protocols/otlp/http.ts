@@ -5,7 +5,7 @@ import type { IngestOutcome } from "../../pipeline/ingest.js"
 import type { RequestBounds } from "../../wire/bounds.js"
 import { type OtlpBatch, objectBatch } from "./adapter.js"
 import type { OtlpBodyDecoder, OtlpDecodeFailure } from "./decode-pool.js"
-import { decompressGzip } from "./gzip.js"
+import { decompressDeflate, decompressGzip } from "./gzip.js"
 import { decodeOtlpJson, encodeOtlpResponseJson } from "./json.js"
 import { encodeOtlpResponseProtobuf } from "./protobuf.js"
 import { encodeRpcStatus, encodeRpcStatusJson, GrpcCode, retryInfoDetail } from "./status.js"
@@ -117,13 +117,19 @@ export const otlpHttpRoute = (options: {
       }
       const encoding = (req.headers["content-encoding"] ?? "identity").trim().toLowerCase()
       const gzip = encoding === "gzip"
-      if (!gzip && encoding !== "identity" && encoding !== "") {
+      if (!gzip && encoding !== "deflate" && encoding !== "identity" && encoding !== "") {
         return statusReply(
           format,
           415,
           GrpcCode.INVALID_ARGUMENT,
-          `unsupported content encoding "${encoding}"; use gzip`,
+          `unsupported content encoding "${encoding}"; accepted: gzip, deflate, identity`,
         )
+      }
+      if (encoding === "deflate") {
+        // Inflated here, within the bound, then decoded like an uncompressed body.
+        const inflated = decompressDeflate(body, options.maxDecompressedBytes)
+        if (Either.isLeft(inflated)) return afterDecode(format, Either.left(inflated.left), body.length)
+        body = inflated.right
       }
       if (!gzip && body.length > options.maxDecompressedBytes) {
         return statusReply(

@@ -1,10 +1,31 @@
+import { kMaxLength } from "node:buffer"
 import type { IncomingMessage } from "node:http"
+import * as zlib from "node:zlib"
 import { Either } from "effect"
 import { type Reply, type Route, textReply } from "../../pipeline/http-receiver.js"
 import type { IngestOutcome } from "../../pipeline/ingest.js"
 import type { RequestBounds } from "../../wire/bounds.js"
 import type { BodyDecoder, DecodeFailure } from "./decode-pool.js"
 import type { ScannedWriteRequest } from "./scan.js"
+import { compressBody } from "./snappy.js"
+
+/**
+ * A gzip or deflate body inflated within `max` bytes (zlib stops at the bound), then put in the one
+ * snappy block the decoder reads: 413 past the bound, 400 for a body that does not inflate.
+ */
+const reencode = (body: Uint8Array, encoding: "gzip" | "deflate", max: number): Uint8Array | Reply => {
+  const options = { maxOutputLength: Math.min(max, kMaxLength) }
+  const view = Buffer.from(body.buffer, body.byteOffset, body.byteLength)
+  try {
+    return compressBody(
+      encoding === "gzip" ? zlib.gunzipSync(view, options) : zlib.inflateSync(view, options),
+    )
+  } catch (e) {
+    if ((e as { code?: unknown }).code === "ERR_BUFFER_TOO_LARGE")
+      return textReply(413, `request body decompresses to more than ${max} bytes`)
+    return textReply(400, `invalid ${encoding} body: ${e instanceof Error ? e.message : String(e)}`)
+  }
+}
 
 const mediaType = (req: IncomingMessage): string =>
   (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? ""
@@ -58,10 +79,12 @@ export const prwRoute = (options: {
         )
       }
       const encoding = (req.headers["content-encoding"] ?? "").trim().toLowerCase()
-      if (encoding !== "snappy") {
-        return textReply(415, `unsupported content encoding "${encoding}"; remote write sends snappy`)
+      if (encoding !== "snappy" && encoding !== "gzip" && encoding !== "deflate") {
+        return textReply(415, `unsupported content encoding "${encoding}"; accepted: snappy, gzip, deflate`)
       }
-      const decoded = options.decoder.decode(body, options.maxDecompressedBytes, options.bounds)
+      const block = encoding === "snappy" ? body : reencode(body, encoding, options.maxDecompressedBytes)
+      if (!(block instanceof Uint8Array)) return block
+      const decoded = options.decoder.decode(block, options.maxDecompressedBytes, options.bounds)
       return decoded instanceof Promise ? decoded.then(afterDecode) : afterDecode(decoded)
     },
   }

@@ -121,3 +121,36 @@ it, so that a ConfigMap change causes one reload, not two.
 - {{ . | quote }}
 {{- end }}
 {{- end }}
+
+{{/*
+config.yaml as mounted: .Values.config, with receivers.tls and receivers.auth pointing at the
+mounted Secrets when tls.secretName or auth.secretName is set (then rendered from its parsed form).
+*/}}
+{{- define "metrics-governor.config" -}}
+{{- if or .Values.tls.secretName .Values.auth.secretName -}}
+{{- $cfg := fromYaml .Values.config | default dict -}}
+{{- $receivers := get $cfg "receivers" | default dict -}}
+{{- if .Values.tls.secretName -}}
+{{- $tls := dict "cert_file" (printf "%s/tls.crt" .Values.tls.mountPath) "key_file" (printf "%s/tls.key" .Values.tls.mountPath) -}}
+{{- if .Values.tls.clientCA -}}
+{{- $_ := set $tls "client_ca_file" (printf "%s/ca.crt" .Values.tls.mountPath) -}}
+{{- end -}}
+{{- $_ := set $receivers "tls" $tls -}}
+{{- end -}}
+{{- if .Values.auth.secretName -}}
+{{- $auth := dict -}}
+{{- if .Values.auth.bearerToken -}}
+{{- $_ := set $auth "bearer_token_file" (printf "%s/token" .Values.auth.mountPath) -}}
+{{- end -}}
+{{- if .Values.auth.basicUsername -}}
+{{- $_ := set $auth "basic_username" .Values.auth.basicUsername -}}
+{{- $_ := set $auth "basic_password_file" (printf "%s/password" .Values.auth.mountPath) -}}
+{{- end -}}
+{{- $_ := set $receivers "auth" $auth -}}
+{{- end -}}
+{{- $_ := set $cfg "receivers" $receivers -}}
+{{- toYaml $cfg -}}
+{{- else -}}
+{{- .Values.config -}}
+{{- end -}}
+{{- end -}}

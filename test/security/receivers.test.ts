@@ -1,0 +1,377 @@
+import * as fs from "node:fs"
+import * as https from "node:https"
+import * as path from "node:path"
+import * as tls from "node:tls"
+import * as grpc from "@grpc/grpc-js"
+import { afterEach, describe, expect, it } from "vitest"
+import { encodeOtlpProtobuf } from "../../src/protocols/otlp/protobuf.js"
+import { GrpcCode } from "../../src/protocols/otlp/status.js"
+import {
+  metricValue,
+  otlpSeries,
+  prwBody,
+  prwMany,
+  type Running,
+  send,
+  startWithReceivers,
+} from "../support/data-path.js"
+import { ROOT, tempDir, waitFor } from "../support/governor.js"
+import { RawMetricsClient } from "../support/grpc.js"
+
+const FIXTURES = path.join(ROOT, "test/fixtures/tls")
+const fixture = (name: string): Buffer => fs.readFileSync(path.join(FIXTURES, name))
+const CA = fixture("ca.crt")
+
+/**
+ * A directory laid out like a mounted Kubernetes Secret: `tls.crt`, `tls.key`, `ca.crt` and `token`
+ * are symlinks into `..data`, itself a symlink to a timestamped directory; `swap` writes a new
+ * timestamped directory and renames a new `..data` over the old one (atomically, as the kubelet does).
+ */
+class SecretDir {
+  private n = 0
+  constructor(readonly dir: string) {}
+
+  swap(files: Readonly<Record<string, Buffer | string>>): void {
+    const version = `..v${++this.n}`
+    fs.mkdirSync(path.join(this.dir, version))
+    for (const [name, bytes] of Object.entries(files))
+      fs.writeFileSync(path.join(this.dir, version, name), bytes)
+    fs.symlinkSync(version, path.join(this.dir, "..data_tmp"))
+    fs.renameSync(path.join(this.dir, "..data_tmp"), path.join(this.dir, "..data"))
+    for (const name of Object.keys(files)) {
+      const link = path.join(this.dir, name)
+      if (!fs.existsSync(link)) fs.symlinkSync(path.join("..data", name), link)
+    }
+  }
+
+  file(name: string): string {
+    return path.join(this.dir, name)
+  }
+}
+
+const serverFiles = (cert = "server", ca = true) => ({
+  "tls.crt": fixture(`${cert}.crt`),
+  "tls.key": fixture(`${cert}.key`),
+  ...(ca ? { "ca.crt": CA } : {}),
+  token: "s3cret-token\n",
+  password: "pa55word\n",
+})
+
+interface HttpsAnswer {
+  readonly status: number
+  readonly headers: Record<string, string | string[] | undefined>
+  readonly peerCn: string
+}
+
+/** One request over a new TLS connection (no agent, no session reuse). */
+const httpsPost = (
+  port: number,
+  urlPath: string,
+  body: Uint8Array,
+  headers: Record<string, string>,
+  client: { cert?: Buffer; key?: Buffer } = {},
+): Promise<HttpsAnswer> =>
+  new Promise((resolve, reject) => {
+    const req = https.request(
+      {
+        host: "127.0.0.1",
+        port,
+        method: "POST",
+        path: urlPath,
+        ca: CA,
+        ...client,
+        agent: false,
+        headers: { ...headers, "content-length": String(body.length) },
+        timeout: 10_000,
+      },
+      (res) => {
+        const peer = (res.socket as tls.TLSSocket).getPeerCertificate()
+        res.resume()
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, peerCn: String(peer.subject?.CN) }),
+        )
+      },
+    )
+    req.on("error", reject)
+    req.end(body)
+  })
+
+/** The certificate a new TLS connection to `port` is shown (h2 offered, as gRPC clients do). */
+const peerCn = (port: number, client: { cert?: Buffer; key?: Buffer } = {}): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: "127.0.0.1", port, ca: CA, ALPNProtocols: ["h2"], ...client }, () => {
+      const cn = String(socket.getPeerCertificate().subject?.CN)
+      socket.destroy()
+      resolve(cn)
+    })
+    socket.on("error", reject)
+  })
+
+const grpcExport = (
+  port: number,
+  credentials: grpc.ChannelCredentials,
+  metadata: grpc.Metadata = new grpc.Metadata(),
+): Promise<grpc.ServiceError | null> =>
+  new Promise((resolve) => {
+    const client = new RawMetricsClient(`127.0.0.1:${port}`, credentials)
+    const bytes = Buffer.from(encodeOtlpProtobuf(otlpSeries("grpc_tls", 2)))
+    client.makeUnaryRequest(
+      "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      bytes,
+      metadata,
+      { deadline: Date.now() + 10_000 },
+      (err: grpc.ServiceError | null) => {
+        client.close()
+        resolve(err)
+      },
+    )
+  })
+
+const bearer = (token: string) => {
+  const md = new grpc.Metadata()
+  md.set("authorization", `Bearer ${token}`)
+  return md
+}
+
+const basic = (user: string, password: string) =>
+  `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`
+
+const OTLP_HEADERS = { "content-type": "application/x-protobuf" }
+const PRW_HEADERS = { "content-type": "application/x-protobuf", "content-encoding": "snappy" }
+
+/** Every `metrics_governor_tls_reload_failures_total` sample, summed. */
+const reloadFailures = async (r: Running): Promise<number> =>
+  (await r.governor.metrics())
+    .split("\n")
+    .filter((l) => l.startsWith("metrics_governor_tls_reload_failures_total{"))
+    .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(" ") + 1)), 0)
+
+let running: Running | undefined
+afterEach(async () => {
+  await running?.governor.stop()
+  running = undefined
+})
+
+const start = async (secret: SecretDir, opts: { mutual?: boolean; auth?: boolean } = {}) => {
+  const config = [
+    "receivers:",
+    "  tls:",
+    `    cert_file: ${secret.file("tls.crt")}`,
+    `    key_file: ${secret.file("tls.key")}`,
+    ...(opts.mutual ? [`    client_ca_file: ${secret.file("ca.crt")}`] : []),
+    ...(opts.auth
+      ? [
+          "  auth:",
+          `    bearer_token_file: ${secret.file("token")}`,
+          "    basic_username: ingest",
+          `    basic_password_file: ${secret.file("password")}`,
+        ]
+      : []),
+    "",
+  ].join("\n")
+  running = await startWithReceivers(tempDir(), config)
+  return running
+}
+
+describe("receivers.tls", () => {
+  it("serves TLS on OTLP/HTTP, remote write and OTLP/gRPC; plain HTTP fails the handshake", async () => {
+    const secret = new SecretDir(tempDir("mg-secret-"))
+    secret.swap(serverFiles())
+    const r = await start(secret)
+    const otlp = await httpsPost(
+      r.httpPort,
+      "/v1/metrics",
+      encodeOtlpProtobuf(otlpSeries("tls_http", 3)),
+      OTLP_HEADERS,
+    )
+    expect(otlp).toMatchObject({ status: 200, peerCn: "server" })
+    const prw = await httpsPost(r.prwPort, "/api/v1/write", prwBody(prwMany("tls_prw", 4)), PRW_HEADERS)
+    expect(prw).toMatchObject({ status: 204, peerCn: "server" })
+    expect(await grpcExport(r.grpcPort, grpc.credentials.createSsl(CA))).toBeNull()
+    expect(await peerCn(r.grpcPort)).toBe("server")
+    // A plain-HTTP request to the TLS port: no HTTP answer at all.
+    await expect(
+      send(r.httpPort, { path: "/v1/metrics", headers: OTLP_HEADERS, body: "x", timeoutMs: 3_000 }),
+    ).rejects.toThrow()
+    await expect(
+      send(r.prwPort, { path: "/api/v1/write", headers: PRW_HEADERS, body: "x", timeoutMs: 3_000 }),
+    ).rejects.toThrow()
+    // A plaintext gRPC client does not get through either.
+    expect((await grpcExport(r.grpcPort, grpc.credentials.createInsecure()))?.code).toBe(GrpcCode.UNAVAILABLE)
+    expect(
+      await metricValue(r.governor, "metrics_governor_datapoints_received_total", { protocol: "otlp" }),
+    ).toBe(5)
+    expect(
+      await metricValue(r.governor, "metrics_governor_datapoints_received_total", { protocol: "prw" }),
+    ).toBe(4)
+  }, 30_000)
+
+  it("with client_ca_file refuses a client without a certificate and serves one with it", async () => {
+    const secret = new SecretDir(tempDir("mg-secret-"))
+    secret.swap(serverFiles())
+    const r = await start(secret, { mutual: true })
+    const body = encodeOtlpProtobuf(otlpSeries("mtls", 1))
+    await expect(httpsPost(r.httpPort, "/v1/metrics", body, OTLP_HEADERS)).rejects.toThrow()
+    await expect(
+      httpsPost(r.prwPort, "/api/v1/write", prwBody(prwMany("mtls", 1)), PRW_HEADERS),
+    ).rejects.toThrow()
+    const client = { cert: fixture("client.crt"), key: fixture("client.key") }
+    expect((await httpsPost(r.httpPort, "/v1/metrics", body, OTLP_HEADERS, client)).status).toBe(200)
+    expect(
+      (await httpsPost(r.prwPort, "/api/v1/write", prwBody(prwMany("mtls", 1)), PRW_HEADERS, client)).status,
+    ).toBe(204)
+    expect((await grpcExport(r.grpcPort, grpc.credentials.createSsl(CA)))?.code).toBe(GrpcCode.UNAVAILABLE)
+    expect(await grpcExport(r.grpcPort, grpc.credentials.createSsl(CA, client.key, client.cert))).toBeNull()
+  }, 30_000)
+})
+
+describe("receivers.auth", () => {
+  it("answers 401 / UNAUTHENTICATED without or with wrong credentials, counted nowhere else", async () => {
+    const secret = new SecretDir(tempDir("mg-secret-"))
+    secret.swap(serverFiles())
+    const r = await start(secret, { auth: true })
+    const body = encodeOtlpProtobuf(otlpSeries("auth", 2))
+    const none = await httpsPost(r.httpPort, "/v1/metrics", body, OTLP_HEADERS)
+    expect(none.status).toBe(401)
+    // Two challenges (Node's client joins the two header lines with ", ").
+    expect(none.headers["www-authenticate"]).toBe(
+      'Bearer realm="metrics-governor", Basic realm="metrics-governor", charset="UTF-8"',
+    )
+    const wrong = { ...OTLP_HEADERS, authorization: "Bearer s3cret-tokeN" }
+    expect((await httpsPost(r.httpPort, "/v1/metrics", body, wrong)).status).toBe(401)
+    const wrongBasic = { ...PRW_HEADERS, authorization: basic("ingest", "nope") }
+    expect(
+      (await httpsPost(r.prwPort, "/api/v1/write", prwBody(prwMany("auth", 3)), wrongBasic)).status,
+    ).toBe(401)
+    const creds = grpc.credentials.createSsl(CA)
+    expect((await grpcExport(r.grpcPort, creds))?.code).toBe(GrpcCode.UNAUTHENTICATED)
+    expect((await grpcExport(r.grpcPort, creds, bearer("wrong")))?.code).toBe(GrpcCode.UNAUTHENTICATED)
+
+    const g = r.governor
+    expect(await metricValue(g, "metrics_governor_receiver_auth_failures_total", { protocol: "otlp" })).toBe(
+      4,
+    )
+    expect(await metricValue(g, "metrics_governor_receiver_auth_failures_total", { protocol: "prw" })).toBe(1)
+    expect(
+      await metricValue(g, "metrics_governor_receiver_requests_total", { protocol: "otlp", code: "401" }),
+    ).toBe(2)
+    expect(
+      await metricValue(g, "metrics_governor_receiver_requests_total", {
+        protocol: "otlp",
+        code: "grpc_unauthenticated",
+      }),
+    ).toBe(2)
+    const text = await g.metrics()
+    expect(text).not.toMatch(/^metrics_governor_datapoints_received_total\{[^}]*\} [1-9]/m)
+    expect(text).not.toMatch(/^metrics_governor_receiver_refused_total\{[^}]*\} [1-9]/m)
+
+    // Right credentials: bearer, basic, gRPC metadata.
+    expect(
+      (
+        await httpsPost(r.httpPort, "/v1/metrics", body, {
+          ...OTLP_HEADERS,
+          authorization: "Bearer s3cret-token",
+        })
+      ).status,
+    ).toBe(200)
+    const goodBasic = { ...PRW_HEADERS, authorization: basic("ingest", "pa55word") }
+    expect((await httpsPost(r.prwPort, "/api/v1/write", prwBody(prwMany("auth", 3)), goodBasic)).status).toBe(
+      204,
+    )
+    expect(await grpcExport(r.grpcPort, creds, bearer("s3cret-token"))).toBeNull()
+    expect(await metricValue(g, "metrics_governor_datapoints_received_total", { protocol: "otlp" })).toBe(4)
+
+    // A rotated token counts at once; the old one stops counting.
+    secret.swap({ ...serverFiles(), token: "next-token\n" })
+    await waitFor(
+      "the rotated token",
+      async () =>
+        (
+          await httpsPost(r.httpPort, "/v1/metrics", body, {
+            ...OTLP_HEADERS,
+            authorization: "Bearer next-token",
+          })
+        ).status === 200
+          ? true
+          : undefined,
+      10_000,
+      100,
+    )
+    expect(
+      (
+        await httpsPost(r.httpPort, "/v1/metrics", body, {
+          ...OTLP_HEADERS,
+          authorization: "Bearer s3cret-token",
+        })
+      ).status,
+    ).toBe(401)
+    expect((await grpcExport(r.grpcPort, creds, bearer("s3cret-token")))?.code).toBe(GrpcCode.UNAUTHENTICATED)
+    expect(await grpcExport(r.grpcPort, creds, bearer("next-token"))).toBeNull()
+  }, 40_000)
+})
+
+describe("rotation", () => {
+  it("a ..data swap gives new connections the new certificate; a bad file keeps the old one and counts", async () => {
+    const secret = new SecretDir(tempDir("mg-secret-"))
+    secret.swap(serverFiles("server", false))
+    const r = await start(secret)
+    const pid = r.governor.pid
+    const body = encodeOtlpProtobuf(otlpSeries("rot", 1))
+    expect((await httpsPost(r.httpPort, "/v1/metrics", body, OTLP_HEADERS)).peerCn).toBe("server")
+
+    secret.swap(serverFiles("server2", false))
+    await waitFor(
+      "the rotated certificate on OTLP/HTTP",
+      async () =>
+        (await httpsPost(r.httpPort, "/v1/metrics", body, OTLP_HEADERS)).peerCn === "server2"
+          ? true
+          : undefined,
+      10_000,
+      100,
+    )
+    expect(
+      (await httpsPost(r.prwPort, "/api/v1/write", prwBody(prwMany("rot", 1)), PRW_HEADERS)).peerCn,
+    ).toBe("server2")
+    expect(await peerCn(r.grpcPort)).toBe("server2")
+    expect(await grpcExport(r.grpcPort, grpc.credentials.createSsl(CA))).toBeNull()
+
+    // Not PEM: refused, counted, the previous certificate stays.
+    secret.swap({ ...serverFiles("server", false), "tls.crt": fixture("bad.crt") })
+    await waitFor(
+      "the reload failure to be counted",
+      async () => ((await reloadFailures(r)) === 1 ? true : undefined),
+      10_000,
+      100,
+    )
+    expect(r.governor.logs.some((l) => l.level === "error" && l.message.includes("does not load"))).toBe(true)
+    expect((await httpsPost(r.httpPort, "/v1/metrics", body, OTLP_HEADERS)).peerCn).toBe("server2")
+    expect(await peerCn(r.grpcPort)).toBe("server2")
+
+    // A key that does not match its certificate: refused too.
+    secret.swap({ ...serverFiles("server", false), "tls.key": fixture("server2.key") })
+    await waitFor(
+      "the second reload failure",
+      async () => ((await reloadFailures(r)) >= 2 ? true : undefined),
+      10_000,
+      100,
+    )
+    expect(await peerCn(r.grpcPort)).toBe("server2")
+
+    // A later good file recovers.
+    secret.swap(serverFiles("server", false))
+    await waitFor(
+      "the recovered certificate",
+      async () =>
+        (await httpsPost(r.httpPort, "/v1/metrics", body, OTLP_HEADERS)).peerCn === "server"
+          ? true
+          : undefined,
+      10_000,
+      100,
+    )
+    expect(await peerCn(r.grpcPort)).toBe("server")
+    expect(r.governor.exit).toBeUndefined()
+    expect(r.governor.pid).toBe(pid)
+  }, 60_000)
+})
