@@ -805,6 +805,58 @@ describe.skipIf("reason" in HELM)(helmTitle, () => {
     })
   })
 
+  describe("queue.enabled: the durable export queue on a volume", () => {
+    const QUEUE_DIR = "/var/lib/metrics-governor-queue"
+    const configOf = (objects: ReadonlyArray<K8sObject>) => {
+      const configMap = objects.find((o) => o.kind === "ConfigMap") as K8sObject & {
+        data?: Record<string, string>
+      }
+      return parse(configMap.data?.["config.yaml"] ?? "") as {
+        exporters?: Record<string, unknown>
+        receivers?: Record<string, unknown>
+      }
+    }
+
+    it("on an emptyDir: lints, renders valid objects, mounts it and points exporters.queue at it", () => {
+      const args = ["--set", "queue.enabled=true", "--set", "queue.syncInterval=0s"]
+      lint(...args)
+      const objects = render(...args)
+      validateAll(objects)
+      const pod = podOf(objects)
+      expect(containerOf(pod, GOVERNOR).volumeMounts?.find((m) => m.name === "queue")).toEqual({
+        name: "queue",
+        mountPath: QUEUE_DIR,
+      })
+      const volume = pod.volumes?.find((v) => v.name === "queue") as { emptyDir?: { sizeLimit?: string } }
+      expect(volume?.emptyDir?.sizeLimit).toBe("2Gi")
+      const config = configOf(objects)
+      expect(config.exporters?.queue).toEqual({
+        path: QUEUE_DIR,
+        max_bytes: 1073741824,
+        sync_interval: "0s",
+        full_behavior: "reject",
+      })
+      // The rest of config.yaml is kept.
+      expect(config.receivers?.max_request_bytes).toBe(8388608)
+      validateGovernorConfig(objects, pod)
+    })
+
+    it("on an existing claim", () => {
+      const objects = render("--set", "queue.enabled=true", "--set", "queue.existingClaim=mg-queue")
+      validateAll(objects)
+      const volume = podOf(objects).volumes?.find((v) => v.name === "queue") as {
+        persistentVolumeClaim?: { claimName: string }
+      }
+      expect(volume?.persistentVolumeClaim?.claimName).toBe("mg-queue")
+    })
+
+    it("off by default: no volume, and config.yaml without exporters.queue", () => {
+      const objects = render()
+      expect(podOf(objects).volumes?.some((v) => v.name === "queue")).toBe(false)
+      expect(configOf(objects).exporters?.queue).toBeUndefined()
+    })
+  })
+
   describe("serviceMonitor.enabled and prometheusRule.enabled", () => {
     const args = ["--set", "serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true"]
 

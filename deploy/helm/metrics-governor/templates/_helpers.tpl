@@ -127,8 +127,13 @@ config.yaml as mounted: .Values.config, with receivers.tls and receivers.auth po
 mounted Secrets when tls.secretName or auth.secretName is set (then rendered from its parsed form).
 */}}
 {{- define "metrics-governor.config" -}}
-{{- if or .Values.tls.secretName .Values.auth.secretName -}}
+{{- if or .Values.tls.secretName .Values.auth.secretName .Values.queue.enabled -}}
 {{- $cfg := fromYaml .Values.config | default dict -}}
+{{- if .Values.queue.enabled -}}
+{{- $exporters := get $cfg "exporters" | default dict -}}
+{{- $_ := set $exporters "queue" (dict "path" .Values.queue.mountPath "max_bytes" (int64 .Values.queue.maxBytes) "sync_interval" .Values.queue.syncInterval "full_behavior" .Values.queue.fullBehavior) -}}
+{{- $_ := set $cfg "exporters" $exporters -}}
+{{- end -}}
 {{- $receivers := get $cfg "receivers" | default dict -}}
 {{- if .Values.tls.secretName -}}
 {{- $tls := dict "cert_file" (printf "%s/tls.crt" .Values.tls.mountPath) "key_file" (printf "%s/tls.key" .Values.tls.mountPath) -}}
@@ -148,7 +153,9 @@ mounted Secrets when tls.secretName or auth.secretName is set (then rendered fro
 {{- end -}}
 {{- $_ := set $receivers "auth" $auth -}}
 {{- end -}}
+{{- if gt (len $receivers) 0 -}}
 {{- $_ := set $cfg "receivers" $receivers -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- else -}}
 {{- .Values.config -}}
