@@ -8,7 +8,6 @@
  * The mode is chosen once per process, before the first config version: every rule's tracker is
  * made by `newTracker`.
  */
-import { fingerprint } from "./fingerprint.js"
 import { SeriesSet } from "./series-set.js"
 
 /** What a rule's accounting needs of its set of series. */
@@ -17,8 +16,6 @@ export interface SeriesTracker {
   readonly byteLength: number
   hasHash(hi: number, lo: number): boolean
   addHash(hi: number, lo: number): boolean
-  has(key: string): boolean
-  add(key: string): boolean
   clear(): void
   clone(): SeriesTracker
   equals(other: SeriesTracker): boolean
@@ -41,7 +38,6 @@ export const DEFAULT_TRACKER_SETTINGS: TrackerSettings = {
 }
 
 const TWO_POW_32 = 4294967296
-const scratch = new Uint32Array(2)
 
 /**
  * A Bloom filter over series fingerprints: `bits` bits, `hashes` probes by double hashing of the
@@ -106,16 +102,6 @@ export class BloomSet implements SeriesTracker {
     }
     if (fresh) this.count++
     return fresh
-  }
-
-  has(key: string): boolean {
-    fingerprint(key, scratch)
-    return this.hasHash(scratch[0] as number, scratch[1] as number)
-  }
-
-  add(key: string): boolean {
-    fingerprint(key, scratch)
-    return this.addHash(scratch[0] as number, scratch[1] as number)
   }
 
   clear(): void {
@@ -244,16 +230,6 @@ export class HybridSet implements SeriesTracker {
     if (this.exact.hasHash(hi, lo)) return false
     this.offer(hi, lo)
     return true
-  }
-
-  has(key: string): boolean {
-    fingerprint(key, scratch)
-    return this.hasHash(scratch[0] as number, scratch[1] as number)
-  }
-
-  add(key: string): boolean {
-    fingerprint(key, scratch)
-    return this.addHash(scratch[0] as number, scratch[1] as number)
   }
 
   clear(): void {

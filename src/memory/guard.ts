@@ -73,8 +73,6 @@ export class MemoryGuard implements Admission {
   private rssReading = 0
   private rssAt = Number.NEGATIVE_INFINITY
   private collectedAt = Number.NEGATIVE_INFINITY
-  /** Refusals since start (the receivers count them by protocol). */
-  refusals = 0
 
   constructor(
     readonly budget: MemoryBudget,
@@ -114,19 +112,14 @@ export class MemoryGuard implements Admission {
     else if (!this.refusing && rss >= b.refuseAtBytes) this.refusing = true
     // One request is always admitted when nothing is in flight, whatever the reading: memory the
     // process cannot give back (pages its allocator keeps) never stalls the receivers for good.
-    if (this.held > 0 && this.refusing) return this.refuse()
+    if (this.held > 0 && this.refusing) return false
     const charge = bytes * EXPANSION
-    if (this.held > 0 && this.held + charge > b.inFlightBytes) return this.refuse()
+    if (this.held > 0 && this.held + charge > b.inFlightBytes) return false
     this.held += charge
     return true
   }
 
   release(bytes: number): void {
     this.held = Math.max(0, this.held - bytes * EXPANSION)
-  }
-
-  private refuse(): false {
-    this.refusals++
-    return false
   }
 }

@@ -182,7 +182,8 @@ describe("reconcile (LIMITS.md: Reload and stats)", () => {
           expect(now.series).not.toBe(prev.series)
           expect(now.series.size).toBe(prev.series.size)
           expect(now.series.equals(prev.series)).toBe(true)
-          for (const k of keysOf.get(prev) ?? []) expect(now.series.has(k)).toBe(true)
+          expect(now.series).toBeInstanceOf(SeriesSet)
+          for (const k of keysOf.get(prev) ?? []) expect((now.series as SeriesSet).has(k)).toBe(true)
           expect(now.groupBy).toEqual(r.groupBy)
           expect(now.priority).toBe(r.priority)
           // Groups (with their ranks) stay only when group_by and adaptive_priority are the same.
