@@ -14,7 +14,7 @@ import * as path from "node:path"
 import { Effect, Either, Layer } from "effect"
 import { type RunFlags, UsageError } from "../cli/flags.js"
 import * as Decoder from "../config/decoder.js"
-import { MAIN_DEFAULTS } from "../config/main-schema.js"
+import { isHttpUrl, MAIN_DEFAULTS } from "../config/main-schema.js"
 import * as ConsoleService from "../console/service.js"
 import * as EventLog from "../events/log.js"
 import { ExportBuffer, type ExportQueue } from "../export/buffer.js"
@@ -431,14 +431,6 @@ export const dataPathLayer = (flags: DataPathFlags) =>
     }),
   )
 
-const isHttpUrl = (value: string): boolean => {
-  try {
-    const url = new URL(value)
-    return (url.protocol === "http:" || url.protocol === "https:") && url.host !== ""
-  } catch {
-    return false
-  }
-}
 
 /**
  * `metrics-governor run`: startup load (a bad config ends the process with exit 1), then the control

@@ -37,12 +37,17 @@ export interface RunFlags {
   readonly statsLabels: ReadonlyArray<string>
   /** `-stats-max-label-combinations`: the bound of those statistics. */
   readonly statsMaxLabelCombinations: number
+  /** `-mode`: `router` matches and routes but enforces nothing (the first of two tiers). */
+  readonly mode: RunMode
   /** `-cardinality-mode`: how rules track their distinct series. */
   readonly cardinalityMode: CardinalityMode
   readonly cardinalityExpectedItems: number
   readonly cardinalityFpRate: number
   readonly cardinalityHllThreshold: number
 }
+
+export const RUN_MODES = ["standalone", "router"] as const
+export type RunMode = (typeof RUN_MODES)[number]
 
 export const CARDINALITY_MODES = ["exact", "bloom", "hybrid"] as const
 export type CardinalityMode = (typeof CARDINALITY_MODES)[number]
@@ -195,6 +200,12 @@ export const RUN_FLAGS: ReadonlyArray<FlagSpec> = [
     kind: "number",
     defaultText: "10000",
     help: "most -stats-labels value combinations kept; the rest is counted as __other__",
+  },
+  {
+    name: "mode",
+    kind: "choice",
+    defaultText: "standalone",
+    help: "standalone: enforce the limits; router: match series against the limits, enforce nothing, and route them to the exporters' shards",
   },
   {
     name: "cardinality-mode",
@@ -447,6 +458,7 @@ const runFlags = (raw: Raw): Either.Either<RunFlags, UsageError> =>
       statsMaxLabelCombinations: yield* number(raw, "stats-max-label-combinations", 10_000, (n) =>
         Number.isInteger(n) && n >= 1 ? undefined : "a whole number >= 1",
       ),
+      mode: yield* choice(raw, "mode", RUN_MODES, "standalone"),
       cardinalityMode: yield* choice(raw, "cardinality-mode", CARDINALITY_MODES, "exact"),
       cardinalityExpectedItems: yield* number(raw, "cardinality-expected-items", 100_000, (n) =>
         Number.isInteger(n) && n >= 1 ? undefined : "a whole number >= 1",

@@ -4,7 +4,7 @@ import { compileLimits, GenerationCache, type SpecProblem } from "../limits/comp
 import type { CompiledLimits } from "../limits/rules.js"
 import { ConfigInvalidError, type ConfigIssue } from "./errors.js"
 import { LimitsSpec, RuleSpec } from "./limits-schema.js"
-import { MainConfigSpec } from "./main-schema.js"
+import { MainConfigSpec, mainProblems } from "./main-schema.js"
 import { fastYamlValue, parseYaml, type YamlSource } from "./yaml-source.js"
 
 /** A decoded `limits.yaml`: the spec as written, its compiled rules and the SHA-256 of its bytes. */
@@ -402,9 +402,17 @@ export const decodeMainConfig = (
   bytes: Uint8Array,
 ): Either.Either<DecodedMainConfig, ConfigInvalidError> =>
   withYaml(file, bytes, (source) =>
-    Either.map(decodeWith(MainConfigSpec, file, source), (spec) => ({
-      file,
-      sha256: sha256Hex(bytes),
-      spec,
-    })),
+    Either.flatMap(decodeWith(MainConfigSpec, file, source), (spec) => {
+      const problems = mainProblems(spec)
+      if (problems.length > 0) {
+        const issues = problems.map((p) => ({
+          file,
+          ...source.locate(p.path, false),
+          path: formatPath(p.path),
+          message: p.message,
+        }))
+        return Either.left(new ConfigInvalidError({ file, issues: issues.sort(byPosition) }))
+      }
+      return Either.right({ file, sha256: sha256Hex(bytes), spec })
+    }),
   )

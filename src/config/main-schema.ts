@@ -39,7 +39,71 @@ export const ExporterTlsSpec = Schema.Struct({
 })
 export type ExporterTlsSpec = typeof ExporterTlsSpec.Type
 
+export const isHttpUrl = (value: string): boolean => {
+  try {
+    const url = new URL(value)
+    return (url.protocol === "http:" || url.protocol === "https:") && url.host !== ""
+  } catch {
+    return false
+  }
+}
+
+const HttpUrl = Schema.String.pipe(
+  Schema.filter(isHttpUrl, { message: () => "must be an http:// or https:// URL" }),
+).annotations({ message: () => ({ message: "must be an http:// or https:// URL", override: true }) })
+
+const Port = Schema.Number.pipe(
+  Schema.int({ message: () => "must be a whole number" }),
+  Schema.between(1, 65535, { message: () => "must be between 1 and 65535" }),
+).annotations({ message: () => ({ message: "must be a port number from 1 to 65535", override: true }) })
+
+const VirtualNodes = Schema.Number.pipe(
+  Schema.int({ message: () => "must be a whole number" }),
+  Schema.between(1, 10_000, { message: () => "must be between 1 and 10000" }),
+).annotations({ message: () => ({ message: "must be a whole number from 1 to 10000", override: true }) })
+
+export const SHARD_KEYS = ["series", "labels", "rule_group"] as const
+export type ShardKey = (typeof SHARD_KEYS)[number]
+
+/** Endpoints from a DNS name (a Kubernetes headless Service): one per address it resolves to. */
+export const ShardingDnsSpec = Schema.Struct({
+  name: Schema.NonEmptyString.annotations({ message: () => "must be a non-empty host name" }),
+  port: Port,
+  scheme: opt(
+    Schema.Literal("http", "https").annotations({
+      message: () => ({ message: 'must be "http" or "https"', override: true }),
+    }),
+  ),
+  /** The URL path on every address (default: the protocol's usual path). */
+  path: opt(Schema.String),
+  /** How often the name is resolved again (default 30s). */
+  refresh_interval: opt(DurationMs),
+  /** A DNS server (`host:port`) to ask instead of the system's resolver. */
+  server: opt(Schema.NonEmptyString),
+})
+export type ShardingDnsSpec = typeof ShardingDnsSpec.Type
+
+/** Consistent-hash sharding over several downstream endpoints. */
+export const ShardingSpec = Schema.Struct({
+  endpoints: opt(Schema.Array(HttpUrl)),
+  dns: opt(ShardingDnsSpec),
+  key: opt(
+    Schema.Literal(...SHARD_KEYS).annotations({
+      message: () => ({ message: 'must be "series", "labels" or "rule_group"', override: true }),
+    }),
+  ),
+  /** With `key: labels`: the labels whose values are the shard key. */
+  labels: opt(Schema.Array(Schema.NonEmptyString)),
+  /** Points per endpoint on the hash ring (default 160). */
+  virtual_nodes: opt(VirtualNodes),
+})
+export type ShardingSpec = typeof ShardingSpec.Type
+
 export const ExporterSpec = Schema.Struct({
+  /** The downstream URL (overrides -exporter-endpoint / -prw-exporter-endpoint; reloads). */
+  endpoint: opt(HttpUrl),
+  /** Several downstream endpoints, each series always to the same one (instead of `endpoint`). */
+  sharding: opt(ShardingSpec),
   /** Extra HTTP headers sent with every export request. */
   headers: opt(Schema.Record({ key: Schema.String, value: Schema.String })),
   /** A file holding a bearer token; re-read when it changes. */
@@ -53,7 +117,7 @@ export const ExporterSpec = Schema.Struct({
 })
 export type ExporterSpec = typeof ExporterSpec.Type
 
-/** `config.yaml`. Only `limits` reloads; the other sections are read at start. */
+/** `config.yaml`. Every key reloads but `receivers.*` and `memory.*`, which are read at start. */
 export const MainConfigSpec = Schema.Struct({
   limits: opt(Schema.Struct({ dry_run: opt(Bool) })),
   receivers: opt(
@@ -141,4 +205,46 @@ export const MAIN_DEFAULTS = {
   queueMaxBytes: 1024 * 1024 * 1024,
   queueSyncIntervalMs: 1_000,
   queueFullBehavior: "reject",
+  shardingVirtualNodes: 160,
+  shardingDnsRefreshMs: 30_000,
+  shardingKey: "series",
 } as const
+
+/** A problem the schema cannot see: keys that exclude or need each other. */
+export interface MainProblem {
+  readonly path: ReadonlyArray<string | number>
+  readonly message: string
+}
+
+/** The cross-key problems of a `config.yaml` the schema accepted. Pure. */
+export const mainProblems = (spec: MainConfigSpec): ReadonlyArray<MainProblem> => {
+  const out: Array<MainProblem> = []
+  for (const protocol of ["otlp", "prw"] as const) {
+    const e = spec.exporters?.[protocol]
+    const s = e?.sharding
+    if (e === undefined || s === undefined) continue
+    const at = ["exporters", protocol, "sharding"]
+    if (e.endpoint !== undefined) {
+      out.push({ path: ["exporters", protocol, "endpoint"], message: "cannot be set together with sharding" })
+    }
+    if ((s.endpoints === undefined) === (s.dns === undefined)) {
+      out.push({ path: at, message: "needs either endpoints or dns (one of them)" })
+    }
+    if (s.endpoints !== undefined) {
+      if (s.endpoints.length === 0) out.push({ path: [...at, "endpoints"], message: "must list at least one URL" })
+      const seen = new Set<string>()
+      s.endpoints.forEach((url, i) => {
+        if (seen.has(url)) out.push({ path: [...at, "endpoints", i], message: "is listed twice" })
+        seen.add(url)
+      })
+    }
+    const key = s.key ?? MAIN_DEFAULTS.shardingKey
+    if (key === "labels" && (s.labels === undefined || s.labels.length === 0)) {
+      out.push({ path: [...at, "labels"], message: "must list at least one label with key: labels" })
+    }
+    if (key !== "labels" && s.labels !== undefined) {
+      out.push({ path: [...at, "labels"], message: "is only used with key: labels" })
+    }
+  }
+  return out
+}
