@@ -10,16 +10,14 @@
  * @module
  */
 
-import * as path from "node:path"
-import { Effect, Either, Layer } from "effect"
+import { Effect, Either, Layer, Option, Stream } from "effect"
 import { type RunFlags, UsageError } from "../cli/flags.js"
 import * as Decoder from "../config/decoder.js"
-import { isHttpUrl, MAIN_DEFAULTS } from "../config/main-schema.js"
+import { isHttpUrl, MAIN_DEFAULTS, type MainConfigSpec } from "../config/main-schema.js"
 import * as ConsoleService from "../console/service.js"
 import * as EventLog from "../events/log.js"
-import { ExportBuffer, type ExportQueue } from "../export/buffer.js"
-import { type ExporterSettings, runExporter } from "../export/exporter.js"
-import { DurableQueue, QueueError } from "../export/queue.js"
+import { openOutlet, planOf } from "../export/outlet.js"
+import { enforce, matchOnly } from "../limits/enforce.js"
 import { LabelUsage } from "../limits/label-usage.js"
 import { currentUsages } from "../limits/stats.js"
 import { setTrackerSettings, trackerSettings } from "../limits/tracker.js"
@@ -39,7 +37,6 @@ import { prwAdapter, prwEncoder } from "../protocols/prw/protocol.js"
 import * as Reload from "../reload/reloader.js"
 import { Reloader } from "../reload/reloader.js"
 import { runTriggers } from "../reload/triggers.js"
-import { ExporterTls } from "../security/exporter-tls.js"
 import { ReceiverAuth, SecretFileError, ServerTls } from "../security/material.js"
 import { watchSecretFiles } from "../security/watch.js"
 import {
@@ -50,7 +47,7 @@ import {
 } from "../server/address.js"
 import * as Control from "../server/control.js"
 import { makeShutdownClock, Shutdown } from "../server/shutdown.js"
-import { callbackLogger, logError, logInfo, logWarn } from "../telemetry/log.js"
+import { callbackLogger, logError, logInfo } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
 import type { PoolLimits } from "../threads/pool.js"
 import type { RequestBounds } from "../wire/bounds.js"
@@ -62,6 +59,8 @@ export interface DataPathFlags {
   readonly exporterEndpoint: string | undefined
   readonly prwExporterEndpoint: string | undefined
   readonly memoryLimit: number | undefined
+  /** `-mode`: `router` enforces nothing and routes by the sharding key (default `standalone`). */
+  readonly mode?: "standalone" | "router"
   /** `-stats-labels` (none when absent). */
   readonly statsLabels?: ReadonlyArray<string>
   readonly statsMaxLabelCombinations?: number
@@ -102,7 +101,6 @@ export const dataPathLayer = (flags: DataPathFlags) =>
         maxDatapoints: main.receivers?.max_datapoints_per_request ?? MAIN_DEFAULTS.maxDatapointsPerRequest,
         maxElements: main.receivers?.max_elements_per_request ?? MAIN_DEFAULTS.maxElementsPerRequest,
       }
-      const buffer = main.buffer ?? {}
       const current = reloader.current
       // -stats-labels: one set of statistics for both pipelines.
       const labelUsage =
@@ -118,76 +116,16 @@ export const dataPathLayer = (flags: DataPathFlags) =>
 
       // Called from the exporters' and receivers' Node callbacks: logged with this fiber's logger.
       const log = yield* callbackLogger
-      const exporterTls = (protocol: "otlp" | "prw") =>
-        Effect.gen(function* () {
-          const t = main.exporters?.[protocol]?.tls
-          if (t === undefined) return undefined
-          if (t.insecure_skip_verify === true) {
-            yield* logWarn(
-              "exporter TLS: insecure_skip_verify is set, the downstream's certificate is not checked",
-              {
-                protocol,
-              },
-            )
-          }
-          return yield* Effect.acquireRelease(
-            orFail(
-              ExporterTls.load({
-                caFile: t.ca_file,
-                certFile: t.cert_file,
-                keyFile: t.key_file,
-                serverName: t.server_name,
-                insecureSkipVerify: t.insecure_skip_verify,
-              }),
-            ),
-            (x) => Effect.promise(() => x.close().catch(() => undefined)),
-          )
-        })
-      const otlpTls = yield* exporterTls("otlp")
-      const prwTls = yield* exporterTls("prw")
-      const exporterSettings = <P>(
-        protocol: "otlp" | "prw",
-        endpoint: string | undefined,
-        encoder: ExporterSettings<P>["encoder"],
-      ): ExporterSettings<P> => {
-        const spec = main.exporters?.[protocol] ?? {}
-        return {
-          protocol,
-          endpoint,
-          headers: spec.headers ?? {},
-          bearerTokenFile: spec.bearer_token_file,
-          basicUsername: spec.basic_username,
-          basicPasswordFile: spec.basic_password_file,
-          tls: protocol === "otlp" ? otlpTls : prwTls,
-          onTlsError: (file, reason) => {
-            telemetry.tlsReloadFailures.inc({ file })
-            log(
-              logError("exporter TLS file changed but does not load; the previous material stays in use", {
-                protocol,
-                file,
-                error: reason,
-              }),
-            )
-          },
-          timeoutMs: spec.timeout ?? MAIN_DEFAULTS.exporterTimeoutMs,
-          batchSize: buffer.batch_size ?? MAIN_DEFAULTS.batchSize,
-          flushIntervalMs: buffer.flush_interval ?? MAIN_DEFAULTS.flushIntervalMs,
-          // Read by the exporter when its flush begins, after the receivers closed: what is left of
-          // shutdown_timeout since shutdown began, not a fresh shutdown_timeout of its own.
-          get shutdownTimeoutMs() {
-            return shutdown.remainingMs()
-          },
-          encoder,
-        }
-      }
       // The memory limit: what the buffers, the requests in flight and the decoding threads may take.
       const memory = resolveMemoryLimit(flags.memoryLimit, main.memory?.limit_ratio, cgroupMemoryLimit())
       const budget = memory.bytes === undefined ? undefined : budgetOf(memory.bytes)
       const admission: Admission = budget === undefined ? UNLIMITED : new MemoryGuard(budget, v8Collect())
-      const bufferMaxBytes = Math.min(
-        buffer.max_bytes ?? MAIN_DEFAULTS.bufferMaxBytes,
-        budget?.bufferBytes ?? Number.POSITIVE_INFINITY,
-      )
+      const bufferMaxBytesOf = (spec: MainConfigSpec) =>
+        Math.min(
+          spec.buffer?.max_bytes ?? MAIN_DEFAULTS.bufferMaxBytes,
+          budget?.bufferBytes ?? Number.POSITIVE_INFINITY,
+        )
+      const bufferMaxBytes = bufferMaxBytesOf(main)
       const threadLimits: PoolLimits =
         budget === undefined
           ? {}
@@ -209,72 +147,6 @@ export const dataPathLayer = (flags: DataPathFlags) =>
           refuse_at_bytes: budget.refuseAtBytes,
         })
       }
-      const newBuffer = <P>() => new ExportBuffer<P>(buffer.size ?? MAIN_DEFAULTS.bufferSize, bufferMaxBytes)
-      const queueSpec = main.exporters?.queue
-      /** The durable queue of a protocol when `exporters.queue.path` is set, else the memory buffer. */
-      const newQueue = (protocol: "otlp" | "prw") =>
-        queueSpec?.path === undefined
-          ? Effect.succeed(newBuffer<Uint8Array>() as ExportQueue<Uint8Array>)
-          : Effect.acquireRelease(
-              Effect.try({
-                try: () =>
-                  DurableQueue.open(
-                    {
-                      dir: path.join(queueSpec.path as string, protocol),
-                      maxBytes: queueSpec.max_bytes ?? MAIN_DEFAULTS.queueMaxBytes,
-                      syncIntervalMs: queueSpec.sync_interval ?? MAIN_DEFAULTS.queueSyncIntervalMs,
-                      fullBehavior: queueSpec.full_behavior ?? MAIN_DEFAULTS.queueFullBehavior,
-                      memoryBytes: bufferMaxBytes,
-                    },
-                    {
-                      dropped: (datapoints) =>
-                        telemetry.datapointsLost.inc({ protocol, reason: "queue_full" }, datapoints),
-                      corrupt: (bytes, datapoints, where) => {
-                        telemetry.queueCorruptBytes.inc({ protocol }, bytes)
-                        if (datapoints > 0) {
-                          telemetry.datapointsLost.inc({ protocol, reason: "queue_corrupt" }, datapoints)
-                        }
-                        log(
-                          logError("durable queue: corrupt data skipped", {
-                            protocol,
-                            bytes,
-                            datapoints,
-                            where,
-                          }),
-                        )
-                      },
-                    },
-                  ),
-                catch: (e) =>
-                  new QueueError({
-                    protocol,
-                    path: queueSpec.path as string,
-                    reason: e instanceof Error ? e.message : String(e),
-                  }),
-              }).pipe(
-                Effect.tap((q) =>
-                  Effect.zipRight(
-                    Effect.sync(() =>
-                      telemetry.setQueueSource(protocol, () => ({
-                        bytes: q.bytes,
-                        datapoints: q.datapointsQueued,
-                        oldestAt: q.oldestAt,
-                      })),
-                    ),
-                    logInfo("durable queue opened", {
-                      protocol,
-                      dir: q.settings.dir,
-                      max_bytes: q.settings.maxBytes,
-                      sync_interval_ms: q.settings.syncIntervalMs,
-                      full_behavior: q.settings.fullBehavior,
-                      recovered_records: q.recovered.records,
-                      recovered_datapoints: q.recovered.datapoints,
-                    }),
-                  ),
-                ),
-              ),
-              (q) => Effect.sync(() => q.close()),
-            )
       routeGrpcLogs(log)
       const onError = (e: unknown) =>
         log(
@@ -321,42 +193,68 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       const httpAddress = yield* listen("http-listen", flags.httpListen)
       const grpcAddress = yield* listen("grpc-listen", flags.grpcListen)
       const prwAddress = yield* listen("prw-listen", flags.prwListen)
-      // OTLP: one buffer and exporter for OTLP/HTTP and OTLP/gRPC.
-      const otlpBuffer =
-        httpAddress !== undefined || grpcAddress !== undefined ? yield* newQueue("otlp") : undefined
-      const prwBuffer = prwAddress !== undefined ? yield* newQueue("prw") : undefined
-      // The exporters start before every receiver, so their flush runs after every receiver stopped
-      // accepting; their finalizers run in parallel, so shutdown takes one shutdown_timeout, not one
-      // per protocol.
-      yield* Effect.parallelFinalizers(
-        Effect.all([
-          otlpBuffer === undefined
-            ? Effect.void
-            : runExporter(
-                exporterSettings("otlp", flags.exporterEndpoint, otlpEncoder),
-                otlpBuffer,
-                telemetry,
-              ),
-          prwBuffer === undefined
-            ? Effect.void
-            : runExporter(
-                exporterSettings("prw", flags.prwExporterEndpoint, prwEncoder),
-                prwBuffer,
-                telemetry,
-              ),
-        ]),
+      // OTLP: one outlet (endpoints, buffers or queues, exporters) for OTLP/HTTP and OTLP/gRPC. The
+      // outlets open before every receiver, so their flush runs after every receiver stopped
+      // accepting; they flush in parallel, so shutdown takes one shutdown_timeout, not one per protocol.
+      const outletDeps = (protocol: "otlp" | "prw") => ({
+        protocol,
+        encoder: protocol === "otlp" ? otlpEncoder : prwEncoder,
+        telemetry,
+        shutdown,
+        log,
+      })
+      const flagEndpoint = (protocol: "otlp" | "prw") =>
+        protocol === "otlp" ? flags.exporterEndpoint : flags.prwExporterEndpoint
+      const planFor = (protocol: "otlp" | "prw", spec: MainConfigSpec) =>
+        planOf(protocol, spec, flagEndpoint(protocol), bufferMaxBytesOf(spec))
+      const outlets = yield* Effect.parallelFinalizers(
+        Effect.all({
+          otlp:
+            httpAddress !== undefined || grpcAddress !== undefined
+              ? Effect.asSome(openOutlet(outletDeps("otlp"), planFor("otlp", main)))
+              : Effect.succeedNone,
+          prw:
+            prwAddress !== undefined
+              ? Effect.asSome(openOutlet(outletDeps("prw"), planFor("prw", main)))
+              : Effect.succeedNone,
+        }),
       )
+      const otlpOutlet = Option.getOrUndefined(outlets.otlp)
+      const prwOutlet = Option.getOrUndefined(outlets.prw)
+      // A reload that changes the exporters, the buffer or the queue applies to the outlets.
+      yield* Effect.forkScoped(
+        reloader.state.changes.pipe(
+          Stream.map((state) => (state.active ?? startup).main),
+          Stream.changesWith((a, b) => a === b),
+          Stream.runForEach((spec) =>
+            Effect.forEach(
+              [
+                ["otlp", otlpOutlet],
+                ["prw", prwOutlet],
+              ] as const,
+              ([protocol, outlet]) =>
+                outlet === undefined ? Effect.void : outlet.configure(planFor(protocol, spec)),
+              { discard: true },
+            ),
+          ),
+        ),
+      )
+      const decide = flags.mode === "router" ? matchOnly : enforce
+      if (flags.mode === "router") {
+        yield* logInfo("router mode: series are matched against the limits and routed, nothing is enforced", {})
+      }
 
-      if (otlpBuffer !== undefined) {
+      if (otlpOutlet !== undefined) {
         const threads = main.receivers?.decode_threads ?? defaultDecodeThreads()
         const ingest = makeIngest(
           otlpAdapter,
-          otlpBuffer,
+          otlpOutlet,
           telemetry,
           current,
           violations,
           Date.now,
           labelUsage,
+          decide,
         )
         // Acquired before the receivers, so released after they stopped accepting.
         const decoder = yield* Effect.acquireRelease(
@@ -403,8 +301,17 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       }
 
       // Remote write.
-      if (prwAddress !== undefined && prwBuffer !== undefined) {
-        const ingest = makeIngest(prwAdapter, prwBuffer, telemetry, current, violations, Date.now, labelUsage)
+      if (prwAddress !== undefined && prwOutlet !== undefined) {
+        const ingest = makeIngest(
+          prwAdapter,
+          prwOutlet,
+          telemetry,
+          current,
+          violations,
+          Date.now,
+          labelUsage,
+          decide,
+        )
         const threads = main.receivers?.decode_threads ?? defaultDecodeThreads()
         // Acquired before the receiver, so released after it stopped accepting.
         const decoder = yield* Effect.acquireRelease(
@@ -490,6 +397,7 @@ export const run = (flags: RunFlags) =>
           prwListen: flags.prwListen,
           exporterEndpoint: flags.exporterEndpoint,
           prwExporterEndpoint: flags.prwExporterEndpoint,
+          mode: flags.mode,
           memoryLimit: flags.memoryLimit,
           statsLabels: flags.statsLabels,
           statsMaxLabelCombinations: flags.statsMaxLabelCombinations,

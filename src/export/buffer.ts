@@ -71,9 +71,10 @@ export class ExportBuffer<P> implements ExportQueue<P> {
   private bytesHeld = 0
   private readonly pushes = new PushSignal()
 
+  /** The bounds may change while the buffer is in use (a reload): they apply to the next request. */
   constructor(
-    readonly maxDatapoints: number,
-    readonly maxBytes: number,
+    public maxDatapoints: number,
+    public maxBytes: number,
   ) {}
 
   get datapoints(): number {

@@ -30,6 +30,13 @@ export interface ExporterSettings<P> {
   readonly maxBackoffMs?: number
 }
 
+/** A running exporter, as its owner sees it. */
+export interface ExporterHandle {
+  readonly pending: () => number
+  readonly retire: Effect.Effect<void>
+  readonly done: Effect.Effect<void>
+}
+
 /** Why a send failed, and whether it is worth retrying. */
 export class ExportFailed extends Data.TaggedError("ExportFailed")<{
   readonly retryable: boolean
@@ -278,9 +285,12 @@ export const runExporter = <P>(
     const endpoint = settings.endpoint
     const minBackoff = settings.minBackoffMs ?? 100
     const maxBackoff = settings.maxBackoffMs ?? 30_000
-    const token = settings.bearerTokenFile === undefined ? undefined : new TokenFile(settings.bearerTokenFile)
-    const password =
-      settings.basicPasswordFile === undefined ? undefined : new TokenFile(settings.basicPasswordFile)
+    // The settings may change while the exporter runs (a reload): every attempt reads them anew.
+    let token: TokenFile | undefined
+    let password: TokenFile | undefined
+    const fileOf = (held: TokenFile | undefined, file: string | undefined) =>
+      file === undefined ? undefined : held?.file === file ? held : new TokenFile(file)
+    const endpointLabel = { protocol, endpoint: endpoint ?? "" }
     const closing = yield* Ref.make<number | undefined>(undefined)
     /** Completed when shutdown begins: cuts short a backoff pause taken before it. */
     const closingStarted = yield* Deferred.make<void>()
@@ -307,6 +317,8 @@ export const runExporter = <P>(
 
     const headersFor = (base: Readonly<Record<string, string>>): Record<string, string> | Error => {
       const h: Record<string, string> = { ...settings.headers, ...base }
+      token = fileOf(token, settings.bearerTokenFile)
+      password = fileOf(password, settings.basicPasswordFile)
       if (token !== undefined) {
         const t = token.read()
         if (t instanceof Error) return t
@@ -346,6 +358,10 @@ export const runExporter = <P>(
                   settings.tls?.dispatcher((e) => settings.onTlsError?.(e.file, e.reason)),
                 ),
               )
+        telemetry.endpointRequests.inc({
+          ...endpointLabel,
+          result: result._tag === "Right" ? "success" : result.left.retryable ? "retry" : "rejected",
+        })
         if (result._tag === "Right") {
           telemetry.exportRequests.inc({ protocol, result: "success" })
           successes++
@@ -358,7 +374,7 @@ export const runExporter = <P>(
               open_ms: now - openedAt,
             })
             openedAt = undefined
-            telemetry.exportCircuitOpen.set({ protocol }, 0)
+            telemetry.exportCircuitOpen.set(endpointLabel, 0)
           }
         } else if (result.left.retryable) {
           // A retryable failure (5xx, 429, network error, timeout): after CIRCUIT_AFTER in a row the
@@ -366,7 +382,7 @@ export const runExporter = <P>(
           failuresInARow++
           if (failuresInARow >= CIRCUIT_AFTER && openedAt === undefined) {
             openedAt = yield* Clock.currentTimeMillis
-            telemetry.exportCircuitOpen.set({ protocol }, 1)
+            telemetry.exportCircuitOpen.set(endpointLabel, 1)
             yield* logWarn("downstream unavailable: circuit open, probing it with one request per pause", {
               protocol,
               endpoint: url,
@@ -380,6 +396,7 @@ export const runExporter = <P>(
 
     const delivered = (datapoints: number) => {
       telemetry.datapointsSent.inc({ protocol }, datapoints)
+      telemetry.endpointDatapointsSent.inc(endpointLabel, datapoints)
       backoff = minBackoff
     }
 
@@ -522,11 +539,19 @@ export const runExporter = <P>(
           : Effect.sleep(Duration.millis(Math.max(0, Math.min(jittered, deadline - now))))
       })
 
-    /** Wakes the loop on the buffer's next push or when shutdown begins; nothing polls. */
-    const pushOrClosing = Effect.raceFirst(
+    /**
+     * Completed when the exporter is retired (a reload or a DNS answer took its endpoint away): no
+     * more is pushed to its buffer, and the loop ends once it has delivered what it holds.
+     */
+    const retired = yield* Deferred.make<void>()
+    let retiring = false
+
+    /** Wakes the loop on the buffer's next push, when shutdown begins, or at retirement; nothing polls. */
+    const pushOrClosing = Effect.raceAll([
       Effect.promise(() => buffer.nextPush()),
       Deferred.await(closingStarted),
-    )
+      Deferred.await(retired),
+    ])
 
     const loop = Effect.gen(function* () {
       for (;;) {
@@ -538,13 +563,13 @@ export const runExporter = <P>(
           continue
         }
         if (buffer.length === 0) {
-          if ((yield* Ref.get(closing)) !== undefined) return
+          if (retiring || (yield* Ref.get(closing)) !== undefined) return
           yield* pushOrClosing
           continue
         }
         const now = yield* Clock.currentTimeMillis
         const age = now - (buffer.oldest() ?? now)
-        const flushing = (yield* Ref.get(closing)) !== undefined
+        const flushing = retiring || (yield* Ref.get(closing)) !== undefined
         if (!flushing && buffer.datapoints < settings.batchSize && age < settings.flushIntervalMs) {
           // Until the oldest datapoint is due, a push fills the batch, or shutdown begins.
           yield* Effect.raceFirst(
@@ -560,7 +585,6 @@ export const runExporter = <P>(
     if (endpoint === undefined) {
       yield* logInfo("no exporter endpoint: accepted datapoints are counted and discarded", { protocol })
     }
-    telemetry.setBufferSource(protocol, () => buffer.datapoints + inFlight())
     const fiber = yield* Effect.forkDaemon(loop)
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
@@ -590,4 +614,15 @@ export const runExporter = <P>(
         }
       }),
     )
+    return {
+      /** Datapoints accepted and not delivered yet: buffered, or taken and being sent. */
+      pending: () => buffer.datapoints + inFlight(),
+      /** Takes no more pushes: the loop ends once what is held is delivered (or given up). */
+      retire: Effect.suspend(() => {
+        retiring = true
+        return Deferred.succeed(retired, undefined)
+      }),
+      /** Completes when the loop has ended. */
+      done: Effect.asVoid(Fiber.await(fiber)),
+    } satisfies ExporterHandle
   })

@@ -147,7 +147,7 @@ export class DurableQueue implements ExportQueue<Uint8Array> {
   readonly recovered: { records: number; datapoints: number } = { records: 0, datapoints: 0 }
 
   private constructor(
-    readonly settings: QueueSettings,
+    public settings: QueueSettings,
     private readonly events: QueueEvents,
   ) {
     this.segmentBytes = settings.segmentBytes ?? Math.max(1 << 20, Math.min(64 << 20, settings.maxBytes / 8))
@@ -157,11 +157,31 @@ export class DurableQueue implements ExportQueue<Uint8Array> {
   static open(settings: QueueSettings, events: QueueEvents): DurableQueue {
     const q = new DurableQueue(settings, events)
     q.load()
-    if (settings.syncIntervalMs > 0) {
-      q.timer = setInterval(() => q.sync(), settings.syncIntervalMs)
-      q.timer.unref()
-    }
+    q.startTimer()
     return q
+  }
+
+  private startTimer(): void {
+    if (this.timer !== undefined) clearInterval(this.timer)
+    this.timer = undefined
+    if (this.settings.syncIntervalMs > 0) {
+      this.timer = setInterval(() => this.sync(), this.settings.syncIntervalMs)
+      this.timer.unref()
+    }
+  }
+
+  /**
+   * New bounds from a reload (the directory stays): `max_bytes` and `full_behavior` apply to the
+   * next push (`drop_oldest` drops at once what is over the new bound), `sync_interval` from now.
+   */
+  retune(next: Pick<QueueSettings, "maxBytes" | "syncIntervalMs" | "fullBehavior" | "memoryBytes">): void {
+    const before = this.settings
+    this.settings = { ...before, ...next }
+    if (next.syncIntervalMs !== before.syncIntervalMs) {
+      this.sync()
+      this.startTimer()
+    }
+    if (this.settings.fullBehavior === "drop_oldest") this.dropOldest()
   }
 
   get datapoints(): number {

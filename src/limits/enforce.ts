@@ -503,3 +503,37 @@ export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatc
       : { pass, strip, rule: owners, stripLabels: stripLists }
   return { verdict, counts }
 }
+
+/**
+ * What a router (`-mode router`) decides for a batch: every datapoint passes, nothing is counted,
+ * and each entry's owning rule is found (through the version's match cache) so that the series can
+ * be routed by its rule and `group_by` group. Pure but for the match cache.
+ */
+export const matchOnly = (version: ConfigVersion, _nowMs: number, batch: SeriesBatch): EnforceResult => {
+  const n = batch.length
+  const pass = new Uint32Array(n)
+  const strip = new Uint8Array(n)
+  const owners = new Array<CompiledRule | undefined>(n).fill(undefined)
+  const limits = version.limits
+  const datapoints = batch.datapoints
+  const none = limits.rules.length === 0 && limits.defaults === undefined
+  const his = batch.hi
+  const los = batch.lo
+  for (let i = 0; i < n; i++) {
+    pass[i] = datapoints[i] as number
+    if (none) continue
+    let hi: number
+    let lo: number
+    if (his !== undefined && los !== undefined) {
+      hi = his[i] as number
+      lo = los[i] as number
+    } else {
+      fingerprintSeries(batch.nameOf(i), batch.labelsOf(i), fp)
+      hi = fp[0] as number
+      lo = fp[1] as number
+    }
+    const rule = ownerOfCode(limits, ownerOf(limits, version.matchCache, hi, lo, batch, i))
+    if (rule !== null) owners[i] = rule
+  }
+  return { verdict: { pass, strip, rule: owners }, counts: [] }
+}

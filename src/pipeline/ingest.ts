@@ -1,6 +1,6 @@
-import type { ExportQueue } from "../export/buffer.js"
-import type { RuleCounts } from "../limits/batch.js"
-import { enforce } from "../limits/enforce.js"
+import type { Outlet } from "../export/outlet.js"
+import type { RuleCounts, SeriesBatch } from "../limits/batch.js"
+import { type EnforceResult, enforce } from "../limits/enforce.js"
 import type { LabelUsage } from "../limits/label-usage.js"
 import type { ProtocolAdapter } from "../protocols/protocol.js"
 import type { ConfigVersion } from "../reload/version.js"
@@ -56,47 +56,44 @@ const countRules = (telemetry: Instruments, counts: ReadonlyArray<RuleCounts>) =
   }
 }
 
+/** How a batch is decided: `enforce` (the limits), or `matchOnly` for a router. */
+export type Decide = (version: ConfigVersion, nowMs: number, batch: SeriesBatch) => EnforceResult
+
 /**
- * The data path of one request, synchronous from decision to buffer: check that the buffer can take
+ * The data path of one request, synchronous from decision to buffer: check that the outlet can take
  * it (else push back, before anything is counted, so the sender's retry is not counted twice), read
  * the active config version once, enforce the limits on the whole batch, rebuild the request from the
- * verdict and buffer it for the exporter.
+ * verdict and buffer it for the exporter of each endpoint it goes to.
  */
 export const makeIngest =
-  <Req, Out>(
-    adapter: ProtocolAdapter<Req, Out>,
-    buffer: ExportQueue<Out>,
+  <Req>(
+    adapter: ProtocolAdapter<Req, Uint8Array>,
+    outlet: Outlet,
     telemetry: Instruments,
     currentVersion: () => ConfigVersion,
     violations: ViolationLog,
     now: () => number = Date.now,
     /** `-stats-labels`: usage by label of every request taken, governed or not. */
     labelUsage?: LabelUsage,
+    decide: Decide = enforce,
   ) =>
   (req: Req, bytes: number): IngestOutcome => {
     const batch = adapter.toSeriesBatch(req)
     let total = 0
     for (let i = 0; i < batch.length; i++) total += batch.datapoints[i] as number
-    if (!buffer.canTake(total, bytes)) {
+    const out = outlet
+    if (!out.canTake(total, bytes)) {
       telemetry.receiverRefused.inc({ protocol: adapter.protocol, reason: "buffer_full" })
       return { _tag: "Overloaded", retryAfterMs: RETRY_AFTER_MS }
     }
     const at = now()
     const version = currentVersion()
     labelUsage?.observe(batch, at, version.limits.windowMs)
-    const { verdict, counts } = enforce(version, at, batch)
-    const { request, datapoints } = adapter.applyVerdict(req, verdict)
+    const { verdict, counts } = decide(version, at, batch)
+    const datapoints = out.deliver(adapter, req, batch, verdict, at, bytes, total)
     telemetry.datapointsReceived.inc({ protocol: adapter.protocol }, total)
     countRules(telemetry, counts)
     violations.add(counts)
-    if (datapoints > 0) {
-      buffer.push({
-        payload: request,
-        datapoints,
-        bytes: total === 0 ? bytes : Math.ceil((bytes * datapoints) / total),
-        at,
-      })
-    }
     let dropped = 0
     for (const c of counts) dropped += c.dropped
     return { _tag: "Accepted", received: total, forwarded: datapoints, dropped }

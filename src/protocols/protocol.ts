@@ -15,14 +15,25 @@ import type { BatchVerdict, SeriesBatch } from "../limits/batch.js"
 /** The protocols, as they appear in metric labels and log lines. */
 export type ProtocolName = "otlp" | "prw"
 
+/** The entries of a batch that go to one endpoint of a sharded exporter: `owner[i] === index`. */
+export interface ShardSelection {
+  readonly owner: Uint16Array
+  readonly index: number
+}
+
 /** How one protocol's decoded request is seen by the limits engine and rebuilt from its verdict. */
 export interface ProtocolAdapter<Req, Out = Req> {
   readonly protocol: ProtocolName
   readonly toSeriesBatch: (req: Req) => SeriesBatch
-  /** What to forward after the verdict (`Out`: what the exporter buffers), and its datapoints. */
+  /**
+   * What to forward after the verdict (`Out`: what the exporter buffers), and its datapoints; with
+   * `only`, just the entries of that shard (request-level data, such as remote-write metadata, goes
+   * with each shard's part).
+   */
   readonly applyVerdict: (
     req: Req,
     verdict: BatchVerdict,
+    only?: ShardSelection,
   ) => { readonly request: Out; readonly datapoints: number }
 }
 

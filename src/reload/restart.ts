@@ -3,6 +3,13 @@ import type { MainConfigSpec } from "../config/main-schema.js"
 /** Keys of `config.yaml` that take effect on reload; every other key is read at start only. */
 export const RELOADABLE_KEYS: ReadonlySet<string> = new Set(["limits.dry_run"])
 
+/** Sections of `config.yaml` every key of which takes effect on reload. */
+export const RELOADABLE_SECTIONS: ReadonlyArray<string> = ["exporters.", "buffer."]
+
+/** Whether the key path `key` takes effect on reload. */
+export const reloads = (key: string): boolean =>
+  RELOADABLE_KEYS.has(key) || RELOADABLE_SECTIONS.some((section) => key.startsWith(section))
+
 const isRecord = (v: unknown): v is Readonly<Record<string, unknown>> =>
   typeof v === "object" && v !== null && !Array.isArray(v)
 
@@ -27,7 +34,7 @@ export const restartOnlyChanges = (start: MainConfigSpec, now: MainConfigSpec): 
       walk(isRecord(a) ? a : {}, isRecord(b) ? b : {}, prefix)
       return
     }
-    if (!sameValue(a, b) && !RELOADABLE_KEYS.has(prefix)) out.push(prefix)
+    if (!sameValue(a, b) && !reloads(prefix)) out.push(prefix)
   }
   walk(start, now, "")
   return out.sort()

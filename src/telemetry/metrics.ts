@@ -362,6 +362,30 @@ const makeDataPathInstruments = (opts: { registers: Array<Registry> }, nowMs: ()
     exportCircuitOpen: new Gauge({
       name: "metrics_governor_export_circuit_open",
       help: "1 while the exporter's circuit is open: the downstream was unavailable 5 times in a row and is probed with one request per backoff pause.",
+      labelNames: ["protocol", "endpoint"] as const,
+      ...opts,
+    }),
+    endpointRequests: new Counter({
+      name: "metrics_governor_export_endpoint_requests_total",
+      help: "Export requests by protocol, endpoint and result (success, retry, rejected).",
+      labelNames: ["protocol", "endpoint", "result"] as const,
+      ...opts,
+    }),
+    endpointDatapointsSent: new Counter({
+      name: "metrics_governor_export_endpoint_datapoints_sent_total",
+      help: "Datapoints delivered, by protocol and endpoint.",
+      labelNames: ["protocol", "endpoint"] as const,
+      ...opts,
+    }),
+    exportEndpoints: new Gauge({
+      name: "metrics_governor_export_endpoints",
+      help: "Endpoints on the protocol's shard ring now (1 without sharding; 0 while a DNS name resolves to nothing).",
+      labelNames: ["protocol"] as const,
+      ...opts,
+    }),
+    shardDnsFailures: new Counter({
+      name: "metrics_governor_export_dns_failures_total",
+      help: "Resolutions of a sharding DNS name that failed (the previous endpoints stay in use), by protocol.",
       labelNames: ["protocol"] as const,
       ...opts,
     }),
@@ -396,7 +420,6 @@ const makeDataPathInstruments = (opts: { registers: Array<Registry> }, nowMs: ()
     d.datapointsReceived.inc({ protocol }, 0)
     d.datapointsSent.inc({ protocol }, 0)
     d.bufferDatapoints.set({ protocol }, 0)
-    d.exportCircuitOpen.set({ protocol }, 0)
   }
   return d
 }

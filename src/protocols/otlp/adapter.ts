@@ -29,6 +29,7 @@ import {
 import { absorbSeparator, absorbText, beginFingerprint, finishFingerprint } from "../../limits/fingerprint.js"
 import { flattenAttributes, forEachMergedLabel, mergeLabels } from "./attribute-text.js"
 import { decodeOtlpProtobuf, encodeOtlpProtobuf } from "./protobuf.js"
+import type { ShardSelection } from "../protocol.js"
 import type {
   DataPoint,
   ExportMetricsServiceRequest,
@@ -171,9 +172,11 @@ export const bytesBatch = (bytes: Uint8Array, fingerprints: Fingerprints): OtlpB
  */
 export const applyBatchVerdict = (
   batch: OtlpBatch,
-  verdict: BatchVerdict,
+  full: BatchVerdict,
+  only?: ShardSelection,
 ): { readonly request: Uint8Array; readonly datapoints: number } => {
-  if (batch.bytes !== undefined) {
+  const verdict = only === undefined ? full : shardVerdict(full, only)
+  if (batch.bytes !== undefined && only === undefined) {
     const pass = verdict.pass
     let i = 0
     while (i < batch.length && (i >= pass.length || (pass[i] as number) >= 1)) i++
@@ -181,6 +184,20 @@ export const applyBatchVerdict = (
   }
   const applied = applyVerdict(batch.request(), verdict)
   return { request: encodeOtlpProtobuf(applied.request), datapoints: applied.datapoints }
+}
+
+/** `verdict` with every entry of other shards dropped. */
+const shardVerdict = (verdict: BatchVerdict, only: ShardSelection): BatchVerdict => {
+  const pass = verdict.pass.slice()
+  const strip = verdict.strip.slice()
+  const { owner, index } = only
+  for (let i = 0; i < pass.length; i++) {
+    if (owner[i] !== index) {
+      pass[i] = 0
+      strip[i] = 0
+    }
+  }
+  return { ...verdict, pass, strip }
 }
 
 /** The number of data points in `req` (= `toSeriesBatch(req).length`). */

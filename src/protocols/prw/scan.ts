@@ -31,6 +31,7 @@ import { applyVerdict, seriesEntry } from "./adapter.js"
 import { decodeError, encodeWriteRequest, WriteRequestReader } from "./codec.js"
 import type { PrwDecodeError } from "./errors.js"
 import { FieldNumber, NO_BYTES } from "./types.js"
+import type { ShardSelection } from "../protocol.js"
 
 const FIXED64 = 1
 const VARINT = 0
@@ -410,18 +411,26 @@ export interface ForwardedBytes {
  * copied when its series passes whole (and for metadata and unknown fields), re-encoded when the
  * verdict changes its series.
  */
-export const applyScannedVerdict = (req: ScannedWriteRequest, verdict: BatchVerdict): ForwardedBytes => {
+export const applyScannedVerdict = (
+  req: ScannedWriteRequest,
+  verdict: BatchVerdict,
+  only?: ShardSelection,
+): ForwardedBytes => {
   const { pass } = verdict
   const datapoints = req.datapoints
   const n = req.length
-  let total = 0
-  let i = 0
-  for (; i < n; i++) {
-    const count = datapoints[i] as number
-    if ((pass[i] as number) < count) break
-    total += count
+  if (only === undefined) {
+    let total = 0
+    let i = 0
+    for (; i < n; i++) {
+      const count = datapoints[i] as number
+      if ((pass[i] as number) < count) break
+      total += count
+    }
+    if (i === n) return { request: req.bytes, datapoints: total }
   }
-  if (i === n) return { request: req.bytes, datapoints: total }
+  const owner = only?.owner
+  const index = only?.index ?? 0
 
   const bytes = req.bytes
   const parts: Array<Uint8Array> = []
@@ -436,6 +445,11 @@ export const applyScannedVerdict = (req: ScannedWriteRequest, verdict: BatchVerd
     const start = req.fieldStarts[f] as number
     const end = req.fieldEnds[f] as number
     const s = req.fieldSeries[f] as number
+    if (owner !== undefined && s >= 0 && owner[s] !== index) {
+      // Another shard's series.
+      flush()
+      continue
+    }
     const count = s < 0 ? 0 : (datapoints[s] as number)
     if (s < 0 || (pass[s] as number) >= count) {
       if (runStart >= 0 && runEnd === start) runEnd = end
