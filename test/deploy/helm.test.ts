@@ -960,6 +960,182 @@ describe.skipIf("reason" in HELM)(helmTitle, () => {
     })
   })
 
+  describe("mode: standalone, governor (tier 2) and router (tier 1)", () => {
+    const GOVERNORS = "mg-gov-metrics-governor-headless"
+    const router = ["--set", "mode=router", "--set", `router.governors.service=${GOVERNORS}`]
+    const monitored = ["--set", "serviceMonitor.enabled=true"]
+    type Sharding = Record<string, unknown>
+    const exportersOf = (objects: ReadonlyArray<K8sObject>) => {
+      const config = parse(only(objects, "ConfigMap").data?.["config.yaml"] ?? "") as {
+        exporters?: Record<string, { sharding?: Sharding; timeout?: string; endpoint?: string }>
+      }
+      return config.exporters ?? {}
+    }
+    const refused = (...args: ReadonlyArray<string>): string => {
+      const r = spawnSync(helmBin(), ["template", RELEASE, CHART, "--namespace", NAMESPACE, ...args], {
+        cwd: ROOT,
+        encoding: "utf8",
+      })
+      expect(r.status, args.join(" ")).not.toBe(0)
+      return r.stderr
+    }
+
+    /** The Services the ServiceMonitor selects that have its port: exactly the main Service. */
+    const checkMonitored = (objects: ReadonlyArray<K8sObject>): void => {
+      const monitor = only(objects, "ServiceMonitor").spec as ServiceMonitorSpec
+      const selected = objects.filter(
+        (o) =>
+          o.kind === "Service" &&
+          Object.entries(monitor.selector.matchLabels ?? {}).every(([k, v]) => o.metadata.labels?.[k] === v),
+      )
+      const scraped = selected.filter((s) =>
+        (s.spec as ServiceSpec).ports.some((p) => monitor.endpoints.some((e) => e.port === p.name)),
+      )
+      expect(scraped.map((s) => s.metadata.name)).toEqual([`${RELEASE}-metrics-governor`])
+    }
+
+    for (const [mode, args] of [
+      ["standalone", ["--set", "mode=standalone"]],
+      ["governor", ["--set", "mode=governor"]],
+      ["router", router],
+    ] as const) {
+      it(`${mode}: lints, renders valid objects, probes and scrapes the stats port, passes validate`, () => {
+        lint(...args, ...monitored)
+        const objects = render(...args, ...monitored)
+        validateAll(objects)
+        checkPod(objects, { sidecar: false, limits: true })
+        checkMonitored(objects)
+        validateGovernorConfig(objects, podOf(objects))
+        expect(flagsOf(podOf(objects)).mode).toBe(mode === "router" ? "router" : "standalone")
+        const argv = containerOf(podOf(objects), GOVERNOR).args ?? []
+        expect(argv.filter((a) => a.startsWith("-mode"))).toEqual(mode === "router" ? ["-mode=router"] : [])
+        expect(objects.filter((o) => o.kind === "Service").map((o) => o.metadata.name)).toEqual(
+          mode === "governor"
+            ? [`${RELEASE}-metrics-governor-headless`, `${RELEASE}-metrics-governor`]
+            : [`${RELEASE}-metrics-governor`],
+        )
+      })
+    }
+
+    it("standalone is the default: one Service, no -mode, no sharding", () => {
+      const objects = render()
+      expect(objects.filter((o) => o.kind === "Service")).toHaveLength(1)
+      expect(flagsOf(podOf(objects)).mode).toBe("standalone")
+      expect(exportersOf(objects).prw?.sharding).toBeUndefined()
+      expect(exportersOf(objects).otlp?.sharding).toBeUndefined()
+    })
+
+    it("governor: a headless Service (clusterIP None) with the receiver ports, selecting the pods", () => {
+      const objects = render("--set", "mode=governor")
+      const headless = only(objects, "Service", `${RELEASE}-metrics-governor-headless`)
+      const spec = headless.spec as ServiceSpec & { clusterIP?: string; type?: string }
+      expect(spec.clusterIP).toBe("None")
+      expect(spec.ports.map((p) => [p.name, p.port, p.targetPort])).toEqual([
+        ["otlp-http", 4318, "otlp-http"],
+        ["otlp-grpc", 4317, "otlp-grpc"],
+        ["prw", 9091, "prw"],
+      ])
+      const governor = containerOf(podOf(objects), GOVERNOR)
+      for (const p of spec.ports) {
+        expect(governor.ports?.find((c) => c.name === p.targetPort)?.containerPort).toBe(p.port)
+      }
+      const podLabels = deploymentOf(objects).template.metadata.labels ?? {}
+      for (const [k, v] of Object.entries(spec.selector)) expect(podLabels[k]).toBe(v)
+      // The main Service is unchanged.
+      expect(
+        (only(objects, "Service", `${RELEASE}-metrics-governor`).spec as ServiceSpec).ports,
+      ).toHaveLength(4)
+    })
+
+    it("router: -mode router and a dns sharding block per protocol for the governors' headless Service", () => {
+      const objects = render(...router)
+      const exporters = exportersOf(objects)
+      const host = `${GOVERNORS}.${NAMESPACE}.svc.cluster.local`
+      expect(exporters.prw?.sharding).toEqual({
+        dns: { name: host, port: 9091, scheme: "http", path: "/api/v1/write", refresh_interval: "30s" },
+        key: "rule_group",
+        virtual_nodes: 160,
+      })
+      expect(exporters.otlp?.sharding).toEqual({
+        dns: { name: host, port: 4318, scheme: "http", path: "/v1/metrics", refresh_interval: "30s" },
+        key: "rule_group",
+        virtual_nodes: 160,
+      })
+      // The rest of config.yaml is kept.
+      expect(exporters.prw?.timeout).toBe("10s")
+      expect(exporters.prw?.endpoint).toBeUndefined()
+      expect(flagsOf(podOf(objects)).prwExporterEndpoint).toBeUndefined()
+    })
+
+    it("router: takes the governors' namespace, ports, key and ring settings", () => {
+      const objects = render(
+        ...router,
+        "--set",
+        "router.governors.namespace=tier2",
+        "--set",
+        "router.governors.ports.prw=19091",
+        "--set",
+        "router.governors.key=labels",
+        "--set",
+        "router.governors.labels={service,team}",
+        "--set",
+        "router.governors.refreshInterval=10s",
+        "--set",
+        "router.governors.virtualNodes=64",
+      )
+      validateAll(objects)
+      validateGovernorConfig(objects, podOf(objects))
+      expect(exportersOf(objects).prw?.sharding).toEqual({
+        dns: {
+          name: `${GOVERNORS}.tier2.svc.cluster.local`,
+          port: 19091,
+          scheme: "http",
+          path: "/api/v1/write",
+          refresh_interval: "10s",
+        },
+        key: "labels",
+        labels: ["service", "team"],
+        virtual_nodes: 64,
+      })
+    })
+
+    it("exporters.<protocol>.sharding: passed through as given, in standalone and in router mode", () => {
+      const prw = {
+        endpoints: ["http://vm-0:8428/api/v1/write", "http://vm-1:8428/api/v1/write"],
+        key: "labels",
+        labels: ["service"],
+        virtual_nodes: 100,
+      }
+      const otlp = { dns: { name: "collector-headless.monitoring.svc", port: 4318, path: "/v1/metrics" } }
+      const file = valuesFile({ exporters: { prw: { sharding: prw }, otlp: { sharding: otlp } } })
+      const standalone = render("-f", file)
+      validateAll(standalone)
+      validateGovernorConfig(standalone, podOf(standalone))
+      expect(flagsOf(podOf(standalone)).mode).toBe("standalone")
+      expect(exportersOf(standalone).prw?.sharding).toEqual(prw)
+      expect(exportersOf(standalone).otlp?.sharding).toEqual(otlp)
+      // In router mode, a protocol's own sharding wins over router.governors.
+      const routed = render(...router, "-f", valuesFile({ exporters: { prw: { sharding: prw } } }))
+      validateGovernorConfig(routed, podOf(routed))
+      expect(exportersOf(routed).prw?.sharding).toEqual(prw)
+      expect((exportersOf(routed).otlp?.sharding?.dns as { name?: string } | undefined)?.name).toBe(
+        `${GOVERNORS}.${NAMESPACE}.svc.cluster.local`,
+      )
+    })
+
+    it("refuses a bad mode (schema), and combinations that cannot work", () => {
+      expect(refused("--set", "mode=tier1")).toContain("schema")
+      expect(refused("--set", "router.governors.key=shard")).toContain("schema")
+      expect(refused("--set", "exporters.prw.sharding.dns.port=0")).toContain("schema")
+      expect(refused("--set", "mode=router")).toContain("router.governors.service")
+      expect(refused(...router, "--set", "exporters.prw.endpoint=http://vm:8428/api/v1/write")).toContain(
+        "exporters.prw.endpoint cannot be combined with sharding",
+      )
+      expect(refused(...router, "--set", "limits.enabled=false")).toContain("needs limits.enabled")
+      expect(refused(...router, "--set", "router.governors.key=labels")).toContain("router.governors.labels")
+    })
+  })
+
   describe("values.schema.json", () => {
     it("rejects a misspelt key and a bad duration", () => {
       for (const bad of ["configReload.enable=true", "reload.pollInterval=5x", "logLevel=verbose"]) {

@@ -91,11 +91,70 @@ it, so that a ConfigMap change causes one reload, not two.
 {{- end }}
 {{- end }}
 
+{{/* The headless Service of mode: governor, which routers resolve to the governors' pod IPs. */}}
+{{- define "metrics-governor.headlessServiceName" -}}
+{{- printf "%s-headless" (include "metrics-governor.fullname" . | trunc 54 | trimSuffix "-") }}
+{{- end }}
+
+{{/*
+The exporters.<protocol>.sharding blocks of config.yaml, as YAML {otlp: ..., prw: ...} (a protocol
+without sharding is left out): exporters.<protocol>.sharding when set; otherwise, in mode: router
+with router.governors.service set, a dns block for the governors' headless Service.
+*/}}
+{{- define "metrics-governor.sharding" -}}
+{{- $out := dict -}}
+{{- $g := .Values.router.governors -}}
+{{- $paths := dict "otlp" "/v1/metrics" "prw" "/api/v1/write" -}}
+{{- $ports := dict "otlp" $g.ports.otlpHttp "prw" $g.ports.prw -}}
+{{- range $p := list "otlp" "prw" -}}
+{{- $given := (get $.Values.exporters $p).sharding | default dict -}}
+{{- if $given -}}
+{{- $_ := set $out $p $given -}}
+{{- else if and (eq $.Values.mode "router") $g.service -}}
+{{- $host := printf "%s.%s.svc.cluster.local" $g.service ($g.namespace | default $.Release.Namespace) -}}
+{{- $dns := dict "name" $host "port" (int (get $ports $p)) "scheme" $g.scheme "path" (get $paths $p) "refresh_interval" $g.refreshInterval -}}
+{{- $s := dict "dns" $dns "key" $g.key "virtual_nodes" (int $g.virtualNodes) -}}
+{{- if eq $g.key "labels" -}}
+{{- $_ := set $s "labels" $g.labels -}}
+{{- end -}}
+{{- $_ := set $out $p $s -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
+{{/* Combinations of mode, router.* and exporters.* that cannot work: refused at render time. */}}
+{{- define "metrics-governor.checkMode" -}}
+{{- $sharding := include "metrics-governor.sharding" . | fromYaml -}}
+{{- $config := fromYaml .Values.config | default dict -}}
+{{- $exporters := get $config "exporters" | default dict -}}
+{{- if and (eq .Values.mode "router") (not $sharding) -}}
+{{- fail "mode: router needs router.governors.service (the headless Service of a release with mode: governor) or exporters.otlp.sharding / exporters.prw.sharding" -}}
+{{- end -}}
+{{- if and (eq .Values.mode "router") (eq .Values.router.governors.key "labels") (not .Values.router.governors.labels) -}}
+{{- fail "router.governors.key: labels needs router.governors.labels" -}}
+{{- end -}}
+{{- range $p, $s := $sharding -}}
+{{- if (get $.Values.exporters $p).endpoint -}}
+{{- fail (printf "exporters.%s.endpoint cannot be combined with sharding (mode: %s): leave it empty" $p $.Values.mode) -}}
+{{- end -}}
+{{- if (get $exporters $p | default dict).endpoint -}}
+{{- fail (printf "exporters.%s.endpoint in config cannot be combined with sharding (mode: %s): remove it" $p $.Values.mode) -}}
+{{- end -}}
+{{- if and (eq (toString $s.key) "rule_group") (not $.Values.limits.enabled) -}}
+{{- fail (printf "exporters.%s sharding with key: rule_group needs limits.enabled (the rule groups come from limits.yaml)" $p) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The governor's command line. */}}
 {{- define "metrics-governor.args" -}}
 - {{ printf "-config=%s" (include "metrics-governor.configPath" .) | quote }}
 {{- if .Values.limits.enabled }}
 - {{ printf "-limits-config=%s" (include "metrics-governor.limitsPath" .) | quote }}
+{{- end }}
+{{- if eq .Values.mode "router" }}
+- "-mode=router"
 {{- end }}
 - {{ printf "-stats-addr=:%v" .Values.ports.stats | quote }}
 - {{ printf "-http-listen=:%v" .Values.ports.otlpHttp | quote }}
@@ -123,12 +182,24 @@ it, so that a ConfigMap change causes one reload, not two.
 {{- end }}
 
 {{/*
-config.yaml as mounted: .Values.config, with receivers.tls and receivers.auth pointing at the
-mounted Secrets when tls.secretName or auth.secretName is set (then rendered from its parsed form).
+config.yaml as mounted: .Values.config, with exporters.<protocol>.sharding from
+metrics-governor.sharding, exporters.queue when queue.enabled, and receivers.tls and receivers.auth
+pointing at the mounted Secrets when tls.secretName or auth.secretName is set (then rendered from
+its parsed form).
 */}}
 {{- define "metrics-governor.config" -}}
-{{- if or .Values.tls.secretName .Values.auth.secretName .Values.queue.enabled -}}
+{{- $sharding := include "metrics-governor.sharding" . | fromYaml -}}
+{{- if or .Values.tls.secretName .Values.auth.secretName .Values.queue.enabled $sharding -}}
 {{- $cfg := fromYaml .Values.config | default dict -}}
+{{- if $sharding -}}
+{{- $exporters := get $cfg "exporters" | default dict -}}
+{{- range $p, $s := $sharding -}}
+{{- $e := get $exporters $p | default dict -}}
+{{- $_ := set $e "sharding" $s -}}
+{{- $_ := set $exporters $p $e -}}
+{{- end -}}
+{{- $_ := set $cfg "exporters" $exporters -}}
+{{- end -}}
 {{- if .Values.queue.enabled -}}
 {{- $exporters := get $cfg "exporters" | default dict -}}
 {{- $_ := set $exporters "queue" (dict "path" .Values.queue.mountPath "max_bytes" (int64 .Values.queue.maxBytes) "sync_interval" .Values.queue.syncInterval "full_behavior" .Values.queue.fullBehavior) -}}
