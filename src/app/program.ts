@@ -241,7 +241,10 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       )
       const decide = flags.mode === "router" ? matchOnly : enforce
       if (flags.mode === "router") {
-        yield* logInfo("router mode: series are matched against the limits and routed, nothing is enforced", {})
+        yield* logInfo(
+          "router mode: series are matched against the limits and routed, nothing is enforced",
+          {},
+        )
       }
 
       if (otlpOutlet !== undefined) {
@@ -337,7 +340,6 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       return shutdown
     }),
   )
-
 
 /**
  * `metrics-governor run`: startup load (a bad config ends the process with exit 1), then the control

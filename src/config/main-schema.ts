@@ -231,7 +231,8 @@ export const mainProblems = (spec: MainConfigSpec): ReadonlyArray<MainProblem> =
       out.push({ path: at, message: "needs either endpoints or dns (one of them)" })
     }
     if (s.endpoints !== undefined) {
-      if (s.endpoints.length === 0) out.push({ path: [...at, "endpoints"], message: "must list at least one URL" })
+      if (s.endpoints.length === 0)
+        out.push({ path: [...at, "endpoints"], message: "must list at least one URL" })
       const seen = new Set<string>()
       s.endpoints.forEach((url, i) => {
         if (seen.has(url)) out.push({ path: [...at, "endpoints", i], message: "is listed twice" })

@@ -21,8 +21,8 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { Cause, Duration, Effect, Exit, Fiber, Scope } from "effect"
 import { MAIN_DEFAULTS, type MainConfigSpec, type ShardingDnsSpec } from "../config/main-schema.js"
-import { fingerprint } from "../limits/fingerprint.js"
 import type { BatchVerdict, SeriesBatch } from "../limits/batch.js"
+import { fingerprint } from "../limits/fingerprint.js"
 import { type ShardKeySpec, shardOwners } from "../pipeline/route.js"
 import type { ProtocolAdapter, ProtocolName, WireEncoder } from "../protocols/protocol.js"
 import { ExporterTls } from "../security/exporter-tls.js"
@@ -154,7 +154,8 @@ export const resolveDns = async (dns: ShardingDnsSpec): Promise<ReadonlyArray<st
   let failure: unknown
   for (const a of answers) {
     if (a.status === "fulfilled") for (const ip of a.value) out.add(ip)
-    else if (!["ENODATA", "ENOTFOUND"].includes((a.reason as { code?: string }).code ?? "")) failure = a.reason
+    else if (!["ENODATA", "ENOTFOUND"].includes((a.reason as { code?: string }).code ?? ""))
+      failure = a.reason
   }
   if (out.size === 0 && failure !== undefined) throw failure
   return [...out].sort()
@@ -406,7 +407,9 @@ export const openOutlet = (deps: OutletDeps, initial: OutletPlan) =>
           datapoints: lane.handle.pending(),
         })
         yield* lane.handle.retire
-        const drain = lane.queue.durable ? Effect.zipRight(lane.handle.done, closeLane(lane)) : closeLane(lane)
+        const drain = lane.queue.durable
+          ? Effect.zipRight(lane.handle.done, closeLane(lane))
+          : closeLane(lane)
         yield* Effect.forkIn(drain, outletScope)
       })
 
@@ -414,7 +417,10 @@ export const openOutlet = (deps: OutletDeps, initial: OutletPlan) =>
       const urls = lanes.map((l) => l.url ?? "")
       targets = {
         lanes,
-        ring: lanes.length > 1 || (sharded && lanes.length === 1) ? new HashRing(urls, plan.virtualNodes) : undefined,
+        ring:
+          lanes.length > 1 || (sharded && lanes.length === 1)
+            ? new HashRing(urls, plan.virtualNodes)
+            : undefined,
         key,
       }
       telemetry.exportEndpoints.set({ protocol }, lanes.filter((l) => l.url !== undefined).length)
@@ -504,12 +510,15 @@ export const openOutlet = (deps: OutletDeps, initial: OutletPlan) =>
                 ? answer.left.error.message
                 : String(answer.left.error)
               : "no addresses"
-          yield* (first ? logError : logWarn)("sharding: DNS name does not resolve; the endpoints stay as they are", {
-            protocol,
-            name: dns.name,
-            error,
-            endpoints: targets.lanes.length,
-          })
+          yield* (first ? logError : logWarn)(
+            "sharding: DNS name does not resolve; the endpoints stay as they are",
+            {
+              protocol,
+              name: dns.name,
+              error,
+              endpoints: targets.lanes.length,
+            },
+          )
           return false
         }
         const urls = answer.right.map((ip) => dnsEndpoint(protocol, dns, ip))
@@ -551,7 +560,8 @@ export const openOutlet = (deps: OutletDeps, initial: OutletPlan) =>
         const before = plan
         const queueMoved =
           !first &&
-          (before.queue?.path !== next.queue?.path || (before.queue === undefined) !== (next.queue === undefined))
+          (before.queue?.path !== next.queue?.path ||
+            (before.queue === undefined) !== (next.queue === undefined))
         let nextTls = tls
         if (!first && !samePlanPart(before.tls, next.tls)) nextTls = yield* loadTls(next.tls)
         const oldTls = tls
@@ -564,7 +574,12 @@ export const openOutlet = (deps: OutletDeps, initial: OutletPlan) =>
         yield* Effect.gen(function* () {
           if (next.source._tag === "Dns") {
             if (first || !samePlanPart(before.source, next.source) || queueMoved) {
-              if (queueMoved) yield* setEndpoints(targets.lanes.map((l) => l.url), true, "queue moved")
+              if (queueMoved)
+                yield* setEndpoints(
+                  targets.lanes.map((l) => l.url),
+                  true,
+                  "queue moved",
+                )
               yield* startDns(next.source.dns)
             } else if (keyChanged) setTargets(targets.lanes, next.sharded, next.key)
             return
@@ -574,7 +589,14 @@ export const openOutlet = (deps: OutletDeps, initial: OutletPlan) =>
             dnsFiber = undefined
           }
           const urls = sourceUrls(next.source)
-          if (first || queueMoved || !samePlanPart(targets.lanes.map((l) => l.url), urls)) {
+          if (
+            first ||
+            queueMoved ||
+            !samePlanPart(
+              targets.lanes.map((l) => l.url),
+              urls,
+            )
+          ) {
             yield* setEndpoints(urls, queueMoved, "removed from config.yaml")
           } else if (keyChanged) setTargets(targets.lanes, next.sharded, next.key)
         }).pipe(

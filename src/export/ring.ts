@@ -53,11 +53,7 @@ export class HashRing {
     // Ties (two points at one position) are broken by URL, so the order never depends on the
     // order the endpoints were listed in.
     placed.sort((a, b) =>
-      a.at !== b.at
-        ? a.at - b.at
-        : (endpoints[a.owner] as string) < (endpoints[b.owner] as string)
-          ? -1
-          : 1,
+      a.at !== b.at ? a.at - b.at : (endpoints[a.owner] as string) < (endpoints[b.owner] as string) ? -1 : 1,
     )
     this.points = Uint32Array.from(placed, (p) => p.at)
     this.owners = Uint16Array.from(placed, (p) => p.owner)

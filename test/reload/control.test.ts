@@ -59,6 +59,9 @@ describe("POST /-/reload and /api/v1/status/config", () => {
       restart_required: ["receivers.max_request_bytes"],
     })
     const status = await server.handler(new Request("http://control/api/v1/status/config"))
-    expect(await status.json()).toMatchObject({ version: 2, restart_required: ["receivers.max_request_bytes"] })
+    expect(await status.json()).toMatchObject({
+      version: 2,
+      restart_required: ["receivers.max_request_bytes"],
+    })
   })
 })

@@ -101,7 +101,11 @@ const statsOf = (v: ConfigVersion) =>
 
 const VALID = [limitsText(["a"]), limitsText(["a", "b"]), limitsText(["b", "c", "d"]), limitsText([])]
 const INVALID = ["rules:\n  - name: a\n    max_card", "rules:\n  - name: a\n    colour: red\n", ""]
-const CONFIGS = ["limits:\n  dry_run: false\n", "limits:\n  dry_run: true\n", "receivers:\n  max_request_bytes: 500\n"]
+const CONFIGS = [
+  "limits:\n  dry_run: false\n",
+  "limits:\n  dry_run: true\n",
+  "receivers:\n  max_request_bytes: 500\n",
+]
 
 const explicit = fc.constantFrom<Trigger>("sighup", "touch", "http")
 
@@ -306,16 +310,24 @@ describe("the state is the fold of the events", () => {
       const { reloader, telemetry } = yield* pipeline(files)
       files.config = "limits:\n  dry_run: true\nreceivers:\n  max_request_bytes: 500\n"
       const changed = yield* requestNow(reloader, "sighup")
-      expect(changed).toMatchObject({ status: "applied", restart_required: ["receivers.max_request_bytes"], dry_run: true })
+      expect(changed).toMatchObject({
+        status: "applied",
+        restart_required: ["receivers.max_request_bytes"],
+        dry_run: true,
+      })
       expect((yield* reloader.state.get).restartRequired).toEqual(["receivers.max_request_bytes"])
       expect(yield* Effect.promise(() => value(telemetry.restartRequired))).toBe(1)
       // A change of a key that reloads only: the restart is still required for receivers.max_request_bytes.
       files.config = "limits:\n  dry_run: false\nreceivers:\n  max_request_bytes: 500\n"
-      expect((yield* requestNow(reloader, "sighup")).restart_required).toEqual(["receivers.max_request_bytes"])
+      expect((yield* requestNow(reloader, "sighup")).restart_required).toEqual([
+        "receivers.max_request_bytes",
+      ])
       // Keys of the sections that reload (exporters, buffer) never need a restart.
       files.config =
         "limits:\n  dry_run: false\nreceivers:\n  max_request_bytes: 500\nbuffer:\n  size: 7\nexporters:\n  prw:\n    endpoint: http://127.0.0.1:1/api/v1/write\n"
-      expect((yield* requestNow(reloader, "sighup")).restart_required).toEqual(["receivers.max_request_bytes"])
+      expect((yield* requestNow(reloader, "sighup")).restart_required).toEqual([
+        "receivers.max_request_bytes",
+      ])
       files.config = "limits:\n  dry_run: false\n"
       const undone = yield* requestNow(reloader, "sighup")
       expect(undone).toMatchObject({ status: "applied", restart_required: [] })

@@ -83,6 +83,7 @@ export class Sink<P> {
     private readonly server: http.Server,
     readonly port: number,
     respond: Respond,
+    readonly host = "127.0.0.1",
   ) {
     this.respond = respond
   }
@@ -90,7 +91,7 @@ export class Sink<P> {
   /** Starts listening on 127.0.0.1 (`port` 0 or omitted: a free port). */
   static async start<Proto extends SinkProtocol>(
     protocol: Proto,
-    options: { readonly port?: number; readonly respond?: Respond } = {},
+    options: { readonly port?: number; readonly host?: string; readonly respond?: Respond } = {},
   ): Promise<Sink<Proto extends "otlp" ? ExportMetricsServiceRequest : WriteRequest>> {
     type Payload = Proto extends "otlp" ? ExportMetricsServiceRequest : WriteRequest
     const decode = (protocol === "otlp" ? decodeOtlp : decodePrw) as (
@@ -137,7 +138,7 @@ export class Sink<P> {
     })
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject)
-      server.listen(options.port ?? 0, "127.0.0.1", () => {
+      server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => {
         server.off("error", reject)
         resolve()
       })
@@ -147,12 +148,13 @@ export class Sink<P> {
       server,
       (server.address() as AddressInfo).port,
       options.respond ?? (() => OK),
+      options.host ?? "127.0.0.1",
     )
     return sink
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.port}${this.protocol === "otlp" ? "/v1/metrics" : "/api/v1/write"}`
+    return `http://${this.host}:${this.port}${this.protocol === "otlp" ? "/v1/metrics" : "/api/v1/write"}`
   }
 
   /** Datapoints in the bodies answered 2xx. */

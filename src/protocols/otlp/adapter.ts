@@ -27,9 +27,9 @@ import {
   stripLabelsOf,
 } from "../../limits/batch.js"
 import { absorbSeparator, absorbText, beginFingerprint, finishFingerprint } from "../../limits/fingerprint.js"
+import type { ShardSelection } from "../protocol.js"
 import { flattenAttributes, forEachMergedLabel, mergeLabels } from "./attribute-text.js"
 import { decodeOtlpProtobuf, encodeOtlpProtobuf } from "./protobuf.js"
-import type { ShardSelection } from "../protocol.js"
 import type {
   DataPoint,
   ExportMetricsServiceRequest,

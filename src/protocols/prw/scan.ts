@@ -27,11 +27,11 @@ import {
 } from "../../limits/fingerprint.js"
 import { type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
 import { InvalidUtf8, readUtf8 } from "../../wire/utf8.js"
+import type { ShardSelection } from "../protocol.js"
 import { applyVerdict, seriesEntry } from "./adapter.js"
 import { decodeError, encodeWriteRequest, WriteRequestReader } from "./codec.js"
 import type { PrwDecodeError } from "./errors.js"
 import { FieldNumber, NO_BYTES } from "./types.js"
-import type { ShardSelection } from "../protocol.js"
 
 const FIXED64 = 1
 const VARINT = 0
