@@ -62,7 +62,7 @@ const VirtualNodes = Schema.Number.pipe(
   Schema.between(1, 10_000, { message: () => "must be between 1 and 10000" }),
 ).annotations({ message: () => ({ message: "must be a whole number from 1 to 10000", override: true }) })
 
-export const SHARD_KEYS = ["series", "labels", "rule_group"] as const
+export const SHARD_KEYS = ["series", "labels", "rule", "rule_group"] as const
 export type ShardKey = (typeof SHARD_KEYS)[number]
 
 /** Endpoints from a DNS name (a Kubernetes headless Service): one per address it resolves to. */
@@ -89,7 +89,7 @@ export const ShardingSpec = Schema.Struct({
   dns: opt(ShardingDnsSpec),
   key: opt(
     Schema.Literal(...SHARD_KEYS).annotations({
-      message: () => ({ message: 'must be "series", "labels" or "rule_group"', override: true }),
+      message: () => ({ message: 'must be "series", "labels", "rule" or "rule_group"', override: true }),
     }),
   ),
   /** With `key: labels`: the labels whose values are the shard key. */

@@ -6,8 +6,11 @@
  * Shard keys (`exporters.<protocol>.sharding.key`):
  * - `series`: the whole series identity (its fingerprint) — spreads best;
  * - `labels`: the values of the listed labels — every series with the same values together;
- * - `rule_group`: the owning rule and its `group_by` values — every series a limit counts in one
- *   place (a series no rule owns is keyed by its identity).
+ * - `rule`: the owning rule — every series a rule's limits count meet in one place, so each limit
+ *   holds exactly once for a fleet (a series no rule owns is keyed by its identity);
+ * - `rule_group`: the owning rule and its `group_by` values — a rule without `group_by` as with
+ *   `rule`; a rule with it has each group whole in one place, its groups spread over the endpoints
+ *   (its limits, which are the rule's, then hold per endpoint its groups land on).
  *
  * @module
  */
@@ -42,11 +45,13 @@ export const shardPosition = (
     }
     return positionOfText(key)
   }
-  if (spec.key === "rule_group") {
+  if (spec.key === "rule" || spec.key === "rule_group") {
     const rule = verdict.rule[i]
     if (rule !== undefined) {
       const group =
-        rule.groupBy.length === 0 ? "" : groupKey(rule.groupBy, batch.nameOf(i), batch.labelsOf(i))
+        spec.key === "rule" || rule.groupBy.length === 0
+          ? ""
+          : groupKey(rule.groupBy, batch.nameOf(i), batch.labelsOf(i))
       return positionOfText(rule.name + KEY_SEPARATOR + group)
     }
   }
