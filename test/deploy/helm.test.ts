@@ -1053,12 +1053,12 @@ describe.skipIf("reason" in HELM)(helmTitle, () => {
       const host = `${GOVERNORS}.${NAMESPACE}.svc.cluster.local`
       expect(exporters.prw?.sharding).toEqual({
         dns: { name: host, port: 9091, scheme: "http", path: "/api/v1/write", refresh_interval: "30s" },
-        key: "rule_group",
+        key: "rule",
         virtual_nodes: 160,
       })
       expect(exporters.otlp?.sharding).toEqual({
         dns: { name: host, port: 4318, scheme: "http", path: "/v1/metrics", refresh_interval: "30s" },
-        key: "rule_group",
+        key: "rule",
         virtual_nodes: 160,
       })
       // The rest of config.yaml is kept.

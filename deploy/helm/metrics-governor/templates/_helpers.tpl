@@ -141,8 +141,8 @@ with router.governors.service set, a dns block for the governors' headless Servi
 {{- if (get $exporters $p | default dict).endpoint -}}
 {{- fail (printf "exporters.%s.endpoint in config cannot be combined with sharding (mode: %s): remove it" $p $.Values.mode) -}}
 {{- end -}}
-{{- if and (eq (toString $s.key) "rule_group") (not $.Values.limits.enabled) -}}
-{{- fail (printf "exporters.%s sharding with key: rule_group needs limits.enabled (the rule groups come from limits.yaml)" $p) -}}
+{{- if and (has (toString $s.key) (list "rule" "rule_group")) (not $.Values.limits.enabled) -}}
+{{- fail (printf "exporters.%s sharding with key: %s needs limits.enabled (the rules come from limits.yaml)" $p (toString $s.key)) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
