@@ -368,6 +368,10 @@ export const openOutlet = (deps: OutletDeps, initial: OutletPlan) =>
           laneDir === undefined || url === undefined || q === undefined
             ? new ExportBuffer<Uint8Array>(plan.bufferSize, plan.bufferMaxBytes)
             : yield* openDurable(laneDir, url, q)
+        if (url !== undefined) {
+          telemetry.exportCircuitOpen.set({ protocol, endpoint: url }, 0)
+          telemetry.endpointDatapointsSent.inc({ protocol, endpoint: url }, 0)
+        }
         const scope = yield* Scope.make()
         const handle = yield* runExporter(settingsOf(url), queue, telemetry).pipe(
           Scope.extend(scope),
@@ -391,6 +395,9 @@ export const openOutlet = (deps: OutletDeps, initial: OutletPlan) =>
           }
         }
         retiring.delete(lane)
+        if (lane.url !== undefined && !targets.lanes.some((l) => l.url === lane.url)) {
+          telemetry.exportCircuitOpen.remove({ protocol, endpoint: lane.url })
+        }
       })
 
     /**
@@ -626,6 +633,7 @@ export const openOutlet = (deps: OutletDeps, initial: OutletPlan) =>
         if (next.queue !== undefined && (first || queueMoved)) yield* adoptOrphans(next.queue)
       })
 
+    telemetry.shardDnsFailures.inc({ protocol }, 0)
     const allLanes = () => [...targets.lanes, ...retiring]
     telemetry.setBufferSource(protocol, () => allLanes().reduce((n, l) => n + l.handle.pending(), 0))
     telemetry.setQueueSource(protocol, () => {
