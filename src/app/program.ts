@@ -10,7 +10,7 @@
  * @module
  */
 
-import { Effect, Either, Layer, Option, Stream } from "effect"
+import { Effect, Either, Fiber, Layer, Option, Stream } from "effect"
 import { type RunFlags, UsageError } from "../cli/flags.js"
 import * as Decoder from "../config/decoder.js"
 import { isHttpUrl, MAIN_DEFAULTS, type MainConfigSpec } from "../config/main-schema.js"
@@ -24,7 +24,7 @@ import { setTrackerSettings, trackerSettings } from "../limits/tracker.js"
 import { type Admission, MemoryGuard, UNLIMITED, v8Collect } from "../memory/guard.js"
 import { budgetOf, cgroupMemoryLimit, resolveMemoryLimit } from "../memory/limit.js"
 import { watchDeadRules } from "../pipeline/dead-rules.js"
-import { serveReceiver } from "../pipeline/http-receiver.js"
+import { type ReceiverSecurity, serveReceiver } from "../pipeline/http-receiver.js"
 import { makeIngest } from "../pipeline/ingest.js"
 import { ViolationLog } from "../pipeline/violations.js"
 import * as OtlpDecode from "../protocols/otlp/decode-pool.js"
@@ -47,7 +47,7 @@ import {
 } from "../server/address.js"
 import * as Control from "../server/control.js"
 import { makeShutdownClock, Shutdown } from "../server/shutdown.js"
-import { callbackLogger, logError, logInfo } from "../telemetry/log.js"
+import { callbackLogger, logError, logInfo, logWarn } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
 import type { PoolLimits } from "../threads/pool.js"
 import type { RequestBounds } from "../wire/bounds.js"
@@ -179,10 +179,97 @@ export const dataPathLayer = (flags: DataPathFlags) =>
                 basicPasswordFile: authSpec.basic_password_file,
               }),
             )
-      const security = { tls: receiverTls, auth: receiverAuth }
+      const security: ReceiverSecurity = { tls: receiverTls, auth: receiverAuth }
       const secrets = [receiverTls, receiverAuth].filter((x) => x !== undefined)
+      // The watch of the receivers' secret files, started again when a reload changes which files.
+      const dataScope = yield* Effect.scope
+      let secretWatch: Fiber.RuntimeFiber<void> | undefined
+      const watchSecrets = Effect.gen(function* () {
+        if (secretWatch !== undefined) yield* Fiber.interrupt(secretWatch)
+        const items = [security.tls, security.auth].filter((x) => x !== undefined)
+        secretWatch =
+          items.length === 0 ? undefined : yield* Effect.forkIn(watchSecretFiles(items, telemetry), dataScope)
+      })
+      /** A reload's receivers.tls (other files, TLS staying on) and receivers.auth (any change). */
+      const applyReceiverSecurity = (spec: MainConfigSpec) =>
+        Effect.gen(function* () {
+          let changed = false
+          const t = spec.receivers?.tls
+          const tls = security.tls
+          if (
+            tls !== undefined &&
+            t !== undefined &&
+            (t.client_ca_file === undefined) === (tls.spec.clientCaFile === undefined) &&
+            (t.cert_file !== tls.spec.certFile ||
+              t.key_file !== tls.spec.keyFile ||
+              t.client_ca_file !== tls.spec.clientCaFile)
+          ) {
+            const failed = tls.retarget({
+              certFile: t.cert_file,
+              keyFile: t.key_file,
+              clientCaFile: t.client_ca_file,
+            })
+            if (failed === undefined) {
+              changed = true
+              yield* logInfo("receivers' TLS files changed by the reload: in force for new connections", {
+                cert_file: t.cert_file,
+              })
+            } else {
+              telemetry.tlsReloadFailures.inc({ file: failed.file })
+              yield* logError(
+                "receivers' TLS files from the reload do not load; the previous ones stay in force",
+                {
+                  file: failed.file,
+                  error: failed.reason,
+                },
+              )
+            }
+          }
+          const a = spec.receivers?.auth
+          const held = security.auth?.spec
+          const same =
+            a === undefined
+              ? held === undefined
+              : held !== undefined &&
+                held.bearerTokenFile === a.bearer_token_file &&
+                held.basicUsername === a.basic_username &&
+                held.basicPasswordFile === a.basic_password_file
+          if (!same) {
+            if (a === undefined) {
+              security.auth = undefined
+              changed = true
+              yield* logWarn(
+                "receivers no longer ask for credentials (receivers.auth removed by the reload)",
+                {},
+              )
+            } else {
+              const loaded = ReceiverAuth.load({
+                bearerTokenFile: a.bearer_token_file,
+                basicUsername: a.basic_username,
+                basicPasswordFile: a.basic_password_file,
+              })
+              if (loaded instanceof SecretFileError) {
+                telemetry.tlsReloadFailures.inc({ file: loaded.file })
+                yield* logError(
+                  "receivers' credentials from the reload do not load; the previous ones stay in force",
+                  {
+                    file: loaded.file,
+                    error: loaded.reason,
+                  },
+                )
+              } else {
+                security.auth = loaded
+                changed = true
+                yield* logInfo("receivers' credentials changed by the reload", {
+                  auth: loaded.challenges.map((c) => c.split(" ")[0]),
+                })
+              }
+            }
+          }
+          if (changed) yield* watchSecrets
+        })
       if (secrets.length > 0) {
-        yield* Effect.forkScoped(watchSecretFiles(secrets, telemetry))
+        yield* watchSecrets
         yield* logInfo("receivers secured", {
           tls: receiverTls !== undefined,
           mutual_tls: receiverTls?.mutual ?? false,
@@ -227,14 +314,17 @@ export const dataPathLayer = (flags: DataPathFlags) =>
           Stream.map((state) => (state.active ?? startup).main),
           Stream.changesWith((a, b) => a === b),
           Stream.runForEach((spec) =>
-            Effect.forEach(
-              [
-                ["otlp", otlpOutlet],
-                ["prw", prwOutlet],
-              ] as const,
-              ([protocol, outlet]) =>
-                outlet === undefined ? Effect.void : outlet.configure(planFor(protocol, spec)),
-              { discard: true },
+            Effect.zipRight(
+              applyReceiverSecurity(spec),
+              Effect.forEach(
+                [
+                  ["otlp", otlpOutlet],
+                  ["prw", prwOutlet],
+                ] as const,
+                ([protocol, outlet]) =>
+                  outlet === undefined ? Effect.void : outlet.configure(planFor(protocol, spec)),
+                { discard: true },
+              ),
             ),
           ),
         ),

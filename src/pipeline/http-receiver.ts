@@ -51,10 +51,13 @@ const send = (res: ServerResponse, reply: Reply) => {
   }
 }
 
-/** What a receiver asks of its clients: TLS (mutual with a client CA) and credentials. */
+/**
+ * What a receiver asks of its clients: TLS (mutual with a client CA) and credentials. `auth` is
+ * read at every request, so a reload may set, change or remove it.
+ */
 export interface ReceiverSecurity {
   readonly tls?: ServerTls | undefined
-  readonly auth?: ReceiverAuth | undefined
+  auth?: ReceiverAuth | undefined
 }
 
 /** Text replies for errors: short, one line, for an operator reading a client's log. */
@@ -86,9 +89,10 @@ export const serveReceiver = (
   Effect.acquireRelease(
     Effect.async<Effect.Effect<void>, ListenError>((resume) => {
       const protocol = routes[0]?.protocol
-      const { tls, auth } = security
+      const { tls } = security
       const onRequest = (req: IncomingMessage, res: ServerResponse) => {
         // Credentials first: a request without them costs no read, no admission, no other count.
+        const auth = security.auth
         if (auth !== undefined && !auth.check(req.headers.authorization)) {
           if (protocol !== undefined) {
             telemetry.receiverAuthFailures.inc({ protocol })

@@ -102,13 +102,30 @@ export class ServerTls implements Refreshable {
   private listeners: Array<(pem: ServerTlsPem) => void> = []
 
   private constructor(
-    readonly spec: ServerTlsFiles,
+    private specNow: ServerTlsFiles,
     private pem: ServerTlsPem,
   ) {}
 
   static load(spec: ServerTlsFiles): ServerTls | SecretFileError {
     const pem = loadServerTls(spec)
     return pem instanceof SecretFileError ? pem : new ServerTls(spec, pem)
+  }
+
+  get spec(): ServerTlsFiles {
+    return this.specNow
+  }
+
+  /**
+   * Other files (a reload changed their paths): loaded and in force for new connections when they
+   * load, else the error and nothing changes. Whether a client CA is asked for stays as at start.
+   */
+  retarget(spec: ServerTlsFiles): SecretFileError | undefined {
+    const pem = loadServerTls(spec)
+    if (pem instanceof SecretFileError) return pem
+    this.specNow = spec
+    this.pem = pem
+    for (const l of this.listeners) l(pem)
+    return undefined
   }
 
   get files(): ReadonlyArray<string> {

@@ -375,3 +375,58 @@ describe("rotation", () => {
     expect(r.governor.pid).toBe(pid)
   }, 60_000)
 })
+
+describe("reload of the receivers' TLS and credential settings", () => {
+  it("other certificate and token files, and auth removed, apply on SIGHUP without a restart", async () => {
+    const a = new SecretDir(tempDir("mg-secret-"))
+    a.swap(serverFiles("server", false))
+    const b = new SecretDir(tempDir("mg-secret-"))
+    b.swap({ ...serverFiles("server2", false), token: "other-token\n" })
+    const configDir = tempDir()
+    const config = (dir: SecretDir, auth: boolean) =>
+      [
+        "receivers:",
+        "  tls:",
+        `    cert_file: ${dir.file("tls.crt")}`,
+        `    key_file: ${dir.file("tls.key")}`,
+        ...(auth ? ["  auth:", `    bearer_token_file: ${dir.file("token")}`] : []),
+        "",
+      ].join("\n")
+    running = await startWithReceivers(configDir, config(a, true))
+    const r = running
+    const pid = r.governor.pid
+    const body = encodeOtlpProtobuf(otlpSeries("tls_reload", 1))
+    const post = (token?: string) =>
+      httpsPost(r.httpPort, "/v1/metrics", body, {
+        ...OTLP_HEADERS,
+        ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+      })
+    expect(await post("s3cret-token")).toMatchObject({ status: 200, peerCn: "server" })
+
+    fs.writeFileSync(path.join(configDir, "config.yaml"), config(b, true))
+    r.governor.signal("SIGHUP")
+    await r.governor.waitForVersion(2)
+    await waitFor("the new files in force", async () =>
+      (await post("other-token")).status === 200 ? true : undefined,
+    )
+    expect(await post("other-token")).toMatchObject({ status: 200, peerCn: "server2" })
+    expect((await post("s3cret-token")).status).toBe(401)
+    expect(await peerCn(r.grpcPort)).toBe("server2")
+    expect((await grpcExport(r.grpcPort, grpc.credentials.createSsl(CA), bearer("s3cret-token")))?.code).toBe(
+      GrpcCode.UNAUTHENTICATED,
+    )
+    expect(await grpcExport(r.grpcPort, grpc.credentials.createSsl(CA), bearer("other-token"))).toBeNull()
+    const status = (await (await r.governor.get("/api/v1/status/config")).json()) as {
+      restart_required: Array<string>
+    }
+    expect(status.restart_required).toEqual([])
+
+    // Credentials removed: requests without them are served again.
+    fs.writeFileSync(path.join(configDir, "config.yaml"), config(b, false))
+    r.governor.signal("SIGHUP")
+    await r.governor.waitForVersion(3)
+    await waitFor("no credentials asked", async () => ((await post()).status === 200 ? true : undefined))
+    expect(await grpcExport(r.grpcPort, grpc.credentials.createSsl(CA))).toBeNull()
+    expect(r.governor.pid).toBe(pid)
+  }, 60_000)
+})

@@ -54,20 +54,17 @@ export const serveGrpc = (
       try: () =>
         startGrpcServer({
           ...(security.tls === undefined ? {} : { credentials: rotatingServerCredentials(security.tls) }),
-          ...(security.auth === undefined
-            ? {}
-            : {
-                authenticate: (metadata) => {
-                  const value = metadata.get("authorization")[0]
-                  return (security.auth as ReceiverAuth).check(
-                    typeof value === "string" ? value : value?.toString("utf8"),
-                  )
-                },
-                onUnauthenticated: () => {
-                  telemetry.receiverAuthFailures.inc({ protocol: "otlp" })
-                  telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_unauthenticated" })
-                },
-              }),
+          // Read at every call: a reload may set, change or remove the credentials.
+          authenticate: (metadata) => {
+            const auth: ReceiverAuth | undefined = security.auth
+            if (auth === undefined) return true
+            const value = metadata.get("authorization")[0]
+            return auth.check(typeof value === "string" ? value : value?.toString("utf8"))
+          },
+          onUnauthenticated: () => {
+            telemetry.receiverAuthFailures.inc({ protocol: "otlp" })
+            telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_unauthenticated" })
+          },
           host: address.host ?? "",
           port: address.port,
           maxReceiveMessageLength: maxMessageBytes,

@@ -1,0 +1,38 @@
+import { describe, expect, it } from "vitest"
+import type { MainConfigSpec } from "../../src/config/main-schema.js"
+import { restartOnlyChanges } from "../../src/reload/restart.js"
+
+const tls = (cert: string, ca?: string) => ({
+  receivers: { tls: { cert_file: cert, key_file: "k", ...(ca === undefined ? {} : { client_ca_file: ca }) } },
+})
+
+describe("restart_required: what a reload cannot apply", () => {
+  it("exporters, buffer, limits.dry_run and receivers.auth reload; receivers' bounds, memory and shutdown_timeout do not", () => {
+    const start: MainConfigSpec = {}
+    const now: MainConfigSpec = {
+      limits: { dry_run: true },
+      exporters: {
+        prw: { endpoint: "http://a/api/v1/write" },
+        queue: { path: "/q" },
+      },
+      buffer: { size: 5 },
+      receivers: { auth: { bearer_token_file: "/t" }, max_request_bytes: 10 },
+      memory: { limit_ratio: 0.5 },
+      shutdown_timeout: 1_000,
+    }
+    expect(restartOnlyChanges(start, now)).toEqual([
+      "memory.limit_ratio",
+      "receivers.max_request_bytes",
+      "shutdown_timeout",
+    ])
+  })
+
+  it("receivers.tls files reload while TLS (and mutual TLS) stays as it started", () => {
+    expect(restartOnlyChanges(tls("a"), tls("b"))).toEqual([])
+    expect(restartOnlyChanges(tls("a", "ca1"), tls("b", "ca2"))).toEqual([])
+    // Turning TLS or mutual TLS on or off changes how the listeners were opened.
+    expect(restartOnlyChanges({}, tls("a"))).toEqual(["receivers.tls.cert_file", "receivers.tls.key_file"])
+    expect(restartOnlyChanges(tls("a"), {})).toEqual(["receivers.tls.cert_file", "receivers.tls.key_file"])
+    expect(restartOnlyChanges(tls("a"), tls("a", "ca"))).toEqual(["receivers.tls.client_ca_file"])
+  })
+})
