@@ -365,4 +365,44 @@ describe("exporters reload", () => {
     }
     expect(status.restart_required).toEqual([])
   }, 60_000)
+
+  it("with the durable queue, a retired endpoint keeps its data through a restart and gets it when it returns", async () => {
+    let aUp = false
+    const a = await startSink("prw", { respond: () => (aUp ? { status: 204 } : { status: 503 }) })
+    const b = await startSink("prw")
+    const dir = tempDir("mg-shard-")
+    const queue = path.join(dir, "queue")
+    const body = (sink: Sink<WriteRequest>) =>
+      `buffer:\n  flush_interval: 50ms\nshutdown_timeout: 2s\nexporters:\n  queue:\n    path: ${queue}\n  prw:\n    endpoint: ${sink.url}\n`
+    const config = writeConfig(dir, body(a))
+    const { url, args } = await prwArgs(config)
+    let gov = await governor(args)
+    await send(url, "queued_for_a", 500, 100)
+    // A is down: its share waits in its directory. The reload sends new data to B; A's lane drains.
+    writeConfig(dir, body(b))
+    gov.signal("SIGHUP")
+    await gov.waitForVersion(2)
+    await send(url, "for_b", 300, 100)
+    await waitDelivered([b], 300)
+    expect(a.datapoints).toBe(0)
+    const laneDirs = () => fs.readdirSync(path.join(queue, "prw"))
+    expect(laneDirs()).toHaveLength(2)
+    // Stopped while A is still down: A's data stays on disk, not counted lost.
+    await gov.stop()
+    expect(
+      gov.logs.some((l) => l.message === "datapoints left in the durable queue for the next start"),
+    ).toBe(true)
+    // The next start (configured for B only) finds A's directory and sends it to A when A is back.
+    gov = await governor(args)
+    aUp = true
+    await waitDelivered([a], 500, 30_000)
+    expect(seen(a, "queued_for_a").size).toBe(500)
+    expect(seen(b, "queued_for_a").size).toBe(0)
+    await waitFor("the drained directory removed", async () => (laneDirs().length === 1 ? true : undefined))
+    expect(
+      await gov.metric(
+        'metrics_governor_export_datapoints_lost_total{protocol="prw",reason="shutdown_timeout"}',
+      ),
+    ).toBeUndefined()
+  }, 60_000)
 })
