@@ -16,7 +16,7 @@ import * as Decoder from "../config/decoder.js"
 import { isHttpUrl, MAIN_DEFAULTS, type MainConfigSpec } from "../config/main-schema.js"
 import * as ConsoleService from "../console/service.js"
 import * as EventLog from "../events/log.js"
-import { openOutlet, planOf } from "../export/outlet.js"
+import { type Outlet, openOutlet, planOf } from "../export/outlet.js"
 import { enforce, matchOnly } from "../limits/enforce.js"
 import { LabelUsage } from "../limits/label-usage.js"
 import { currentUsages } from "../limits/stats.js"
@@ -31,6 +31,7 @@ import * as OtlpDecode from "../protocols/otlp/decode-pool.js"
 import { routeGrpcLogs, serveGrpc } from "../protocols/otlp/grpc-receiver.js"
 import { otlpHttpRoute } from "../protocols/otlp/http.js"
 import { otlpAdapter, otlpEncoder } from "../protocols/otlp/protocol.js"
+import type { ProtocolAdapter } from "../protocols/protocol.js"
 import { defaultDecodeThreads, inlineDecoder, workerDecoder } from "../protocols/prw/decode-pool.js"
 import { prwRoute } from "../protocols/prw/http.js"
 import { prwAdapter, prwEncoder } from "../protocols/prw/protocol.js"
@@ -330,6 +331,8 @@ export const dataPathLayer = (flags: DataPathFlags) =>
         ),
       )
       const decide = flags.mode === "router" ? matchOnly : enforce
+      const ingestOf = <Req>(adapter: ProtocolAdapter<Req, Uint8Array>, outlet: Outlet) =>
+        makeIngest(adapter, outlet, telemetry, current, violations, Date.now, labelUsage, decide)
       if (flags.mode === "router") {
         yield* logInfo(
           "router mode: series are matched against the limits and routed, nothing is enforced",
@@ -339,16 +342,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
 
       if (otlpOutlet !== undefined) {
         const threads = main.receivers?.decode_threads ?? defaultDecodeThreads()
-        const ingest = makeIngest(
-          otlpAdapter,
-          otlpOutlet,
-          telemetry,
-          current,
-          violations,
-          Date.now,
-          labelUsage,
-          decide,
-        )
+        const ingest = ingestOf(otlpAdapter, otlpOutlet)
         // Acquired before the receivers, so released after they stopped accepting.
         const decoder = yield* Effect.acquireRelease(
           Effect.sync(() =>
@@ -395,16 +389,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
 
       // Remote write.
       if (prwAddress !== undefined && prwOutlet !== undefined) {
-        const ingest = makeIngest(
-          prwAdapter,
-          prwOutlet,
-          telemetry,
-          current,
-          violations,
-          Date.now,
-          labelUsage,
-          decide,
-        )
+        const ingest = ingestOf(prwAdapter, prwOutlet)
         const threads = main.receivers?.decode_threads ?? defaultDecodeThreads()
         // Acquired before the receiver, so released after it stopped accepting.
         const decoder = yield* Effect.acquireRelease(
