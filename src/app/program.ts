@@ -316,7 +316,10 @@ export const dataPathLayer = (flags: DataPathFlags) =>
           Stream.changesWith((a, b) => a === b),
           Stream.runForEach((spec) =>
             Effect.zipRight(
-              applyReceiverSecurity(spec),
+              Effect.zipRight(
+                Effect.sync(() => shutdown.retune(spec.shutdown_timeout ?? MAIN_DEFAULTS.shutdownTimeoutMs)),
+                applyReceiverSecurity(spec),
+              ),
               Effect.forEach(
                 [
                   ["otlp", otlpOutlet],

@@ -24,15 +24,28 @@ export interface ShutdownClock {
   readonly graceLeftMs: () => number
   /** Milliseconds left of `shutdown_timeout` (all of it before shutdown begins; 0 when passed). */
   readonly remainingMs: () => number
+  /** A new `shutdown_timeout` (a reload) for a shutdown that has not begun; the grace follows it. */
+  readonly retune: (timeoutMs: number) => void
 }
 
-export const makeShutdownClock = (timeoutMs: number, graceMs = graceOf(timeoutMs)): ShutdownClock => {
+export const makeShutdownClock = (initialMs: number, initialGraceMs?: number): ShutdownClock => {
   let startedAt: number | undefined
+  let timeoutMs = initialMs
+  let graceMs = initialGraceMs ?? graceOf(initialMs)
   const stops: Array<() => void> = []
   const left = (span: number) => (startedAt === undefined ? span : Math.max(0, startedAt + span - Date.now()))
   return {
-    timeoutMs,
-    graceMs,
+    get timeoutMs() {
+      return timeoutMs
+    },
+    get graceMs() {
+      return graceMs
+    },
+    retune: (next) => {
+      if (startedAt !== undefined) return
+      timeoutMs = next
+      graceMs = graceOf(next)
+    },
     begin: () => {
       if (startedAt !== undefined) return
       startedAt = Date.now()
