@@ -94,7 +94,7 @@ const engineSnapshot = (v: ConfigVersion) =>
         datapoints: st.datapoints,
         series: st.series.size,
         groups: Object.fromEntries(
-          [...st.groups].map(([k, g]) => [k, { datapoints: g.datapoints, series: g.series }]),
+          [...st.groups].map(([k, g]) => [k, { datapoints: g.datapoints, series: g.series, rank: g.rank }]),
         ),
         dropped: [...st.droppedGroups].sort(),
         shedDatapoints: st.shedDatapoints,

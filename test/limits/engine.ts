@@ -1,7 +1,7 @@
 import { Either } from "effect"
 import { expect } from "vitest"
 import { decodeLimits } from "../../src/config/decode.js"
-import { type ArraySeriesBatch, arrayBatch } from "../../src/limits/batch.js"
+import { type ArraySeriesBatch, arrayBatch, stripLabelsOf } from "../../src/limits/batch.js"
 import { enforce } from "../../src/limits/enforce.js"
 import { fingerprintSeries } from "../../src/limits/fingerprint.js"
 import { type ConfigVersion, nextVersion } from "../../src/reload/version.js"
@@ -55,8 +55,12 @@ export const run = (version: ConfigVersion, nowMs: number, entries: ReadonlyArra
     pass: [...verdict.pass],
     strip: [...verdict.strip],
     rule: verdict.rule.map((r) => r?.name),
-    counts: Object.fromEntries(counts.map((c) => [c.rule, { ...c }])),
+    // The compiled rule rides along with shaped rules' counts (for their labels): not a count.
+    counts: Object.fromEntries(counts.map(({ compiled: _, ...c }) => [c.rule, c])),
     order: counts.map((c) => c.rule),
+    stripLabels: entries.map((_, i) =>
+      verdict.strip[i] === 1 ? [...stripLabelsOf(verdict, i)].sort() : undefined,
+    ),
   }
 }
 

@@ -9,6 +9,16 @@ import type { Entry } from "./engine.js"
 
 export type Action = "log" | "drop" | "adaptive" | "sample" | "strip_labels"
 
+/** A tier (LIMITS.md "Tiers"); a `strip_labels` tier strips `pod`. */
+export interface TierSpec {
+  readonly atPercent: number
+  readonly action: Exclude<Action, "adaptive">
+  readonly sampleRate: number
+}
+
+/** The labels a `strip_labels` tier removes, in every generated file. */
+export const TIER_STRIP = "pod"
+
 export interface RuleSpec {
   readonly name: string
   readonly metricName: string | undefined
@@ -19,6 +29,16 @@ export interface RuleSpec {
   readonly action: Action
   readonly groupBy: ReadonlyArray<string>
   readonly sampleRate: number
+  /** Ascending `atPercent`. */
+  readonly tiers?: ReadonlyArray<TierSpec>
+  readonly labelLimits?: ReadonlyArray<{ readonly name: string; readonly max: number }>
+  readonly labelLimitAction?: "strip" | "drop"
+  /** `adaptive_priority` (its label is one of `groupBy`). */
+  readonly priority?: {
+    readonly label: string
+    readonly order: ReadonlyArray<string>
+    readonly defaultPriority: number
+  }
 }
 
 export interface LimitsModelSpec {
@@ -37,6 +57,29 @@ const limitLines = (r: Omit<RuleSpec, "name" | "metricName" | "labels">, indent:
   ...(r.groupBy.length > 0 ? [`${indent}group_by: [${r.groupBy.join(", ")}]`] : []),
   ...(r.action === "sample" ? [`${indent}sample_rate: ${r.sampleRate}`] : []),
   ...(r.action === "strip_labels" ? [`${indent}strip_labels: [id]`] : []),
+  ...((r.tiers ?? []).length === 0
+    ? []
+    : [
+        `${indent}tiers:`,
+        ...(r.tiers ?? []).map(
+          (t) =>
+            `${indent}  - {at_percent: ${t.atPercent}, action: ${t.action}` +
+            (t.action === "sample" ? `, sample_rate: ${t.sampleRate}` : "") +
+            (t.action === "strip_labels" ? `, strip_labels: [${TIER_STRIP}]` : "") +
+            "}",
+        ),
+      ]),
+  ...((r.labelLimits ?? []).length === 0
+    ? []
+    : [
+        `${indent}label_limits: {${(r.labelLimits ?? []).map((l) => `${l.name}: ${l.max}`).join(", ")}}`,
+        `${indent}label_limit_action: ${r.labelLimitAction ?? "strip"}`,
+      ]),
+  ...(r.priority === undefined
+    ? []
+    : [
+        `${indent}adaptive_priority: {label: ${r.priority.label}, order: [${r.priority.order.join(", ")}], default_priority: ${r.priority.defaultPriority}}`,
+      ]),
 ]
 
 /** The limits.yaml of a spec. */
@@ -56,6 +99,7 @@ export const yamlOf = (spec: LimitsModelSpec): string => {
 interface Group {
   datapoints: number
   series: number
+  rank: number
 }
 
 interface State {
@@ -66,6 +110,8 @@ interface State {
   dropped: Set<string>
   shedDatapoints: number
   shedSeries: number
+  /** `label_limits`: the values admitted this window, per label. */
+  labelValues: Map<string, Set<string>>
 }
 
 export interface ModelCounts {
@@ -76,9 +122,19 @@ export interface ModelCounts {
   wouldDrop: number
   cardinalityExceeded: number
   datapointsExceeded: number
+  /** Datapoints each tier decided (by position); present once a tier decided one. */
+  tierDatapoints?: Array<number>
+  /** Datapoints over each label limit (by position); present once one was. */
+  labelLimited?: Array<number>
 }
 
 type Outcome = "pass" | "strip" | "drop"
+
+/** One datapoint's outcome, and the labels it loses when stripped (undefined: the rule's own). */
+interface Decided {
+  readonly outcome: Outcome
+  readonly labels?: ReadonlyArray<string>
+}
 
 const keyOf = ([name, labels]: Entry): string =>
   [
@@ -119,6 +175,7 @@ export const makeModel = (spec: LimitsModelSpec, dryRun: boolean) => {
         dropped: new Set<string>(),
         shedDatapoints: 0,
         shedSeries: 0,
+        labelValues: new Map<string, Set<string>>(),
       },
     ]),
   )
@@ -137,12 +194,29 @@ export const makeModel = (spec: LimitsModelSpec, dryRun: boolean) => {
 
   const groupOf = (r: RuleSpec, [, labels]: Entry) => r.groupBy.map((l) => labels[l] ?? "").join("\u0000")
 
+  /** A new group's rank under `adaptive_priority`: the position of its value in `order`. */
+  const rankOf = (r: RuleSpec, [, labels]: Entry): number => {
+    const p = r.priority
+    if (p === undefined) return 0
+    const v = labels[p.label]
+    const at = v === undefined || v === "" ? -1 : p.order.indexOf(v)
+    return at === -1 ? p.defaultPriority : at
+  }
+
+  const newGroup = (r: RuleSpec, entry: Entry): Group => ({
+    datapoints: 0,
+    series: 0,
+    rank: rankOf(r, entry),
+  })
+
   const shed = (st: State, bySeries: boolean, max: number) => {
     const active = () => (bySeries ? st.series.size - st.shedSeries : st.datapoints - st.shedDatapoints)
     while (active() > max) {
+      // The least important first (highest rank), then the largest, then the smaller key.
       const live = [...st.groups]
         .filter(([k, g]) => !st.dropped.has(k) && (bySeries ? g.series : g.datapoints) > 0)
         .sort(([ka, a], [kb, b]) => {
+          if (a.rank !== b.rank) return b.rank - a.rank
           const d = bySeries ? b.series - a.series : b.datapoints - a.datapoints
           return d !== 0 ? d : ka < kb ? -1 : 1
         })
@@ -160,7 +234,7 @@ export const makeModel = (spec: LimitsModelSpec, dryRun: boolean) => {
     const gk = groupOf(r, entry)
     if (r.action === "adaptive") {
       if (st.dropped.has(gk)) return "drop"
-      const g = st.groups.get(gk) ?? { datapoints: 0, series: 0 }
+      const g = st.groups.get(gk) ?? newGroup(r, entry)
       st.groups.set(gk, g)
       const isNew = !st.series.has(key)
       if (isNew) {
@@ -189,7 +263,7 @@ export const makeModel = (spec: LimitsModelSpec, dryRun: boolean) => {
       st.datapoints++
       st.series.add(key)
       if (r.groupBy.length > 0) {
-        const g = st.groups.get(gk) ?? { datapoints: 0, series: 0 }
+        const g = st.groups.get(gk) ?? newGroup(r, entry)
         st.groups.set(gk, g)
         g.datapoints++
         if (isNew) g.series++
@@ -208,6 +282,89 @@ export const makeModel = (spec: LimitsModelSpec, dryRun: boolean) => {
     }
   }
 
+  const outcomeOf = (action: Exclude<Action, "adaptive">, sampleRate: number, entry: Entry): Outcome =>
+    action === "log"
+      ? "pass"
+      : action === "drop"
+        ? "drop"
+        : action === "sample"
+          ? sampledIn(keyOf(entry), sampleRate)
+            ? "pass"
+            : "drop"
+          : "strip"
+
+  /**
+   * One datapoint of a rule with tiers or label limits (LIMITS.md "More of the original's rule
+   * language"): label limits first, then the rule's accounting with the utilisation found before
+   * it, then the tier that utilisation reached (within the limits) or the tier at 100 / the rule's
+   * action (violating).
+   */
+  const shapedStep = (r: RuleSpec, st: State, entry: Entry, c: ModelCounts): Decided => {
+    const limits = r.labelLimits ?? []
+    const tiers = r.tiers ?? []
+    const stripped: Array<string> = []
+    for (let k = 0; k < limits.length; k++) {
+      const { name, max } = limits[k] as { name: string; max: number }
+      const value = entry[1][name]
+      if (value === undefined || value === "") continue
+      const values = st.labelValues.get(name) ?? new Set<string>()
+      st.labelValues.set(name, values)
+      if (values.has(value)) continue
+      if (values.size < max) {
+        values.add(value)
+        continue
+      }
+      c.labelLimited ??= limits.map(() => 0)
+      c.labelLimited[k] = (c.labelLimited[k] as number) + 1
+      if ((r.labelLimitAction ?? "strip") === "drop") return { outcome: "drop" }
+      stripped.push(name)
+    }
+    const active = (n: number, shed: number) => n - shed
+    let u = 0
+    if (r.maxDatapointsRate > 0) u = (100 * active(st.datapoints, st.shedDatapoints)) / r.maxDatapointsRate
+    if (r.maxCardinality > 0)
+      u = Math.max(u, (100 * active(st.series.size, st.shedSeries)) / r.maxCardinality)
+    const before = { ...c }
+    const plain = step(r, st, entry, c)
+    // Within the limits: the plain step passed it (or, for log/sample/strip rules, counted no
+    // violation); violating: a violation was counted.
+    const violating =
+      r.action === "adaptive"
+        ? plain === "drop"
+        : c.cardinalityExceeded > before.cardinalityExceeded ||
+          c.datapointsExceeded > before.datapointsExceeded
+    let decided: Decided
+    if (!violating) {
+      let t = -1
+      for (let k = 0; k < tiers.length && (tiers[k] as TierSpec).atPercent <= u; k++) t = k
+      if (t < 0) decided = { outcome: "pass" }
+      else {
+        const tier = tiers[t] as TierSpec
+        c.tierDatapoints ??= tiers.map(() => 0)
+        c.tierDatapoints[t] = (c.tierDatapoints[t] as number) + 1
+        const o = outcomeOf(tier.action, tier.sampleRate, entry)
+        decided = o === "strip" ? { outcome: o, labels: [TIER_STRIP] } : { outcome: o }
+      }
+    } else {
+      const last = tiers.length - 1
+      const top =
+        last >= 0 && (tiers[last] as TierSpec).atPercent === 100 ? (tiers[last] as TierSpec) : undefined
+      if (r.action === "adaptive") decided = { outcome: "drop" }
+      else if (top !== undefined) {
+        c.tierDatapoints ??= tiers.map(() => 0)
+        c.tierDatapoints[last] = (c.tierDatapoints[last] as number) + 1
+        const o = outcomeOf(top.action, top.sampleRate, entry)
+        decided = o === "strip" ? { outcome: o, labels: [TIER_STRIP] } : { outcome: o }
+      } else {
+        const o = outcomeOf(r.action, r.sampleRate, entry)
+        decided = o === "strip" ? { outcome: o, labels: ["id"] } : { outcome: o }
+      }
+    }
+    if (stripped.length === 0 || decided.outcome === "drop") return decided
+    // Labels over their limit go, with whatever the tier or action strips.
+    return { outcome: "strip", labels: [...new Set([...stripped, ...(decided.labels ?? [])])] }
+  }
+
   const run = (nowMs: number, entries: ReadonlyArray<Entry>) => {
     const windowStart = Math.floor(nowMs / spec.windowMs) * spec.windowMs
     for (const st of states.values()) {
@@ -219,11 +376,14 @@ export const makeModel = (spec: LimitsModelSpec, dryRun: boolean) => {
       st.dropped.clear()
       st.shedDatapoints = 0
       st.shedSeries = 0
+      st.labelValues.clear()
     }
     const counts = new Map<string, ModelCounts>()
     const pass: Array<number> = []
     const strip: Array<number> = []
     const rule: Array<string | undefined> = []
+    /** The labels each stripped entry loses (sorted); undefined where none are stripped. */
+    const stripLabels: Array<ReadonlyArray<string> | undefined> = []
     for (const entry of entries) {
       const dps = entry[2]
       const r = owner(entry)
@@ -231,6 +391,7 @@ export const makeModel = (spec: LimitsModelSpec, dryRun: boolean) => {
       if (r === undefined || dps === 0) {
         pass.push(dps)
         strip.push(0)
+        stripLabels.push(undefined)
         continue
       }
       const st = states.get(r.name) as State
@@ -244,6 +405,28 @@ export const makeModel = (spec: LimitsModelSpec, dryRun: boolean) => {
         datapointsExceeded: 0,
       }
       counts.set(r.name, c)
+      if ((r.tiers ?? []).length > 0 || (r.labelLimits ?? []).length > 0) {
+        if (dps !== 1)
+          throw new Error(
+            "the model decides entries of rules with tiers or label limits one datapoint at a time",
+          )
+        const d = shapedStep(r, st, entry, c)
+        const lost = d.outcome === "drop" ? 1 : d.outcome === "strip" ? 1 : 0
+        if (dryRun) {
+          pass.push(1)
+          strip.push(0)
+          stripLabels.push(undefined)
+          c.passed += 1
+          c.wouldDrop += lost
+        } else {
+          pass.push(d.outcome === "pass" ? 1 : 0)
+          strip.push(d.outcome === "strip" ? 1 : 0)
+          stripLabels.push(d.outcome === "strip" ? [...(d.labels ?? [])].sort() : undefined)
+          c.passed += d.outcome === "drop" ? 0 : 1
+          c.dropped += d.outcome === "drop" ? 1 : 0
+        }
+        continue
+      }
       const outcomes: Array<Outcome> = []
       for (let j = 0; j < dps; j++) outcomes.push(step(r, st, entry, c))
       const lead = outcomes.findIndex((o) => o !== "pass")
@@ -256,17 +439,19 @@ export const makeModel = (spec: LimitsModelSpec, dryRun: boolean) => {
       if (dryRun) {
         pass.push(dps)
         strip.push(0)
+        stripLabels.push(undefined)
         c.passed += dps
         c.wouldDrop += stripped + dropped
       } else {
         pass.push(unchanged)
         strip.push(stripped > 0 ? 1 : 0)
+        stripLabels.push(stripped > 0 ? ["id"] : undefined)
         c.passed += unchanged + stripped
         c.dropped += dropped
       }
     }
     const order = rules.map((r) => r.name).filter((n) => counts.has(n))
-    return { pass, strip, rule, counts: Object.fromEntries(counts), order }
+    return { pass, strip, rule, counts: Object.fromEntries(counts), order, stripLabels }
   }
 
   const snapshot = () =>
