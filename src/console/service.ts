@@ -10,6 +10,7 @@ import { Clock, Context, Data, Effect, Either, Layer, Schedule } from "effect"
 import { decodeLimits, sha256Hex } from "../config/decode.js"
 import { formatIssue } from "../config/errors.js"
 import { EventLog, scanEventLog, snapshotPath } from "../events/log.js"
+import { utilisation } from "../limits/enforce.js"
 import { KEY_SEPARATOR } from "../limits/match.js"
 import { accountedRules, currentUsage } from "../limits/stats.js"
 import { windowStartOf } from "../limits/window.js"
@@ -117,6 +118,15 @@ export interface RuleRow {
   readonly dropped: number
   readonly would_drop: number
   readonly top_groups: ReadonlyArray<TopGroup>
+  /** The rule's utilisation in the current window, in percent (what its tiers act on). */
+  readonly utilisation_percent: number
+  readonly tiers: ReadonlyArray<{ readonly at_percent: number; readonly action: string }>
+  /** `label_limits`: each label's limit and the distinct values admitted in the current window. */
+  readonly label_limits: ReadonlyArray<{
+    readonly label: string
+    readonly max: number
+    readonly values: number
+  }>
 }
 
 export interface Totals {
@@ -375,6 +385,13 @@ export const make = Effect.gen(function* () {
         dropped: droppedBy.get(rule.name) ?? 0,
         would_drop: wouldDropBy.get(rule.name) ?? 0,
         top_groups: top,
+        utilisation_percent: live ? Math.round(utilisation(stats, rule) * 10) / 10 : 0,
+        tiers: rule.tiers.map((t) => ({ at_percent: t.atPercent, action: t.action })),
+        label_limits: rule.labelLimits.map((l) => ({
+          label: l.name,
+          max: l.max,
+          values: live ? (stats.labelValues.get(l.name)?.size ?? 0) : 0,
+        })),
       }
     })
     return {

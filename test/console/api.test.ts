@@ -2,7 +2,8 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import { applyUnifiedDiff, splitLines } from "../../src/console/line-diff.js"
-import { type Governor, startGovernor, tempDir, waitFor } from "../support/governor.js"
+import { freePort, type Governor, startGovernor, tempDir, waitFor } from "../support/governor.js"
+import { pushRemoteWrite } from "../support/remote-write.js"
 
 /**
  * The console's APIs end to end (CONTRACT §14): the built program as a child process, on real files
@@ -262,5 +263,30 @@ describe("console APIs", () => {
         .content,
     ).toBe(v1)
     expect((await getJson(g, "/api/v1/status/versions/1/files?run=7")).status).toBe(404)
+  })
+})
+
+describe("GET /api/v1/status/rules with the advanced keys", () => {
+  it("shows each rule's tiers, its label limits with the values admitted, and its utilisation", async () => {
+    const s = setup(
+      "rules:\n  - name: api\n    max_cardinality: 10\n    action: drop\n" +
+        "    tiers:\n      - {at_percent: 80, action: log}\n    label_limits: {user: 2}\n",
+    )
+    const port = await freePort()
+    const g = await start(s, ["-prw-listen", `127.0.0.1:${port}`])
+    const series = Array.from({ length: 9 }, (_, i) => ({
+      labels: { __name__: "api_requests", i: String(i), user: `u${i}` },
+      samples: [{ value: 1, timestamp: Date.now() }],
+    }))
+    expect(await pushRemoteWrite(`http://127.0.0.1:${port}/api/v1/write`, series)).toBe(204)
+    const rules = (await getJson<{ rules: Array<Record<string, unknown>> }>(g, "/api/v1/status/rules")).body
+      .rules
+    expect(rules[0]).toMatchObject({
+      name: "api",
+      cardinality: 9,
+      utilisation_percent: 90,
+      tiers: [{ at_percent: 80, action: "log" }],
+      label_limits: [{ label: "user", max: 2, values: 2 }],
+    })
   })
 })

@@ -70,6 +70,9 @@ describe("console traffic samples (test clock)", () => {
             dropped: 2,
             would_drop: 0,
             top_groups: [],
+            utilisation_percent: 0,
+            tiers: [],
+            label_limits: [],
           },
         ])
       }).pipe(Effect.provide(services)),
