@@ -30,6 +30,8 @@ const RULES = path.join(ROOT, "deploy/alerts/metrics-governor.rules.yaml")
 const RULES_TEST = path.join(ROOT, "deploy/alerts/metrics-governor.rules.test.yaml")
 const CHART_RULES = path.join(CHART_DIR, "files/metrics-governor.rules.yaml")
 const K8S_DIR = path.join(ROOT, "deploy/k8s")
+const DASHBOARD = path.join(ROOT, "deploy/grafana/metrics-governor.json")
+const CHART_DASHBOARD = path.join(CHART_DIR, "files/metrics-governor.json")
 
 const CONFIG_DIR = "/etc/metrics-governor"
 const STATE_DIR = "/var/lib/metrics-governor"
@@ -553,6 +555,150 @@ describe("files the chart copies", () => {
       "copy deploy/alerts/metrics-governor.rules.yaml to deploy/helm/metrics-governor/files/",
     ).toBe(true)
   })
+  it("files/metrics-governor.json is identical to deploy/grafana/metrics-governor.json", () => {
+    expect(
+      fs.readFileSync(CHART_DASHBOARD).equals(fs.readFileSync(DASHBOARD)),
+      "copy deploy/grafana/metrics-governor.json to deploy/helm/metrics-governor/files/",
+    ).toBe(true)
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// The Grafana dashboard (deploy/grafana/metrics-governor.json)
+
+interface DashboardTarget {
+  readonly refId: string
+  readonly expr: string
+  readonly datasource?: { readonly type?: string; readonly uid?: string }
+}
+interface DashboardPanel {
+  readonly id: number
+  readonly type: string
+  readonly title: string
+  readonly gridPos: { readonly x: number; readonly y: number; readonly w: number; readonly h: number }
+  readonly datasource?: { readonly type?: string; readonly uid?: string }
+  readonly targets?: ReadonlyArray<DashboardTarget>
+  readonly panels?: ReadonlyArray<DashboardPanel>
+}
+interface Dashboard {
+  readonly uid: string
+  readonly title: string
+  readonly schemaVersion: number
+  readonly templating: {
+    readonly list: ReadonlyArray<{ readonly name: string; readonly type: string; readonly query: unknown }>
+  }
+  readonly annotations: { readonly list: ReadonlyArray<{ readonly name: string; readonly expr?: string }> }
+  readonly panels: ReadonlyArray<DashboardPanel>
+}
+
+/** Grafana's reference to the `datasource` variable. */
+// biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's syntax, not a template string
+const DATASOURCE_VAR = "${datasource}"
+
+const readDashboard = (file: string): Dashboard => JSON.parse(fs.readFileSync(file, "utf8")) as Dashboard
+
+/** Every panel, also those inside collapsed rows. */
+const panelsOf = (d: Dashboard): Array<DashboardPanel> => d.panels.flatMap((p) => [p, ...(p.panels ?? [])])
+
+/** Every PromQL expression: the panels' queries and the annotations'. */
+const dashboardQueries = (d: Dashboard): Array<{ readonly where: string; readonly expr: string }> => [
+  ...panelsOf(d).flatMap((p) =>
+    (p.targets ?? []).map((t) => ({ where: `panel ${p.id} "${p.title}" ${t.refId}`, expr: t.expr })),
+  ),
+  ...d.annotations.list.flatMap((a) =>
+    a.expr === undefined ? [] : [{ where: `annotation "${a.name}"`, expr: a.expr }],
+  ),
+]
+
+/** Grafana's variables replaced by what Prometheus would get: a regex for $job, a range for the rest. */
+const substituteVariables = (expr: string): string =>
+  expr.replace(/\$__(rate_interval|interval|range)/g, "5m").replace(/\$\{?(job|instance)\}?/g, ".*")
+
+describe("Grafana dashboard (deploy/grafana/metrics-governor.json)", () => {
+  const dashboard = readDashboard(DASHBOARD)
+  const queries = dashboardQueries(dashboard)
+
+  it("has a current schema, a prometheus datasource variable, and job and instance variables", () => {
+    expect(dashboard.uid).toBe("metrics-governor")
+    // Grafana 10.4 writes 39; the dashboard must not need an older migration.
+    expect(dashboard.schemaVersion).toBeGreaterThanOrEqual(39)
+    const vars = new Map(dashboard.templating.list.map((v) => [v.name, v]))
+    expect(vars.get("datasource")).toMatchObject({ type: "datasource", query: "prometheus" })
+    for (const name of ["job", "instance"]) {
+      expect(vars.get(name)?.type, name).toBe("query")
+      expect(JSON.stringify(vars.get(name)?.query), name).toContain("metrics_governor_config_info")
+    }
+  })
+
+  it("lays out every panel on the 24-column grid, with unique ids, all from the chosen datasource", () => {
+    const panels = panelsOf(dashboard)
+    expect(new Set(panels.map((p) => p.id)).size).toBe(panels.length)
+    for (const p of panels) {
+      expect(p.gridPos.x + p.gridPos.w, p.title).toBeLessThanOrEqual(24)
+      if (p.type === "row") continue
+      expect(p.datasource?.uid, p.title).toBe(DATASOURCE_VAR)
+      expect(p.targets?.length ?? 0, p.title).toBeGreaterThan(0)
+      for (const t of p.targets ?? []) expect(t.datasource?.uid, `${p.title} ${t.refId}`).toBe(DATASOURCE_VAR)
+    }
+  })
+
+  it("every query selects the chosen job (and instance, except the fleet-wide drift panels)", () => {
+    for (const q of queries) {
+      expect(q.expr, q.where).toContain('job=~"$job"')
+      if (!/count by \((limits|config)_sha256\)/.test(q.expr))
+        expect(q.expr, q.where).toContain('instance=~"$instance"')
+    }
+  })
+
+  it("shows traffic, drops, rule usage, reloads, drift, export and memory refusals", () => {
+    const all = queries.map((q) => q.expr).join("\n")
+    for (const needle of [
+      "sum by (protocol) (rate(metrics_governor_datapoints_received_total",
+      "sum by (protocol) (rate(metrics_governor_datapoints_sent_total",
+      "sum by (rule, action) (rate(metrics_governor_limit_datapoints_dropped_total",
+      "sum by (rule, action) (rate(metrics_governor_limit_datapoints_would_drop_total",
+      "metrics_governor_rule_current_cardinality",
+      "metrics_governor_rule_current_datapoints",
+      "metrics_governor_limit_cardinality_exceeded_total",
+      "sum by (trigger, result) (increase(metrics_governor_config_reload_attempts_total",
+      'count(count by (limits_sha256) (metrics_governor_config_info{job=~"$job"}))',
+      "metrics_governor_queue_datapoints",
+      "metrics_governor_export_datapoints_lost_total",
+      "sum by (protocol, result) (rate(metrics_governor_export_requests_total",
+      "sum by (protocol, endpoint) (rate(metrics_governor_export_endpoint_datapoints_sent_total",
+      "sum by (protocol, reason) (rate(metrics_governor_receiver_refused_total",
+    ])
+      expect(all).toContain(needle)
+  })
+
+  it.skipIf("reason" in PROMTOOL)(
+    "every query parses (promtool check rules, one recording rule each)",
+    () => {
+      const rules = queries.map((q, i) => ({
+        record: `dashboard:query_${i}:expr`,
+        expr: substituteVariables(q.expr),
+      }))
+      expect(rules.length).toBeGreaterThan(20)
+      for (const r of rules) expect(r.expr, r.record).not.toContain("$")
+      const file = path.join(scratch(), "dashboard-queries.yaml")
+      fs.writeFileSync(file, stringify({ groups: [{ name: "dashboard", rules }] }))
+      const r = spawnSync(promtoolBin(), ["check", "rules", file], { encoding: "utf8" })
+      const where = queries.map((q, i) => `query_${i}: ${q.where}`).join("\n")
+      expect(r.status, `${r.stdout}${r.stderr}\n${where}`).toBe(0)
+      expect(r.stdout).toContain(`SUCCESS: ${rules.length} rules found`)
+    },
+  )
+
+  it.skipIf("reason" in PROMTOOL)("a query that does not parse fails the check", () => {
+    const file = path.join(scratch(), "broken.yaml")
+    fs.writeFileSync(
+      file,
+      stringify({
+        groups: [{ name: "x", rules: [{ record: "x:y:z", expr: "sum by (rule (metrics_governor_x)" }] }],
+      }),
+    )
+    expect(spawnSync(promtoolBin(), ["check", "rules", file], { encoding: "utf8" }).status).not.toBe(0)
+  })
 })
 
 describe("alert rules (deploy/alerts/metrics-governor.rules.yaml)", () => {
@@ -935,6 +1081,61 @@ describe.skipIf("reason" in HELM)(helmTitle, () => {
       expect(alert(rulesOf(render(...args, "-f", small)), "MetricsGovernorBufferFilling").expr).toBe(
         "metrics_governor_buffer_datapoints > 40000",
       )
+    })
+  })
+
+  describe("grafanaDashboard.enabled: the dashboard's ConfigMap", () => {
+    const DASHBOARD_CM = `${RELEASE}-metrics-governor-dashboard`
+
+    it("is not rendered by default", () => {
+      const objects = render()
+      expect(objects.some((o) => o.metadata.labels?.grafana_dashboard !== undefined)).toBe(false)
+      expect(objects.map((o) => o.metadata.name)).not.toContain(DASHBOARD_CM)
+    })
+
+    it("lints and renders a valid ConfigMap labelled grafana_dashboard, carrying deploy/grafana/metrics-governor.json", () => {
+      const args = ["--set", "grafanaDashboard.enabled=true"]
+      lint(...args)
+      const objects = render(...args)
+      validateAll(objects)
+      const cm = only(objects, "ConfigMap", DASHBOARD_CM)
+      expect(cm.metadata.namespace).toBe(NAMESPACE)
+      expect(cm.metadata.labels?.grafana_dashboard).toBe("1")
+      expect(cm.metadata.labels?.["app.kubernetes.io/instance"]).toBe(RELEASE)
+      expect(Object.keys(cm.data ?? {})).toEqual(["metrics-governor.json"])
+      const shipped = fs.readFileSync(DASHBOARD, "utf8")
+      expect(`${cm.data?.["metrics-governor.json"]}\n`).toBe(shipped)
+      expect(JSON.parse(cm.data?.["metrics-governor.json"] ?? "")).toEqual(JSON.parse(shipped))
+      // The governor's own ConfigMap is still the one it mounts.
+      checkPod(objects, { sidecar: false, limits: true })
+    })
+
+    it("takes a namespace, extra labels and annotations", () => {
+      const objects = render(
+        "--set",
+        "grafanaDashboard.enabled=true",
+        "--set",
+        "grafanaDashboard.namespace=monitoring",
+        "--set",
+        "grafanaDashboard.labels.team=metrics",
+        "--set",
+        "grafanaDashboard.annotations.grafana_folder=Observability",
+      )
+      validateAll(objects)
+      const cm = only(objects, "ConfigMap", DASHBOARD_CM)
+      expect(cm.metadata.namespace).toBe("monitoring")
+      expect(cm.metadata.labels?.grafana_dashboard).toBe("1")
+      expect(cm.metadata.labels?.team).toBe("metrics")
+      expect(cm.metadata.annotations?.grafana_folder).toBe("Observability")
+    })
+
+    it("refuses a misspelt key (schema)", () => {
+      const r = spawnSync(helmBin(), ["template", RELEASE, CHART, "--set", "grafanaDashboard.enable=true"], {
+        cwd: ROOT,
+        encoding: "utf8",
+      })
+      expect(r.status).not.toBe(0)
+      expect(r.stderr).toContain("enable")
     })
   })
 

@@ -86,8 +86,11 @@ const walk = (dir: string): Array<string> =>
 
 const isYaml = (f: string) => /\.ya?ml$/.test(f)
 
-/** docs/*.md and README.md, then deploy/alerts/*.yaml and the chart's templates (and files/). */
-const sources = (): { markdown: Array<string>; yaml: Array<string> } => {
+/**
+ * docs/*.md and README.md; deploy/alerts/*.yaml and the chart's templates (and files/); the
+ * Grafana dashboards deploy/grafana/*.json and their copies in the chart's files/.
+ */
+const sources = (): { markdown: Array<string>; yaml: Array<string>; json: Array<string> } => {
   const docs = path.join(ROOT, "docs")
   const markdown = [
     ...(fs.existsSync(docs)
@@ -110,7 +113,25 @@ const sources = (): { markdown: Array<string>; yaml: Array<string> } => {
       (f) => isYaml(f) && /[/\\](templates|files)[/\\]/.test(path.relative(ROOT, f)),
     ),
   ]
-  return { markdown, yaml }
+  const json = [
+    ...walk(path.join(ROOT, "deploy/grafana")),
+    ...walk(path.join(ROOT, "deploy/helm")).filter((f) => /[/\\]files[/\\]/.test(path.relative(ROOT, f))),
+  ].filter((f) => f.endsWith(".json"))
+  return { markdown, yaml, json }
+}
+
+/** The PromQL of a Grafana dashboard: panel targets (also in rows), annotations, variable queries. */
+const dashboardUses = (file: string): Array<Use> => {
+  const rel = path.relative(ROOT, file)
+  const exprs: Array<string> = []
+  const visit = (v: unknown, key: string): void => {
+    if (typeof v === "string") {
+      if (key === "expr" || key === "query" || key === "definition") exprs.push(v)
+    } else if (Array.isArray(v)) for (const x of v) visit(x, key)
+    else if (typeof v === "object" && v !== null) for (const [k, x] of Object.entries(v)) visit(x, k)
+  }
+  visit(JSON.parse(fs.readFileSync(file, "utf8")), "")
+  return exprs.flatMap((e, i) => namesIn(e, `${rel} (query ${i + 1})`, 1, false))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -299,6 +320,16 @@ describe("metric names in the docs, alerts and chart", () => {
     const uses = yaml.flatMap((f) => namesIn(fs.readFileSync(f, "utf8"), path.relative(ROOT, f), 1, false))
     const missing = uses.filter((u) => !exists(exposed, u))
     expect(missing.map((u) => `${u.file}:${u.line}: ${u.name}`)).toEqual([])
+  })
+
+  it("every metric name in the Grafana dashboard's queries exists on /metrics", () => {
+    const { json } = sources()
+    expect(json.map((f) => path.relative(ROOT, f))).toContain("deploy/grafana/metrics-governor.json")
+    const uses = json.flatMap(dashboardUses)
+    // The dashboard does use names (a broken extractor would find none and pass).
+    expect(new Set(uses.map((u) => u.name)).size).toBeGreaterThan(15)
+    const missing = uses.filter((u) => !exists(exposed, u))
+    expect(missing.map((u) => `${u.file}: ${u.name}`)).toEqual([])
   })
 
   it("the extractor finds names in PromQL, YAML and prose code, and leaves recording rules alone", () => {
