@@ -3,7 +3,7 @@
  *
  *   npm run build --silent && node --import tsx bench/run.ts
  *   BENCH_QUICK=1 node --import tsx bench/run.ts        # short durations, for development
- *   node --import tsx bench/run.ts --only reload,memory # some areas (the document is still written)
+ *   node --import tsx bench/run.ts --only reload,memory # some areas, merged into the last run's saved results
  *   node --import tsx bench/run.ts --render             # the document again, from the last run's saved results
  *
  * The governor is run from a snapshot of dist/ taken at start (node_modules/.cache/mg-bench/dist),
@@ -47,6 +47,7 @@ const AREAS: ReadonlyArray<Area> = [
   { id: "reload", file: "reload.ts", nodeFlags: [], budgetS: 240 },
   { id: "reload-under-load", file: "reload-under-load.ts", nodeFlags: [], budgetS: 240 },
   { id: "cardinality", file: "cardinality.ts", nodeFlags: [], budgetS: 120 },
+  { id: "sharding", file: "sharding.ts", nodeFlags: [], budgetS: 300 },
 ]
 
 /** Why a target is missed, keyed by the target's text; each cause is backed by a section of the document. */
@@ -164,6 +165,11 @@ const main = async (): Promise<void> => {
     vmagent: pkgVersion("victoria-metrics"),
     prometheus: pkgVersion("prometheus"),
   }
+  // With --only, the other areas keep the results of the last run that measured them.
+  const previous =
+    only !== undefined && fs.existsSync(SAVED)
+      ? (JSON.parse(fs.readFileSync(SAVED, "utf8")) as SavedRun)
+      : undefined
   const outDir = tempDir("mg-bench-run-")
   const results: Record<string, AreaResult> = {}
   for (const area of AREAS) {
@@ -175,18 +181,28 @@ const main = async (): Promise<void> => {
   const finished = new Date()
   const load1 = os.loadavg()
   fs.rmSync(outDir, { recursive: true, force: true })
-  const run: SavedRun = {
+  const thisRun = {
     started: started.toISOString(),
     finished: finished.toISOString(),
     load0: load0[0] ?? Number.NaN,
     load1: load1[0] ?? Number.NaN,
-    mach,
     commit,
     dirty,
-    versions,
     quick: QUICK,
-    results,
   }
+  const run: SavedRun =
+    previous === undefined
+      ? { ...thisRun, mach, versions, results }
+      : {
+          ...previous,
+          results: { ...previous.results, ...results },
+          partial: [
+            ...(previous.partial ?? [])
+              .map((p) => ({ ...p, areas: p.areas.filter((a) => !(a in results)) }))
+              .filter((p) => p.areas.length > 0),
+            { ...thisRun, areas: Object.keys(results) },
+          ],
+        }
   fs.mkdirSync(path.dirname(SAVED), { recursive: true })
   fs.writeFileSync(SAVED, JSON.stringify(run, null, 2))
   render(run)
@@ -207,6 +223,17 @@ interface SavedRun {
   readonly versions: { wrk: string; vmagent: string; prometheus: string }
   readonly quick: boolean
   readonly results: Record<string, AreaResult>
+  /** Areas measured again since (`--only`), with the circumstances of each such run. */
+  readonly partial?: ReadonlyArray<{
+    readonly areas: ReadonlyArray<string>
+    readonly started: string
+    readonly finished: string
+    readonly load0: number
+    readonly load1: number
+    readonly commit: string
+    readonly dirty: boolean
+    readonly quick: boolean
+  }>
 }
 
 const render = (run: SavedRun): void => {
@@ -253,6 +280,13 @@ const render = (run: SavedRun): void => {
   md.push(
     `| peers (Debian packages) | vmagent (victoria-metrics ${versions.vmagent}), Prometheus ${versions.prometheus}, wrk ${versions.wrk} |`,
   )
+  for (const p of run.partial ?? []) {
+    md.push(
+      `| measured again (\`--only ${p.areas.join(",")}\`) | ${p.started} → ${p.finished}, commit \`${p.commit}\`` +
+        `${p.dirty ? " with uncommitted changes" : ""}, load average ${p.load0.toFixed(2)} at start, ${p.load1.toFixed(2)} at end` +
+        `${p.quick ? " — **BENCH_QUICK=1**" : ""}; the sections of the other areas are from the run above |`,
+    )
+  }
   md.push("")
   md.push("## Summary")
   md.push("")
@@ -312,6 +346,13 @@ const render = (run: SavedRun): void => {
   }
   if (rul !== undefined && Number.isFinite(num(rul, "p99Ratio")))
     headline.push(`request p99 while reloading / quiet: ${ratio(num(rul, "p99Ratio"))}`)
+  const shard = results.sharding
+  if (shard !== undefined && Number.isFinite(num(shard, "chainRatio")))
+    headline.push(
+      `sharding, throughput over a ring / one endpoint: 2 endpoints ${ratio(num(shard, "ring2Ratio"))}, 4 endpoints ` +
+        `${ratio(num(shard, "ring4Ratio"))}; two tiers (router → governor) / governor alone ${ratio(num(shard, "chainRatio"))} ` +
+        `on 2 cores, router CPU per datapoint at a fixed rate ${ratio(num(shard, "fixedRouterPerM") / num(shard, "fixedGovPerM"))} the governor's`,
+    )
   if (headline.length > 0) {
     md.push("Headline ratios:")
     md.push("")
@@ -475,15 +516,16 @@ const HOW_TO = `## How to run
 
 \`\`\`bash
 apt-get install -y victoria-metrics prometheus wrk   # the peers (once; not needed in CI)
-npm run bench                                        # about 10 minutes; rewrites docs/performance.md
+npm run bench                                        # about 15 minutes; rewrites docs/performance.md
 BENCH_QUICK=1 node --import tsx bench/run.ts         # short durations, for development
-node --import tsx bench/run.ts --only memory,reload  # some areas only (writes the document with those)
+node --import tsx bench/run.ts --only memory,reload  # some areas only, merged with the last run's other areas
 node --import tsx bench/run.ts --render              # write this file again from the last run's saved measurements
 node --import tsx bench/remote-write.ts              # one area alone, printing its section
 \`\`\`
 
 Files: \`bench/run.ts\` (orchestrates, writes this file), \`bench/enforce-core.ts\` (1), \`bench/remote-write.ts\` (2),
-\`bench/otlp.ts\` (3), \`bench/memory.ts\` (4), \`bench/reload.ts\` (5), \`bench/reload-under-load.ts\` (6), \`bench/lib.ts\`
+\`bench/otlp.ts\` (3), \`bench/memory.ts\` (4), \`bench/reload.ts\` (5), \`bench/reload-under-load.ts\` (6),
+\`bench/sharding.ts\` (8), \`bench/lib.ts\`
 (statistics, processes, wrk, the fixed-rate generator, profiles), \`bench/payloads.ts\` (request bodies), \`bench/sink.ts\` (the
 downstream). Run the final numbers on a quiet machine: the 1-minute load average is recorded above.
 `
