@@ -60,14 +60,14 @@ const CAUSES: Record<string, string> = {
     "per-batch work grows with the number of rules (rolling every rule's window, a `perRule` array, one `RuleCounts` per rule " +
     "seen); and where `enforce()` hashes each series itself (OTLP/JSON, the one decoder that does not compute fingerprints), " +
     "two multiplies per UTF-16 code unit of every label (about 100 per series) cost more than the target allows on this " +
-    "machine (§1, §7).",
+    "machine (§1, §9).",
   "≥ 0.5× vmagent's throughput":
     "Both use the machine's two cores (CPU column of §2), but vmagent does about four times as much per core. The governor's " +
     "main thread is no longer saturated (idle in the profile of §2): remote-write bodies are decompressed and scanned in a " +
     "worker thread and forwarded without re-encoding, so what is left per request is the HTTP exchange, enforcing, " +
-    "concatenating, compressing and exporting (§7). The scanning thread, the main thread, wrk and the sink share two cores.",
+    "concatenating, compressing and exporting (§9). The scanning thread, the main thread, wrk and the sink share two cores.",
   "peak RSS ≤ 256 MiB at saturation":
-    "The JavaScript heaps are small; what remains is request bytes in flight and garbage waiting for a collection (§7).",
+    "The JavaScript heaps are small; what remains is request bytes in flight and garbage waiting for a collection (§9).",
   "p99 ≤ 5 ms at 100 rules":
     "A SIGHUP starts its reload from the signal's callback; the files are read with plain system calls and the rules list is " +
     "parsed item by item, so a reload of 100 rules with one rule edited costs about half a millisecond of the main thread " +
@@ -441,7 +441,7 @@ const boundsSection = (prw: AreaResult | undefined, enforce: AreaResult | undefi
     .map((f) => `\`${f.name}\` (${f.where}, ${(f.share * 100).toFixed(0)}%)`)
     .join(", ")
   const out: Array<string> = []
-  out.push("## 7. What bounds throughput, and how the governor uses more than one core")
+  out.push("## 9. What bounds throughput, and how the governor uses more than one core")
   out.push("")
   out.push(
     "**The design (built for remote write).** The limits must stay exact per rule, so one thread, the main one, owns every " +

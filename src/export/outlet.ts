@@ -420,14 +420,12 @@ export const openOutlet = (deps: OutletDeps, initial: OutletPlan) =>
         yield* Effect.forkIn(drain, outletScope)
       })
 
-    const setTargets = (lanes: ReadonlyArray<Lane>, sharded: boolean, key: ShardKeySpec) => {
+    const setTargets = (lanes: ReadonlyArray<Lane>, key: ShardKeySpec) => {
       const urls = lanes.map((l) => l.url ?? "")
       targets = {
         lanes,
-        ring:
-          lanes.length > 1 || (sharded && lanes.length === 1)
-            ? new HashRing(urls, plan.virtualNodes)
-            : undefined,
+        // One lane takes everything: the request goes to it whole, as without sharding.
+        ring: lanes.length > 1 ? new HashRing(urls, plan.virtualNodes) : undefined,
         key,
       }
       telemetry.exportEndpoints.set({ protocol }, lanes.filter((l) => l.url !== undefined).length)
@@ -462,7 +460,7 @@ export const openOutlet = (deps: OutletDeps, initial: OutletPlan) =>
           yield* Effect.forEach(opened, closeLane, { discard: true })
           return yield* Effect.fail(failed.left)
         }
-        setTargets(next, plan.sharded, plan.key)
+        setTargets(next, plan.key)
         for (const lane of old) if (!next.includes(lane)) yield* retire(lane, why)
         if (opened.length > 0 || next.length !== old.length) {
           yield* logInfo("exporter endpoints", {
@@ -588,7 +586,7 @@ export const openOutlet = (deps: OutletDeps, initial: OutletPlan) =>
                   "queue moved",
                 )
               yield* startDns(next.source.dns)
-            } else if (keyChanged) setTargets(targets.lanes, next.sharded, next.key)
+            } else if (keyChanged) setTargets(targets.lanes, next.key)
             return
           }
           if (dnsFiber !== undefined) {
@@ -605,7 +603,7 @@ export const openOutlet = (deps: OutletDeps, initial: OutletPlan) =>
             )
           ) {
             yield* setEndpoints(urls, queueMoved, "removed from config.yaml")
-          } else if (keyChanged) setTargets(targets.lanes, next.sharded, next.key)
+          } else if (keyChanged) setTargets(targets.lanes, next.key)
         }).pipe(
           Effect.onError(() =>
             Effect.sync(() => {
