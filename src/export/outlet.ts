@@ -357,13 +357,26 @@ export const openOutlet = (deps: OutletDeps, initial: OutletPlan) =>
         ),
       )
 
+    /**
+     * `base`, or `base.2`, `base.3`… when a lane of this process still holds it: an endpoint that
+     * comes back while its retired lane is still draining gets a directory of its own (the next
+     * start adopts every one of them and sends it to the endpoint it names).
+     */
+    const unheldDir = (base: string): string => {
+      const held = (d: string) =>
+        targets.lanes.some((l) => l.dir === d) || [...retiring].some((l) => l.dir === d)
+      let d = base
+      for (let n = 2; held(d); n++) d = `${base}.${n}`
+      return d
+    }
+
     /** Opens the lane of `url` (its queue and exporter); `dir` overrides the durable directory. */
     const openLane = (url: string | undefined, q: QueuePlan | undefined, dir?: string) =>
       Effect.gen(function* () {
         const laneDir =
           url === undefined || q === undefined
             ? undefined
-            : (dir ?? path.join(q.path, protocol, laneDirName(url)))
+            : (dir ?? unheldDir(path.join(q.path, protocol, laneDirName(url))))
         const queue: ExportQueue<Uint8Array> =
           laneDir === undefined || url === undefined || q === undefined
             ? new ExportBuffer<Uint8Array>(plan.bufferSize, plan.bufferMaxBytes)

@@ -6,6 +6,7 @@ import { makeShutdownClock } from "../../src/server/shutdown.js"
 import * as Log from "../../src/telemetry/log.js"
 import { Telemetry } from "../../src/telemetry/metrics.js"
 import { DnsServer } from "../support/dns-server.js"
+import { tempDir } from "../support/governor.js"
 
 const quiet = Log.layer("error", () => {})
 
@@ -93,5 +94,20 @@ describe("the outlet's endpoints", () => {
       expect(o.endpoints()).toEqual([])
       expect(o.canTake(10, 100)).toBe(true)
     }),
+  )
+
+  it.scoped(
+    "with the durable queue, an endpoint that comes back while its retired lane still drains gets a directory of its own",
+    () =>
+      Effect.gen(function* () {
+        // Nothing listens on these ports: what is queued for them stays queued.
+        const a = "http://127.0.0.1:1/api/v1/write"
+        const b = "http://127.0.0.1:2/api/v1/write"
+        const queue = { path: tempDir("mg-outlet-") }
+        const o = yield* outlet(prw({ exporters: { queue, prw: { endpoint: a } } }))
+        yield* o.configure(prw({ exporters: { queue, prw: { endpoint: b } } }))
+        yield* o.configure(prw({ exporters: { queue, prw: { endpoint: a } } }))
+        expect(o.endpoints()).toEqual([a])
+      }),
   )
 })
