@@ -3,7 +3,7 @@ import { parseDuration } from "../config/duration.js"
 import { DEFAULT_CONFIG_MAX_BYTES } from "../config/load.js"
 
 /**
- * The command line of CONTRACT §2. Flags are accepted Go-style and GNU-style (`-name=value`,
+ * The command line of docs/cli.md. Flags are accepted Go-style and GNU-style (`-name=value`,
  * `-name value`, `--name=value`, `--name value`); a boolean alone means true. Parsing is a pure
  * function from argv to either the parsed command or a `UsageError` (exit code 2).
  */

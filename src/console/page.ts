@@ -1,5 +1,5 @@
 /**
- * The operator console at `/` (CONTRACT §14): one HTML page rendered on the server, so it reads
+ * The operator console at `/` (docs/console.md): one HTML page rendered on the server, so it reads
  * without JavaScript; `console.js` refreshes it in place while it is open. The stylesheet and the
  * script are plain files shipped in the package (`dist/console/assets`), served by the control
  * server; the page loads nothing from anywhere else.
@@ -167,6 +167,18 @@ const versionsSection = (
     .join("")
 }
 
+/** A rule's tiers (with its utilisation) and label limits (values admitted of each), when it has any. */
+const shapingText = (r: RuleRow): string => {
+  const parts: Array<string> = []
+  if (r.tiers.length > 0) {
+    parts.push(
+      `tiers ${r.tiers.map((t) => `${t.at_percent}% ${t.action}`).join(", ")}; at ${r.utilisation_percent}%`,
+    )
+  }
+  for (const l of r.label_limits) parts.push(`${l.label}: ${num(l.values)} of ${num(l.max)} values`)
+  return parts.length === 0 ? "" : `<br><small class="shaping">${esc(parts.join(" · "))}</small>`
+}
+
 const groupsText = (r: RuleRow): string =>
   r.top_groups.length === 0
     ? '<span class="muted">—</span>'
@@ -177,7 +189,7 @@ const rulesTable = (rows: ReadonlyArray<RuleRow>, windowSeconds: number): string
   const body = rows
     .map(
       (r) =>
-        `<tr><th scope="row"><span class="name">${esc(r.name)}</span><br><small>${esc(r.action)}${r.group_by.length > 0 ? ` by ${esc(r.group_by.join(", "))}` : ""}</small></th><td data-label="Cardinality">${bar(`${r.name} cardinality`, r.cardinality, r.max_cardinality)}</td><td data-label="Datapoints">${bar(`${r.name} datapoints`, r.datapoints, r.max_datapoints_rate)}</td><td class="n" data-label="Dropped">${num(r.dropped)}</td><td class="n" data-label="Would drop">${num(r.would_drop)}</td><td data-label="Top groups">${groupsText(r)}</td></tr>`,
+        `<tr><th scope="row"><span class="name">${esc(r.name)}</span><br><small>${esc(r.action)}${r.group_by.length > 0 ? ` by ${esc(r.group_by.join(", "))}` : ""}</small>${shapingText(r)}</th><td data-label="Cardinality">${bar(`${r.name} cardinality`, r.cardinality, r.max_cardinality)}</td><td data-label="Datapoints">${bar(`${r.name} datapoints`, r.datapoints, r.max_datapoints_rate)}</td><td class="n" data-label="Dropped">${num(r.dropped)}</td><td class="n" data-label="Would drop">${num(r.would_drop)}</td><td data-label="Top groups">${groupsText(r)}</td></tr>`,
     )
     .join("")
   return `<div class="scroll"><table id="rules"><caption>Usage in the current ${esc(windowSeconds)} s window against each limit</caption><thead><tr><th scope="col">Rule</th><th scope="col">Cardinality</th><th scope="col">Datapoints</th><th scope="col">Dropped</th><th scope="col">Would drop</th><th scope="col">Top groups</th></tr></thead><tbody>${body}</tbody></table></div>`

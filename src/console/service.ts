@@ -1,5 +1,5 @@
 /**
- * What the operator console and its APIs read (CONTRACT §14): the versions this process applied
+ * What the operator console and its APIs read (docs/console.md): the versions this process applied
  * (and, from the event log, those of earlier runs), their file contents, the difference between two
  * of them, the rules' usage, a short history of the traffic, and the rollback to an earlier version.
  *

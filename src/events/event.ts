@@ -1,7 +1,7 @@
 import { Schema } from "effect"
 
 /**
- * The reload event log (CONTRACT §8): one JSON object per line. Every event has `seq` (1, 2, 3…),
+ * The reload event log (docs/reload.md, the event log): one JSON object per line. Every event has `seq` (1, 2, 3…),
  * `at` (RFC 3339) and `type`. Decoded with a Schema, so `replay` reads exactly what is written.
  */
 

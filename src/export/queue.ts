@@ -1,5 +1,5 @@
 /**
- * The durable export queue of one protocol (CONTRACT §10): what a receiver accepted is appended to
+ * The durable export queue of one protocol (docs/exporting.md#durable-queue): what a receiver accepted is appended to
  * segment files before its answer, taken from there in order by the exporter, and forgotten once
  * the exporter acknowledged it (delivered, or counted lost). A restart with the same directory
  * sends what was not acknowledged.

@@ -170,7 +170,7 @@ const NONE: ReadonlyArray<never> = Object.freeze([])
 /** A name Prometheus accepts as a label name, and not one the info metric uses itself. */
 const INFO_LABEL = /^[A-Za-z_][A-Za-z0-9_]*$/
 
-/** The advanced keys of a rule (LIMITS.md, "More of the original's rule language"): checked and compiled. */
+/** The advanced keys of a rule (docs/limits.md, "More of the original's rule language"): checked and compiled. */
 const compileAdvanced = (
   spec: RuleSpec,
   base: ReadonlyArray<string | number>,

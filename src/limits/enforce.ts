@@ -215,7 +215,7 @@ const shaped = {
 }
 
 /**
- * Decides one entry of a rule with tiers or label limits (LIMITS.md, "More of the original's rule
+ * Decides one entry of a rule with tiers or label limits (docs/limits.md, "More of the original's rule
  * language"), into `shaped`:
  * - label limits first: a value that would bring a label past its limit has the label stripped,
  *   or (`label_limit_action: drop`) drops the entry, uncounted;
@@ -379,7 +379,7 @@ const union = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): ReadonlyArra
 }
 
 /**
- * Decides a whole batch against one config version at wall-clock time `nowMs` (LIMITS.md; the
+ * Decides a whole batch against one config version at wall-clock time `nowMs` (docs/limits.md; the
  * semantics are written down in docs/limits.md). Pure but for the version's own state, which it
  * updates: its rule stats (the accounting of the current window) and its match cache.
  * Synchronous, and allocation-free per datapoint: per entry, the series' fingerprint comes from

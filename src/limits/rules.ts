@@ -3,7 +3,7 @@ import type { Action, LabelLimitAction } from "../config/limits-schema.js"
 
 export type { Action, LabelLimitAction }
 
-/** One tier of a rule: from `atPercent` utilisation on, `action` applies (see LIMITS.md, tiers). */
+/** One tier of a rule: from `atPercent` utilisation on, `action` applies (see docs/limits.md, tiers). */
 export interface CompiledTier {
   readonly atPercent: number
   readonly action: Action

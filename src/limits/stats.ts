@@ -157,7 +157,7 @@ const sameLabelValues = (prev: RuleStats, rule: CompiledRule): boolean => {
 }
 
 /**
- * Carries rule stats across a reload (LIMITS.md, "Reload and stats"). Pure and total: the inputs are
+ * Carries rule stats across a reload (docs/limits.md, "Reload and stats"). Pure and total: the inputs are
  * not modified.
  *
  * - a rule in both keeps its stats object; its new limits apply from the next datapoint on;

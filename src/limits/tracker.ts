@@ -1,5 +1,5 @@
 /**
- * How a rule tracks its distinct series (`-cardinality-mode`, LIMITS.md "Cardinality tracking
+ * How a rule tracks its distinct series (`-cardinality-mode`, docs/limits.md "Cardinality tracking
  * mode"). `exact` is the 64-bit-fingerprint set (`SeriesSet`); `bloom` is a Bloom filter sized
  * from `-cardinality-expected-items` and `-cardinality-fp-rate`: a new series may be taken for a
  * known one at about that rate (so it is not counted, and a rule at its limit lets it through),

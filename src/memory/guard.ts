@@ -1,5 +1,5 @@
 /**
- * Admission of requests against the memory limit (CONTRACT §11). Every receiver asks `admit` before
+ * Admission of requests against the memory limit (docs/memory.md). Every receiver asks `admit` before
  * it reads a request's body and calls `release` when it has answered: a request admitted is charged
  * its size times `EXPANSION` (what its decompressed and decoded forms take beside it) against the
  * in-flight budget, and while the process's resident memory is above the refusal mark nothing new

@@ -1,5 +1,5 @@
 /**
- * The memory limit in force (CONTRACT §11): `-memory-limit BYTES`, else `memory.limit_ratio` of the
+ * The memory limit in force (docs/memory.md): `-memory-limit BYTES`, else `memory.limit_ratio` of the
  * container's cgroup memory limit, else none. With no ratio configured, a container limit is used at
  * the default ratio (0.9), as the governor should live inside the limit it is given.
  *

@@ -202,7 +202,7 @@ const issuesJson = (error: ConfigLoadError) => ({
 })
 
 /**
- * The event as the log records it (CONTRACT §8), from the states before and after it: content
+ * The event as the log records it (docs/reload.md, the event log), from the states before and after it: content
  * becomes its hashes; the version, rule count and dry-run are read off the state `apply` made, so
  * `replay --verify` can derive them again and catch a log that says otherwise.
  */

@@ -58,7 +58,7 @@ const ruleInfoMetric = (registry: Registry, source: () => ReadonlyArray<RuleInfo
 }
 
 /**
- * Every instrument the governor exports on `/metrics` (CONTRACT §7), in one registry. `now` (ms since
+ * Every instrument the governor exports on `/metrics` (docs/reload.md#metrics), in one registry. `now` (ms since
  * the epoch) is read at every scrape of the `{rule}` gauges and handed to their source, so a window
  * that has ended reads 0 without waiting for the next request.
  */

@@ -6,7 +6,7 @@ import { freePort, type Governor, startGovernor, tempDir, waitFor } from "../sup
 import { pushRemoteWrite } from "../support/remote-write.js"
 
 /**
- * The console's APIs end to end (CONTRACT §14): the built program as a child process, on real files
+ * The console's APIs end to end (docs/console.md): the built program as a child process, on real files
  * in a temporary directory, with an event log.
  */
 
@@ -288,5 +288,9 @@ describe("GET /api/v1/status/rules with the advanced keys", () => {
       tiers: [{ at_percent: 80, action: "log" }],
       label_limits: [{ label: "user", max: 2, values: 2 }],
     })
+    // The console's rules table says the same under the rule's name.
+    const page = await (await g.get("/")).text()
+    expect(page).toContain("tiers 80% log; at 90%")
+    expect(page).toContain("user: 2 of 2 values")
   })
 })

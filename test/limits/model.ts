@@ -9,7 +9,7 @@ import type { Entry } from "./engine.js"
 
 export type Action = "log" | "drop" | "adaptive" | "sample" | "strip_labels"
 
-/** A tier (LIMITS.md "Tiers"); a `strip_labels` tier strips `pod`. */
+/** A tier (docs/limits.md "Tiers"); a `strip_labels` tier strips `pod`. */
 export interface TierSpec {
   readonly atPercent: number
   readonly action: Exclude<Action, "adaptive">
@@ -294,7 +294,7 @@ export const makeModel = (spec: LimitsModelSpec, dryRun: boolean) => {
           : "strip"
 
   /**
-   * One datapoint of a rule with tiers or label limits (LIMITS.md "More of the original's rule
+   * One datapoint of a rule with tiers or label limits (docs/limits.md "More of the original's rule
    * language"): label limits first, then the rule's accounting with the utilisation found before
    * it, then the tier that utilisation reached (within the limits) or the tier at 100 / the rule's
    * action (violating).

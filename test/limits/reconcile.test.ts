@@ -136,7 +136,7 @@ const snapshot = (stats: StatsByRule) =>
     s.sinceMs,
   ])
 
-describe("reconcile (LIMITS.md: Reload and stats)", () => {
+describe("reconcile (docs/limits.md: Reload and stats)", () => {
   it("law: the result's keys are exactly the new rule names", () => {
     fc.assert(
       fc.property(scenario, ({ oldStats, oldRules, newRules }) => {
