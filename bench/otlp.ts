@@ -34,9 +34,9 @@ import {
   tempDir,
   writeWrkScript,
 } from "./lib.js"
-import { OTLP_HEADERS, otlpBody } from "./payloads.js"
+import { OTLP_HEADERS, otlpBody, RELAY_BODIES, RELAY_CONNECTIONS, RELAY_LIMITS } from "./payloads.js"
 
-const BODIES = 8
+const BODIES = RELAY_BODIES
 const POINTS = 1_000
 const ROUNDS = QUICK ? 1 : 3
 const HTTP_S = QUICK ? 3 : 6
@@ -44,8 +44,8 @@ const GRPC_S = QUICK ? 3 : 5
 const FIXED_S = QUICK ? 3 : 5
 const GRPC_IN_FLIGHT = 8
 const GRPC_MAX_CALLS = 200_000
-const CONNECTIONS = 8
-const LIMITS = "rules:\n  - name: all-series\n    max_cardinality: 10000\n    action: drop\n"
+const CONNECTIONS = RELAY_CONNECTIONS
+const LIMITS = RELAY_LIMITS
 
 type ExportFn = (req: Buffer, cb: (err: grpc.ServiceError | null, res: Buffer) => void) => void
 

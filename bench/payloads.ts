@@ -153,3 +153,12 @@ export const enforceBatches = (rules: number, series: number, batch: number): Ar
     }
     return arrayBatch(names, labels, new Uint32Array(batch).fill(1))
   })
+
+/**
+ * The relay load of the end-to-end areas: 8 prepared bodies of 1,000 series (8,000 distinct
+ * series, under the one rule's limit of 10,000, so nothing is dropped), 8 connections.
+ */
+export const RELAY_BODIES = 8
+export const RELAY_SERIES_PER_REQUEST = 1_000
+export const RELAY_CONNECTIONS = 8
+export const RELAY_LIMITS = "rules:\n  - name: all-series\n    max_cardinality: 10000\n    action: drop\n"

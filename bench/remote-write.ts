@@ -42,16 +42,23 @@ import {
   waitHttpOk,
   writeWrkScript,
 } from "./lib.js"
-import { PRW_HEADERS, prwBody } from "./payloads.js"
+import {
+  PRW_HEADERS,
+  prwBody,
+  RELAY_BODIES,
+  RELAY_CONNECTIONS,
+  RELAY_LIMITS,
+  RELAY_SERIES_PER_REQUEST,
+} from "./payloads.js"
 
-const BODIES = 8 // 8,000 distinct series: under both limits of 10,000, so nothing is dropped
-const SERIES_PER_REQUEST = 1_000
+const BODIES = RELAY_BODIES
+const SERIES_PER_REQUEST = RELAY_SERIES_PER_REQUEST
 const ROUNDS = QUICK ? 1 : 3
 const SATURATION_S = QUICK ? 3 : 10
 const FIXED_S = QUICK ? 3 : 6
 const PROFILE_S = QUICK ? 3 : 8
-const CONNECTIONS = 8
-const LIMITS = "rules:\n  - name: all-series\n    max_cardinality: 10000\n    action: drop\n"
+const CONNECTIONS = RELAY_CONNECTIONS
+const LIMITS = RELAY_LIMITS
 
 const ONE_THREAD = "governor, decode_threads 0"
 

@@ -40,17 +40,24 @@ import {
   tempDir,
   writeWrkScript,
 } from "./lib.js"
-import { PRW_HEADERS, prwBody } from "./payloads.js"
+import {
+  PRW_HEADERS,
+  prwBody,
+  RELAY_BODIES,
+  RELAY_CONNECTIONS,
+  RELAY_LIMITS,
+  RELAY_SERIES_PER_REQUEST,
+} from "./payloads.js"
 
-const BODIES = 8 // 8,000 distinct series: under the limit of 10,000, so nothing is dropped
-const SERIES_PER_REQUEST = 1_000
+const BODIES = RELAY_BODIES
+const SERIES_PER_REQUEST = RELAY_SERIES_PER_REQUEST
 const ROUNDS = QUICK ? 1 : 3
 const SATURATION_S = QUICK ? 3 : 5
 const FIXED_S = QUICK ? 3 : 4
 const WARMUP_S = QUICK ? 1 : 2
-const CONNECTIONS = 8
+const CONNECTIONS = RELAY_CONNECTIONS
 const SINKS = 4
-const LIMITS = "rules:\n  - name: all-series\n    max_cardinality: 10000\n    action: drop\n"
+const LIMITS = RELAY_LIMITS
 /** A sink counts as quiet after this long without a new request: longer than one flush interval (1 s by default). */
 const QUIET_MS = 1_200
 

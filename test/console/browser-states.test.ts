@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { freePort, type Governor, ROOT, sleep, startGovernor, tempDir, waitFor } from "../support/governor.js"
 import { gaugeBody, postOtlp } from "../support/otlp-traffic.js"
 import { Sink } from "../support/sink.js"
+import { CHROMIUM, haveChromium, inCi, LIMITS_V1 } from "./fixture.js"
 
 /**
  * The console page in a real browser (Debian's chromium driven by playwright-core, as in
@@ -13,27 +14,12 @@ import { Sink } from "../support/sink.js"
  * directory the test prints (under the OS temp directory) and, when `CONSOLE_SCREENSHOTS_DIR` is
  * set, also there (docs/console-screenshots is made that way).
  */
-const CHROMIUM = "/usr/bin/chromium"
-const haveChromium = fs.existsSync(CHROMIUM)
-const inCi = process.env.CI !== undefined && process.env.CI !== "" && process.env.CI !== "false"
 if (!haveChromium && !inCi) {
   process.stderr.write(
     `console browser states test SKIPPED: ${CHROMIUM} is missing (apt-get install -y chromium)\n`,
   )
 }
 
-const LIMITS_V1 = `window: 1m
-rules:
-  - name: payments
-    match: {metric_name: "pay_.*"}
-    max_cardinality: 40
-    action: adaptive
-    group_by: [service]
-  - name: batch
-    match: {metric_name: "batch_.*"}
-    max_cardinality: 5
-    action: drop
-`
 const LIMITS_V2 = LIMITS_V1.replace("max_cardinality: 40", "max_cardinality: 30").replace(
   "    action: drop\n",
   '    action: drop\n  - name: debug\n    match: {metric_name: "debug_.*"}\n    max_datapoints_rate: 100\n    action: log\n',

@@ -3,31 +3,17 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { freePort, type Governor, startGovernor, tempDir, waitFor } from "../support/governor.js"
 import { gaugeBody, postOtlp } from "../support/otlp-traffic.js"
+import { CHROMIUM, haveChromium, inCi, LIMITS_V1 } from "./fixture.js"
 
 /**
  * The console page in a real browser (Debian's chromium driven by playwright-core, which never
  * downloads one). Without /usr/bin/chromium the test is skipped with a message, except in CI
  * (`CI` set), where it must run and fails instead.
  */
-const CHROMIUM = "/usr/bin/chromium"
-const haveChromium = fs.existsSync(CHROMIUM)
-const inCi = process.env.CI !== undefined && process.env.CI !== "" && process.env.CI !== "false"
 if (!haveChromium && !inCi) {
   process.stderr.write(`console browser test SKIPPED: ${CHROMIUM} is missing (apt-get install -y chromium)\n`)
 }
 
-const LIMITS_V1 = `window: 1m
-rules:
-  - name: payments
-    match: {metric_name: "pay_.*"}
-    max_cardinality: 40
-    action: adaptive
-    group_by: [service]
-  - name: batch
-    match: {metric_name: "batch_.*"}
-    max_cardinality: 5
-    action: drop
-`
 const LIMITS_V2 = LIMITS_V1.replace("max_cardinality: 40", "max_cardinality: 30")
 const BROKEN = `${LIMITS_V2}  - name: bad\n    max_cardinality: -3\n`
 
