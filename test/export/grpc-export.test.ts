@@ -265,3 +265,45 @@ describe("exporters.otlp.protocol: grpc", () => {
     expect(log?.fields.error).toBe("gRPC INVALID_ARGUMENT: bad series")
   })
 })
+
+describe("exporters.otlp.protocol and compression reload", () => {
+  it("compression applies to the next request; protocol: grpc moves the export to the gRPC endpoint", async () => {
+    const http = await Sink.start("otlp")
+    sink = await GrpcSink.start()
+    try {
+      const d = dir()
+      const file = (extra: ReadonlyArray<string>) =>
+        [
+          "exporters:",
+          "  otlp:",
+          ...extra.map((l) => `    ${l}`),
+          "buffer:",
+          "  flush_interval: 50ms",
+          "shutdown_timeout: 2s",
+          "",
+        ].join("\n")
+      running = await startWithReceivers(d, file([`endpoint: ${http.url}`]))
+      const g = running.governor
+      const reload = async (extra: ReadonlyArray<string>, version: number) => {
+        writeFile(d, "config.yaml", file(extra))
+        g.signal("SIGHUP")
+        await g.waitForVersion(version)
+      }
+      expect((await postOtlp(running.httpPort, otlpSeries("reload_plain", 2))).status).toBe(200)
+      await waitFor("the plain request", () => (http.datapoints >= 2 ? true : undefined), 10_000)
+      await reload([`endpoint: ${http.url}`, "compression: gzip"], 2)
+      expect((await postOtlp(running.httpPort, otlpSeries("reload_gzip", 2))).status).toBe(200)
+      await waitFor("the gzip request", () => (http.datapoints >= 4 ? true : undefined), 10_000)
+      expect(http.requests.map((r) => r.headers["content-encoding"])).toEqual([undefined, "gzip"])
+      await reload([`endpoint: ${sink.target}`, "protocol: grpc", "compression: gzip"], 3)
+      const s = sink
+      expect((await postOtlp(running.httpPort, otlpSeries("reload_grpc", 3))).status).toBe(200)
+      await waitFor("the gRPC request", () => (s.datapoints >= 3 ? true : undefined), 10_000)
+      expect(flattenOtlp(s.delivered)).toEqual(flattenOtlp([otlpSeries("reload_grpc", 3)]))
+      expect(http.datapoints).toBe(4)
+      expect(g.exit).toBeUndefined()
+    } finally {
+      await http.close()
+    }
+  })
+})
