@@ -212,6 +212,34 @@ describe("exporters.otlp.protocol: grpc", () => {
     expect(flattenOtlp(sink.delivered)).toEqual(flattenOtlp(requests.slice(0, 1)))
   })
 
+  it("a certificate it does not trust is a retried failure; insecure_skip_verify accepts it", async () => {
+    const tls = {
+      ca: fs.readFileSync(fixture("ca.crt")),
+      cert: fs.readFileSync(fixture("server.crt")),
+      key: fs.readFileSync(fixture("server.key")),
+    }
+    sink = await GrpcSink.start({ tls })
+    // Node's bundled CAs do not know the test CA: nothing is delivered, the attempts are retried.
+    running = await startWithReceivers(dir(), config(`https://${sink.target}`))
+    expect((await postOtlp(running.httpPort, otlpSeries("untrusted", 2))).status).toBe(200)
+    const g = running.governor
+    await waitFor(
+      "a retried attempt",
+      () => g.logs.find((l) => l.message === "export failed, retrying"),
+      10_000,
+    )
+    expect(sink.calls).toEqual([])
+    expect(await metricValue(g, "metrics_governor_export_datapoints_lost_total", { protocol: "otlp" })).toBe(
+      0,
+    )
+    await g.stop()
+    running = await startWithReceivers(
+      dir(),
+      config(`https://${sink.target}`, ["tls:", "  insecure_skip_verify: true"]),
+    )
+    await sendAndAwait(running, sink, requests.slice(0, 1), 3)
+  })
+
   it("retries UNAVAILABLE and delivers once the sink answers OK", async () => {
     sink = await GrpcSink.start()
     sink.respond = (c) =>
