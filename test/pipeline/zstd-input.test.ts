@@ -152,3 +152,35 @@ describe("remote write, Content-Encoding: zstd", () => {
     expect((await governor.get("/live")).status).toBe(200)
   })
 })
+
+describe("OTLP/HTTP zstd with decode_threads: 0 (decompressed on the main thread)", () => {
+  it("accepts, forwards, and answers 413 and 400 the same way", async () => {
+    const own = tempDir("mg-zstd-inline-")
+    const s = await Sink.start("otlp")
+    const r = await startWithReceivers(
+      own,
+      `receivers:
+  max_decompressed_bytes: ${MAX_DECOMPRESSED_BYTES}
+  decode_threads: 0
+buffer:
+  flush_interval: 50ms
+shutdown_timeout: 2s
+`,
+      { otlp: s.url },
+    )
+    try {
+      const req = otlpSeries("zstd_inline", 7)
+      const post = (body: Uint8Array | string) =>
+        send(r.httpPort, { path: "/v1/metrics", headers: OTLP, body })
+      expect((await post(zstd(encodeOtlpProtobuf(req)))).status).toBe(200)
+      await waitFor("the OTLP sink", () => s.datapoints >= 7 || undefined, 10_000)
+      expect(flattenOtlp(s.delivered)).toEqual(flattenOtlp([req]))
+      expect((await post(zstd(bomb(8 * 1024 * 1024)))).status).toBe(413)
+      expect((await post("not zstd")).status).toBe(400)
+    } finally {
+      await r.governor.stop()
+      await s.close()
+      fs.rmSync(own, { recursive: true, force: true })
+    }
+  })
+})

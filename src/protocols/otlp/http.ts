@@ -136,8 +136,9 @@ export const otlpHttpRoute = (options: {
           `unsupported content encoding "${encoding}"; accepted: ${OTLP_ENCODINGS}`,
         )
       }
-      if (encoding === "zstd") {
-        // Decompressed here, within the bound, then decoded like an uncompressed body.
+      if (encoding === "zstd" && format === "json") {
+        // Decompressed here, within the bound, then decoded like an uncompressed body. (Protobuf
+        // bodies are decompressed by the decoder, in its threads when it has some.)
         const out = decompressZstd(body, options.maxDecompressedBytes)
         if ("error" in out) {
           const e = new OtlpDecodeError({
@@ -154,7 +155,8 @@ export const otlpHttpRoute = (options: {
         if (Either.isLeft(inflated)) return afterDecode(format, Either.left(inflated.left), body.length)
         body = inflated.right
       }
-      if (!gzip && body.length > options.maxDecompressedBytes) {
+      const compressed = gzip || (encoding === "zstd" && format === "protobuf")
+      if (!compressed && body.length > options.maxDecompressedBytes) {
         return statusReply(
           format,
           413,
@@ -163,7 +165,12 @@ export const otlpHttpRoute = (options: {
         )
       }
       if (format === "protobuf") {
-        const decoded = options.decoder.decode(body, gzip, options.maxDecompressedBytes, options.bounds)
+        const decoded = options.decoder.decode(
+          body,
+          gzip ? "gzip" : encoding === "zstd" ? "zstd" : "identity",
+          options.maxDecompressedBytes,
+          options.bounds,
+        )
         return decoded instanceof Promise
           ? decoded.then((d) => afterDecode(format, d, body.length))
           : afterDecode(format, decoded, body.length)
