@@ -117,6 +117,50 @@ export const ExporterSpec = Schema.Struct({
 })
 export type ExporterSpec = typeof ExporterSpec.Type
 
+/** `host:port` (a gRPC target): a host name, an IPv4 address or a bracketed IPv6 address, and a port. */
+export const isHostPort = (value: string): boolean => {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$/.exec(value)
+  if (m === null) return false
+  const port = Number(m[2])
+  return port >= 1 && port <= 65535
+}
+
+const OtlpEndpoint = Schema.String.pipe(
+  Schema.filter((v) => isHttpUrl(v) || isHostPort(v), {
+    message: () => "must be an http:// or https:// URL (or host:port with protocol: grpc)",
+  }),
+).annotations({
+  message: () => ({
+    message: "must be an http:// or https:// URL (or host:port with protocol: grpc)",
+    override: true,
+  }),
+})
+
+export const OTLP_TRANSPORTS = ["http", "grpc"] as const
+export type OtlpTransport = (typeof OTLP_TRANSPORTS)[number]
+export const COMPRESSIONS = ["none", "gzip"] as const
+export type Compression = (typeof COMPRESSIONS)[number]
+
+/** The OTLP exporter: the keys of every exporter, and how OTLP travels (HTTP or gRPC, compressed or not). */
+export const OtlpExporterSpec = Schema.Struct({
+  ...ExporterSpec.fields,
+  /** The downstream: a URL, or with `protocol: grpc` also `host:port`. */
+  endpoint: opt(OtlpEndpoint),
+  /** OTLP/HTTP (default) or OTLP/gRPC. */
+  protocol: opt(
+    Schema.Literal(...OTLP_TRANSPORTS).annotations({
+      message: () => ({ message: 'must be "http" or "grpc"', override: true }),
+    }),
+  ),
+  /** Compression of export requests: none (default) or gzip. */
+  compression: opt(
+    Schema.Literal(...COMPRESSIONS).annotations({
+      message: () => ({ message: 'must be "none" or "gzip"', override: true }),
+    }),
+  ),
+})
+export type OtlpExporterSpec = typeof OtlpExporterSpec.Type
+
 /** `config.yaml`. Every key reloads but `receivers.*` and `memory.*`, which are read at start. */
 export const MainConfigSpec = Schema.Struct({
   limits: opt(Schema.Struct({ dry_run: opt(Bool) })),
@@ -146,7 +190,7 @@ export const MainConfigSpec = Schema.Struct({
   ),
   exporters: opt(
     Schema.Struct({
-      otlp: opt(ExporterSpec),
+      otlp: opt(OtlpExporterSpec),
       prw: opt(ExporterSpec),
       /** The durable export queue; without `path`, the memory buffer. */
       queue: opt(
@@ -208,6 +252,8 @@ export const MAIN_DEFAULTS = {
   shardingVirtualNodes: 160,
   shardingDnsRefreshMs: 30_000,
   shardingKey: "series",
+  otlpTransport: "http",
+  compression: "none",
 } as const
 
 /** A problem the schema cannot see: keys that exclude or need each other. */
@@ -219,6 +265,13 @@ export interface MainProblem {
 /** The cross-key problems of a `config.yaml` the schema accepted. Pure. */
 export const mainProblems = (spec: MainConfigSpec): ReadonlyArray<MainProblem> => {
   const out: Array<MainProblem> = []
+  const otlp = spec.exporters?.otlp
+  if (otlp?.endpoint !== undefined && otlp.protocol !== "grpc" && !isHttpUrl(otlp.endpoint)) {
+    out.push({
+      path: ["exporters", "otlp", "endpoint"],
+      message: "must be an http:// or https:// URL (host:port only with protocol: grpc)",
+    })
+  }
   for (const protocol of ["otlp", "prw"] as const) {
     const e = spec.exporters?.[protocol]
     const s = e?.sharding

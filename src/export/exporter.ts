@@ -1,3 +1,4 @@
+import * as zlib from "node:zlib"
 import { Clock, Data, Deferred, Duration, Effect, Fiber, Ref } from "effect"
 import type { Dispatcher } from "undici"
 import type { ProtocolName, WireEncoder } from "../protocols/protocol.js"
@@ -5,6 +6,7 @@ import type { ExporterTls } from "../security/exporter-tls.js"
 import { logError, logInfo, logWarn } from "../telemetry/log.js"
 import type { Instruments } from "../telemetry/metrics.js"
 import type { Buffered, ExportQueue } from "./buffer.js"
+import { GrpcExporterClient } from "./grpc-transport.js"
 import { TokenFile } from "./token-file.js"
 
 export interface ExporterSettings<P> {
@@ -20,6 +22,10 @@ export interface ExporterSettings<P> {
   readonly tls?: ExporterTls | undefined
   /** Told when changed TLS files do not load (the previous ones stay in use). */
   readonly onTlsError?: ((file: string, reason: string) => void) | undefined
+  /** How export requests travel: OTLP/HTTP (the default; remote write always) or OTLP/gRPC. */
+  readonly transport?: "http" | "grpc" | undefined
+  /** gzip: the HTTP body (`Content-Encoding: gzip`) or the gRPC message is compressed. Default none. */
+  readonly compression?: "none" | "gzip" | undefined
   readonly timeoutMs: number
   readonly batchSize: number
   readonly flushIntervalMs: number
@@ -43,9 +49,13 @@ export class ExportFailed extends Data.TaggedError("ExportFailed")<{
   readonly status: number | undefined
   readonly reason: string
   readonly retryAfterMs: number | undefined
+  /** A gRPC status: `reason` names the code, `status` is the HTTP status it plays the part of. */
+  readonly grpc?: boolean
 }> {
   override get message(): string {
-    return this.status === undefined ? this.reason : `HTTP ${this.status}: ${this.reason}`
+    return this.status === undefined || this.grpc === true
+      ? this.reason
+      : `HTTP ${this.status}: ${this.reason}`
   }
 }
 
@@ -291,6 +301,36 @@ export const runExporter = <P>(
     const fileOf = (held: TokenFile | undefined, file: string | undefined) =>
       file === undefined ? undefined : held?.file === file ? held : new TokenFile(file)
     const endpointLabel = { protocol, endpoint: endpoint ?? "" }
+    /** The gRPC channel, opened at the first gRPC attempt. */
+    let grpcClient: GrpcExporterClient | undefined
+    const onTlsError = (e: { file: string; reason: string }) => settings.onTlsError?.(e.file, e.reason)
+
+    /**
+     * The transport the settings choose now (they reload): one OTLP/HTTP POST, or one OTLP/gRPC
+     * call, each under the exporter's timeout, each failing with an `ExportFailed`.
+     */
+    const transport = (
+      url: string,
+      encoded: { readonly body: Uint8Array; readonly headers: Readonly<Record<string, string>> },
+      credentials: Readonly<Record<string, string>>,
+    ): Effect.Effect<void, ExportFailed> => {
+      const gzip = settings.compression === "gzip"
+      if (settings.transport === "grpc") {
+        grpcClient ??= new GrpcExporterClient()
+        return grpcClient.send({
+          url,
+          body: encoded.body,
+          metadata: credentials,
+          timeoutMs: settings.timeoutMs,
+          gzip,
+          tls: url.startsWith("https:") ? settings.tls?.material(onTlsError) : undefined,
+        })
+      }
+      const headers = { ...credentials, ...encoded.headers }
+      const body = gzip ? zlib.gzipSync(encoded.body) : encoded.body
+      if (gzip) headers["content-encoding"] = "gzip"
+      return post(url, body, headers, settings.timeoutMs, settings.tls?.dispatcher(onTlsError))
+    }
     const closing = yield* Ref.make<number | undefined>(undefined)
     /** Completed when shutdown begins: cuts short a backoff pause taken before it. */
     const closingStarted = yield* Deferred.make<void>()
@@ -315,8 +355,9 @@ export const runExporter = <P>(
       return deadline !== undefined && (yield* Clock.currentTimeMillis) >= deadline
     })
 
-    const headersFor = (base: Readonly<Record<string, string>>): Record<string, string> | Error => {
-      const h: Record<string, string> = { ...settings.headers, ...base }
+    /** `headers` and the credentials (their files re-read when they change). */
+    const headersFor = (): Record<string, string> | Error => {
+      const h: Record<string, string> = { ...settings.headers }
       token = fileOf(token, settings.bearerTokenFile)
       password = fileOf(password, settings.basicPasswordFile)
       if (token !== undefined) {
@@ -335,8 +376,8 @@ export const runExporter = <P>(
     /** One attempt to send these requests as one export request. */
     const attempt = (url: string, items: ReadonlyArray<Buffered<P>>) =>
       Effect.gen(function* () {
-        const { body, headers } = settings.encoder.encode(items.map((i) => i.payload))
-        const h = headersFor(headers)
+        const encoded = settings.encoder.encode(items.map((i) => i.payload))
+        const h = headersFor()
         const result =
           h instanceof Error
             ? yield* Effect.either(
@@ -349,15 +390,7 @@ export const runExporter = <P>(
                   }),
                 ),
               )
-            : yield* Effect.either(
-                post(
-                  url,
-                  body,
-                  h,
-                  settings.timeoutMs,
-                  settings.tls?.dispatcher((e) => settings.onTlsError?.(e.file, e.reason)),
-                ),
-              )
+            : yield* Effect.either(transport(url, encoded, h))
         telemetry.endpointRequests.inc({
           ...endpointLabel,
           result: result._tag === "Right" ? "success" : result.left.retryable ? "retry" : "rejected",
@@ -598,6 +631,7 @@ export const runExporter = <P>(
           Effect.interruptible,
         )
         if (done._tag === "None") yield* Fiber.interrupt(fiber)
+        grpcClient?.close()
         // What is still buffered, and what was taken and not delivered when it was cut off, is lost,
         // unless the queue is durable: then the next start sends it.
         const left = buffer.datapoints + inFlight()

@@ -20,7 +20,15 @@ import * as dnsPromises from "node:dns/promises"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Cause, Duration, Effect, Exit, Fiber, Scope } from "effect"
-import { MAIN_DEFAULTS, type MainConfigSpec, type ShardingDnsSpec } from "../config/main-schema.js"
+import {
+  type Compression,
+  isHostPort,
+  MAIN_DEFAULTS,
+  type MainConfigSpec,
+  type OtlpExporterSpec,
+  type OtlpTransport,
+  type ShardingDnsSpec,
+} from "../config/main-schema.js"
 import type { BatchVerdict, SeriesBatch } from "../limits/batch.js"
 import { fingerprint } from "../limits/fingerprint.js"
 import { type ShardKeySpec, shardOwners } from "../pipeline/route.js"
@@ -68,6 +76,10 @@ export interface OutletPlan {
   readonly basicUsername: string | undefined
   readonly basicPasswordFile: string | undefined
   readonly tls: ExporterTlsPlan | undefined
+  /** How OTLP travels: OTLP/HTTP or OTLP/gRPC (remote write: always http). */
+  readonly transport: OtlpTransport
+  /** Compression of export requests (remote write: always snappy, this is "none"). */
+  readonly compression: Compression
   readonly timeoutMs: number
   readonly batchSize: number
   readonly flushIntervalMs: number
@@ -91,10 +103,14 @@ export const planOf = (
   bufferMaxBytes: number,
 ): OutletPlan => {
   const spec = main.exporters?.[protocol] ?? {}
+  const otlp: OtlpExporterSpec = protocol === "otlp" ? (main.exporters?.otlp ?? {}) : {}
+  const transport = otlp.protocol ?? MAIN_DEFAULTS.otlpTransport
   const sharding = spec.sharding
   const buffer = main.buffer ?? {}
   const queue = main.exporters?.queue
-  const endpoint = spec.endpoint ?? flagEndpoint
+  const given = spec.endpoint ?? flagEndpoint
+  const endpoint =
+    given === undefined || transport !== "grpc" ? given : grpcUrl(given, spec.tls !== undefined)
   const source: EndpointSource =
     sharding?.dns !== undefined
       ? { _tag: "Dns", dns: sharding.dns }
@@ -122,6 +138,8 @@ export const planOf = (
             serverName: spec.tls.server_name,
             insecureSkipVerify: spec.tls.insecure_skip_verify,
           },
+    transport,
+    compression: otlp.compression ?? MAIN_DEFAULTS.compression,
     timeoutMs: spec.timeout ?? MAIN_DEFAULTS.exporterTimeoutMs,
     batchSize: buffer.batch_size ?? MAIN_DEFAULTS.batchSize,
     flushIntervalMs: buffer.flush_interval ?? MAIN_DEFAULTS.flushIntervalMs,
@@ -138,6 +156,13 @@ export const planOf = (
           },
   }
 }
+
+/**
+ * A gRPC endpoint as a URL: `host:port` becomes `https://host:port` when `exporters.otlp.tls` is
+ * set, else `http://host:port` (plaintext); a URL stays as it is.
+ */
+export const grpcUrl = (endpoint: string, tls: boolean): string =>
+  isHostPort(endpoint) ? `${tls ? "https" : "http"}://${endpoint}` : endpoint
 
 /** The URL of one address a DNS name resolved to. */
 export const dnsEndpoint = (protocol: ProtocolName, dns: ShardingDnsSpec, address: string): string => {
@@ -294,6 +319,12 @@ export const openOutlet = (deps: OutletDeps, initial: OutletPlan) =>
             error: reason,
           }),
         )
+      },
+      get transport() {
+        return plan.transport
+      },
+      get compression() {
+        return plan.compression
       },
       get timeoutMs() {
         return plan.timeoutMs

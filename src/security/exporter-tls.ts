@@ -19,35 +19,50 @@ export interface ExporterTlsFiles {
 export class ExporterTls {
   private stamp: string
   private agent: Agent
+  private current: ExporterTlsMaterial
 
   private constructor(
     readonly spec: ExporterTlsFiles,
-    stamp: string,
-    agent: Agent,
+    built: Built,
   ) {
-    this.stamp = stamp
-    this.agent = agent
+    this.stamp = built.stamp
+    this.agent = built.agent
+    this.current = built.material
   }
 
   static load(spec: ExporterTlsFiles): ExporterTls | SecretFileError {
     const built = build(spec)
-    return built instanceof SecretFileError ? built : new ExporterTls(spec, built.stamp, built.agent)
+    return built instanceof SecretFileError ? built : new ExporterTls(spec, built)
+  }
+
+  /** Reads the files again if they changed; material that does not load is reported and not used. */
+  private refresh(onError: (e: SecretFileError) => void): void {
+    const stamp = stampOf(this.spec)
+    if (stamp === this.stamp) return
+    const built = build(this.spec)
+    this.stamp = stamp
+    if (built instanceof SecretFileError) onError(built)
+    else {
+      const old = this.agent
+      this.agent = built.agent
+      this.current = built.material
+      void old.close().catch(() => undefined)
+    }
   }
 
   /** The dispatcher for the next request; with `onError` told when changed files do not load. */
   dispatcher(onError: (e: SecretFileError) => void): Dispatcher {
-    const stamp = stampOf(this.spec)
-    if (stamp !== this.stamp) {
-      const built = build(this.spec)
-      this.stamp = stamp
-      if (built instanceof SecretFileError) onError(built)
-      else {
-        const old = this.agent
-        this.agent = built.agent
-        void old.close().catch(() => undefined)
-      }
-    }
+    this.refresh(onError)
     return this.agent
+  }
+
+  /**
+   * The material for the next request of a client that builds its own connections (OTLP/gRPC):
+   * a new object whenever the files changed and load, the same one otherwise.
+   */
+  material(onError: (e: SecretFileError) => void): ExporterTlsMaterial {
+    this.refresh(onError)
+    return this.current
   }
 
   close(): Promise<void> {
@@ -66,7 +81,22 @@ const stampOf = (spec: ExporterTlsFiles): string =>
     })
     .join("|")
 
-const build = (spec: ExporterTlsFiles): { stamp: string; agent: Agent } | SecretFileError => {
+/** What the files held when they last loaded. */
+export interface ExporterTlsMaterial {
+  readonly ca: Buffer | undefined
+  readonly cert: Buffer | undefined
+  readonly key: Buffer | undefined
+  readonly serverName: string | undefined
+  readonly insecureSkipVerify: boolean
+}
+
+interface Built {
+  readonly stamp: string
+  readonly agent: Agent
+  readonly material: ExporterTlsMaterial
+}
+
+const build = (spec: ExporterTlsFiles): Built | SecretFileError => {
   if ((spec.certFile === undefined) !== (spec.keyFile === undefined)) {
     return new SecretFileError({
       file: spec.certFile ?? spec.keyFile ?? "tls",
@@ -98,5 +128,15 @@ const build = (spec: ExporterTlsFiles): { stamp: string; agent: Agent } | Secret
       rejectUnauthorized: spec.insecureSkipVerify !== true,
     },
   })
-  return { stamp: stampOf(spec), agent }
+  return {
+    stamp: stampOf(spec),
+    agent,
+    material: {
+      ca,
+      cert,
+      key,
+      serverName: spec.serverName,
+      insecureSkipVerify: spec.insecureSkipVerify === true,
+    },
+  }
 }

@@ -17,37 +17,11 @@ import {
 } from "../support/data-path.js"
 import { ROOT, tempDir, waitFor } from "../support/governor.js"
 import { RawMetricsClient } from "../support/grpc.js"
+import { SecretDir } from "../support/secret-dir.js"
 
 const FIXTURES = path.join(ROOT, "test/fixtures/tls")
 const fixture = (name: string): Buffer => fs.readFileSync(path.join(FIXTURES, name))
 const CA = fixture("ca.crt")
-
-/**
- * A directory laid out like a mounted Kubernetes Secret: `tls.crt`, `tls.key`, `ca.crt` and `token`
- * are symlinks into `..data`, itself a symlink to a timestamped directory; `swap` writes a new
- * timestamped directory and renames a new `..data` over the old one (atomically, as the kubelet does).
- */
-class SecretDir {
-  private n = 0
-  constructor(readonly dir: string) {}
-
-  swap(files: Readonly<Record<string, Buffer | string>>): void {
-    const version = `..v${++this.n}`
-    fs.mkdirSync(path.join(this.dir, version))
-    for (const [name, bytes] of Object.entries(files))
-      fs.writeFileSync(path.join(this.dir, version, name), bytes)
-    fs.symlinkSync(version, path.join(this.dir, "..data_tmp"))
-    fs.renameSync(path.join(this.dir, "..data_tmp"), path.join(this.dir, "..data"))
-    for (const name of Object.keys(files)) {
-      const link = path.join(this.dir, name)
-      if (!fs.existsSync(link)) fs.symlinkSync(path.join("..data", name), link)
-    }
-  }
-
-  file(name: string): string {
-    return path.join(this.dir, name)
-  }
-}
 
 const serverFiles = (cert = "server", ca = true) => ({
   "tls.crt": fixture(`${cert}.crt`),

@@ -1,11 +1,12 @@
 /**
  * A downstream for the governor's exporters: a node:http server on 127.0.0.1 that decodes every
- * OTLP/HTTP protobuf or remote-write body with our own codecs and records it, and whose answers a
+ * OTLP/HTTP protobuf (plain or gzip) or remote-write body with our own codecs and records it, and whose answers a
  * test controls request by request (a status, a `Retry-After`, or no answer at all).
  */
 
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
+import * as zlib from "node:zlib"
 import { Either } from "effect"
 import { countDataPoints } from "../../src/protocols/otlp/adapter.js"
 import { decodeOtlpProtobuf, encodeOtlpResponseProtobuf } from "../../src/protocols/otlp/protobuf.js"
@@ -104,7 +105,8 @@ export class Sink<P> {
       req.on("end", () => {
         const s = sink as Sink<Payload>
         const body = Buffer.concat(chunks)
-        const decoded = decode(body)
+        // The OTLP exporter with `compression: gzip`.
+        const decoded = decode(req.headers["content-encoding"] === "gzip" ? zlib.gunzipSync(body) : body)
         if (typeof decoded === "string") s.undecodable.push(decoded)
         const seen: SinkRequest = {
           n: s.requests.length + 1,

@@ -2,7 +2,7 @@
  * Decoding OTLP protobuf bodies (OTLP/HTTP `application/x-protobuf`, OTLP/gRPC messages), in the
  * receiving thread or in worker threads, as remote write does (`prw/decode-pool.ts`).
  *
- * A decoding thread inflates the body (gzip), decodes it with the one protobuf decoder
+ * A decoding thread decompresses the body (gzip, zstd), decodes it with the one protobuf decoder
  * (`decodeOtlpProtobuf`: the same checks, the same error messages, the same request bounds) and
  * computes the fingerprint of every data point's series (`fingerprintDataPoints`), then sends back
  * the fingerprints (and the inflated body, when it inflated one). The main thread enforces the
@@ -18,6 +18,7 @@
 import { Data, Either } from "effect"
 import { type JobOutcome, type PoolLimits, scriptNextTo, WorkerPool } from "../../threads/pool.js"
 import { type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
+import { decompressZstd } from "../../wire/zstd.js"
 import { bytesBatch, type Fingerprints, fingerprintDataPoints, type OtlpBatch } from "./adapter.js"
 import { OtlpDecodeError, type OtlpDecodeErrorKind } from "./errors.js"
 import { decompressGzip } from "./gzip.js"
@@ -38,26 +39,45 @@ export type DecodeResult =
   | { readonly fingerprints: Fingerprints; readonly inflated?: Uint8Array }
   | { readonly kind: OtlpDecodeErrorKind; readonly reason: string }
 
+/** How a protobuf body is compressed: its `Content-Encoding` (deflate is inflated before, by the receiver). */
+export type BodyEncoding = "identity" | "gzip" | "zstd"
+
+/** A decompressed body, or why it does not decompress. */
+const decompress = (
+  job: DecodeJob,
+): { readonly bytes: Uint8Array } | { readonly kind: OtlpDecodeErrorKind; readonly reason: string } => {
+  if (job.encoding === "gzip") {
+    const inflated = decompressGzip(job.body, job.maxDecompressedBytes)
+    return Either.isLeft(inflated)
+      ? { kind: inflated.left.kind, reason: inflated.left.reason }
+      : { bytes: inflated.right }
+  }
+  if (job.encoding === "zstd") {
+    const out = decompressZstd(job.body, job.maxDecompressedBytes)
+    return "ok" in out
+      ? { bytes: out.ok }
+      : { kind: out.error.kind === "too_large" ? "too_large" : "bad_encoding", reason: out.error.reason }
+  }
+  return { bytes: job.body }
+}
+
 export interface DecodeJob {
   readonly body: Uint8Array
-  /** Whether the body is gzip (`Content-Encoding: gzip`). */
-  readonly gzip: boolean
+  /** The body's `Content-Encoding`. */
+  readonly encoding: BodyEncoding
   readonly maxDecompressedBytes: number
   readonly bounds: RequestBounds
 }
 
-/** Inflates (gzip) and decodes one body, in this thread. */
+/** Decompresses (gzip, zstd) and decodes one body, in this thread. */
 export const runJob = (job: DecodeJob): DecodeResult => {
-  let bytes = job.body
-  if (job.gzip) {
-    const inflated = decompressGzip(job.body, job.maxDecompressedBytes)
-    if (Either.isLeft(inflated)) return { kind: inflated.left.kind, reason: inflated.left.reason }
-    bytes = inflated.right
-  }
+  const raw = decompress(job)
+  if ("kind" in raw) return raw
+  const bytes = raw.bytes
   const decoded = decodeOtlpProtobuf(bytes, job.bounds)
   if (Either.isLeft(decoded)) return { kind: decoded.left.kind, reason: decoded.left.reason }
   const fingerprints = fingerprintDataPoints(decoded.right)
-  return job.gzip ? { fingerprints, inflated: bytes } : { fingerprints }
+  return job.encoding === "identity" ? { fingerprints } : { fingerprints, inflated: bytes }
 }
 
 const toBatch = (body: Uint8Array, result: DecodeResult): Either.Either<OtlpBatch, OtlpDecodeFailure> =>
@@ -69,7 +89,7 @@ export interface OtlpBodyDecoder {
   /** Synchronous in the receiving thread; a promise when worker threads decode. */
   readonly decode: (
     body: Uint8Array,
-    gzip: boolean,
+    encoding: BodyEncoding,
     maxDecompressedBytes: number,
     bounds?: RequestBounds,
   ) => Either.Either<OtlpBatch, OtlpDecodeFailure> | Promise<Either.Either<OtlpBatch, OtlpDecodeFailure>>
@@ -79,11 +99,11 @@ export interface OtlpBodyDecoder {
 /** Decodes one body synchronously, in this thread. */
 export const decodeBody = (
   body: Uint8Array,
-  gzip: boolean,
+  encoding: BodyEncoding,
   maxDecompressedBytes: number,
   bounds: RequestBounds = UNBOUNDED,
 ): Either.Either<OtlpBatch, OtlpDecodeFailure> =>
-  toBatch(body, runJob({ body, gzip, maxDecompressedBytes, bounds }))
+  toBatch(body, runJob({ body, encoding, maxDecompressedBytes, bounds }))
 
 export const inlineDecoder: OtlpBodyDecoder = {
   decode: decodeBody,
@@ -121,11 +141,11 @@ export const workerDecoder = (
         ? Either.left(new OtlpDecoderDied({ reason: outcome.reason }))
         : toBatch(body, outcome.reply)
   return {
-    decode: (body, gzip, maxDecompressedBytes, bounds = UNBOUNDED) => {
-      if (closed) return decodeBody(body, gzip, maxDecompressedBytes, bounds)
+    decode: (body, encoding, maxDecompressedBytes, bounds = UNBOUNDED) => {
+      if (closed) return decodeBody(body, encoding, maxDecompressedBytes, bounds)
       // The copy (when it is one) is also what gets buffered: the export buffer keeps no larger buffer alive.
       const own = ownBytes(body)
-      return pool.run({ body: own, gzip, maxDecompressedBytes, bounds }).then(settle(own))
+      return pool.run({ body: own, encoding, maxDecompressedBytes, bounds }).then(settle(own))
     },
     close: () => {
       closed = true

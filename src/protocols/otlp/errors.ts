@@ -4,16 +4,25 @@ import { Data } from "effect"
  * What was wrong with an OTLP request body:
  *
  * - `bad_gzip`: `Content-Encoding: gzip`, but the body is not valid gzip;
+ * - `bad_encoding`: `Content-Encoding: zstd` (or another compression), but the body does not
+ *   decompress;
  * - `too_large`: the body inflates past the configured limit (answer `413`, never retry);
  * - `bad_protobuf`: not a valid `ExportMetricsServiceRequest` in binary protobuf;
  * - `bad_json`: not a valid `ExportMetricsServiceRequest` in OTLP/JSON;
  * - `too_many`: more datapoints or elements than `receivers.max_datapoints_per_request` or
  *   `receivers.max_elements_per_request` allow (answer `413`, never retry).
  */
-export type OtlpDecodeErrorKind = "bad_gzip" | "too_large" | "bad_protobuf" | "bad_json" | "too_many"
+export type OtlpDecodeErrorKind =
+  | "bad_gzip"
+  | "bad_encoding"
+  | "too_large"
+  | "bad_protobuf"
+  | "bad_json"
+  | "too_many"
 
 const WHAT: Readonly<Record<OtlpDecodeErrorKind, string>> = {
   bad_gzip: "invalid gzip body",
+  bad_encoding: "invalid compressed body",
   too_large: "body too large",
   bad_protobuf: "invalid OTLP protobuf",
   bad_json: "invalid OTLP JSON",

@@ -76,7 +76,7 @@ export const serveGrpc = (
           },
           // grpc-js has inflated a gzip message already, within maxMessageBytes.
           decode: (bytes, b) => {
-            const decoded = decoder.decode(bytes, false, maxMessageBytes, b)
+            const decoded = decoder.decode(bytes, "identity", maxMessageBytes, b)
             const count = (d: Awaited<typeof decoded>) => {
               if (Either.isLeft(d) && d.left._tag === "OtlpDecoderDied")
                 telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_unavailable" })

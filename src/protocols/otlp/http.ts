@@ -3,8 +3,10 @@ import { Either } from "effect"
 import type { Reply, Route } from "../../pipeline/http-receiver.js"
 import type { IngestOutcome } from "../../pipeline/ingest.js"
 import type { RequestBounds } from "../../wire/bounds.js"
+import { decompressZstd } from "../../wire/zstd.js"
 import { type OtlpBatch, objectBatch } from "./adapter.js"
 import type { OtlpBodyDecoder, OtlpDecodeFailure } from "./decode-pool.js"
+import { OtlpDecodeError } from "./errors.js"
 import { decompressDeflate, decompressGzip } from "./gzip.js"
 import { decodeOtlpJson, encodeOtlpResponseJson } from "./json.js"
 import { encodeOtlpResponseProtobuf } from "./protobuf.js"
@@ -12,6 +14,9 @@ import { encodeRpcStatus, encodeRpcStatusJson, GrpcCode, retryInfoDetail } from 
 import type { ExportMetricsServiceResponse } from "./types.js"
 
 type Format = "protobuf" | "json"
+
+/** The `Content-Encoding`s an OTLP/HTTP request may use, as the 415 answer lists them. */
+export const OTLP_ENCODINGS = "gzip, deflate, zstd, identity"
 
 const PARTIAL_MESSAGE = "dropped by metrics-governor limits"
 
@@ -63,7 +68,7 @@ const formatOf = (req: IncomingMessage): Format | undefined => {
 }
 
 /**
- * `POST /v1/metrics`, OTLP/HTTP: protobuf or JSON, plain or gzip. 200 with an
+ * `POST /v1/metrics`, OTLP/HTTP: protobuf or JSON, plain, gzip, deflate or zstd. 200 with an
  * `ExportMetricsServiceResponse` (a partial success names what the limits dropped, so the client does
  * not retry it); 415 for other content types or encodings; 413 over the size bounds (bytes,
  * datapoints, elements); 400 for a body
@@ -117,13 +122,32 @@ export const otlpHttpRoute = (options: {
       }
       const encoding = (req.headers["content-encoding"] ?? "identity").trim().toLowerCase()
       const gzip = encoding === "gzip"
-      if (!gzip && encoding !== "deflate" && encoding !== "identity" && encoding !== "") {
+      if (
+        !gzip &&
+        encoding !== "deflate" &&
+        encoding !== "zstd" &&
+        encoding !== "identity" &&
+        encoding !== ""
+      ) {
         return statusReply(
           format,
           415,
           GrpcCode.INVALID_ARGUMENT,
-          `unsupported content encoding "${encoding}"; accepted: gzip, deflate, identity`,
+          `unsupported content encoding "${encoding}"; accepted: ${OTLP_ENCODINGS}`,
         )
+      }
+      if (encoding === "zstd" && format === "json") {
+        // Decompressed here, within the bound, then decoded like an uncompressed body. (Protobuf
+        // bodies are decompressed by the decoder, in its threads when it has some.)
+        const out = decompressZstd(body, options.maxDecompressedBytes)
+        if ("error" in out) {
+          const e = new OtlpDecodeError({
+            kind: out.error.kind === "too_large" ? "too_large" : "bad_encoding",
+            reason: out.error.reason,
+          })
+          return afterDecode(format, Either.left(e), body.length)
+        }
+        body = out.ok
       }
       if (encoding === "deflate") {
         // Inflated here, within the bound, then decoded like an uncompressed body.
@@ -131,7 +155,8 @@ export const otlpHttpRoute = (options: {
         if (Either.isLeft(inflated)) return afterDecode(format, Either.left(inflated.left), body.length)
         body = inflated.right
       }
-      if (!gzip && body.length > options.maxDecompressedBytes) {
+      const compressed = gzip || (encoding === "zstd" && format === "protobuf")
+      if (!compressed && body.length > options.maxDecompressedBytes) {
         return statusReply(
           format,
           413,
@@ -140,7 +165,12 @@ export const otlpHttpRoute = (options: {
         )
       }
       if (format === "protobuf") {
-        const decoded = options.decoder.decode(body, gzip, options.maxDecompressedBytes, options.bounds)
+        const decoded = options.decoder.decode(
+          body,
+          gzip ? "gzip" : encoding === "zstd" ? "zstd" : "identity",
+          options.maxDecompressedBytes,
+          options.bounds,
+        )
         return decoded instanceof Promise
           ? decoded.then((d) => afterDecode(format, d, body.length))
           : afterDecode(format, decoded, body.length)

@@ -5,15 +5,30 @@ import { Either } from "effect"
 import { type Reply, type Route, textReply } from "../../pipeline/http-receiver.js"
 import type { IngestOutcome } from "../../pipeline/ingest.js"
 import type { RequestBounds } from "../../wire/bounds.js"
+import { decompressZstd } from "../../wire/zstd.js"
 import type { BodyDecoder, DecodeFailure } from "./decode-pool.js"
 import type { ScannedWriteRequest } from "./scan.js"
 import { compressBody } from "./snappy.js"
 
+/** The `Content-Encoding`s a remote-write request may use, as the 415 answer lists them. */
+export const PRW_ENCODINGS = "snappy, gzip, deflate, zstd"
+
 /**
- * A gzip or deflate body inflated within `max` bytes (zlib stops at the bound), then put in the one
+ * A gzip, deflate or zstd body decompressed within `max` bytes (zlib stops at the bound), then put in the one
  * snappy block the decoder reads: 413 past the bound, 400 for a body that does not inflate.
  */
-const reencode = (body: Uint8Array, encoding: "gzip" | "deflate", max: number): Uint8Array | Reply => {
+const reencode = (
+  body: Uint8Array,
+  encoding: "gzip" | "deflate" | "zstd",
+  max: number,
+): Uint8Array | Reply => {
+  if (encoding === "zstd") {
+    const out = decompressZstd(body, max)
+    if ("ok" in out) return compressBody(out.ok)
+    return out.error.kind === "too_large"
+      ? textReply(413, `request body ${out.error.reason}`)
+      : textReply(400, `invalid zstd body: ${out.error.reason}`)
+  }
   const options = { maxOutputLength: Math.min(max, kMaxLength) }
   const view = Buffer.from(body.buffer, body.byteOffset, body.byteLength)
   try {
@@ -79,8 +94,8 @@ export const prwRoute = (options: {
         )
       }
       const encoding = (req.headers["content-encoding"] ?? "").trim().toLowerCase()
-      if (encoding !== "snappy" && encoding !== "gzip" && encoding !== "deflate") {
-        return textReply(415, `unsupported content encoding "${encoding}"; accepted: snappy, gzip, deflate`)
+      if (encoding !== "snappy" && encoding !== "gzip" && encoding !== "deflate" && encoding !== "zstd") {
+        return textReply(415, `unsupported content encoding "${encoding}"; accepted: ${PRW_ENCODINGS}`)
       }
       const block = encoding === "snappy" ? body : reencode(body, encoding, options.maxDecompressedBytes)
       if (!(block instanceof Uint8Array)) return block

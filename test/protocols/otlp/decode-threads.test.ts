@@ -15,12 +15,14 @@ import {
   type OtlpDecodeFailure,
   workerDecoder,
 } from "../../../src/protocols/otlp/decode-pool.js"
+import { OtlpDecodeError } from "../../../src/protocols/otlp/errors.js"
 import { decompressGzip } from "../../../src/protocols/otlp/gzip.js"
 import { otlpHttpRoute } from "../../../src/protocols/otlp/http.js"
 import { decodeOtlpProtobuf, encodeOtlpProtobuf } from "../../../src/protocols/otlp/protobuf.js"
 import { otlpAdapter } from "../../../src/protocols/otlp/protocol.js"
 import type { ExportMetricsServiceRequest } from "../../../src/protocols/otlp/types.js"
 import { UNBOUNDED } from "../../../src/wire/bounds.js"
+import { decompressZstd } from "../../../src/wire/zstd.js"
 import { versionOf } from "../../limits/engine.js"
 import { threadsForFile } from "../../support/threads.js"
 import { makeArbitraries } from "./arbitraries.js"
@@ -52,10 +54,18 @@ const view = (result: Either.Either<OtlpBatch, OtlpDecodeFailure>) =>
 
 /** Bodies: encoded requests (some gzip), and bytes that are mostly not a request. */
 const bodies = fc.oneof(
-  request.map((r) => ({ body: encodeOtlpProtobuf(r), gzip: false })),
-  request.map((r) => ({ body: new Uint8Array(zlib.gzipSync(encodeOtlpProtobuf(r))), gzip: true })),
-  fc.uint8Array({ maxLength: 200 }).map((body) => ({ body, gzip: false })),
-  fc.uint8Array({ maxLength: 200 }).map((body) => ({ body, gzip: true })),
+  request.map((r) => ({ body: encodeOtlpProtobuf(r), encoding: "identity" as const })),
+  request.map((r) => ({
+    body: new Uint8Array(zlib.gzipSync(encodeOtlpProtobuf(r))),
+    encoding: "gzip" as const,
+  })),
+  fc.uint8Array({ maxLength: 200 }).map((body) => ({ body, encoding: "identity" as const })),
+  fc.uint8Array({ maxLength: 200 }).map((body) => ({ body, encoding: "gzip" as const })),
+  // Mostly not zstd; some a zstd frame header with random blocks behind it.
+  fc
+    .uint8Array({ maxLength: 200 })
+    .chain((tail) => fc.constantFrom(tail, new Uint8Array([0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x50, ...tail])))
+    .map((body) => ({ body, encoding: "zstd" as const })),
 )
 
 describe("OTLP decoding threads", () => {
@@ -63,9 +73,9 @@ describe("OTLP decoding threads", () => {
     const decoder = make(2)
     const fp = new Uint32Array(2)
     await fc.assert(
-      fc.asyncProperty(bodies, async ({ body, gzip }) => {
-        const here = decodeBody(body, gzip, MAX)
-        const there = await decoder.decode(body, gzip, MAX)
+      fc.asyncProperty(bodies, async ({ body, encoding }) => {
+        const here = decodeBody(body, encoding, MAX)
+        const there = await decoder.decode(body, encoding, MAX)
         expect(view(there)).toStrictEqual(view(here))
         if (Either.isRight(here)) {
           const b = here.right
@@ -85,10 +95,22 @@ describe("OTLP decoding threads", () => {
     const decoder = make(1)
     const bounds = { maxDatapoints: 3, maxElements: 40 }
     await fc.assert(
-      fc.asyncProperty(bodies, async ({ body, gzip }) => {
-        const there = await decoder.decode(body, gzip, MAX, bounds)
+      fc.asyncProperty(bodies, async ({ body, encoding }) => {
+        const there = await decoder.decode(body, encoding, MAX, bounds)
         // What the OTLP/HTTP route did in the receiving thread before there were decoding threads.
-        const raw = gzip ? decompressGzip(body, MAX) : Either.right(body)
+        const zstd = (): Either.Either<Uint8Array, OtlpDecodeError> => {
+          const out = decompressZstd(body, MAX)
+          return "ok" in out
+            ? Either.right(out.ok)
+            : Either.left(
+                new OtlpDecodeError({
+                  kind: out.error.kind === "too_large" ? "too_large" : "bad_encoding",
+                  reason: out.error.reason,
+                }),
+              )
+        }
+        const raw =
+          encoding === "gzip" ? decompressGzip(body, MAX) : encoding === "zstd" ? zstd() : Either.right(body)
         const reference = Either.flatMap(raw, (bytes) => decodeOtlpProtobuf(bytes, bounds))
         expect(Either.isLeft(there)).toBe(Either.isLeft(reference))
         if (Either.isLeft(there) && Either.isLeft(reference)) {
@@ -134,8 +156,8 @@ describe("OTLP decoding threads", () => {
           return { ...views(batch, verdict), counts }
         }
         const objects = run(objectBatch(decoded))
-        const here = run(Either.getOrThrow(decodeBody(body, false, MAX)))
-        const there = run(Either.getOrThrow(await decoder.decode(body, false, MAX, UNBOUNDED)))
+        const here = run(Either.getOrThrow(decodeBody(body, "identity", MAX)))
+        const there = run(Either.getOrThrow(await decoder.decode(body, "identity", MAX, UNBOUNDED)))
         expect(here).toStrictEqual(objects)
         expect(there).toStrictEqual(objects)
         if (objects.datapoints < toSeriesBatch(decoded).length) changed++
@@ -159,7 +181,7 @@ describe("OTLP decoding threads", () => {
     })
     const req = { headers: { "content-type": "application/x-protobuf" } } as unknown as IncomingMessage
     for (let i = 0; i < 2; i++) {
-      const result = await decoder.decode(encodeOtlpProtobuf({ resourceMetrics: [] }), false, MAX)
+      const result = await decoder.decode(encodeOtlpProtobuf({ resourceMetrics: [] }), "identity", MAX)
       expect(Either.isLeft(result) && result.left.message).toBe(
         "the OTLP decoder failed: its thread exited with code 9; retry",
       )

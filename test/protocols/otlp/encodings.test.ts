@@ -33,6 +33,6 @@ describe("OTLP/HTTP Content-Encoding", () => {
     expect((await post(running, Buffer.from("not deflate"), "deflate")).status).toBe(400)
     const br = await post(running, zlib.brotliCompressSync(bytes), "br")
     expect(br.status).toBe(415)
-    expect(br.body.toString("latin1")).toContain("accepted: gzip, deflate, identity")
+    expect(br.body.toString("latin1")).toContain("accepted: gzip, deflate, zstd, identity")
   }, 30_000)
 })
