@@ -152,7 +152,7 @@ export const OtlpExporterSpec = Schema.Struct({
       message: () => ({ message: 'must be "http" or "grpc"', override: true }),
     }),
   ),
-  /** Compression of export requests: none (default) or gzip. */
+  /** Compression of export requests: gzip (default) or none. */
   compression: opt(
     Schema.Literal(...COMPRESSIONS).annotations({
       message: () => ({ message: 'must be "none" or "gzip"', override: true }),
@@ -253,7 +253,7 @@ export const MAIN_DEFAULTS = {
   shardingDnsRefreshMs: 30_000,
   shardingKey: "series",
   otlpTransport: "http",
-  compression: "none",
+  compression: "gzip",
 } as const
 
 /** A problem the schema cannot see: keys that exclude or need each other. */

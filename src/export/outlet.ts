@@ -139,7 +139,8 @@ export const planOf = (
             insecureSkipVerify: spec.tls.insecure_skip_verify,
           },
     transport,
-    compression: otlp.compression ?? MAIN_DEFAULTS.compression,
+    // Remote write is snappy by its protocol; only OTLP export compresses on top.
+    compression: protocol === "otlp" ? (otlp.compression ?? MAIN_DEFAULTS.compression) : "none",
     timeoutMs: spec.timeout ?? MAIN_DEFAULTS.exporterTimeoutMs,
     batchSize: buffer.batch_size ?? MAIN_DEFAULTS.batchSize,
     flushIntervalMs: buffer.flush_interval ?? MAIN_DEFAULTS.flushIntervalMs,

@@ -13,7 +13,7 @@ const messageOf = (text: string): string => {
 }
 
 describe("exporters.otlp.protocol and compression", () => {
-  it("accepts http and grpc, none and gzip; defaults: http, none", () => {
+  it("accepts http and grpc, none and gzip; defaults: http, gzip", () => {
     const r = decode(
       "exporters:\n  otlp:\n    endpoint: collector:4317\n    protocol: grpc\n    compression: gzip\n",
     )
@@ -28,7 +28,7 @@ describe("exporters.otlp.protocol and compression", () => {
       MAIN_DEFAULTS.otlpTransport,
       MAIN_DEFAULTS.compression,
     ])
-    expect([none.transport, none.compression]).toEqual(["http", "none"])
+    expect([none.transport, none.compression]).toEqual(["http", "gzip"])
   })
 
   it("host:port is https:// when exporters.otlp.tls is set", () => {
