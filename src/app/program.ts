@@ -120,7 +120,14 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       // The memory limit: what the buffers, the requests in flight and the decoding threads may take.
       const memory = resolveMemoryLimit(flags.memoryLimit, main.memory?.limit_ratio, cgroupMemoryLimit())
       const budget = memory.bytes === undefined ? undefined : budgetOf(memory.bytes)
-      const admission: Admission = budget === undefined ? UNLIMITED : new MemoryGuard(budget, v8Collect())
+      const guard = budget === undefined ? undefined : new MemoryGuard(budget, v8Collect())
+      const admission: Admission = guard ?? UNLIMITED
+      if (guard !== undefined) {
+        yield* Effect.acquireRelease(
+          Effect.sync(() => guard.watch()),
+          (stop) => Effect.sync(stop),
+        )
+      }
       const bufferMaxBytesOf = (spec: MainConfigSpec) =>
         Math.min(
           spec.buffer?.max_bytes ?? MAIN_DEFAULTS.bufferMaxBytes,

@@ -97,8 +97,11 @@ export class MemoryGuard implements Admission {
     return this.rssReading
   }
 
-  admit(bytes: number): boolean {
-    const now = this.clock.now()
+  /**
+   * Asks for a garbage collection when resident memory is past the collection mark (at most every
+   * `COLLECT_EVERY_MS`); returns the resident memory after it.
+   */
+  private collectIfHigh(now: number): number {
     let rss = this.resident(now)
     const b = this.budget
     if (rss >= b.collectAtBytes && this.collect !== undefined && now - this.collectedAt >= COLLECT_EVERY_MS) {
@@ -108,6 +111,26 @@ export class MemoryGuard implements Admission {
       this.rssAt = Number.NEGATIVE_INFINITY
       rss = this.resident(now)
     }
+    return rss
+  }
+
+  /**
+   * Checks resident memory every `COLLECT_EVERY_MS` whether requests arrive or not: while the
+   * exporters drain what was accepted (encoding and compressing batches) no request asks, and the
+   * garbage they leave must be collected too. Returns the function that stops it.
+   */
+  watch(): () => void {
+    const timer = setInterval(() => {
+      this.collectIfHigh(this.clock.now())
+    }, COLLECT_EVERY_MS)
+    timer.unref()
+    return () => clearInterval(timer)
+  }
+
+  admit(bytes: number): boolean {
+    const now = this.clock.now()
+    const rss = this.collectIfHigh(now)
+    const b = this.budget
     if (this.refusing && rss < b.resumeAtBytes) this.refusing = false
     else if (!this.refusing && rss >= b.refuseAtBytes) this.refusing = true
     // One request is always admitted when nothing is in flight, whatever the reading: memory the

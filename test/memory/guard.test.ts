@@ -1,5 +1,5 @@
 import fc from "fast-check"
-import { describe, expect, it } from "vitest"
+import { describe, expect, it, vi } from "vitest"
 import { COLLECT_EVERY_MS, EXPANSION, MemoryGuard, RSS_MAX_AGE_MS } from "../../src/memory/guard.js"
 import { budgetOf } from "../../src/memory/limit.js"
 
@@ -117,5 +117,33 @@ describe("MemoryGuard", () => {
     now.value += COLLECT_EVERY_MS
     g.admit(1)
     expect(collects).toEqual(["minor", "major"])
+  })
+
+  it("asks for collections on its own while no request arrives (an exporter draining), only past the collection mark", () => {
+    vi.useFakeTimers()
+    try {
+      const budget = budgetOf(LIMIT)
+      const rss = { value: budget.collectAtBytes - 1 }
+      const now = { value: 0 }
+      const collects: Array<string> = []
+      const stop = guardWith(rss, now, collects).watch()
+      const tick = () => {
+        now.value += COLLECT_EVERY_MS
+        vi.advanceTimersByTime(COLLECT_EVERY_MS)
+      }
+      tick()
+      expect(collects).toEqual([])
+      rss.value = budget.collectAtBytes
+      tick()
+      expect(collects).toEqual(["minor"])
+      rss.value = budget.refuseAtBytes
+      tick()
+      expect(collects).toEqual(["minor", "major"])
+      stop()
+      tick()
+      expect(collects).toHaveLength(2)
+    } finally {
+      vi.useRealTimers()
+    }
   })
 })
