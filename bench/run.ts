@@ -359,7 +359,8 @@ const render = (run: SavedRun): void => {
     headline.push(
       `durable queue, remote-write throughput at saturation / memory buffer: \`sync_interval: 1s\` ${ratio(num(queue, "queue1sRatio"))}, ` +
         `\`0s\` ${ratio(num(queue, "queue0sRatio"))}; with \`-memory-limit 256MiB\` and a slow downstream, peak RSS ` +
-        `${(num(queue, "peakRss") / 2 ** 20).toFixed(0)} MiB of 256`,
+        `${(num(queue, "peakRss") / 2 ** 20).toFixed(0)} MiB of 256 with \`MALLOC_ARENA_MAX=2\` (as the container image), ` +
+        `${(num(queue, "peakRssPlain") / 2 ** 20).toFixed(0)} MiB as a plain process`,
     )
   if (headline.length > 0) {
     md.push("Headline ratios:")
