@@ -78,6 +78,10 @@ const CAUSES: Record<string, string> = {
   "≤ 100 ms after the write (-reload-debounce 50ms)":
     "The watch waits for 50 ms of quiet after the last event, hashes both files, then reloads (§5): scheduling delays push the " +
     "tail over what remains.",
+  "peak RSS ≤ 256 MiB with -memory-limit 256MiB, saturated, slow downstream (plain process)":
+    "Under load the receivers' push-back held RSS near the refusal mark (§9: 205–235 MiB); the process went over the limit " +
+    "during the drain, when no request was arriving and the exporter was sending what the buffer held: nothing refuses " +
+    "there. The same load with `MALLOC_ARENA_MAX=2`, as the container image starts the governor, stayed under the limit (§9).",
   "0 failed requests":
     "Failed requests were 503s (export buffer full): when the exporter falls behind, the buffer fills and receivers push back. " +
     "Nothing accepted was lost.",
