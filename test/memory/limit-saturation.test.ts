@@ -61,8 +61,9 @@ describe("-memory-limit 256MiB, remote write and OTLP/HTTP saturated at once, do
       ],
       // As the container image starts it (deploy/Dockerfile): the decoding threads' native
       // allocations share two malloc arenas. Without it, this load took the process over the limit
-      // in development runs (peaks of 259-274 MiB in 3 runs out of 4; `node --import tsx
-      // bench/run.ts --only queue` measures both).
+      // in 3 development runs out of 4 (peaks of 259-274 MiB); with it, in 2 runs out of 7 (259.8
+      // MiB during the drain, 261.2 MiB under load), on 2 cores shared with other work.
+      // `node --import tsx bench/run.ts --only queue` draws the RSS curve with and without it.
       wrapper: ["env", "MALLOC_ARENA_MAX=2"],
     })
     expect(await gov.metric("metrics_governor_memory_limit_bytes")).toBe(LIMIT)
