@@ -48,6 +48,7 @@ const AREAS: ReadonlyArray<Area> = [
   { id: "reload-under-load", file: "reload-under-load.ts", nodeFlags: [], budgetS: 240 },
   { id: "cardinality", file: "cardinality.ts", nodeFlags: [], budgetS: 120 },
   { id: "sharding", file: "sharding.ts", nodeFlags: [], budgetS: 300 },
+  { id: "queue", file: "queue.ts", nodeFlags: [], budgetS: 300 },
 ]
 
 /** Why a target is missed, keyed by the target's text; each cause is backed by a section of the document. */
@@ -60,14 +61,14 @@ const CAUSES: Record<string, string> = {
     "per-batch work grows with the number of rules (rolling every rule's window, a `perRule` array, one `RuleCounts` per rule " +
     "seen); and where `enforce()` hashes each series itself (OTLP/JSON, the one decoder that does not compute fingerprints), " +
     "two multiplies per UTF-16 code unit of every label (about 100 per series) cost more than the target allows on this " +
-    "machine (§1, §9).",
+    "machine (§1, §10).",
   "≥ 0.5× vmagent's throughput":
     "Both use the machine's two cores (CPU column of §2), but vmagent does about four times as much per core. The governor's " +
     "main thread is no longer saturated (idle in the profile of §2): remote-write bodies are decompressed and scanned in a " +
     "worker thread and forwarded without re-encoding, so what is left per request is the HTTP exchange, enforcing, " +
-    "concatenating, compressing and exporting (§9). The scanning thread, the main thread, wrk and the sink share two cores.",
+    "concatenating, compressing and exporting (§10). The scanning thread, the main thread, wrk and the sink share two cores.",
   "peak RSS ≤ 256 MiB at saturation":
-    "The JavaScript heaps are small; what remains is request bytes in flight and garbage waiting for a collection (§9).",
+    "The JavaScript heaps are small; what remains is request bytes in flight and garbage waiting for a collection (§10).",
   "p99 ≤ 5 ms at 100 rules":
     "A SIGHUP starts its reload from the signal's callback; the files are read with plain system calls and the rules list is " +
     "parsed item by item, so a reload of 100 rules with one rule edited costs about half a millisecond of the main thread " +
@@ -77,6 +78,10 @@ const CAUSES: Record<string, string> = {
   "≤ 100 ms after the write (-reload-debounce 50ms)":
     "The watch waits for 50 ms of quiet after the last event, hashes both files, then reloads (§5): scheduling delays push the " +
     "tail over what remains.",
+  "peak RSS ≤ 256 MiB with -memory-limit 256MiB, saturated, slow downstream (plain process)":
+    "Under load the receivers' push-back held RSS near the refusal mark (§9: 205–235 MiB); the process went over the limit " +
+    "during the drain, when no request was arriving and the exporter was sending what the buffer held: nothing refuses " +
+    "there. The same load with `MALLOC_ARENA_MAX=2`, as the container image starts the governor, stayed under the limit (§9).",
   "0 failed requests":
     "Failed requests were 503s (export buffer full): when the exporter falls behind, the buffer fills and receivers push back. " +
     "Nothing accepted was lost.",
@@ -353,6 +358,14 @@ const render = (run: SavedRun): void => {
         `${ratio(num(shard, "ring4Ratio"))}; two tiers (router → governor) / governor alone ${ratio(num(shard, "chainRatio"))} ` +
         `on 2 cores, router CPU per datapoint at a fixed rate ${ratio(num(shard, "fixedRouterPerM") / num(shard, "fixedGovPerM"))} the governor's`,
     )
+  const queue = results.queue
+  if (queue !== undefined && Number.isFinite(num(queue, "queue1sRatio")))
+    headline.push(
+      `durable queue, remote-write throughput at saturation / memory buffer: \`sync_interval: 1s\` ${ratio(num(queue, "queue1sRatio"))}, ` +
+        `\`0s\` ${ratio(num(queue, "queue0sRatio"))}; with \`-memory-limit 256MiB\` and a slow downstream, peak RSS ` +
+        `${(num(queue, "peakRss") / 2 ** 20).toFixed(0)} MiB of 256 with \`MALLOC_ARENA_MAX=2\` (as the container image), ` +
+        `${(num(queue, "peakRssPlain") / 2 ** 20).toFixed(0)} MiB as a plain process`,
+    )
   if (headline.length > 0) {
     md.push("Headline ratios:")
     md.push("")
@@ -441,7 +454,7 @@ const boundsSection = (prw: AreaResult | undefined, enforce: AreaResult | undefi
     .map((f) => `\`${f.name}\` (${f.where}, ${(f.share * 100).toFixed(0)}%)`)
     .join(", ")
   const out: Array<string> = []
-  out.push("## 9. What bounds throughput, and how the governor uses more than one core")
+  out.push("## 10. What bounds throughput, and how the governor uses more than one core")
   out.push("")
   out.push(
     "**The design (built for remote write).** The limits must stay exact per rule, so one thread, the main one, owns every " +
@@ -525,7 +538,7 @@ node --import tsx bench/remote-write.ts              # one area alone, printing 
 
 Files: \`bench/run.ts\` (orchestrates, writes this file), \`bench/enforce-core.ts\` (1), \`bench/remote-write.ts\` (2),
 \`bench/otlp.ts\` (3), \`bench/memory.ts\` (4), \`bench/reload.ts\` (5), \`bench/reload-under-load.ts\` (6),
-\`bench/sharding.ts\` (8), \`bench/lib.ts\`
+\`bench/sharding.ts\` (8), \`bench/queue.ts\` (9), \`bench/lib.ts\`
 (statistics, processes, wrk, the fixed-rate generator, profiles), \`bench/payloads.ts\` (request bodies), \`bench/sink.ts\` (the
 downstream). Run the final numbers on a quiet machine: the 1-minute load average is recorded above.
 `

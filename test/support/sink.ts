@@ -92,7 +92,13 @@ export class Sink<P> {
   /** Starts listening on 127.0.0.1 (`port` 0 or omitted: a free port). */
   static async start<Proto extends SinkProtocol>(
     protocol: Proto,
-    options: { readonly port?: number; readonly host?: string; readonly respond?: Respond } = {},
+    options: {
+      readonly port?: number
+      readonly host?: string
+      readonly respond?: Respond
+      /** Answer every request this many milliseconds after reading it (default 0: at once). */
+      readonly answerDelayMs?: number
+    } = {},
   ): Promise<Sink<Proto extends "otlp" ? ExportMetricsServiceRequest : WriteRequest>> {
     type Payload = Proto extends "otlp" ? ExportMetricsServiceRequest : WriteRequest
     const decode = (protocol === "otlp" ? decodeOtlp : decodePrw) as (
@@ -125,17 +131,21 @@ export class Sink<P> {
           res.on("close", () => s.hanging.delete(res))
           return
         }
-        if (answer.status >= 200 && answer.status < 300 && typeof decoded !== "string") {
-          s.delivered.push(decoded.payload)
-          s.datapoints += decoded.datapoints
+        const reply = () => {
+          if (answer.status >= 200 && answer.status < 300 && typeof decoded !== "string") {
+            s.delivered.push(decoded.payload)
+            s.datapoints += decoded.datapoints
+          }
+          res.statusCode = answer.status
+          for (const [k, v] of Object.entries(answer.headers ?? {})) res.setHeader(k, v)
+          if (answer.body !== undefined) res.end(answer.body)
+          else if (answer.status === 200 && protocol === "otlp") {
+            res.setHeader("content-type", "application/x-protobuf")
+            res.end(encodeOtlpResponseProtobuf({}))
+          } else res.end()
         }
-        res.statusCode = answer.status
-        for (const [k, v] of Object.entries(answer.headers ?? {})) res.setHeader(k, v)
-        if (answer.body !== undefined) res.end(answer.body)
-        else if (answer.status === 200 && protocol === "otlp") {
-          res.setHeader("content-type", "application/x-protobuf")
-          res.end(encodeOtlpResponseProtobuf({}))
-        } else res.end()
+        if (s.answerDelayMs > 0) setTimeout(reply, s.answerDelayMs)
+        else reply()
       })
     })
     await new Promise<void>((resolve, reject) => {
@@ -152,6 +162,7 @@ export class Sink<P> {
       options.respond ?? (() => OK),
       options.host ?? "127.0.0.1",
     )
+    sink.answerDelayMs = options.answerDelayMs ?? 0
     return sink
   }
 
@@ -159,8 +170,11 @@ export class Sink<P> {
     return `http://${this.host}:${this.port}${this.protocol === "otlp" ? "/v1/metrics" : "/api/v1/write"}`
   }
 
-  /** Datapoints in the bodies answered 2xx. */
+  /** Datapoints in the bodies answered 2xx (counted when the answer is sent). */
   datapoints = 0
+
+  /** How long after reading a request the sink answers it, ms (0: at once); may be changed at any time. */
+  answerDelayMs = 0
 
   /** Answers every request held by `"hang"` with `status` (they are not recorded as delivered). */
   release(status = 503): void {
