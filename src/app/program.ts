@@ -128,10 +128,15 @@ export const dataPathLayer = (flags: DataPathFlags) =>
           (stop) => Effect.sync(stop),
         )
       }
+      // The memory limit's share for buffers is for the whole process: the protocols split it.
+      const protocolsOpen =
+        (flags.httpListen !== "" || flags.grpcListen !== "" ? 1 : 0) + (flags.prwListen !== "" ? 1 : 0)
       const bufferMaxBytesOf = (spec: MainConfigSpec) =>
         Math.min(
           spec.buffer?.max_bytes ?? MAIN_DEFAULTS.bufferMaxBytes,
-          budget?.bufferBytes ?? Number.POSITIVE_INFINITY,
+          budget === undefined
+            ? Number.POSITIVE_INFINITY
+            : Math.floor(budget.bufferBytes / Math.max(1, protocolsOpen)),
         )
       const bufferMaxBytes = bufferMaxBytesOf(main)
       const threadLimits: PoolLimits =

@@ -465,6 +465,29 @@ export const openOutlet = (deps: OutletDeps, initial: OutletPlan) =>
         yield* Effect.forkIn(drain, outletScope)
       })
 
+    /**
+     * `buffer.size` and `buffer.max_bytes` bound the protocol: the lanes share them evenly (an empty
+     * buffer still takes any one request), and a durable queue keeps its share of the bytes in memory.
+     */
+    const retuneLanes = () => {
+      const n = Math.max(1, targets.lanes.length)
+      const size = Math.max(1, Math.floor(plan.bufferSize / n))
+      const bytes = Math.max(1, Math.floor(plan.bufferMaxBytes / n))
+      for (const lane of targets.lanes) {
+        if (lane.queue instanceof ExportBuffer) {
+          lane.queue.maxDatapoints = size
+          lane.queue.maxBytes = bytes
+        } else if (lane.queue instanceof DurableQueue && plan.queue !== undefined) {
+          lane.queue.retune({
+            maxBytes: plan.queue.maxBytes,
+            syncIntervalMs: plan.queue.syncIntervalMs,
+            fullBehavior: plan.queue.fullBehavior,
+            memoryBytes: bytes,
+          })
+        }
+      }
+    }
+
     const setTargets = (lanes: ReadonlyArray<Lane>, key: ShardKeySpec) => {
       const urls = lanes.map((l) => l.url ?? "")
       targets = {
@@ -473,6 +496,7 @@ export const openOutlet = (deps: OutletDeps, initial: OutletPlan) =>
         ring: lanes.length > 1 ? new HashRing(urls, plan.virtualNodes) : undefined,
         key,
       }
+      retuneLanes()
       telemetry.exportEndpoints.set({ protocol }, lanes.filter((l) => l.url !== undefined).length)
     }
 
@@ -660,19 +684,7 @@ export const openOutlet = (deps: OutletDeps, initial: OutletPlan) =>
         // Requests on the old connections finish; new ones use the new material.
         if (oldTls !== undefined && oldTls !== tls) void oldTls.close().catch(() => undefined)
         // The bounds of the lanes that stay apply at once.
-        for (const lane of targets.lanes) {
-          if (lane.queue instanceof ExportBuffer) {
-            lane.queue.maxDatapoints = next.bufferSize
-            lane.queue.maxBytes = next.bufferMaxBytes
-          } else if (lane.queue instanceof DurableQueue && next.queue !== undefined) {
-            lane.queue.retune({
-              maxBytes: next.queue.maxBytes,
-              syncIntervalMs: next.queue.syncIntervalMs,
-              fullBehavior: next.queue.fullBehavior,
-              memoryBytes: next.bufferMaxBytes,
-            })
-          }
-        }
+        retuneLanes()
         if (next.queue !== undefined && (first || queueMoved)) yield* adoptOrphans(next.queue)
       })
 
