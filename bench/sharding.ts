@@ -544,7 +544,7 @@ const run = async (): Promise<AreaResult> => {
       `\`key: series\` and 160 virtual nodes per endpoint the ${(BODIES * SERIES_PER_REQUEST).toLocaleString("en")} series split ` +
       `${two.shares.map(pct).join(" / ")} over 2 endpoints and ${four.shares.map(pct).join(" / ")} over 4: the split is fixed by ` +
       `the series and the endpoints' URLs (the same in every run above). Against the plain endpoint (${si(base.dps)} datapoints/s at ${base.cpu.toFixed(2)} ` +
-      `cores), a ring of one endpoint (which keys and routes every series and rebuilds the request for its endpoint) relayed ` +
+      `cores), a ring of one endpoint (configured as sharding, forwarding each request whole as the plain endpoint does: the same work, in another process) relayed ` +
       `${ratio(ring1.ratio)}, 2 endpoints ${ratio(two.ratio)} and 4 endpoints ${ratio(four.ratio)} at ${two.cpu.toFixed(2)} and ` +
       `${four.cpu.toFixed(2)} cores: ${more}. A ring spreads the downstream's load; upstream, one governor still decodes, ` +
       "enforces and routes every request on its one main thread, and rebuilds and compresses one request per endpoint. " +
