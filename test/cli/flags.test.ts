@@ -16,7 +16,7 @@ const usageError = (args: ReadonlyArray<string>): string => {
 }
 
 describe("parseCommandLine", () => {
-  it("has the contract's defaults", () => {
+  it("has the documented defaults", () => {
     const f = runFlags([])
     expect(f).toEqual({
       config: undefined,
@@ -40,6 +40,7 @@ describe("parseCommandLine", () => {
       logLevel: "info",
       statsLabels: [],
       statsMaxLabelCombinations: 10_000,
+      mode: "standalone",
       cardinalityMode: "exact",
       cardinalityExpectedItems: 100_000,
       cardinalityFpRate: 0.01,
@@ -51,6 +52,8 @@ describe("parseCommandLine", () => {
     expect(runFlags(["-stats-labels", "service, env,,"]).statsLabels).toEqual(["service", "env"])
     expect(runFlags(["-stats-max-label-combinations=5"]).statsMaxLabelCombinations).toBe(5)
     expect(runFlags(["-cardinality-mode", "hybrid"]).cardinalityMode).toBe("hybrid")
+    expect(runFlags(["-mode", "router"]).mode).toBe("router")
+    expect(runFlags(["--mode=standalone"]).mode).toBe("standalone")
     for (const [flag, bad] of [
       ["-stats-max-label-combinations", "0"],
       ["-stats-max-label-combinations", "1.5"],
