@@ -663,3 +663,75 @@ export const summarizeProfile = (
     idleShare: idle / total,
   }
 }
+
+/** CPU seconds the whole machine has been busy (all cores, all processes), from /proc/stat. */
+export const machineBusy = (): number => {
+  try {
+    const f = (fs.readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "")
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map(Number)
+    const total = f.slice(0, 8).reduce((n, x) => n + x, 0)
+    return (total - (f[3] ?? 0) - (f[4] ?? 0)) / 100
+  } catch {
+    return Number.NaN
+  }
+}
+
+/** CPU seconds of this process and of its children that ended (wrk runs), from /proc/self/stat. */
+export const selfAndWrkCpu = (): number => {
+  try {
+    const stat = fs.readFileSync("/proc/self/stat", "utf8")
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    // utime, stime, cutime, cstime: fields 14 to 17 of stat, 11 to 14 after the command name.
+    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100
+  } catch {
+    return Number.NaN
+  }
+}
+
+/** Samples the RSS of `pid` every 100 ms until stopped; resolves with the highest value seen. */
+export const samplePeak = (pid: number | undefined) => {
+  let stop = false
+  let peak = 0
+  const done = (async () => {
+    while (!stop) {
+      peak = Math.max(peak, rssBytes(pid) || 0)
+      await sleep(100)
+    }
+  })()
+  return async () => {
+    stop = true
+    await done
+    return peak
+  }
+}
+
+/**
+ * Waits until none of the sinks at `urls` has seen a new request for `quietMs` (at most `maxMs`);
+ * returns how long that took.
+ */
+export const drainSinks = async (
+  urls: ReadonlyArray<string>,
+  maxMs: number,
+  quietMs: number,
+): Promise<number> => {
+  const total = async () => {
+    let n = 0
+    for (const u of urls) n += (await sinkCounts(u)).requests
+    return n
+  }
+  const t = Date.now()
+  let last = await total()
+  let quietSince = Date.now()
+  while (Date.now() - t < maxMs) {
+    await sleep(100)
+    const now = await total()
+    if (now !== last) {
+      last = now
+      quietSince = Date.now()
+    } else if (Date.now() - quietSince >= quietMs) break
+  }
+  return quietSince - t
+}

@@ -24,9 +24,11 @@ import {
   type AreaResult,
   areaMain,
   cpuSeconds,
+  drainSinks,
   freePort,
   httpGet,
   MAIN,
+  machineBusy,
   median,
   metricSum,
   ms,
@@ -35,8 +37,9 @@ import {
   ratio,
   rssBytes,
   runWrk,
+  samplePeak,
+  selfAndWrkCpu,
   si,
-  sinkCounts,
   sleep,
   startGovernor,
   startProcess,
@@ -115,64 +118,8 @@ const diskIo = (pid: number | undefined): { written: number; cancelled: number }
   }
 }
 
-/** CPU seconds the whole machine has been busy (all cores, all processes), from /proc/stat. */
-const machineBusy = (): number => {
-  try {
-    const f = (fs.readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "")
-      .trim()
-      .split(/\s+/)
-      .slice(1)
-      .map(Number)
-    const total = f.slice(0, 8).reduce((n, x) => n + x, 0)
-    return (total - (f[3] ?? 0) - (f[4] ?? 0)) / 100
-  } catch {
-    return Number.NaN
-  }
-}
-
-/** CPU seconds of this process and of its children that ended (wrk runs), from /proc/self/stat. */
-const selfAndWrkCpu = (): number => {
-  try {
-    const stat = fs.readFileSync("/proc/self/stat", "utf8")
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100
-  } catch {
-    return Number.NaN
-  }
-}
-
-/** Samples the RSS of `pid` every 100 ms until stopped; resolves with the highest value seen. */
-const samplePeak = (pid: number | undefined) => {
-  let stop = false
-  let peak = 0
-  const done = (async () => {
-    while (!stop) {
-      peak = Math.max(peak, rssBytes(pid) || 0)
-      await sleep(100)
-    }
-  })()
-  return async () => {
-    stop = true
-    await done
-    return peak
-  }
-}
-
 /** Waits until the sink has seen no new request for `QUIET_MS` (at most 20 s); returns how long that took. */
-const drain = async (sinkUrl: string): Promise<number> => {
-  const t = Date.now()
-  let last = (await sinkCounts(sinkUrl)).requests
-  let quietSince = Date.now()
-  while (Date.now() - t < 20_000) {
-    await sleep(100)
-    const now = (await sinkCounts(sinkUrl)).requests
-    if (now !== last) {
-      last = now
-      quietSince = Date.now()
-    } else if (Date.now() - quietSince >= QUIET_MS) break
-  }
-  return quietSince - t
-}
+const drain = (sinkUrl: string): Promise<number> => drainSinks([sinkUrl], 20_000, QUIET_MS)
 
 /** The governor's remote-write counters: datapoints received, sent, lost; requests answered 2xx; refusals by reason. */
 const governorCounts = async (statsUrl: string) => {

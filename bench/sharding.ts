@@ -19,9 +19,11 @@ import {
   type AreaResult,
   areaMain,
   cpuSeconds,
+  drainSinks,
   fixedRate,
   freePort,
   httpGet,
+  machineBusy,
   median,
   metricSum,
   ms,
@@ -29,11 +31,11 @@ import {
   percentile,
   QUICK,
   ratio,
-  rssBytes,
   runWrk,
+  samplePeak,
+  selfAndWrkCpu,
   si,
   sinkCounts,
-  sleep,
   startGovernor,
   startSink,
   stopProcess,
@@ -75,25 +77,12 @@ interface Sink {
 }
 
 /** Waits until no sink has seen a new request for `QUIET_MS` (at most 15 s); returns how long that took. */
-const drain = async (sinks: ReadonlyArray<Sink>): Promise<number> => {
-  const total = async () => {
-    let n = 0
-    for (const s of sinks) n += (await sinkCounts(s.url)).requests
-    return n
-  }
-  const t = Date.now()
-  let last = await total()
-  let quietSince = Date.now()
-  while (Date.now() - t < 15_000) {
-    await sleep(100)
-    const now = await total()
-    if (now !== last) {
-      last = now
-      quietSince = Date.now()
-    } else if (Date.now() - quietSince >= QUIET_MS) break
-  }
-  return quietSince - t
-}
+const drain = (sinks: ReadonlyArray<Sink>): Promise<number> =>
+  drainSinks(
+    sinks.map((s) => s.url),
+    15_000,
+    QUIET_MS,
+  )
 
 /** Datapoints the governor delivered to each of `endpoints`, from its /metrics. */
 const endpointSent = async (s: Server, endpoints: ReadonlyArray<string>): Promise<Array<number>> => {
@@ -104,50 +93,6 @@ const endpointSent = async (s: Server, endpoints: ReadonlyArray<string>): Promis
       `endpoint="${e}"`,
     ]),
   )
-}
-
-/** Samples the RSS of `pid` every 100 ms until stopped; resolves with the highest value seen. */
-const samplePeak = (pid: number | undefined) => {
-  let stop = false
-  let peak = 0
-  const done = (async () => {
-    while (!stop) {
-      peak = Math.max(peak, rssBytes(pid) || 0)
-      await sleep(100)
-    }
-  })()
-  return async () => {
-    stop = true
-    await done
-    return peak
-  }
-}
-
-/** CPU seconds the whole machine has been busy (all cores, all processes), from /proc/stat. */
-const machineBusy = (): number => {
-  try {
-    const f = (fs.readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "")
-      .trim()
-      .split(/\s+/)
-      .slice(1)
-      .map(Number)
-    const total = f.slice(0, 8).reduce((n, x) => n + x, 0)
-    return (total - (f[3] ?? 0) - (f[4] ?? 0)) / 100
-  } catch {
-    return Number.NaN
-  }
-}
-
-/** CPU seconds of this process and of its children that ended (wrk runs), from /proc/self/stat. */
-const selfAndWrkCpu = (): number => {
-  try {
-    const stat = fs.readFileSync("/proc/self/stat", "utf8")
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    // utime, stime, cutime, cstime: fields 14 to 17 of stat, 11 to 14 after the command name.
-    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100
-  } catch {
-    return Number.NaN
-  }
 }
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`
