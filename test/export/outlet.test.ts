@@ -110,4 +110,21 @@ describe("the outlet's endpoints", () => {
         expect(o.endpoints()).toEqual([a])
       }),
   )
+
+  it.scoped(
+    "a reload whose exporter TLS files do not load changes nothing: the previous endpoints and settings stay",
+    () =>
+      Effect.gen(function* () {
+        const a = "https://127.0.0.1:1/api/v1/write"
+        const b = "https://127.0.0.1:2/api/v1/write"
+        const o = yield* outlet(prw({ exporters: { prw: { endpoint: a } } }))
+        yield* o.configure(
+          prw({ exporters: { prw: { endpoint: b, tls: { ca_file: "/nonexistent/ca.crt" } } } }),
+        )
+        expect(o.endpoints()).toEqual([a])
+        // A good reload afterwards applies.
+        yield* o.configure(prw({ exporters: { prw: { endpoint: b } } }))
+        expect(o.endpoints()).toEqual([b])
+      }),
+  )
 })
