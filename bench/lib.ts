@@ -17,6 +17,8 @@ export { freePort }
 export const ROOT = path.resolve(import.meta.dirname, "..")
 /** The governor to run: `MG_BENCH_MAIN` (run.ts points it at a snapshot of dist/ taken after the build), else dist/main.js. */
 export const MAIN = process.env.MG_BENCH_MAIN ?? path.join(ROOT, "dist/main.js")
+/** The launcher that sizes the heap for the memory limit, as the container image starts the governor. */
+export const LAUNCHER = process.env.MG_BENCH_LAUNCHER ?? path.join(ROOT, "bin/metrics-governor")
 /** Short durations for development (`BENCH_QUICK=1`); the full run otherwise. */
 export const QUICK = process.env.BENCH_QUICK === "1"
 

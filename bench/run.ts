@@ -114,6 +114,7 @@ const snapshotDist = (): string => {
   fs.rmSync(dest, { recursive: true, force: true })
   fs.mkdirSync(dest, { recursive: true })
   fs.cpSync(path.join(ROOT, "dist"), path.join(dest, "dist"), { recursive: true })
+  fs.cpSync(path.join(ROOT, "bin"), path.join(dest, "bin"), { recursive: true })
   fs.writeFileSync(path.join(dest, "package.json"), JSON.stringify({ type: "module" }))
   return path.join(dest, "dist/main.js")
 }
@@ -162,7 +163,11 @@ const main = async (): Promise<void> => {
   const load0 = os.loadavg()
   const mach = await machine()
   const mainJs = snapshotDist()
-  const env = { ...process.env, MG_BENCH_MAIN: mainJs }
+  const env = {
+    ...process.env,
+    MG_BENCH_MAIN: mainJs,
+    MG_BENCH_LAUNCHER: path.join(path.dirname(path.dirname(mainJs)), "bin/metrics-governor"),
+  }
   const commit = tryRun("git", ["rev-parse", "--short", "HEAD"])
   const dirty = tryRun("git", ["status", "--porcelain", "--untracked-files=no"]) !== ""
   const versions = {
@@ -363,8 +368,8 @@ const render = (run: SavedRun): void => {
     headline.push(
       `durable queue, remote-write throughput at saturation / memory buffer: \`sync_interval: 1s\` ${ratio(num(queue, "queue1sRatio"))}, ` +
         `\`0s\` ${ratio(num(queue, "queue0sRatio"))}; with \`-memory-limit 256MiB\` and a slow downstream, peak RSS ` +
-        `${(num(queue, "peakRss") / 2 ** 20).toFixed(0)} MiB of 256 with \`MALLOC_ARENA_MAX=2\` (as the container image), ` +
-        `${(num(queue, "peakRssPlain") / 2 ** 20).toFixed(0)} MiB as a plain process`,
+        `${(num(queue, "peakRss") / 2 ** 20).toFixed(0)} MiB of 256 through the launcher (as the container image), ` +
+        `${(num(queue, "peakRssPlain") / 2 ** 20).toFixed(0)} MiB as plain node with V8's default heap`,
     )
   if (headline.length > 0) {
     md.push("Headline ratios:")

@@ -178,10 +178,10 @@ else
 fi
 
 cfg_json=$(pm image inspect --format '{{json .Config}}' "$IMAGE")
-for want in '"User":"65532:65532"' '"StopSignal":"SIGTERM"' '"Entrypoint":["node","/app/dist/main.js"]' '"/var/lib/metrics-governor":{}' '"9090/tcp":{}'; do
+for want in '"User":"65532:65532"' '"StopSignal":"SIGTERM"' '"Entrypoint":["/app/bin/metrics-governor"]' '"/var/lib/metrics-governor":{}' '"9090/tcp":{}'; do
   if ! grep -qF "$want" <<<"$cfg_json"; then fail "image config lacks $want: $cfg_json"; fi
 done
-[ "$failures" = 0 ] && pass "image config: user 65532, STOPSIGNAL SIGTERM, entrypoint node /app/dist/main.js, volume, ports"
+[ "$failures" = 0 ] && pass "image config: user 65532, STOPSIGNAL SIGTERM, entrypoint /app/bin/metrics-governor, volume, ports"
 
 # --- 3. run --------------------------------------------------------------------------------
 # Four free loopback ports.
@@ -240,6 +240,13 @@ if [ "$(pm exec "$CTR" cat /proc/1/comm 2>/dev/null)" = "metrics-governo" ]; the
   pass "podman exec: /proc/1/comm is metrics-governo(r)"
 else
   fail "podman exec: /proc/1/comm is $(pm exec "$CTR" cat /proc/1/comm 2>&1)"
+fi
+# The launcher sizes the heap for a memory limit (docs/memory.md) with the same code as the governor.
+heap_flags=$(pm exec "$CTR" node /app/dist/heap-flags.js -memory-limit 256MiB 2>&1)
+if [ "$heap_flags" = "--max-old-space-size=128 --max-semi-space-size=2" ]; then
+  pass "the launcher's heap flags for -memory-limit 256MiB: $heap_flags"
+else
+  fail "the launcher's heap flags for -memory-limit 256MiB: $heap_flags"
 fi
 
 # OTLP/JSON sample

@@ -10,6 +10,7 @@
  * @module
  */
 
+import { getHeapStatistics } from "node:v8"
 import { Effect, Either, Fiber, Layer, Option, Stream } from "effect"
 import { type RunFlags, UsageError } from "../cli/flags.js"
 import * as Decoder from "../config/decoder.js"
@@ -22,7 +23,7 @@ import { LabelUsage } from "../limits/label-usage.js"
 import { currentUsages } from "../limits/stats.js"
 import { setTrackerSettings, trackerSettings } from "../limits/tracker.js"
 import { type Admission, MemoryGuard, UNLIMITED, v8Collect } from "../memory/guard.js"
-import { budgetOf, cgroupMemoryLimit, resolveMemoryLimit } from "../memory/limit.js"
+import { budgetOf, cgroupMemoryLimit, heapFlagsOf, resolveMemoryLimit } from "../memory/limit.js"
 import { watchDeadRules } from "../pipeline/dead-rules.js"
 import { type ReceiverSecurity, serveReceiver } from "../pipeline/http-receiver.js"
 import { makeIngest } from "../pipeline/ingest.js"
@@ -151,6 +152,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       telemetry.memoryLimitBytes.set(memory.bytes ?? 0)
       telemetry.setInFlightSource(() => admission.inFlight)
       if (budget !== undefined) {
+        const heapLimit = getHeapStatistics().heap_size_limit
         yield* logInfo("memory limit in force", {
           limit_bytes: budget.limitBytes,
           source: memory.source,
@@ -158,7 +160,19 @@ export const dataPathLayer = (flags: DataPathFlags) =>
           buffer_max_bytes: bufferMaxBytes,
           in_flight_bytes: budget.inFlightBytes,
           refuse_at_bytes: budget.refuseAtBytes,
+          heap_limit_bytes: heapLimit,
         })
+        // V8's heap limit is the old generation plus the young one (three semi-spaces).
+        const sizedFor = (budget.heapOldSpaceMb + 3 * budget.heapSemiSpaceMb) * 1024 * 1024
+        if (heapLimit > sizedFor * 1.05) {
+          yield* logWarn(
+            "the heap is not sized for the memory limit: start the governor with bin/metrics-governor",
+            {
+              heap_limit_bytes: heapLimit,
+              node_flags: heapFlagsOf(budget).join(" "),
+            },
+          )
+        }
       }
       routeGrpcLogs(log)
       const onError = (e: unknown) =>

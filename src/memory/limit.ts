@@ -111,6 +111,10 @@ export interface MemoryBudget {
   /** Resident memory at which new requests are refused, until it is back under `resumeAtBytes`. */
   readonly refuseAtBytes: number
   readonly resumeAtBytes: number
+  /** The main thread's V8 old generation, MiB (`--max-old-space-size`). */
+  readonly heapOldSpaceMb: number
+  /** The main thread's V8 semi-space, MiB (`--max-semi-space-size`): the young generation is a few of them. */
+  readonly heapSemiSpaceMb: number
 }
 
 export const budgetOf = (limitBytes: number): MemoryBudget => ({
@@ -122,4 +126,31 @@ export const budgetOf = (limitBytes: number): MemoryBudget => ({
   collectAtBytes: Math.floor(limitBytes * 0.65),
   refuseAtBytes: Math.floor(limitBytes * 0.8),
   resumeAtBytes: Math.floor(limitBytes * 0.75),
+  heapOldSpaceMb: Math.max(64, Math.floor((limitBytes * 0.5) / MiB)),
+  heapSemiSpaceMb: Math.min(16, Math.max(1, 2 ** Math.floor(Math.log2(limitBytes / (128 * MiB))))),
 })
+
+/**
+ * The node flags that size the main thread's heap for `budget`. A running Node.js process cannot
+ * resize its heap, so `bin/metrics-governor` works these out first (`heap-flags.ts`) and starts
+ * node with them. A heap flag already given (in `NODE_OPTIONS` or to node) is left as it is.
+ */
+export const heapFlagsOf = (
+  budget: MemoryBudget,
+  given: ReadonlyArray<string> = [],
+): ReadonlyArray<string> => {
+  const has = (flag: string) => given.some((g) => g === flag || g.startsWith(`${flag}=`))
+  const out: Array<string> = []
+  if (!has("--max-old-space-size")) out.push(`--max-old-space-size=${budget.heapOldSpaceMb}`)
+  if (!has("--max-semi-space-size")) out.push(`--max-semi-space-size=${budget.heapSemiSpaceMb}`)
+  return out
+}
+
+/** The heap flags of a node command line and of `NODE_OPTIONS` (words starting with `--`). */
+export const givenNodeFlags = (
+  execArgv: ReadonlyArray<string>,
+  nodeOptions: string | undefined,
+): ReadonlyArray<string> => [
+  ...execArgv,
+  ...(nodeOptions ?? "").split(/\s+/).filter((w) => w.startsWith("--")),
+]

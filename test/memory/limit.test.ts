@@ -7,6 +7,8 @@ import {
   budgetOf,
   cgroupMemoryLimit,
   DEFAULT_LIMIT_RATIO,
+  givenNodeFlags,
+  heapFlagsOf,
   resolveMemoryLimit,
 } from "../../src/memory/limit.js"
 
@@ -93,5 +95,39 @@ describe("budgetOf", () => {
         expect(b.threadOldGenerationMb).toBeGreaterThanOrEqual(32)
       }),
     )
+  })
+})
+
+describe("heapFlagsOf", () => {
+  it("law: the main thread's heap (old generation and three semi-spaces) takes at most 60% of the limit from 256 MiB on, and the semi-space is a power of two from 1 to 16 MiB", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 256 * MiB, max: 64 * 1024 * MiB }), (limit) => {
+        const b = budgetOf(limit)
+        expect((b.heapOldSpaceMb + 3 * b.heapSemiSpaceMb) * MiB).toBeLessThanOrEqual(0.6 * limit)
+        expect([1, 2, 4, 8, 16]).toContain(b.heapSemiSpaceMb)
+        expect(heapFlagsOf(b)).toEqual([
+          `--max-old-space-size=${b.heapOldSpaceMb}`,
+          `--max-semi-space-size=${b.heapSemiSpaceMb}`,
+        ])
+      }),
+    )
+  })
+
+  it("sizes 256 MiB as old generation 128 MiB and semi-space 2 MiB, 1 GiB as 512 and 8", () => {
+    expect(heapFlagsOf(budgetOf(256 * MiB))).toEqual(["--max-old-space-size=128", "--max-semi-space-size=2"])
+    expect(heapFlagsOf(budgetOf(1024 * MiB))).toEqual(["--max-old-space-size=512", "--max-semi-space-size=8"])
+  })
+
+  it("leaves a heap flag the operator gave (NODE_OPTIONS or node's own flags) as it is", () => {
+    const b = budgetOf(256 * MiB)
+    expect(heapFlagsOf(b, givenNodeFlags([], "--max-old-space-size=99 --enable-source-maps"))).toEqual([
+      "--max-semi-space-size=2",
+    ])
+    expect(heapFlagsOf(b, givenNodeFlags(["--max-semi-space-size=4"], undefined))).toEqual([
+      "--max-old-space-size=128",
+    ])
+    expect(
+      heapFlagsOf(b, givenNodeFlags([], "  --max-old-space-size=99   --max-semi-space-size=1 ")),
+    ).toEqual([])
   })
 })

@@ -8,6 +8,8 @@ export { freePort }
 
 export const ROOT = path.resolve(import.meta.dirname, "../..")
 export const MAIN = path.join(ROOT, "dist/main.js")
+/** The launcher that sizes the heap for the memory limit, then runs `dist/main.js`. */
+export const LAUNCHER = path.join(ROOT, "bin/metrics-governor")
 
 export interface LogLine {
   readonly ts: string
@@ -144,6 +146,10 @@ export interface StartOptions {
   readonly waitReady?: boolean
   /** Wrap the command, e.g. ["unshare", "--pid", "--fork", "--mount-proc"]. */
   readonly wrapper?: ReadonlyArray<string>
+  /** Start through `bin/metrics-governor` (heap sized for the memory limit), as the image does. */
+  readonly launcher?: boolean
+  /** Environment of the process (default: this process's). */
+  readonly env?: NodeJS.ProcessEnv
 }
 
 /** Starts `node dist/main.js` with a free `-stats-addr` on loopback (unless given) and the data receivers off. */
@@ -160,10 +166,12 @@ export const startGovernor = async (options: StartOptions): Promise<Governor> =>
     `127.0.0.1:${await freePort()}`,
     ...options.args,
   ]
-  const argv = [...(options.wrapper ?? []), process.execPath, MAIN, ...args]
+  const command = options.launcher === true ? [LAUNCHER] : [process.execPath, MAIN]
+  const argv = [...(options.wrapper ?? []), ...command, ...args]
   const child = spawn(argv[0] as string, argv.slice(1), {
     cwd: options.cwd ?? ROOT,
     stdio: ["ignore", "pipe", "pipe"],
+    ...(options.env === undefined ? {} : { env: options.env }),
   })
   const gov = new Governor(child, statsPort)
   if (options.waitReady ?? true) {
