@@ -448,6 +448,13 @@ export class DurableQueue implements ExportQueue<Uint8Array> {
       this.settle(r)
     }
     this.compact()
+    // With `sync_interval: 0s` no timer records the acknowledgements: they are recorded here, or a
+    // crash would send again everything the current segment ever held. (Written, not fsync'd: an
+    // acknowledgement lost to a machine crash costs a duplicate, never a loss.)
+    if (this.settings.syncIntervalMs === 0 && this.dirty) {
+      this.dirty = false
+      this.writeAck()
+    }
   }
 
   /** A record is done with: its bytes leave the count, its segment may go. */

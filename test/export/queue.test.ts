@@ -136,6 +136,16 @@ describe("DurableQueue", () => {
     )
   })
 
+  it("with sync_interval 0s, what was acknowledged is recorded at once: a crash (no close) sends again only what was not acknowledged", () => {
+    const dir = tempQueueDir()
+    const { q } = open(dir, { syncIntervalMs: 0 })
+    for (let n = 0; n < 6; n++) q.push(item(n))
+    q.ack(q.take(1 + 2 + 3)) // the first three records
+    // No close: the process is gone (kill -9), its files as it left them.
+    const { q: back } = open(dir, { syncIntervalMs: 0 })
+    expect(takeAll(back).map(idOf)).toEqual([3, 4, 5])
+  })
+
   it("a torn last record (a crash mid-write) is counted as corrupt and skipped; the records before it come back", () => {
     const dir = tempQueueDir()
     const { q } = open(dir)
