@@ -305,7 +305,13 @@ else
   fail "podman stop (SIGTERM): took ${ms} ms, exit code $exit_code (want < 2000 ms, 0)"
   pm logs "$CTR" 2>&1 | tail -10
 fi
-if pm logs "$CTR" 2>&1 | grep -q '"metrics-governor stopping"'; then
+# conmon may still be writing the container's last lines to its log when `podman stop` returns.
+stopping_logged=no
+for _ in $(seq 1 30); do
+  if pm logs "$CTR" 2>&1 | grep -q '"metrics-governor stopping"'; then stopping_logged=yes; break; fi
+  sleep 0.1
+done
+if [ "$stopping_logged" = yes ]; then
   pass "log: metrics-governor stopping"
 else
   fail "log has no 'metrics-governor stopping' line"
