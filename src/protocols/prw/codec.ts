@@ -29,6 +29,7 @@
  * @module
  */
 import { BoundExceeded, BoundedReader, type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
+import { I32 as FIXED32, I64 as FIXED64, LEN, VARINT } from "../../wire/protobuf.js"
 import { InvalidUtf8, readUtf8, utf8Length, writeUtf8 } from "../../wire/utf8.js"
 import { PrwDecodeError } from "./errors.js"
 import { sharedLabelCache } from "./label-cache.js"
@@ -40,12 +41,6 @@ import {
   type TimeSeries,
   type WriteRequest,
 } from "./types.js"
-
-// Wire types.
-const VARINT = 0
-const FIXED64 = 1
-const LEN = 2
-const FIXED32 = 5
 
 const TWO_POW_32 = 4294967296
 
