@@ -15,7 +15,6 @@ import { KEY_SEPARATOR } from "../limits/match.js"
 import { accountedRules, currentUsage } from "../limits/stats.js"
 import { windowStartOf } from "../limits/window.js"
 import { type AppliedVersion, type ReloadAttempt, Reloader, type VersionContent } from "../reload/reloader.js"
-import type { Trigger } from "../reload/trigger.js"
 import { Telemetry } from "../telemetry/metrics.js"
 import { unifiedDiff } from "./line-diff.js"
 import { type RuleDiff, ruleDiff } from "./rule-diff.js"
@@ -50,18 +49,10 @@ export class ContentUnavailable extends Data.TaggedError("ContentUnavailable")<{
 
 export type ConsoleError = VersionNotFound | BadRequest | ContentUnavailable
 
-/** One version as `GET /api/v1/status/versions` lists it. */
-export interface ListedVersion {
+/** One version as `GET /api/v1/status/versions` lists it: an applied version, without its files. */
+export interface ListedVersion extends Omit<AppliedVersion, "content"> {
   /** The process run it belongs to: 1 for the first run the event log records. */
   readonly run: number
-  readonly version: number
-  readonly trigger: Trigger
-  readonly limits_sha256: string
-  readonly config_sha256: string
-  readonly rules_count: number
-  readonly dry_run: boolean
-  readonly at: string
-  readonly rollback_of?: number
 }
 
 interface Known extends ListedVersion {
@@ -305,15 +296,18 @@ export const make = Effect.gen(function* () {
           ? Either.right(undefined)
           : Either.map(decodeLimits(v.limits_path ?? "limits.yaml", bytes), (d) => d.spec)
       // Decoding runs on the thread that serves requests: large files are compared as text only.
+      const textDiff = {
+        from: { run: a.run, version: a.version },
+        to: { run: b.run, version: b.version },
+        files: {
+          limits: unifiedDiff(t(ca.limits), t(cb.limits), name(a, "limits.yaml"), name(b, "limits.yaml")),
+          config: unifiedDiff(t(ca.config), t(cb.config), name(a, "config.yaml"), name(b, "config.yaml")),
+        },
+      }
       const tooLarge = (ca.limits?.byteLength ?? 0) + (cb.limits?.byteLength ?? 0) > RULE_DIFF_MAX_BYTES
       if (tooLarge) {
         return {
-          from: { run: a.run, version: a.version },
-          to: { run: b.run, version: b.version },
-          files: {
-            limits: unifiedDiff(t(ca.limits), t(cb.limits), name(a, "limits.yaml"), name(b, "limits.yaml")),
-            config: unifiedDiff(t(ca.config), t(cb.config), name(a, "config.yaml"), name(b, "config.yaml")),
-          },
+          ...textDiff,
           rules: null,
           rules_error: `the limits files are over ${RULE_DIFF_MAX_BYTES / 1024} KiB together: compared as text only here; metrics-governor diff compares them rule by rule`,
         } satisfies VersionDiff
@@ -322,12 +316,7 @@ export const make = Effect.gen(function* () {
       const sb = specOf(b, cb.limits)
       const problem = Either.isLeft(sa) ? sa.left : Either.isLeft(sb) ? sb.left : undefined
       return {
-        from: { run: a.run, version: a.version },
-        to: { run: b.run, version: b.version },
-        files: {
-          limits: unifiedDiff(t(ca.limits), t(cb.limits), name(a, "limits.yaml"), name(b, "limits.yaml")),
-          config: unifiedDiff(t(ca.config), t(cb.config), name(a, "config.yaml"), name(b, "config.yaml")),
-        },
+        ...textDiff,
         ...(Either.isRight(sa) && Either.isRight(sb)
           ? { rules: ruleDiff(sa.right, sb.right) }
           : { rules: null, rules_error: problem?.issues.map(formatIssue).join("; ") ?? "" }),

@@ -261,6 +261,33 @@ const NO_KEY: ShardKeySpec = { key: "series", labels: [] }
 
 const samePlanPart = <A>(a: A, b: A): boolean => JSON.stringify(a) === JSON.stringify(b)
 
+/** The exporter settings a lane reads from the outlet's current plan on every attempt. */
+const PLAN_SETTINGS = [
+  "headers",
+  "bearerTokenFile",
+  "basicUsername",
+  "basicPasswordFile",
+  "transport",
+  "compression",
+  "timeoutMs",
+  "batchSize",
+  "flushIntervalMs",
+] as const satisfies ReadonlyArray<keyof OutletPlan>
+
+/**
+ * `target` with, for each of `keys`, a getter that reads that key of `source()` on each access
+ * (enumerable and configurable, as an object literal's getter is).
+ */
+const readThrough = <T extends object, S, K extends keyof S>(
+  target: T,
+  source: () => S,
+  keys: ReadonlyArray<K>,
+): T & Pick<S, K> => {
+  for (const key of keys)
+    Object.defineProperty(target, key, { get: () => source()[key], enumerable: true, configurable: true })
+  return target as T & Pick<S, K>
+}
+
 /**
  * Opens the outlet of one protocol for the life of the scope: its lanes, and (with a DNS source) the
  * fiber that resolves the name every `refresh_interval`. Closing the scope flushes every lane in
@@ -293,57 +320,35 @@ export const openOutlet = (deps: OutletDeps, initial: OutletPlan) =>
     tls = yield* loadTls(plan.tls)
 
     /** A lane's view of the settings: read on every attempt, so a reload applies to the next one. */
-    const settingsOf = (url: string | undefined): ExporterSettings<Uint8Array> => ({
-      protocol,
-      endpoint: url,
-      get headers() {
-        return plan.headers
-      },
-      get bearerTokenFile() {
-        return plan.bearerTokenFile
-      },
-      get basicUsername() {
-        return plan.basicUsername
-      },
-      get basicPasswordFile() {
-        return plan.basicPasswordFile
-      },
-      get tls() {
-        return tls
-      },
-      onTlsError: (file, reason) => {
-        telemetry.tlsReloadFailures.inc({ file })
-        log(
-          logError("exporter TLS file changed but does not load; the previous material stays in use", {
-            protocol,
-            file,
-            error: reason,
-          }),
-        )
-      },
-      get transport() {
-        return plan.transport
-      },
-      get compression() {
-        return plan.compression
-      },
-      get timeoutMs() {
-        return plan.timeoutMs
-      },
-      get batchSize() {
-        return plan.batchSize
-      },
-      get flushIntervalMs() {
-        return plan.flushIntervalMs
-      },
-      // What is left of shutdown_timeout once shutdown began; all of it for a lane retired before.
-      get shutdownTimeoutMs() {
-        return deps.shutdown.remainingMs()
-      },
-      encoder: deps.encoder,
-      ...(deps.minBackoffMs === undefined ? {} : { minBackoffMs: deps.minBackoffMs }),
-      ...(deps.maxBackoffMs === undefined ? {} : { maxBackoffMs: deps.maxBackoffMs }),
-    })
+    const settingsOf = (url: string | undefined): ExporterSettings<Uint8Array> =>
+      readThrough(
+        {
+          protocol,
+          endpoint: url,
+          get tls() {
+            return tls
+          },
+          onTlsError: (file: string, reason: string) => {
+            telemetry.tlsReloadFailures.inc({ file })
+            log(
+              logError("exporter TLS file changed but does not load; the previous material stays in use", {
+                protocol,
+                file,
+                error: reason,
+              }),
+            )
+          },
+          // What is left of shutdown_timeout once shutdown began; all of it for a lane retired before.
+          get shutdownTimeoutMs() {
+            return deps.shutdown.remainingMs()
+          },
+          encoder: deps.encoder,
+          ...(deps.minBackoffMs === undefined ? {} : { minBackoffMs: deps.minBackoffMs }),
+          ...(deps.maxBackoffMs === undefined ? {} : { maxBackoffMs: deps.maxBackoffMs }),
+        },
+        () => plan,
+        PLAN_SETTINGS,
+      )
 
     const openDurable = (dir: string, url: string, q: QueuePlan) =>
       Effect.try({

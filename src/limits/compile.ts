@@ -12,6 +12,7 @@ import {
   type CompiledRule,
   type CompiledTier,
   DEFAULT_RULE_NAME,
+  NO_ADVANCED_KEYS,
 } from "./rules.js"
 
 /** A semantic problem, located by its key path (`rules[2].match.metric_name`). */
@@ -156,12 +157,7 @@ const limitsOf = (
   groupBy: spec.group_by ?? [],
   sampleRate: spec.sample_rate ?? 1,
   stripLabels: spec.strip_labels ?? [],
-  info: [],
-  tiers: [],
-  labelLimits: [],
-  labelLimitAction: "strip",
-  priority: undefined,
-  shaped: false,
+  ...NO_ADVANCED_KEYS,
 })
 
 /** The empty list every rule without a key shares. */

@@ -42,6 +42,44 @@ const TWO_POW_32 = 4294967296
 /** The fingerprint of the current entry's series; reused, never escapes. */
 const fp = new Uint32Array(2)
 
+/** Where `fingerprintsOf` hashes fingerprints, grown as needed; read before the next batch, never escapes. */
+const hashed = { his: new Uint32Array(1024), los: new Uint32Array(1024) }
+
+/**
+ * The fingerprints of the batch's series, high halves and low halves (read before the next call):
+ * the ones the decoder computed, else hashed here from the names and labels.
+ */
+const fingerprintsOf = (batch: SeriesBatch): { readonly his: Uint32Array; readonly los: Uint32Array } => {
+  if (batch.hi !== undefined && batch.lo !== undefined) return { his: batch.hi, los: batch.lo }
+  const n = batch.length
+  if (hashed.his.length < n) {
+    hashed.his = new Uint32Array(n)
+    hashed.los = new Uint32Array(n)
+  }
+  const { his, los } = hashed
+  for (let i = 0; i < n; i++) {
+    fingerprintSeries(batch.nameOf(i), batch.labelsOf(i), fp)
+    his[i] = fp[0] as number
+    los[i] = fp[1] as number
+  }
+  return hashed
+}
+
+/**
+ * How an entry is decided for its rule: entry `i` of `batch` (fingerprint `hi`, `lo`, `dps`
+ * datapoints), owned by `rule`, whose window accounting is `stats` and batch counts `c`.
+ */
+type DecideEntry<R> = (
+  stats: RuleStats,
+  rule: CompiledRule,
+  batch: SeriesBatch,
+  i: number,
+  hi: number,
+  lo: number,
+  dps: number,
+  c: RuleCounts,
+) => R
+
 const groupOf = (
   stats: RuleStats,
   key: string,
@@ -73,16 +111,7 @@ const groupOf = (
  * - a new series that would pass `max_cardinality` violates with each of its datapoints;
  * - otherwise the first `max_datapoints_rate - datapoints` are within the limit, the rest violate.
  */
-const admit = (
-  stats: RuleStats,
-  rule: CompiledRule,
-  batch: SeriesBatch,
-  i: number,
-  hi: number,
-  lo: number,
-  dps: number,
-  c: RuleCounts,
-): number => {
+const admit: DecideEntry<number> = (stats, rule, batch, i, hi, lo, dps, c) => {
   const series = stats.series
   const maxDp = rule.maxDatapointsRate
   const isNew = !series.hasHash(hi, lo)
@@ -114,16 +143,7 @@ const admit = (
  * (`shedGroups`); the datapoint that went over passes unless its own group was dropped. A dropped
  * group's datapoints are dropped, uncounted, for the rest of the window.
  */
-const admitAdaptive = (
-  stats: RuleStats,
-  rule: CompiledRule,
-  batch: SeriesBatch,
-  i: number,
-  hi: number,
-  lo: number,
-  dps: number,
-  c: RuleCounts,
-): number => {
+const admitAdaptive: DecideEntry<number> = (stats, rule, batch, i, hi, lo, dps, c) => {
   const key = groupKey(rule.groupBy, batch.nameOf(i), batch.labelsOf(i))
   const dropped = stats.droppedGroups
   if (dropped.has(key)) return 0
@@ -226,16 +246,7 @@ const shaped = {
  * An entry of several datapoints whose parts would leave differently (some dropped, others
  * stripped) is decided for limits to hold: all of it is dropped; otherwise the counts are exact.
  */
-const decideShaped = (
-  stats: RuleStats,
-  rule: CompiledRule,
-  batch: SeriesBatch,
-  i: number,
-  hi: number,
-  lo: number,
-  dps: number,
-  c: RuleCounts,
-): void => {
+const decideShaped: DecideEntry<void> = (stats, rule, batch, i, hi, lo, dps, c) => {
   let labelStrip: Array<string> | undefined
   c.compiled = rule
   const limits = rule.labelLimits
@@ -331,18 +342,13 @@ const decideShaped = (
 }
 
 /**
- * Decides an entry of a shaped rule (`decideShaped`) and writes the outcome into the verdict and
- * the counts (dry-run: everything passes, what would be dropped or stripped is counted). Returns
+ * Writes what `decideShaped` decided for entry `i` (`dps` datapoints) into the verdict and the
+ * counts `c` (dry-run: everything passes, what would be dropped or stripped is counted). Returns
  * the verdict's strip lists, made on first need. Kept apart from `enforce` so that its loop stays
  * as small as for rules without these keys.
  */
 const applyShaped = (
-  stats: RuleStats,
-  rule: CompiledRule,
-  batch: SeriesBatch,
   i: number,
-  hi: number,
-  lo: number,
   dps: number,
   c: RuleCounts,
   dryRun: boolean,
@@ -350,7 +356,6 @@ const applyShaped = (
   strip: Uint8Array,
   stripLists: Array<ReadonlyArray<string> | undefined> | undefined,
 ): Array<ReadonlyArray<string> | undefined> | undefined => {
-  decideShaped(stats, rule, batch, i, hi, lo, dps, c)
   if (dryRun) {
     pass[i] = dps
     c.passed += dps
@@ -379,6 +384,17 @@ const union = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): ReadonlyArra
 }
 
 /**
+ * A verdict for `n` entries in which nothing passes yet and no entry has an owner. Fresh per batch:
+ * the verdict travels on with the request (rebuilding, buffering), so arrays reused across batches
+ * could be overwritten while still in use.
+ */
+const freshVerdict = (n: number) => ({
+  pass: new Uint32Array(n),
+  strip: new Uint8Array(n),
+  rule: new Array<CompiledRule | undefined>(n).fill(undefined),
+})
+
+/**
  * Decides a whole batch against one config version at wall-clock time `nowMs` (docs/limits.md; the
  * semantics are written down in docs/limits.md). Pure but for the version's own state, which it
  * updates: its rule stats (the accounting of the current window) and its match cache.
@@ -394,16 +410,13 @@ const union = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): ReadonlyArra
  */
 export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatch): EnforceResult => {
   const n = batch.length
-  // Fresh per batch: the verdict travels on with the request (rebuilding, buffering), so arrays
-  // reused across batches could be overwritten while still in use.
-  const pass = new Uint32Array(n)
-  const strip = new Uint8Array(n)
-  const owners = new Array<CompiledRule | undefined>(n).fill(undefined)
+  const fresh = freshVerdict(n)
+  const { pass, strip, rule: owners } = fresh
   const limits = version.limits
   const datapoints = batch.datapoints
   if (limits.rules.length === 0 && limits.defaults === undefined) {
     for (let i = 0; i < n; i++) pass[i] = datapoints[i] as number
-    return { verdict: { pass, strip, rule: owners }, counts: [] }
+    return { verdict: fresh, counts: [] }
   }
   const statsByIndex = statsOf(version)
   const windowStart = windowStartOf(nowMs, limits.windowMs)
@@ -411,22 +424,13 @@ export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatc
   const perRule = new Array<RuleCounts | undefined>(statsByIndex.length).fill(undefined)
   const cache = version.matchCache
   const dryRun = version.dryRun
-  const his = batch.hi
-  const los = batch.lo
+  const { his, los } = fingerprintsOf(batch)
   let stripLists: Array<ReadonlyArray<string> | undefined> | undefined
 
   for (let i = 0; i < n; i++) {
     const dps = datapoints[i] as number
-    let hi: number
-    let lo: number
-    if (his !== undefined && los !== undefined) {
-      hi = his[i] as number
-      lo = los[i] as number
-    } else {
-      fingerprintSeries(batch.nameOf(i), batch.labelsOf(i), fp)
-      hi = fp[0] as number
-      lo = fp[1] as number
-    }
+    const hi = his[i] as number
+    const lo = los[i] as number
     const code = ownerOf(limits, cache, hi, lo, batch, i)
     const rule = ownerOfCode(limits, code)
     if (rule === null) {
@@ -453,7 +457,8 @@ export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatc
       stats.lastMatchMs = nowMs
     }
     if (rule.shaped) {
-      stripLists = applyShaped(stats, rule, batch, i, hi, lo, dps, c, dryRun, pass, strip, stripLists)
+      decideShaped(stats, rule, batch, i, hi, lo, dps, c)
+      stripLists = applyShaped(i, dps, c, dryRun, pass, strip, stripLists)
       continue
     }
     const action = rule.action
@@ -497,10 +502,7 @@ export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatc
     const c = perRule[r]
     if (c !== undefined) counts.push(c)
   }
-  const verdict: BatchVerdict =
-    stripLists === undefined
-      ? { pass, strip, rule: owners }
-      : { pass, strip, rule: owners, stripLabels: stripLists }
+  const verdict: BatchVerdict = stripLists === undefined ? fresh : { ...fresh, stripLabels: stripLists }
   return { verdict, counts }
 }
 
@@ -511,29 +513,19 @@ export const enforce = (version: ConfigVersion, nowMs: number, batch: SeriesBatc
  */
 export const matchOnly = (version: ConfigVersion, _nowMs: number, batch: SeriesBatch): EnforceResult => {
   const n = batch.length
-  const pass = new Uint32Array(n)
-  const strip = new Uint8Array(n)
-  const owners = new Array<CompiledRule | undefined>(n).fill(undefined)
+  const verdict = freshVerdict(n)
+  const { pass, rule: owners } = verdict
   const limits = version.limits
   const datapoints = batch.datapoints
-  const none = limits.rules.length === 0 && limits.defaults === undefined
-  const his = batch.hi
-  const los = batch.lo
+  for (let i = 0; i < n; i++) pass[i] = datapoints[i] as number
+  if (limits.rules.length === 0 && limits.defaults === undefined) return { verdict, counts: [] }
+  const { his, los } = fingerprintsOf(batch)
   for (let i = 0; i < n; i++) {
-    pass[i] = datapoints[i] as number
-    if (none) continue
-    let hi: number
-    let lo: number
-    if (his !== undefined && los !== undefined) {
-      hi = his[i] as number
-      lo = los[i] as number
-    } else {
-      fingerprintSeries(batch.nameOf(i), batch.labelsOf(i), fp)
-      hi = fp[0] as number
-      lo = fp[1] as number
-    }
-    const rule = ownerOfCode(limits, ownerOf(limits, version.matchCache, hi, lo, batch, i))
+    const rule = ownerOfCode(
+      limits,
+      ownerOf(limits, version.matchCache, his[i] as number, los[i] as number, batch, i),
+    )
     if (rule !== null) owners[i] = rule
   }
-  return { verdict: { pass, strip, rule: owners }, counts: [] }
+  return { verdict, counts: [] }
 }

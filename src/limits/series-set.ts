@@ -52,8 +52,11 @@ export class SeriesSet {
     return this.slots.byteLength
   }
 
-  /** Whether the series with fingerprint `(hi, lo)` is in the set. */
-  hasHash(hi: number, lo: number): boolean {
+  /**
+   * The slot of the series with fingerprint `(hi, lo)`: where it is, else the empty slot where
+   * linear probing ends (where it would go).
+   */
+  private slotOf(hi: number, lo: number): number {
     const s = this.slots
     const cap = this.cap
     // Multiply-shift range reduction: the capacity need not be a power of two.
@@ -61,27 +64,24 @@ export class SeriesSet {
     for (;;) {
       const a = s[2 * i]
       const b = s[2 * i + 1]
-      if (a === hi && b === lo) return true
-      if (a === 0 && b === 0) return false
+      if ((a === hi && b === lo) || (a === 0 && b === 0)) return i
       i++
       if (i === cap) i = 0
     }
+  }
+
+  /** Whether the series with fingerprint `(hi, lo)` is in the set. */
+  hasHash(hi: number, lo: number): boolean {
+    const i = this.slotOf(hi, lo)
+    return this.slots[2 * i] !== 0 || this.slots[2 * i + 1] !== 0
   }
 
   /** Adds the series with fingerprint `(hi, lo)`; true when it was not in the set yet. */
   addHash(hi: number, lo: number): boolean {
     if (this.count >= this.limit) this.resize(Math.ceil(this.cap * 1.5))
     const s = this.slots
-    const cap = this.cap
-    let i = Math.floor((hi / TWO_POW_32) * cap)
-    for (;;) {
-      const a = s[2 * i]
-      const b = s[2 * i + 1]
-      if (a === hi && b === lo) return false
-      if (a === 0 && b === 0) break
-      i++
-      if (i === cap) i = 0
-    }
+    const i = this.slotOf(hi, lo)
+    if (s[2 * i] !== 0 || s[2 * i + 1] !== 0) return false
     s[2 * i] = hi
     s[2 * i + 1] = lo
     this.count++

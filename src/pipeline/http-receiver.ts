@@ -8,6 +8,8 @@ import type { ListenAddress } from "../server/address.js"
 import { drainHttpServer, type ShutdownClock } from "../server/shutdown.js"
 import type { Instruments } from "../telemetry/metrics.js"
 import { readBody } from "../wire/body.js"
+import type { RequestBounds } from "../wire/bounds.js"
+import type { IngestOutcome } from "./ingest.js"
 
 /** A receiver's listen address could not be bound (in use, permission). The process exits 1. */
 export class ListenError extends Data.TaggedError("ListenError")<{
@@ -38,6 +40,21 @@ export interface Route {
   /** The protocol's push-back answer (OTLP: 429, remote write: 503), with a Retry-After. */
   readonly refused: (req: IncomingMessage, message: string, retryAfterMs: number) => Reply
 }
+
+/** What a protocol's route is made with: its size bounds, where batches go and what decodes bodies. */
+export interface RouteOptions<Batch, Decoder> {
+  readonly maxRequestBytes: number
+  readonly maxDecompressedBytes: number
+  /** Most datapoints and elements one request may hold (413 past them). */
+  readonly bounds: RequestBounds
+  readonly ingest: (req: Batch, bytes: number) => IngestOutcome
+  /** Inflates and decodes bodies, in this thread or in worker threads. */
+  readonly decoder: Decoder
+}
+
+/** The media type of a request's `Content-Type`, lower case, without parameters ("" when absent). */
+export const mediaType = (req: IncomingMessage): string =>
+  (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? ""
 
 const send = (res: ServerResponse, reply: Reply) => {
   res.statusCode = reply.status

@@ -63,6 +63,14 @@ const checkToken = (header: string | undefined, tokenFile: TokenFile | undefined
 const consoleError = (e: ConsoleError) =>
   json({ status: "error", error: { type: e._tag, message: e.message } }, e._tag === "BadRequest" ? 400 : 404)
 
+/** An endpoint of the console whose errors are answered as `consoleError` does. */
+const answerConsoleErrors = <A, R>(self: Effect.Effect<A, ConsoleError, R>) =>
+  Effect.catchTags(self, {
+    BadRequest: consoleError,
+    VersionNotFound: consoleError,
+    ContentUnavailable: consoleError,
+  })
+
 const searchOf = (url: string): URLSearchParams => new URL(url, "http://control").searchParams
 
 /** A version number (1, 2, …) from a parameter; `undefined` when absent and optional. */
@@ -192,13 +200,7 @@ export const routes = (settings: Pick<ControlSettings, "reloadHttp" | "reloadAut
         const run = yield* optionalRun(searchOf(request.url), "run")
         const console = yield* Console
         return json(yield* console.files({ version, run }))
-      }).pipe(
-        Effect.catchTags({
-          BadRequest: consoleError,
-          VersionNotFound: consoleError,
-          ContentUnavailable: consoleError,
-        }),
-      ),
+      }).pipe(answerConsoleErrors),
     ),
     HttpRouter.get(
       "/api/v1/status/diff",
@@ -209,13 +211,7 @@ export const routes = (settings: Pick<ControlSettings, "reloadHttp" | "reloadAut
         const to = yield* refOf(search, "to", "to_run")
         const console = yield* Console
         return json(yield* console.diff(from, to))
-      }).pipe(
-        Effect.catchTags({
-          BadRequest: consoleError,
-          VersionNotFound: consoleError,
-          ContentUnavailable: consoleError,
-        }),
-      ),
+      }).pipe(answerConsoleErrors),
     ),
     HttpRouter.get(
       "/api/v1/status/rules",
@@ -235,13 +231,7 @@ export const routes = (settings: Pick<ControlSettings, "reloadHttp" | "reloadAut
         const console = yield* Console
         const attempt = yield* console.rollback(ref)
         return json(attempt, attemptStatus(attempt.status))
-      }).pipe(
-        Effect.catchTags({
-          BadRequest: consoleError,
-          VersionNotFound: consoleError,
-          ContentUnavailable: consoleError,
-        }),
-      ),
+      }).pipe(answerConsoleErrors),
     ),
     HttpRouter.get(
       "/metrics",

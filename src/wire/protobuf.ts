@@ -102,28 +102,19 @@ export class ProtoReader extends BoundedReader {
     let pos = this.pos
     if (pos + 10 > this.end) return this.uint32Slow()
     let b = buf[pos++] as number
+    // One byte: most tags and lengths.
+    if (b < 0x80) {
+      this.pos = pos
+      return b
+    }
     let v = b & 0x7f
-    if (b < 0x80) {
-      this.pos = pos
-      return v
-    }
-    b = buf[pos++] as number
-    v |= (b & 0x7f) << 7
-    if (b < 0x80) {
-      this.pos = pos
-      return v
-    }
-    b = buf[pos++] as number
-    v |= (b & 0x7f) << 14
-    if (b < 0x80) {
-      this.pos = pos
-      return v
-    }
-    b = buf[pos++] as number
-    v |= (b & 0x7f) << 21
-    if (b < 0x80) {
-      this.pos = pos
-      return v >>> 0
+    for (let shift = 7; shift < 28; shift += 7) {
+      b = buf[pos++] as number
+      v |= (b & 0x7f) << shift
+      if (b < 0x80) {
+        this.pos = pos
+        return v >>> 0
+      }
     }
     b = buf[pos++] as number
     v |= (b & 0x0f) << 28

@@ -1,8 +1,6 @@
 import type { IncomingMessage } from "node:http"
 import { Either } from "effect"
-import type { Reply, Route } from "../../pipeline/http-receiver.js"
-import type { IngestOutcome } from "../../pipeline/ingest.js"
-import type { RequestBounds } from "../../wire/bounds.js"
+import { mediaType, type Reply, type Route, type RouteOptions } from "../../pipeline/http-receiver.js"
 import { decompressZstd } from "../../wire/zstd.js"
 import { type OtlpBatch, objectBatch } from "./adapter.js"
 import type { OtlpBodyDecoder, OtlpDecodeFailure } from "./decode-pool.js"
@@ -63,7 +61,7 @@ const okReply = (format: Format, dropped: number): Reply => {
 }
 
 const formatOf = (req: IncomingMessage): Format | undefined => {
-  const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase()
+  const type = mediaType(req)
   return type === "application/x-protobuf" ? "protobuf" : type === "application/json" ? "json" : undefined
 }
 
@@ -76,15 +74,7 @@ const formatOf = (req: IncomingMessage): Format | undefined => {
  * `Retry-After` when the thread decoding the body died. Protobuf bodies are inflated and decoded by
  * `decoder` (in worker threads when `receivers.decode_threads` is above 0); JSON in this thread.
  */
-export const otlpHttpRoute = (options: {
-  readonly maxRequestBytes: number
-  readonly maxDecompressedBytes: number
-  /** Most datapoints and elements one request may hold (413 past them). */
-  readonly bounds: RequestBounds
-  readonly ingest: (req: OtlpBatch, bytes: number) => IngestOutcome
-  /** Inflates and decodes protobuf bodies, in this thread or in worker threads. */
-  readonly decoder: OtlpBodyDecoder
-}): Route => {
+export const otlpHttpRoute = (options: RouteOptions<OtlpBatch, OtlpBodyDecoder>): Route => {
   const afterDecode = (
     format: Format,
     decoded: Either.Either<OtlpBatch, OtlpDecodeFailure>,

@@ -29,33 +29,10 @@ import {
 } from "../../wire/bounds.js"
 import { MAX_DEPTH } from "../../wire/protobuf.js"
 import { OtlpDecodeError } from "./errors.js"
-import type {
-  AnyValue,
-  Buckets,
-  Exemplar,
-  ExponentialHistogramDataPoint,
-  ExportMetricsPartialSuccess,
-  ExportMetricsServiceRequest,
-  ExportMetricsServiceResponse,
-  HistogramDataPoint,
-  InstrumentationScope,
-  KeyValue,
-  Metric,
-  MetricData,
-  NumberDataPoint,
-  NumberValue,
-  Resource,
-  ResourceMetrics,
-  ScopeMetrics,
-  SummaryDataPoint,
-  ValueAtQuantile,
-} from "./types.js"
+import type * as Otlp from "./types.js"
+import { EMPTY_VALUE, type Mutable, NO_BYTES } from "./types.js"
 
-type Mutable<T> = { -readonly [K in keyof T]: T[K] }
 type Obj = { readonly [key: string]: unknown }
-
-const EMPTY: AnyValue = Object.freeze({ type: "empty" })
-const NO_BYTES = new Uint8Array(0)
 
 const U64_MAX = 2n ** 64n - 1n
 const I64_MIN = -(2n ** 63n)
@@ -186,15 +163,15 @@ const toBase64Bytes = (v: unknown): Uint8Array => {
   return new Uint8Array(Buffer.from(s, "base64"))
 }
 
-const toAnyValue = (v: unknown, depth: number): AnyValue => {
+const toAnyValue = (v: unknown, depth: number): Otlp.AnyValue => {
   if (depth > MAX_DEPTH) fail("attribute value nested too deeply")
   const o = asObject(v)
-  let out: AnyValue = EMPTY
+  let out: Otlp.AnyValue = EMPTY_VALUE
   let seen: string | undefined
   for (const key in o) {
     const x = o[key]
     if (x === null || x === undefined) continue
-    let next: AnyValue
+    let next: Otlp.AnyValue
     try {
       switch (key) {
         case "stringValue":
@@ -244,18 +221,18 @@ const toAnyValue = (v: unknown, depth: number): AnyValue => {
   return out
 }
 
-const toKeyValue = (v: unknown, depth: number): KeyValue => {
+const toKeyValue = (v: unknown, depth: number): Otlp.KeyValue => {
   const o = asObject(v)
   return {
     key: field(o, "key", undefined, toStr) ?? "",
-    value: field(o, "value", undefined, (x) => toAnyValue(x, depth + 1)) ?? EMPTY,
+    value: field(o, "value", undefined, (x) => toAnyValue(x, depth + 1)) ?? EMPTY_VALUE,
   }
 }
 
-const toAttributes = (o: Obj, camel: string, snake: string | undefined): KeyValue[] =>
+const toAttributes = (o: Obj, camel: string, snake: string | undefined): Otlp.KeyValue[] =>
   list(o, camel, snake, (x) => toKeyValue(x, 0))
 
-const toResource = (v: unknown): Resource => {
+const toResource = (v: unknown): Otlp.Resource => {
   const o = asObject(v)
   return {
     attributes: toAttributes(o, "attributes", undefined),
@@ -263,7 +240,7 @@ const toResource = (v: unknown): Resource => {
   }
 }
 
-const toScope = (v: unknown): InstrumentationScope => {
+const toScope = (v: unknown): Otlp.InstrumentationScope => {
   const o = asObject(v)
   return {
     name: field(o, "name", undefined, toStr) ?? "",
@@ -273,7 +250,7 @@ const toScope = (v: unknown): InstrumentationScope => {
   }
 }
 
-const toNumberValue = (o: Obj): NumberValue | undefined => {
+const toNumberValue = (o: Obj): Otlp.NumberValue | undefined => {
   const d = field(o, "asDouble", "as_double", toDouble)
   const i = field(o, "asInt", "as_int", toInt64)
   if (d !== undefined && i !== undefined) fail("both asDouble and asInt are set")
@@ -284,9 +261,9 @@ const toNumberValue = (o: Obj): NumberValue | undefined => {
       : undefined
 }
 
-const toExemplar = (v: unknown): Exemplar => {
+const toExemplar = (v: unknown): Otlp.Exemplar => {
   const o = asObject(v)
-  const out: Mutable<Exemplar> = {
+  const out: Mutable<Otlp.Exemplar> = {
     filteredAttributes: toAttributes(o, "filteredAttributes", "filtered_attributes"),
     timeUnixNano: field(o, "timeUnixNano", "time_unix_nano", toUint64) ?? 0n,
     spanId: field(o, "spanId", "span_id", toHexBytes) ?? NO_BYTES,
@@ -300,11 +277,11 @@ const toExemplar = (v: unknown): Exemplar => {
 const startTime = (o: Obj): bigint => field(o, "startTimeUnixNano", "start_time_unix_nano", toUint64) ?? 0n
 const time = (o: Obj): bigint => field(o, "timeUnixNano", "time_unix_nano", toUint64) ?? 0n
 const flags = (o: Obj): number => field(o, "flags", undefined, toUint32) ?? 0
-const exemplars = (o: Obj): Exemplar[] => list(o, "exemplars", undefined, toExemplar)
+const exemplars = (o: Obj): Otlp.Exemplar[] => list(o, "exemplars", undefined, toExemplar)
 
-const toNumberDataPoint = (v: unknown): NumberDataPoint => {
+const toNumberDataPoint = (v: unknown): Otlp.NumberDataPoint => {
   const o = asObject(v)
-  const out: Mutable<NumberDataPoint> = {
+  const out: Mutable<Otlp.NumberDataPoint> = {
     attributes: toAttributes(o, "attributes", undefined),
     startTimeUnixNano: startTime(o),
     timeUnixNano: time(o),
@@ -316,9 +293,9 @@ const toNumberDataPoint = (v: unknown): NumberDataPoint => {
   return out
 }
 
-const toHistogramDataPoint = (v: unknown): HistogramDataPoint => {
+const toHistogramDataPoint = (v: unknown): Otlp.HistogramDataPoint => {
   const o = asObject(v)
-  const out: Mutable<HistogramDataPoint> = {
+  const out: Mutable<Otlp.HistogramDataPoint> = {
     attributes: toAttributes(o, "attributes", undefined),
     startTimeUnixNano: startTime(o),
     timeUnixNano: time(o),
@@ -337,7 +314,7 @@ const toHistogramDataPoint = (v: unknown): HistogramDataPoint => {
   return out
 }
 
-const toBuckets = (v: unknown): Buckets => {
+const toBuckets = (v: unknown): Otlp.Buckets => {
   const o = asObject(v)
   return {
     offset: field(o, "offset", undefined, toInt32) ?? 0,
@@ -345,9 +322,9 @@ const toBuckets = (v: unknown): Buckets => {
   }
 }
 
-const toExponentialHistogramDataPoint = (v: unknown): ExponentialHistogramDataPoint => {
+const toExponentialHistogramDataPoint = (v: unknown): Otlp.ExponentialHistogramDataPoint => {
   const o = asObject(v)
-  const out: Mutable<ExponentialHistogramDataPoint> = {
+  const out: Mutable<Otlp.ExponentialHistogramDataPoint> = {
     attributes: toAttributes(o, "attributes", undefined),
     startTimeUnixNano: startTime(o),
     timeUnixNano: time(o),
@@ -371,7 +348,7 @@ const toExponentialHistogramDataPoint = (v: unknown): ExponentialHistogramDataPo
   return out
 }
 
-const toValueAtQuantile = (v: unknown): ValueAtQuantile => {
+const toValueAtQuantile = (v: unknown): Otlp.ValueAtQuantile => {
   const o = asObject(v)
   return {
     quantile: field(o, "quantile", undefined, toDouble) ?? 0,
@@ -379,7 +356,7 @@ const toValueAtQuantile = (v: unknown): ValueAtQuantile => {
   }
 }
 
-const toSummaryDataPoint = (v: unknown): SummaryDataPoint => {
+const toSummaryDataPoint = (v: unknown): Otlp.SummaryDataPoint => {
   const o = asObject(v)
   return {
     attributes: toAttributes(o, "attributes", undefined),
@@ -420,7 +397,7 @@ const points = <A>(o: Obj, f: (v: unknown) => A): A[] => {
   return list(o, "dataPoints", "data_points", f)
 }
 
-const toMetricData = (type: MetricData["type"], v: unknown): MetricData => {
+const toMetricData = (type: Otlp.MetricData["type"], v: unknown): Otlp.MetricData => {
   const o = asObject(v)
   switch (type) {
     case "gauge":
@@ -449,9 +426,9 @@ const toMetricData = (type: MetricData["type"], v: unknown): MetricData => {
   }
 }
 
-const toMetric = (v: unknown): Metric => {
+const toMetric = (v: unknown): Otlp.Metric => {
   const o = asObject(v)
-  const out: Mutable<Metric> = {
+  const out: Mutable<Otlp.Metric> = {
     name: field(o, "name", undefined, toStr) ?? "",
     description: field(o, "description", undefined, toStr) ?? "",
     unit: field(o, "unit", undefined, toStr) ?? "",
@@ -466,9 +443,9 @@ const toMetric = (v: unknown): Metric => {
   return out
 }
 
-const toScopeMetrics = (v: unknown): ScopeMetrics => {
+const toScopeMetrics = (v: unknown): Otlp.ScopeMetrics => {
   const o = asObject(v)
-  const out: Mutable<ScopeMetrics> = {
+  const out: Mutable<Otlp.ScopeMetrics> = {
     metrics: list(o, "metrics", undefined, toMetric),
     schemaUrl: field(o, "schemaUrl", "schema_url", toStr) ?? "",
   }
@@ -477,9 +454,9 @@ const toScopeMetrics = (v: unknown): ScopeMetrics => {
   return out
 }
 
-const toResourceMetrics = (v: unknown): ResourceMetrics => {
+const toResourceMetrics = (v: unknown): Otlp.ResourceMetrics => {
   const o = asObject(v)
-  const out: Mutable<ResourceMetrics> = {
+  const out: Mutable<Otlp.ResourceMetrics> = {
     scopeMetrics: list(o, "scopeMetrics", "scope_metrics", toScopeMetrics),
     schemaUrl: field(o, "schemaUrl", "schema_url", toStr) ?? "",
   }
@@ -488,18 +465,23 @@ const toResourceMetrics = (v: unknown): ResourceMetrics => {
   return out
 }
 
-const toRequest = (v: unknown): ExportMetricsServiceRequest => ({
+const toRequest = (v: unknown): Otlp.ExportMetricsServiceRequest => ({
   resourceMetrics: list(asObject(v), "resourceMetrics", "resource_metrics", toResourceMetrics),
 })
 
-const toResponse = (v: unknown): ExportMetricsServiceResponse => {
-  const ps = field(asObject(v), "partialSuccess", "partial_success", (x): ExportMetricsPartialSuccess => {
-    const o = asObject(x)
-    return {
-      rejectedDataPoints: field(o, "rejectedDataPoints", "rejected_data_points", toInt64) ?? 0n,
-      errorMessage: field(o, "errorMessage", "error_message", toStr) ?? "",
-    }
-  })
+const toResponse = (v: unknown): Otlp.ExportMetricsServiceResponse => {
+  const ps = field(
+    asObject(v),
+    "partialSuccess",
+    "partial_success",
+    (x): Otlp.ExportMetricsPartialSuccess => {
+      const o = asObject(x)
+      return {
+        rejectedDataPoints: field(o, "rejectedDataPoints", "rejected_data_points", toInt64) ?? 0n,
+        errorMessage: field(o, "errorMessage", "error_message", toStr) ?? "",
+      }
+    },
+  )
   return ps === undefined ? {} : { partialSuccess: ps }
 }
 
@@ -630,19 +612,20 @@ const decodeJsonWith = <A>(
 export const decodeOtlpJson = (
   input: string | Uint8Array,
   bounds: RequestBounds = UNBOUNDED,
-): Either.Either<ExportMetricsServiceRequest, OtlpDecodeError> => decodeJsonWith(input, toRequest, bounds)
+): Either.Either<Otlp.ExportMetricsServiceRequest, OtlpDecodeError> =>
+  decodeJsonWith(input, toRequest, bounds)
 
 /** Decodes an OTLP/JSON `ExportMetricsServiceResponse`. */
 export const decodeOtlpResponseJson = (
   input: string | Uint8Array,
-): Either.Either<ExportMetricsServiceResponse, OtlpDecodeError> => decodeJsonWith(input, toResponse)
+): Either.Either<Otlp.ExportMetricsServiceResponse, OtlpDecodeError> => decodeJsonWith(input, toResponse)
 
 // ============================================================================================
 // Encoding
 // ============================================================================================
 
 /** Encodes an `ExportMetricsServiceResponse` as OTLP/JSON (`{}` for full success). */
-export const encodeOtlpResponseJson = (res: ExportMetricsServiceResponse): string => {
+export const encodeOtlpResponseJson = (res: Otlp.ExportMetricsServiceResponse): string => {
   const ps = res.partialSuccess
   if (ps === undefined) return "{}"
   // Fields at their default value are left out, as proto3 JSON does.

@@ -52,11 +52,8 @@ import type {
   SummaryDataPoint,
   ValueAtQuantile,
 } from "./types.js"
+import { EMPTY_VALUE, type Mutable, NO_BYTES } from "./types.js"
 
-type Mutable<T> = { -readonly [K in keyof T]: T[K] }
-
-const EMPTY: AnyValue = Object.freeze({ type: "empty" })
-const NO_BYTES = new Uint8Array(0)
 /** Shared by every absent list that is usually empty (exemplars, metadata), to spare an allocation. */
 const NONE: ReadonlyArray<never> = Object.freeze([])
 
@@ -98,7 +95,7 @@ const T14_I64 = tag(14, I64)
 
 const decodeAnyValue = (r: ProtoReader, end: number, depth: number): AnyValue => {
   if (depth > MAX_DEPTH) r.fail("attribute value nested too deeply")
-  let v: AnyValue = EMPTY
+  let v: AnyValue = EMPTY_VALUE
   let unknown: Uint8Array | undefined
   for (let t = r.next(end); t !== 0; t = r.next(end)) {
     switch (t) {
@@ -152,7 +149,7 @@ const decodeAnyValue = (r: ProtoReader, end: number, depth: number): AnyValue =>
 const decodeKeyValue = (r: ProtoReader, end: number, depth: number): KeyValue => {
   r.element()
   let key = ""
-  let value: AnyValue = EMPTY
+  let value: AnyValue = EMPTY_VALUE
   let unknown: Uint8Array | undefined
   for (let t = r.next(end); t !== 0; t = r.next(end)) {
     switch (t) {

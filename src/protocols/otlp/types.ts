@@ -23,6 +23,12 @@ export interface Unknown {
   readonly unknownFields?: Uint8Array
 }
 
+/** A message under construction by a decoder: its properties writable. */
+export type Mutable<T> = { -readonly [K in keyof T]: T[K] }
+
+/** No bytes: a `bytes` field not set. Shared by the decoders, never written to. */
+export const NO_BYTES = new Uint8Array(0)
+
 // --- opentelemetry.proto.common.v1 -----------------------------------------------------------
 
 /** `AnyValue`: one of its `oneof value` members, or `empty` when none is set. */
@@ -37,6 +43,9 @@ export type AnyValue = (
   | { readonly type: "empty" }
 ) &
   Unknown
+
+/** The `AnyValue` with no member set, shared by the decoders. */
+export const EMPTY_VALUE: AnyValue = Object.freeze({ type: "empty" })
 
 /** `KeyValue`. An absent `value` on the wire decodes as `{ type: "empty" }`. */
 export interface KeyValue extends Unknown {

@@ -29,6 +29,7 @@
  * @module
  */
 import { BoundExceeded, BoundedReader, type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
+import { I32 as FIXED32, I64 as FIXED64, LEN, VARINT } from "../../wire/protobuf.js"
 import { InvalidUtf8, readUtf8, utf8Length, writeUtf8 } from "../../wire/utf8.js"
 import { PrwDecodeError } from "./errors.js"
 import { sharedLabelCache } from "./label-cache.js"
@@ -40,12 +41,6 @@ import {
   type TimeSeries,
   type WriteRequest,
 } from "./types.js"
-
-// Wire types.
-const VARINT = 0
-const FIXED64 = 1
-const LEN = 2
-const FIXED32 = 5
 
 const TWO_POW_32 = 4294967296
 
@@ -100,6 +95,9 @@ export class WriteRequestReader extends BoundedReader {
   private readonly prevStart: Array<number> = []
   private readonly prevEnd: Array<number> = []
   private readonly prevText: Array<string> = []
+  /** The sample `readSample` read last. */
+  sampleValue = 0
+  sampleTimestamp = 0
 
   /** Elements: series, labels, exemplars, metadata entries, unknown fields; datapoints: samples, native histograms. */
   constructor(
@@ -288,9 +286,17 @@ export class WriteRequestReader extends BoundedReader {
     return { name, value }
   }
 
-  /** Unknown fields inside a sample are skipped (prompb defines none). */
   private sample(end: number): Sample {
     if (this.pos === end) return ZERO_SAMPLE
+    this.readSample(end)
+    return { value: this.sampleValue, timestamp: this.sampleTimestamp }
+  }
+
+  /**
+   * Reads a sample ending at `end` into `sampleValue` and `sampleTimestamp` (0 where absent, the
+   * last occurrence winning); unknown fields inside a sample are skipped (prompb defines none).
+   */
+  readSample(end: number): void {
     let value = 0
     let timestamp = 0
     while (this.pos < end) {
@@ -309,7 +315,8 @@ export class WriteRequestReader extends BoundedReader {
         this.skip(tag, start, end)
       }
     }
-    return { value, timestamp }
+    this.sampleValue = value
+    this.sampleTimestamp = timestamp
   }
 
   /** The string in `[pos, end)`, reusing the previous series' string at the same position when equal. */

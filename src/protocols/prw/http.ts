@@ -1,10 +1,13 @@
 import { kMaxLength } from "node:buffer"
-import type { IncomingMessage } from "node:http"
 import * as zlib from "node:zlib"
 import { Either } from "effect"
-import { type Reply, type Route, textReply } from "../../pipeline/http-receiver.js"
-import type { IngestOutcome } from "../../pipeline/ingest.js"
-import type { RequestBounds } from "../../wire/bounds.js"
+import {
+  mediaType,
+  type Reply,
+  type Route,
+  type RouteOptions,
+  textReply,
+} from "../../pipeline/http-receiver.js"
 import { decompressZstd } from "../../wire/zstd.js"
 import type { BodyDecoder, DecodeFailure } from "./decode-pool.js"
 import type { ScannedWriteRequest } from "./scan.js"
@@ -42,9 +45,6 @@ const reencode = (
   }
 }
 
-const mediaType = (req: IncomingMessage): string =>
-  (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? ""
-
 /**
  * `POST /api/v1/write`, Prometheus remote write 1.0: a snappy block holding a protobuf
  * `WriteRequest`. 204 on success (also when limits dropped some of it: the sender must not retry);
@@ -56,15 +56,7 @@ const mediaType = (req: IncomingMessage): string =>
 const refused = (message: string, retryAfterMs: number): Reply =>
   textReply(503, message, { "retry-after": String(Math.ceil(retryAfterMs / 1000)) })
 
-export const prwRoute = (options: {
-  readonly maxRequestBytes: number
-  readonly maxDecompressedBytes: number
-  /** Most datapoints and elements one request may hold (413 past them). */
-  readonly bounds: RequestBounds
-  readonly ingest: (req: ScannedWriteRequest, bytes: number) => IngestOutcome
-  /** Decompresses and scans bodies, in this thread or in worker threads. */
-  readonly decoder: BodyDecoder
-}): Route => {
+export const prwRoute = (options: RouteOptions<ScannedWriteRequest, BodyDecoder>): Route => {
   const afterDecode = (decoded: Either.Either<ScannedWriteRequest, DecodeFailure>): Reply => {
     if (Either.isLeft(decoded)) {
       const f = decoded.left

@@ -33,9 +33,6 @@ import { decodeError, encodeWriteRequest, WriteRequestReader } from "./codec.js"
 import type { PrwDecodeError } from "./errors.js"
 import { FieldNumber, NO_BYTES } from "./types.js"
 
-const FIXED64 = 1
-const VARINT = 0
-
 /** `__name__` as bytes. */
 const NAME_LABEL = new TextEncoder().encode("__name__")
 
@@ -165,7 +162,7 @@ class Scanner extends WriteRequestReader {
         case FieldNumber.TimeSeries.samples:
           this.expectLen(tag, start, "TimeSeries.samples")
           this.datapoint()
-          this.scanSample(this.lengthEnd(end))
+          this.readSample(this.lengthEnd(end))
           datapoints++
           break
         case FieldNumber.TimeSeries.exemplars:
@@ -241,25 +238,6 @@ class Scanner extends WriteRequestReader {
           throw e
         }
         return
-      }
-    }
-  }
-
-  /** As `sample`, without building it. */
-  private scanSample(end: number): void {
-    while (this.pos < end) {
-      const start = this.pos
-      const tag = this.tag(end)
-      const field = tag >>> 3
-      if (field === FieldNumber.Sample.value) {
-        if ((tag & 7) !== FIXED64) this.wrongWireType(tag, start, "Sample.value", FIXED64)
-        if (end - this.pos < 8) this.fail(`truncated double at byte ${this.pos}`)
-        this.pos += 8
-      } else if (field === FieldNumber.Sample.timestamp) {
-        if ((tag & 7) !== VARINT) this.wrongWireType(tag, start, "Sample.timestamp", VARINT)
-        this.int64(end)
-      } else {
-        this.skip(tag, start, end)
       }
     }
   }
