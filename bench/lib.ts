@@ -268,7 +268,11 @@ export const metricSum = (text: string, name: string, labels: ReadonlyArray<stri
 // ---------------------------------------------------------------------------------------------
 // The governor and the sink
 
-/** Starts `node dist/main.js` with the given flags (all receivers off unless given) and waits for /ready. */
+/**
+ * Starts the governor with the given flags (all receivers off unless given) and waits for /ready:
+ * through the launcher, as the container image and the `metrics-governor` command start it (the
+ * heap's start size set), or, with `nodeFlags` (a profiler), as `node NODE_FLAGS dist/main.js`.
+ */
 export const startGovernor = async (
   name: string,
   flags: ReadonlyArray<string>,
@@ -276,8 +280,7 @@ export const startGovernor = async (
 ): Promise<{ proc: Proc; statsUrl: string }> => {
   const statsPort = await freePort()
   const args = [
-    ...nodeFlags,
-    MAIN,
+    ...(nodeFlags.length > 0 ? [...nodeFlags, MAIN] : []),
     "-stats-addr",
     `127.0.0.1:${statsPort}`,
     "-grpc-listen",
@@ -290,7 +293,7 @@ export const startGovernor = async (
     "warn",
     ...flags,
   ]
-  const proc = startProcess(name, process.execPath, args)
+  const proc = startProcess(name, nodeFlags.length > 0 ? process.execPath : LAUNCHER, args)
   const statsUrl = `http://127.0.0.1:${statsPort}`
   await waitHttpOk(`${name} /ready`, `${statsUrl}/ready`, proc, 30_000)
   return { proc, statsUrl }

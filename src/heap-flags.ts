@@ -1,6 +1,7 @@
 /**
  * Prints the node flags that size the V8 heap of the main thread for the memory limit that
- * `metrics-governor ARGS` would run with, and nothing when no limit applies (docs/memory.md).
+ * `metrics-governor ARGS` would run with; with no limit, only the old generation it starts with
+ * (docs/memory.md).
  * `bin/metrics-governor` runs `node dist/heap-flags.js ARGS` and then `node FLAGS dist/main.js ARGS`:
  * a running Node.js process cannot resize its own heap. The limit is resolved as the governor
  * resolves it (`-memory-limit`, else `memory.limit_ratio` of `-config` of the cgroup's limit);
@@ -18,8 +19,11 @@ import {
 
 const flagsFor = async (args: ReadonlyArray<string>): Promise<ReadonlyArray<string>> => {
   const cgroup = cgroupMemoryLimit()
+  const given = givenNodeFlags([], process.env.NODE_OPTIONS)
   // No flag and no container limit: no limit applies, and nothing more need be loaded.
-  if (cgroup === undefined && !args.some((a) => /^--?memory-limit(=|$)/.test(a))) return []
+  if (cgroup === undefined && !args.some((a) => /^--?memory-limit(=|$)/.test(a))) {
+    return heapFlagsOf(undefined, given)
+  }
   const { Either } = await import("effect")
   const { parseCommandLine } = await import("./cli/flags.js")
   const { decodeMainConfig } = await import("./config/decode.js")
@@ -36,8 +40,7 @@ const flagsFor = async (args: ReadonlyArray<string>): Promise<ReadonlyArray<stri
     }
   }
   const limit = resolveMemoryLimit(flags.memoryLimit, ratio, cgroup)
-  if (limit.bytes === undefined) return []
-  return heapFlagsOf(budgetOf(limit.bytes), givenNodeFlags([], process.env.NODE_OPTIONS))
+  return heapFlagsOf(limit.bytes === undefined ? undefined : budgetOf(limit.bytes), given)
 }
 
 process.stdout.write(`${(await flagsFor(process.argv.slice(2))).join(" ")}\n`)

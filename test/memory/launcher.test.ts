@@ -3,11 +3,12 @@
  * limit, as the container image starts it; without it, the governor says that the heap is not
  * sized.
  */
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
-import { type Governor, startGovernor } from "../support/governor.js"
+import { type Governor, ROOT, startGovernor } from "../support/governor.js"
 
 const MiB = 1024 * 1024
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mg-launcher-"))
@@ -39,6 +40,17 @@ describe("bin/metrics-governor", () => {
     expect(warned).toBe(false)
     const env = fs.readFileSync(`/proc/${gov.pid}/environ`, "utf8").split("\0")
     expect(env).toContain("MALLOC_ARENA_MAX=2")
+  })
+
+  it("prints the flags the governor is started with: the old generation it starts with always, the sizes only with a memory limit", () => {
+    const flags = (...args: Array<string>) =>
+      execFileSync(process.execPath, [path.join(ROOT, "dist/heap-flags.js"), ...args], {
+        encoding: "utf8",
+      }).trim()
+    expect(flags("-limits-config", limits)).toBe("--initial-old-space-size=128")
+    expect(flags("-limits-config", limits, "-memory-limit", "256MiB")).toBe(
+      "--max-old-space-size=128 --max-semi-space-size=2 --initial-old-space-size=64",
+    )
   })
 
   it("sizes it from memory.limit_ratio of the container's limit like the governor: here no container limit and no flag, so nothing is sized", async () => {
