@@ -243,7 +243,7 @@ else
 fi
 # The launcher sizes the heap for a memory limit (docs/memory.md) with the same code as the governor.
 heap_flags=$(pm exec "$CTR" node /app/dist/heap-flags.js -memory-limit 256MiB 2>&1)
-if [ "$heap_flags" = "--max-old-space-size=128 --max-semi-space-size=2 --initial-old-space-size=64" ]; then
+if [ "$heap_flags" = "--max-old-space-size=128 --max-semi-space-size=2" ]; then
   pass "the launcher's heap flags for -memory-limit 256MiB: $heap_flags"
 else
   fail "the launcher's heap flags for -memory-limit 256MiB: $heap_flags"

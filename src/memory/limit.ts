@@ -115,16 +115,15 @@ export interface MemoryBudget {
   readonly heapOldSpaceMb: number
   /** The main thread's V8 semi-space, MiB (`--max-semi-space-size`): the young generation is a few of them. */
   readonly heapSemiSpaceMb: number
-  /** The old generation V8 starts with, MiB (`--initial-old-space-size`; see `INITIAL_OLD_SPACE_MB`). */
-  readonly heapInitialOldSpaceMb: number
 }
 
 /**
- * The old generation the main thread's heap starts with, MiB, when no memory limit caps it. V8
+ * The old generation the main thread's heap starts with, MiB, when no memory limit applies. V8
  * starts a small heap with a small old-generation limit and, under a steady stream of requests,
  * runs a full mark-compact every few hundred milliseconds (each 20-60 ms of marking and pauses on
  * the thread that answers requests); started at 128 MiB, it ran two in 10 s of the same load and
- * the requests' p99 fell from about 28 ms to 11 ms (docs/memory.md).
+ * the requests' p99 fell from about 28 ms to 11 ms (docs/memory.md). Under a 256 MiB limit a start
+ * of 64 MiB took the saturated process over the limit (265 MiB), so with a limit it is not set.
  */
 export const INITIAL_OLD_SPACE_MB = 128
 
@@ -139,15 +138,11 @@ export const budgetOf = (limitBytes: number): MemoryBudget => ({
   resumeAtBytes: Math.floor(limitBytes * 0.75),
   heapOldSpaceMb: Math.max(64, Math.floor((limitBytes * 0.5) / MiB)),
   heapSemiSpaceMb: Math.min(16, Math.max(1, 2 ** Math.floor(Math.log2(limitBytes / (128 * MiB))))),
-  heapInitialOldSpaceMb: Math.min(
-    INITIAL_OLD_SPACE_MB,
-    Math.floor(Math.max(64, Math.floor((limitBytes * 0.5) / MiB)) / 2),
-  ),
 })
 
 /**
- * The node flags that size the main thread's heap for `budget` (undefined: no memory limit; then
- * only the old generation it starts with). A running Node.js process cannot resize its heap, so
+ * The node flags that size the main thread's heap for `budget`, or, without a memory limit
+ * (undefined), the old generation it starts with. A running Node.js process cannot resize its heap, so
  * `bin/metrics-governor` works these out first (`heap-flags.ts`) and starts node with them. A heap
  * flag already given (in `NODE_OPTIONS` or to node) is left as it is.
  */
@@ -163,8 +158,9 @@ export const heapFlagsOf = (
   if (budget !== undefined && !has("--max-semi-space-size")) {
     out.push(`--max-semi-space-size=${budget.heapSemiSpaceMb}`)
   }
-  if (!has("--initial-old-space-size")) {
-    out.push(`--initial-old-space-size=${budget?.heapInitialOldSpaceMb ?? INITIAL_OLD_SPACE_MB}`)
+  // Under a memory limit, memory comes first: V8 collects early, as it does with a small heap.
+  if (budget === undefined && !has("--initial-old-space-size")) {
+    out.push(`--initial-old-space-size=${INITIAL_OLD_SPACE_MB}`)
   }
   return out
 }

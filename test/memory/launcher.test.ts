@@ -49,7 +49,7 @@ describe("bin/metrics-governor", () => {
       }).trim()
     expect(flags("-limits-config", limits)).toBe("--initial-old-space-size=128")
     expect(flags("-limits-config", limits, "-memory-limit", "256MiB")).toBe(
-      "--max-old-space-size=128 --max-semi-space-size=2 --initial-old-space-size=64",
+      "--max-old-space-size=128 --max-semi-space-size=2",
     )
   })
 

@@ -105,27 +105,17 @@ describe("heapFlagsOf", () => {
         const b = budgetOf(limit)
         expect((b.heapOldSpaceMb + 3 * b.heapSemiSpaceMb) * MiB).toBeLessThanOrEqual(0.6 * limit)
         expect([1, 2, 4, 8, 16]).toContain(b.heapSemiSpaceMb)
-        expect(b.heapInitialOldSpaceMb).toBeLessThanOrEqual(b.heapOldSpaceMb / 2)
         expect(heapFlagsOf(b)).toEqual([
           `--max-old-space-size=${b.heapOldSpaceMb}`,
           `--max-semi-space-size=${b.heapSemiSpaceMb}`,
-          `--initial-old-space-size=${b.heapInitialOldSpaceMb}`,
         ])
       }),
     )
   })
 
-  it("sizes 256 MiB as old generation 128 MiB (starting at 64) and semi-space 2 MiB, 1 GiB as 512 (starting at 128) and 8; without a limit only the start, 128 MiB", () => {
-    expect(heapFlagsOf(budgetOf(256 * MiB))).toEqual([
-      "--max-old-space-size=128",
-      "--max-semi-space-size=2",
-      "--initial-old-space-size=64",
-    ])
-    expect(heapFlagsOf(budgetOf(1024 * MiB))).toEqual([
-      "--max-old-space-size=512",
-      "--max-semi-space-size=8",
-      "--initial-old-space-size=128",
-    ])
+  it("sizes 256 MiB as old generation 128 MiB and semi-space 2 MiB, 1 GiB as 512 and 8; without a limit only the old generation's start, 128 MiB", () => {
+    expect(heapFlagsOf(budgetOf(256 * MiB))).toEqual(["--max-old-space-size=128", "--max-semi-space-size=2"])
+    expect(heapFlagsOf(budgetOf(1024 * MiB))).toEqual(["--max-old-space-size=512", "--max-semi-space-size=8"])
     expect(heapFlagsOf(undefined)).toEqual(["--initial-old-space-size=128"])
   })
 
@@ -133,12 +123,11 @@ describe("heapFlagsOf", () => {
     const b = budgetOf(256 * MiB)
     expect(heapFlagsOf(b, givenNodeFlags([], "--max-old-space-size=99 --enable-source-maps"))).toEqual([
       "--max-semi-space-size=2",
-      "--initial-old-space-size=64",
     ])
     expect(heapFlagsOf(b, givenNodeFlags(["--max-semi-space-size=4"], undefined))).toEqual([
       "--max-old-space-size=128",
-      "--initial-old-space-size=64",
     ])
+    expect(heapFlagsOf(undefined, givenNodeFlags(["--initial-old-space-size=32"], undefined))).toEqual([])
     expect(
       heapFlagsOf(
         b,
