@@ -11,6 +11,7 @@ import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import { freePort } from "../test/support/ports.js"
+import { PRW_HEADERS, prwBody, RELAY_BODIES, RELAY_LIMITS, RELAY_SERIES_PER_REQUEST } from "./payloads.js"
 
 export { freePort }
 
@@ -739,4 +740,23 @@ export const drainSinks = async (
     } else if (Date.now() - quietSince >= quietMs) break
   }
   return quietSince - t
+}
+
+/**
+ * The relay load of the end-to-end areas, prepared in a new temporary directory: the wrk script
+ * that sends the `RELAY_BODIES` remote-write bodies (snappy-compressed, also returned) round robin,
+ * and the limits file of the one rule (`RELAY_LIMITS`).
+ */
+export const relayFixture = (prefix: string) => {
+  const dir = tempDir(prefix)
+  const now = Date.now()
+  const bodies = Array.from({ length: RELAY_BODIES }, (_, b) => prwBody(b, RELAY_SERIES_PER_REQUEST, now))
+  const script = writeWrkScript(
+    dir,
+    bodies.map((b) => b.body),
+    PRW_HEADERS,
+  )
+  const limitsFile = path.join(dir, "limits.yaml")
+  fs.writeFileSync(limitsFile, RELAY_LIMITS)
+  return { dir, bodies, script, limitsFile }
 }

@@ -36,6 +36,7 @@ import {
   type Proc,
   QUICK,
   ratio,
+  relayFixture,
   rssBytes,
   runWrk,
   samplePeak,
@@ -46,20 +47,17 @@ import {
   startProcess,
   startSink,
   stopProcess,
-  tempDir,
   type WrkResult,
   waitHttpOk,
-  writeWrkScript,
 } from "./lib.js"
-import { PRW_HEADERS, prwBody } from "./payloads.js"
+import { RELAY_BODIES, RELAY_SERIES_PER_REQUEST } from "./payloads.js"
 
-const BODIES = 8 // 8,000 distinct series: under the limit of 10,000, so nothing is dropped
-const SERIES_PER_REQUEST = 1_000
+const BODIES = RELAY_BODIES
+const SERIES_PER_REQUEST = RELAY_SERIES_PER_REQUEST
 const ROUNDS = QUICK ? 1 : 3
 const SATURATION_S = QUICK ? 3 : 6
 const WARMUP_S = QUICK ? 1 : 2
 const CONNECTIONS = 8
-const LIMITS = "rules:\n  - name: all-series\n    max_cardinality: 10000\n    action: drop\n"
 /** A sink counts as quiet after this long without a new request: longer than one flush interval (1 s by default). */
 const QUIET_MS = 1_200
 
@@ -205,7 +203,7 @@ interface Curve {
  * A governor with `-memory-limit 256MiB` relaying to a sink that answers after 200 ms, saturated by
  * wrk for `CURVE_S`; RSS every 100 ms, counters every second; then the drain and 5 s more.
  */
-export const memoryCurve = async (script: string, limitsFile: string, arenas: boolean): Promise<Curve> => {
+const memoryCurve = async (script: string, limitsFile: string, arenas: boolean): Promise<Curve> => {
   const slow = await startSlowSink(SLOW_SINK_MS)
   const curvePort = await freePort()
   const statsPort = await freePort()
@@ -329,16 +327,7 @@ export const memoryCurve = async (script: string, limitsFile: string, arenas: bo
 
 const run = async (): Promise<AreaResult> => {
   const load0 = os.loadavg()[0] ?? Number.NaN
-  const dir = tempDir("mg-bench-queue-")
-  const now = Date.now()
-  const bodies = Array.from({ length: BODIES }, (_, b) => prwBody(b, SERIES_PER_REQUEST, now))
-  const script = writeWrkScript(
-    dir,
-    bodies.map((b) => b.body),
-    PRW_HEADERS,
-  )
-  const limitsFile = path.join(dir, "limits.yaml")
-  fs.writeFileSync(limitsFile, LIMITS)
+  const { dir, script, limitsFile } = relayFixture("mg-bench-queue-")
   const sink = await startSink("none")
   const sinkWrite = `${sink.url}/api/v1/write`
 

@@ -26,6 +26,7 @@ import {
   percentile,
   QUICK,
   ratio,
+  relayFixture,
   rssBytes,
   runWrk,
   type SinkCounts,
@@ -37,19 +38,10 @@ import {
   startSink,
   stopProcess,
   summarizeProfile,
-  tempDir,
   type WrkResult,
   waitHttpOk,
-  writeWrkScript,
 } from "./lib.js"
-import {
-  PRW_HEADERS,
-  prwBody,
-  RELAY_BODIES,
-  RELAY_CONNECTIONS,
-  RELAY_LIMITS,
-  RELAY_SERIES_PER_REQUEST,
-} from "./payloads.js"
+import { PRW_HEADERS, RELAY_BODIES, RELAY_CONNECTIONS, RELAY_SERIES_PER_REQUEST } from "./payloads.js"
 
 const BODIES = RELAY_BODIES
 const SERIES_PER_REQUEST = RELAY_SERIES_PER_REQUEST
@@ -58,7 +50,6 @@ const SATURATION_S = QUICK ? 3 : 10
 const FIXED_S = QUICK ? 3 : 6
 const PROFILE_S = QUICK ? 3 : 8
 const CONNECTIONS = RELAY_CONNECTIONS
-const LIMITS = RELAY_LIMITS
 
 const ONE_THREAD = "governor, decode_threads 0"
 
@@ -85,16 +76,7 @@ const drain = async (sinkUrl: string): Promise<{ ms: number; counts: SinkCounts 
 }
 
 const run = async (): Promise<AreaResult> => {
-  const dir = tempDir("mg-bench-prw-")
-  const now = Date.now()
-  const bodies = Array.from({ length: BODIES }, (_, b) => prwBody(b, SERIES_PER_REQUEST, now))
-  const script = writeWrkScript(
-    dir,
-    bodies.map((b) => b.body),
-    PRW_HEADERS,
-  )
-  const limitsFile = path.join(dir, "limits.yaml")
-  fs.writeFileSync(limitsFile, LIMITS)
+  const { dir, bodies, script, limitsFile } = relayFixture("mg-bench-prw-")
   const sink = await startSink("none")
   const sinkWrite = `${sink.url}/api/v1/write`
 

@@ -31,6 +31,7 @@ import {
   percentile,
   QUICK,
   ratio,
+  relayFixture,
   runWrk,
   samplePeak,
   selfAndWrkCpu,
@@ -39,17 +40,8 @@ import {
   startGovernor,
   startSink,
   stopProcess,
-  tempDir,
-  writeWrkScript,
 } from "./lib.js"
-import {
-  PRW_HEADERS,
-  prwBody,
-  RELAY_BODIES,
-  RELAY_CONNECTIONS,
-  RELAY_LIMITS,
-  RELAY_SERIES_PER_REQUEST,
-} from "./payloads.js"
+import { PRW_HEADERS, RELAY_BODIES, RELAY_CONNECTIONS, RELAY_SERIES_PER_REQUEST } from "./payloads.js"
 
 const BODIES = RELAY_BODIES
 const SERIES_PER_REQUEST = RELAY_SERIES_PER_REQUEST
@@ -59,7 +51,6 @@ const FIXED_S = QUICK ? 3 : 4
 const WARMUP_S = QUICK ? 1 : 2
 const CONNECTIONS = RELAY_CONNECTIONS
 const SINKS = 4
-const LIMITS = RELAY_LIMITS
 /** A sink counts as quiet after this long without a new request: longer than one flush interval (1 s by default). */
 const QUIET_MS = 1_200
 
@@ -133,16 +124,7 @@ interface TierRun {
 
 const run = async (): Promise<AreaResult> => {
   const load0 = os.loadavg()[0] ?? Number.NaN
-  const dir = tempDir("mg-bench-shard-")
-  const now = Date.now()
-  const bodies = Array.from({ length: BODIES }, (_, b) => prwBody(b, SERIES_PER_REQUEST, now))
-  const script = writeWrkScript(
-    dir,
-    bodies.map((b) => b.body),
-    PRW_HEADERS,
-  )
-  const limitsFile = path.join(dir, "limits.yaml")
-  fs.writeFileSync(limitsFile, LIMITS)
+  const { dir, bodies, script, limitsFile } = relayFixture("mg-bench-shard-")
   const sinks: Array<Sink> = []
   for (let i = 0; i < SINKS; i++) {
     const s = await startSink("none")
