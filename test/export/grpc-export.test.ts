@@ -18,6 +18,7 @@ import {
   otlpSeries,
   postOtlp,
   type Running,
+  settledMetricValue,
   startWithReceivers,
   writeFile,
 } from "../support/data-path.js"
@@ -147,7 +148,12 @@ describe("exporters.otlp.protocol: grpc", () => {
       expect(c.metadata.authorization).toBe("Bearer grpc-token")
     }
     expect(
-      await metricValue(running.governor, "metrics_governor_datapoints_sent_total", { protocol: "otlp" }),
+      await settledMetricValue(
+        running.governor,
+        "metrics_governor_datapoints_sent_total",
+        { protocol: "otlp" },
+        6,
+      ),
     ).toBe(6)
   })
 
@@ -255,7 +261,12 @@ describe("exporters.otlp.protocol: grpc", () => {
       await metricValue(g, "metrics_governor_export_requests_total", { protocol: "otlp", result: "retry" }),
     ).toBe(1)
     expect(
-      await metricValue(g, "metrics_governor_export_requests_total", { protocol: "otlp", result: "success" }),
+      await settledMetricValue(
+        g,
+        "metrics_governor_export_requests_total",
+        { protocol: "otlp", result: "success" },
+        1,
+      ),
     ).toBe(1)
     expect(await metricValue(g, "metrics_governor_export_datapoints_lost_total", { protocol: "otlp" })).toBe(
       0,

@@ -9,6 +9,7 @@ import { HashRing, positionOf } from "../../src/export/ring.js"
 import { fingerprintSeries } from "../../src/limits/fingerprint.js"
 import type { ExportMetricsServiceRequest, KeyValue } from "../../src/protocols/otlp/types.js"
 import type { WriteRequest } from "../../src/protocols/prw/types.js"
+import { settledMetricValue } from "../support/data-path.js"
 import { DnsServer } from "../support/dns-server.js"
 import { freePort, type Governor, startGovernor, tempDir, waitFor } from "../support/governor.js"
 import { gaugeBody, postOtlp } from "../support/otlp-traffic.js"
@@ -359,7 +360,9 @@ describe("exporters reload", () => {
     // Nothing twice: every series once, on A or on B.
     const both = [...seen(a, "reload_test").keys(), ...seen(b, "reload_test").keys()]
     expect(new Set(both).size).toBe(sent)
-    expect(await gov.metric('metrics_governor_datapoints_sent_total{protocol="prw"}')).toBe(sent)
+    expect(
+      await settledMetricValue(gov, "metrics_governor_datapoints_sent_total", { protocol: "prw" }, sent),
+    ).toBe(sent)
     const status = (await (await gov.get("/api/v1/status/config")).json()) as {
       restart_required: Array<string>
     }

@@ -8,7 +8,14 @@ import * as fs from "node:fs"
 import type { IncomingHttpHeaders } from "node:http"
 import { afterEach, describe, expect, it } from "vitest"
 import type { WriteRequest } from "../../src/protocols/prw/types.js"
-import { metricValue, postPrw, prwMany, type Running, startWithReceivers } from "../support/data-path.js"
+import {
+  metricValue,
+  postPrw,
+  prwMany,
+  type Running,
+  settledMetricValue,
+  startWithReceivers,
+} from "../support/data-path.js"
 import { tempDir, waitFor } from "../support/governor.js"
 import { SecretDir } from "../support/secret-dir.js"
 import { Sink } from "../support/sink.js"
@@ -79,7 +86,9 @@ const rotate = async (
   expect(s.datapoints).toBe(20)
   expect(new Set(s.delivered.flatMap((r) => r.timeseries.map((t) => JSON.stringify(t.labels)))).size).toBe(20)
   expect(await metricValue(g, "metrics_governor_export_datapoints_lost_total", { protocol: "prw" })).toBe(0)
-  expect(await metricValue(g, "metrics_governor_datapoints_sent_total", { protocol: "prw" })).toBe(20)
+  expect(await settledMetricValue(g, "metrics_governor_datapoints_sent_total", { protocol: "prw" }, 20)).toBe(
+    20,
+  )
   expect(g.logs.filter((l) => l.message === "export failed, retrying")).toEqual([])
 }
 

@@ -16,7 +16,7 @@ import type {
 import { encodeWriteRequest } from "../../src/protocols/prw/codec.js"
 import { compressBody } from "../../src/protocols/prw/snappy.js"
 import { NO_BYTES, type TimeSeries, type WriteRequest } from "../../src/protocols/prw/types.js"
-import { freePort, type Governor, startGovernor } from "./governor.js"
+import { freePort, type Governor, sleep, startGovernor } from "./governor.js"
 import { encodeOtlpJson } from "./otlp-json.js"
 
 export const writeFile = (dir: string, name: string, text: string): string => {
@@ -104,6 +104,25 @@ export const metricValue = async (
     if (Object.entries(labels).every(([k, v]) => s.labels[k] === v)) sum += s.value
   }
   return sum
+}
+
+/**
+ * `metricValue` once it equals `expected`, or the last value read after `timeoutMs`. A sink counts a
+ * request when it receives it; the governor counts it sent when the answer is back, a moment later.
+ */
+export const settledMetricValue = async (
+  g: Governor,
+  name: string,
+  labels: Readonly<Record<string, string>>,
+  expected: number,
+  timeoutMs = 5_000,
+): Promise<number> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const v = await metricValue(g, name, labels)
+    if (v === expected || Date.now() > deadline) return v
+    await sleep(20)
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
