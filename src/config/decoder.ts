@@ -41,6 +41,7 @@ import {
   type LoadedConfig,
   type ReadBytes,
   readAndHash,
+  readAndHashNow,
 } from "./load.js"
 import type { MainConfigSpec } from "./main-schema.js"
 
@@ -63,6 +64,16 @@ export interface ConfigDecoderService {
     paths: ConfigPaths,
     read: ReadBytes,
   ) => Effect.Effect<Either.Either<LoadedConfig, ConfigLoadError>>
+  /**
+   * `read` as a plain call, all in the calling thread, when each file is read in one step (see
+   * `readAndHashNow`); `undefined` otherwise.
+   */
+  readonly readNow: (paths: ConfigPaths) => HashedRead | undefined
+  /** `decode` as a plain call, when it decodes in the calling thread; `undefined` otherwise. */
+  readonly decodeNow: (
+    paths: ConfigPaths,
+    read: ReadBytes,
+  ) => Either.Either<LoadedConfig, ConfigLoadError> | undefined
 }
 
 export class ConfigDecoder extends Context.Tag("metrics-governor/ConfigDecoder")<
@@ -242,13 +253,17 @@ export interface DecoderOptions {
   readonly maxBytes?: number
 }
 
-/** The service from its `read` and `decode`: `load` is one after the other. */
+/** The service from its `read` and `decode` and their plain forms: `load` is one after the other. */
 const service = (
   read: ConfigDecoderService["read"],
   decode: ConfigDecoderService["decode"],
+  readNow: ConfigDecoderService["readNow"],
+  decodeNow: ConfigDecoderService["decodeNow"],
 ): ConfigDecoderService => ({
   read,
   decode,
+  readNow,
+  decodeNow,
   load: (paths) =>
     Effect.flatMap(read(paths), (r) =>
       Effect.map(decode(paths, r.read), (decoded) => ({ read: r.read, decoded })),
@@ -262,6 +277,8 @@ export const inlineWith = (options: DecoderOptions = {}): Layer.Layer<ConfigDeco
     service(
       (paths) => readAndHash(paths, options.maxBytes ?? DEFAULT_CONFIG_MAX_BYTES),
       (paths, read) => Effect.sync(() => decodeConfig(paths, read)),
+      (paths) => readAndHashNow(paths, options.maxBytes ?? DEFAULT_CONFIG_MAX_BYTES),
+      decodeConfig,
     ),
   )
 
@@ -317,6 +334,8 @@ export const worker = (
                 : decoderFailed(paths, outcome.reason),
             )
           }),
+        (paths) => readAndHashNow(paths, maxBytes),
+        (paths, read) => (sizeOf(read) <= inlineMax ? decodeConfig(paths, read) : undefined),
       )
     }),
   )

@@ -108,12 +108,77 @@ const readFd = (fd: number, buf: Buffer, offset: number, length: number) =>
  * Kubernetes ConfigMap and Secret volumes are local.)
  */
 export const readConfigFile = async (file: string, role: ConfigRole, maxBytes: number): Promise<FileRead> => {
+  const started = startRead(file, role, maxBytes)
+  if (!(started instanceof Reading)) return started
+  try {
+    for (;;) {
+      const want = Math.min(CHUNK_BYTES, maxBytes + 1 - started.total)
+      if (want <= 0) break
+      const buf = Buffer.allocUnsafeSlow(want)
+      const n = await readFd(started.fd, buf, 0, want)
+      if (n === 0) break
+      started.add(buf.subarray(0, n))
+      // A short read of a regular file is its end: spares one more read.
+      if (n < want) break
+    }
+    return started.result(file, role, maxBytes)
+  } catch (e) {
+    return Either.left(new ConfigReadError({ file, reason: readFailure(e) }))
+  } finally {
+    fs.closeSync(started.fd)
+  }
+}
+
+/**
+ * `readConfigFile` for a file read in one step (under 64 KiB), all in the calling thread:
+ * `undefined` for a larger file, which only `readConfigFile` reads.
+ */
+export const readConfigFileNow = (file: string, role: ConfigRole, maxBytes: number): FileRead | undefined => {
+  const started = startRead(file, role, maxBytes)
+  if (!(started instanceof Reading)) return started
+  fs.closeSync(started.fd)
+  return undefined
+}
+
+/** A file whose first step was read and that goes on: its descriptor, hash and bytes so far. */
+class Reading {
+  readonly hash = createHash("sha256")
+  readonly chunks: Array<Buffer> = []
+  total = 0
+  constructor(readonly fd: number) {}
+
+  add(chunk: Buffer): void {
+    this.hash.update(chunk)
+    this.chunks.push(chunk)
+    this.total += chunk.length
+  }
+
+  result(file: string, role: ConfigRole, maxBytes: number): FileRead {
+    if (this.total > maxBytes) {
+      return Either.left(new ConfigTooLargeError({ file, role, size: this.total, limit: maxBytes }))
+    }
+    const only = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : undefined
+    const bytes =
+      only !== undefined
+        ? new Uint8Array(only.buffer, only.byteOffset, only.length)
+        : new Uint8Array(Buffer.concat(this.chunks, this.total))
+    return Either.right({ bytes, sha256: this.hash.digest("hex") })
+  }
+}
+
+/**
+ * The part of `readConfigFile` in the calling thread: open, fstat, and the first step. A file read
+ * whole in it (its first read came back short) is the result; otherwise the `Reading` goes on, and
+ * its descriptor is the caller's to close.
+ */
+const startRead = (file: string, role: ConfigRole, maxBytes: number): FileRead | Reading => {
   let fd: number
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
   } catch (e) {
     return Either.left(new ConfigReadError({ file, reason: readFailure(e) }))
   }
+  let goesOn = false
   try {
     const st = fs.fstatSync(fd)
     if (st.isDirectory()) return Either.left(new ConfigReadError({ file, reason: "is a directory" }))
@@ -121,40 +186,20 @@ export const readConfigFile = async (file: string, role: ConfigRole, maxBytes: n
     if (st.size > maxBytes) {
       return Either.left(new ConfigTooLargeError({ file, role, size: st.size, limit: maxBytes }))
     }
-    const hash = createHash("sha256")
-    const chunks: Array<Buffer> = []
-    let total = 0
-    // One byte more than the bound may be read: that is how growth past it is seen.
-    let want = Math.min(CHUNK_BYTES, maxBytes + 1)
-    // Sized to the file when it fits in one step: nothing larger is kept alive by the version.
-    let buf = Buffer.allocUnsafeSlow(Math.min(want, st.size + 1))
-    let bytesRead = fs.readSync(fd, buf, 0, buf.length, null)
-    for (;;) {
-      if (bytesRead === 0) break
-      const chunk = buf.subarray(0, bytesRead)
-      hash.update(chunk)
-      chunks.push(chunk)
-      total += bytesRead
-      // A short read of a regular file is its end: spares one more read.
-      if (bytesRead < buf.length) break
-      want = Math.min(CHUNK_BYTES, maxBytes + 1 - total)
-      if (want <= 0) break
-      buf = Buffer.allocUnsafeSlow(want)
-      bytesRead = await readFd(fd, buf, 0, want)
-    }
-    if (total > maxBytes) {
-      return Either.left(new ConfigTooLargeError({ file, role, size: total, limit: maxBytes }))
-    }
-    const only = chunks.length === 1 ? (chunks[0] as Buffer) : undefined
-    const bytes =
-      only !== undefined
-        ? new Uint8Array(only.buffer, only.byteOffset, only.length)
-        : new Uint8Array(Buffer.concat(chunks, total))
-    return Either.right({ bytes, sha256: hash.digest("hex") })
+    // One byte more than the bound may be read: that is how growth past it is seen. Sized to the
+    // file when it fits in one step: nothing larger is kept alive by the version.
+    const buf = Buffer.allocUnsafeSlow(Math.min(CHUNK_BYTES, maxBytes + 1, st.size + 1))
+    const n = fs.readSync(fd, buf, 0, buf.length, null)
+    const reading = new Reading(fd)
+    if (n > 0) reading.add(buf.subarray(0, n))
+    // A short read of a regular file is its end.
+    if (n < buf.length || reading.total > maxBytes) return reading.result(file, role, maxBytes)
+    goesOn = true
+    return reading
   } catch (e) {
     return Either.left(new ConfigReadError({ file, reason: readFailure(e) }))
   } finally {
-    fs.closeSync(fd)
+    if (!goesOn) fs.closeSync(fd)
   }
 }
 
@@ -214,6 +259,22 @@ export const readAndHash = (
   maxBytes: number = DEFAULT_CONFIG_MAX_BYTES,
 ): Effect.Effect<HashedRead> =>
   Effect.map(readConfigBytes(paths, maxBytes), (read) => ({ read, hashes: hashesOf(read) }))
+
+/**
+ * `readAndHash` all in the calling thread, for files read in one step each (under 64 KiB):
+ * `undefined` when a file is larger, for `readAndHash` to read.
+ */
+export const readAndHashNow = (
+  paths: ConfigPaths,
+  maxBytes: number = DEFAULT_CONFIG_MAX_BYTES,
+): HashedRead | undefined => {
+  const main = paths.config === undefined ? undefined : readConfigFileNow(paths.config, "config", maxBytes)
+  if (paths.config !== undefined && main === undefined) return undefined
+  const limits = paths.limits === undefined ? undefined : readConfigFileNow(paths.limits, "limits", maxBytes)
+  if (paths.limits !== undefined && limits === undefined) return undefined
+  const read = { main, limits }
+  return { read, hashes: hashesOf(read) }
+}
 
 /** True when `read` holds exactly the content of the version with these hashes (so decoding it can be skipped). */
 export const sameContent = (

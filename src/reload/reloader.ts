@@ -16,10 +16,12 @@ import { sha256Hex } from "../config/decode.js"
 import { ConfigDecoder } from "../config/decoder.js"
 import { formatIssue } from "../config/errors.js"
 import {
+  type ConfigLoadError,
   type ConfigPaths,
   type ContentHashes,
   type FileRead,
   hashesOf,
+  type LoadedConfig,
   MISSING_HASH,
   type ReadBytes,
   sameContent,
@@ -28,7 +30,7 @@ import { EventLog } from "../events/log.js"
 import { currentUsages } from "../limits/stats.js"
 import { logError, logInfo, logWarn } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
-import { runSliced } from "../threads/slices.js"
+import { runSliced, runToEnd } from "../threads/slices.js"
 import {
   apply,
   applySteps,
@@ -125,6 +127,15 @@ export interface ReloaderService {
   readonly events: Stream.Stream<StateEvent>
   /** Enqueues a trigger; returns at once. */
   readonly submit: (trigger: Trigger) => Effect.Effect<void>
+  /**
+   * An explicit trigger (SIGHUP) decided at once: when no reload is running or queued, the storm
+   * gap has passed and both files are small enough to be read and decoded in the calling thread,
+   * the attempt is decided and its new state made active right here, with no wait; its events,
+   * metrics and log lines (first `announce`, e.g. "received SIGHUP") follow once the event loop
+   * has run, so the requests that waited meanwhile are answered first. Otherwise `announce` runs
+   * and the trigger is enqueued as `submit` does.
+   */
+  readonly submitNow: (trigger: Trigger, announce: Effect.Effect<void>) => Effect.Effect<void>
   /** Enqueues a trigger and waits for the outcome of the reload that includes it. */
   readonly request: (trigger: Trigger) => Effect.Effect<ReloadAttempt>
   /** Recent attempts, newest last (bounded). */
@@ -156,7 +167,26 @@ export interface Pending {
   readonly reply: Deferred.Deferred<ReloadAttempt> | undefined
   /** A rollback: the content to apply instead of the files on disk; never coalesced with others. */
   readonly content?: { readonly bytes: VersionContent; readonly of: number }
+  /** An attempt already decided by `submitNow`, left to record; never coalesced with others. */
+  readonly decided?: DecidedNow
 }
+
+/** What `submitNow` did at once: the attempt's decision and new state, or the defect it met. */
+export type DecidedNow =
+  | {
+      readonly _tag: "Decided"
+      readonly event: StateEvent
+      readonly before: ReloadState
+      readonly after: ReloadState
+      readonly read: ReadBytes
+      readonly hashes: ContentHashes
+      readonly decidedAt: number
+      readonly announce: Effect.Effect<void>
+    }
+  | { readonly _tag: "Defect"; readonly cause: Cause.Cause<unknown>; readonly announce: Effect.Effect<void> }
+
+/** Taken alone, in a batch of its own: a rollback, or an attempt decided at once. */
+const alone = (p: Pending): boolean => p.content !== undefined || p.decided !== undefined
 
 /** Versions listed by `versions` when their content is kept in memory (no event log). */
 export const MAX_VERSIONS_WITH_CONTENT = 50
@@ -170,15 +200,15 @@ export const MAX_CONTENT_BYTES = 32 * 1024 * 1024
 export const MAX_VERSIONS_KEPT = 10_000
 
 /**
- * The next batch from what was taken off the queue: a rollback alone, or the triggers up to the
- * next rollback, coalesced. What is left waits for the next batch.
+ * The next batch from what was taken off the queue: a rollback (or an attempt decided at once)
+ * alone, or the triggers up to the next of those, coalesced. What is left waits for the next batch.
  */
 export const nextBatch = (
   taken: ReadonlyArray<Pending>,
 ): { readonly batch: ReadonlyArray<Pending>; readonly rest: ReadonlyArray<Pending> } => {
   if (taken.length === 0) return { batch: [], rest: [] }
-  if ((taken[0] as Pending).content !== undefined) return { batch: taken.slice(0, 1), rest: taken.slice(1) }
-  const end = taken.findIndex((p) => p.content !== undefined)
+  if (alone(taken[0] as Pending)) return { batch: taken.slice(0, 1), rest: taken.slice(1) }
+  const end = taken.findIndex(alone)
   return end === -1 ? { batch: taken, rest: [] } : { batch: taken.slice(0, end), rest: taken.slice(end) }
 }
 
@@ -219,6 +249,13 @@ const MAX_ATTEMPTS_KEPT = 100
  * while SIGHUPs further apart than this each start a reload at once.
  */
 export const STORM_GAP_MS = 30
+
+/**
+ * An attempt decided at once (`submitNow`) is recorded this many ms later: a request sent together
+ * with the trigger (a script that signals, then polls the status) is answered before the books (the
+ * events, metrics and log lines: about a millisecond of the main thread) are written.
+ */
+export const BOOKS_AFTER_MS = 1
 
 /** What one attempt did: the event it recorded, the states around it, and its report. */
 interface Outcome {
@@ -278,7 +315,7 @@ export const make = (settings: ReloadSettings) =>
     const log = yield* EventLog
     const decoder = yield* ConfigDecoder
     const attemptsRef = yield* Ref.make<ReadonlyArray<ReloadAttempt>>([])
-    const lastAttemptedRef = yield* Ref.make<ContentHashes>({ limits: "", config: "" })
+    /** Content hashes as last read by a reload (not a rollback): what the watcher compares against. */
     let lastRead: ContentHashes = { limits: "", config: "" }
     let versions: ReadonlyArray<AppliedVersion> = []
     const keepContent = log.file === undefined
@@ -290,18 +327,99 @@ export const make = (settings: ReloadSettings) =>
     let state = initialState
     const limitsPath = settings.paths.limits ?? settings.paths.config ?? ""
 
-    /** Records one event: the in-memory stream, the event log, and the new state, in one step. */
-    const record = (event: StateEvent) =>
+    /**
+     * Records one event: the in-memory stream, the event log, and the new state, in one step. An
+     * event decided at once (`submitNow`) comes with the states it was folded between, the new one
+     * already active.
+     */
+    const record = (event: StateEvent, folded?: { before: ReloadState; after: ReloadState }) =>
       Effect.gen(function* () {
-        const before = state
+        const before = folded?.before ?? state
         // Building a version of many rules runs in slices, with requests served in between.
         const next =
-          event._tag === "ConfigApplied" ? yield* runSliced(applySteps(before, event)) : apply(before, event)
+          folded !== undefined
+            ? folded.after
+            : event._tag === "ConfigApplied"
+              ? yield* runSliced(applySteps(before, event))
+              : apply(before, event)
         yield* PubSub.publish(stream, event)
         yield* log.append(logEventOf(event, before, next))
-        state = next
+        if (folded === undefined) state = next
         yield* SubscriptionRef.set(stateRef, next)
         return { before, after: next }
+      })
+
+    /** Stores the snapshots of what was read, as an attempt that decodes it does first. */
+    const storeSnapshots = (read: ReadBytes, hashes: ContentHashes) =>
+      Effect.gen(function* () {
+        if (read.limits !== undefined && Either.isRight(read.limits)) {
+          yield* log.storeSnapshot(hashes.limits, read.limits.right.bytes)
+        }
+        if (read.main !== undefined && Either.isRight(read.main)) {
+          yield* log.storeSnapshot(hashes.config, read.main.right.bytes)
+        }
+      })
+
+    /** The decision from what was read, when the active version is not its very content. */
+    const decisionOf = (
+      trigger: Trigger,
+      hashes: ContentHashes,
+      decoded: Either.Either<LoadedConfig, ConfigLoadError>,
+      now: number,
+    ): StateEvent =>
+      decide(state, decoded, {
+        trigger,
+        now,
+        limitsSha256: hashes.limits === MISSING_HASH ? "" : hashes.limits,
+        configSha256: hashes.config === MISSING_HASH ? "" : hashes.config,
+      })
+
+    /** The active version's very bytes: unchanged, without decoding them again. */
+    const unchanged = (hashes: ContentHashes): boolean =>
+      state.active !== undefined && sameContent(hashes, state.active)
+
+    /**
+     * One attempt decided in the calling thread, when the files allow it (`readNow`, `decodeNow`):
+     * read, decided and folded, and the new state made active. `undefined` when they do not.
+     */
+    const decideNow = (first: TriggerEvent, now: () => number): DecidedNow | undefined => {
+      const hashed = decoder.readNow(settings.paths)
+      if (hashed === undefined) return undefined
+      const { read, hashes } = hashed
+      let event: StateEvent
+      if (unchanged(hashes)) event = { _tag: "ConfigUnchanged", at: now(), trigger: first.trigger }
+      else {
+        const decoded = decoder.decodeNow(settings.paths, read)
+        if (decoded === undefined) return undefined
+        event = decisionOf(first.trigger, hashes, decoded, now())
+      }
+      const before = state
+      const after = runToEnd(applySteps(before, event))
+      state = after
+      lastRead = hashes
+      return { _tag: "Decided", event, before, after, read, hashes, decidedAt: now(), announce: Effect.void }
+    }
+
+    /** Records an attempt decided at once (`submitNow`): its request, snapshots and decision. */
+    const recordDecided = (
+      batch: ReadonlyArray<Pending>,
+      d: Extract<DecidedNow, { _tag: "Decided" }>,
+    ): Effect.Effect<Outcome> =>
+      Effect.gen(function* () {
+        const first = (batch[0] as Pending).event
+        const requested: StateEvent = {
+          _tag: "ReloadRequested",
+          at: first.at,
+          trigger: first.trigger,
+          coalesced: batch.length,
+        }
+        yield* record(requested, { before: d.before, after: d.before })
+        if (d.event._tag !== "ConfigUnchanged") yield* storeSnapshots(d.read, d.hashes)
+        const { before, after } = yield* record(d.event, { before: d.before, after: d.after })
+        const report = reportOf(resultOf(d.event), batch, d.event.at, d.decidedAt, after, {
+          ...(d.event._tag === "ReloadRejected" ? { error: errorJson(d.event) } : {}),
+        })
+        return { event: d.event, before, after, record: report, read: d.read }
       })
 
     /** Reads, validates, decides and records one attempt. */
@@ -326,30 +444,15 @@ export const make = (settings: ReloadSettings) =>
                 return { read, hashes: hashesOf(read) }
               })
         // A rollback reads no file: what the watcher and the poller compare against stays the disk's.
-        if (rollback === undefined) {
-          yield* Ref.set(lastAttemptedRef, hashes)
-          lastRead = hashes
-        }
+        if (rollback === undefined) lastRead = hashes
         const now = yield* Clock.currentTimeMillis
-        // The active version's very bytes: unchanged, without decoding them again.
-        const event: StateEvent =
-          state.active !== undefined && sameContent(hashes, state.active)
-            ? { _tag: "ConfigUnchanged", at: now, trigger: first.trigger }
-            : yield* Effect.gen(function* () {
-                if (read.limits !== undefined && Either.isRight(read.limits)) {
-                  yield* log.storeSnapshot(hashes.limits, read.limits.right.bytes)
-                }
-                if (read.main !== undefined && Either.isRight(read.main)) {
-                  yield* log.storeSnapshot(hashes.config, read.main.right.bytes)
-                }
-                const decoded = yield* decoder.decode(settings.paths, read)
-                return decide(state, decoded, {
-                  trigger: first.trigger,
-                  now: yield* Clock.currentTimeMillis,
-                  limitsSha256: hashes.limits === MISSING_HASH ? "" : hashes.limits,
-                  configSha256: hashes.config === MISSING_HASH ? "" : hashes.config,
-                })
-              })
+        const event: StateEvent = unchanged(hashes)
+          ? { _tag: "ConfigUnchanged", at: now, trigger: first.trigger }
+          : yield* Effect.gen(function* () {
+              yield* storeSnapshots(read, hashes)
+              const decoded = yield* decoder.decode(settings.paths, read)
+              return decisionOf(first.trigger, hashes, decoded, yield* Clock.currentTimeMillis)
+            })
         const { before, after } = yield* record(event)
         // Trigger to decision: after the files were read, decoded, validated and decided on.
         const decidedAt = yield* Clock.currentTimeMillis
@@ -485,7 +588,10 @@ export const make = (settings: ReloadSettings) =>
     /** One attempt, reported whatever happens inside it. */
     const supervised = (batch: ReadonlyArray<Pending>) =>
       Effect.gen(function* () {
-        const outcome = yield* attempt(batch)
+        const decided = (batch[0] as Pending).decided
+        if (decided !== undefined) yield* decided.announce
+        if (decided?._tag === "Defect") return yield* Effect.failCause(decided.cause)
+        const outcome = yield* decided === undefined ? attempt(batch) : recordDecided(batch, decided)
         yield* publish(outcome, (batch[0] as Pending).content?.of)
         return outcome.record
       }).pipe(Effect.catchAllCause((cause) => failed(batch, cause)))
@@ -528,10 +634,12 @@ export const make = (settings: ReloadSettings) =>
       Effect.gen(function* () {
         const { batch, rest } = nextBatch([head, ...carried, ...(yield* Queue.takeAll(queue))])
         carried = rest
-        lastStart = yield* Clock.currentTimeMillis
+        // An attempt decided at once started when it was decided.
+        if (head.decided === undefined) lastStart = yield* Clock.currentTimeMillis
         const report = yield* supervised(batch)
         for (const p of batch) if (p.reply !== undefined) yield* Deferred.succeed(p.reply, report)
         yield* SubscriptionRef.update(outstanding, (n) => n - batch.length)
+        queued -= batch.length
       }).pipe(Effect.uninterruptible)
     // Waiting for a trigger is interruptible (shutdown); a reload, once started, runs to its end.
     yield* Effect.forkScoped(
@@ -539,26 +647,51 @@ export const make = (settings: ReloadSettings) =>
         Effect.gen(function* () {
           const head = carried[0] ?? (yield* Queue.take(queue))
           if (carried.length > 0) carried = carried.slice(1)
-          yield* stormGap
+          // Decided at once: its state is active; requests on their way go first, then the books.
+          if (head.decided !== undefined) yield* Effect.sleep(BOOKS_AFTER_MS)
+          else yield* stormGap
           yield* processBatch(head)
         }),
       ),
     )
 
+    /** Triggers enqueued and not yet through the pipeline (what `outstanding` holds). */
+    let queued = 0
     const enqueue = (
       trigger: Trigger,
       reply: Deferred.Deferred<ReloadAttempt> | undefined,
       content?: Pending["content"],
+      decided?: (event: TriggerEvent) => DecidedNow | undefined,
     ) =>
       Effect.gen(function* () {
         const at = yield* Clock.currentTimeMillis
+        const event = { trigger, at }
+        const now = decided?.(event)
+        queued++
         yield* SubscriptionRef.update(outstanding, (n) => n + 1)
         yield* Queue.offer(queue, {
-          event: { trigger, at },
+          event,
           reply,
           ...(content === undefined ? {} : { content }),
+          ...(now === undefined ? {} : { decided: now }),
         })
       })
+
+    /** `decideNow` when nothing runs or waits and the storm gap has passed; a defect is kept. */
+    const tryDecideNow =
+      (clock: Clock.Clock, announce: Effect.Effect<void>) =>
+      (first: TriggerEvent): DecidedNow | undefined => {
+        if (queued > 0 || carried.length > 0 || first.at - lastStart < gapMs) return undefined
+        try {
+          const d = decideNow(first, () => clock.unsafeCurrentTimeMillis())
+          if (d === undefined) return undefined
+          lastStart = first.at
+          return { ...d, announce }
+        } catch (e) {
+          lastStart = first.at
+          return { _tag: "Defect", cause: Cause.die(e), announce }
+        }
+      }
 
     return {
       state: stateRef,
@@ -568,6 +701,17 @@ export const make = (settings: ReloadSettings) =>
       events: Stream.fromPubSub(stream),
       settings,
       submit: (trigger) => enqueue(trigger, undefined),
+      submitNow: (trigger, announce) =>
+        Effect.gen(function* () {
+          const clock = yield* Effect.clock
+          let decided = false
+          yield* enqueue(trigger, undefined, undefined, (first) => {
+            const d = tryDecideNow(clock, announce)(first)
+            decided = d !== undefined
+            return d
+          })
+          if (!decided) yield* announce
+        }),
       request: (trigger) =>
         Effect.gen(function* () {
           const reply = yield* Deferred.make<ReloadAttempt>()
@@ -582,7 +726,7 @@ export const make = (settings: ReloadSettings) =>
         }),
       versions: () => versions,
       attempts: Ref.get(attemptsRef),
-      lastAttempted: Ref.get(lastAttemptedRef),
+      lastAttempted: Effect.sync(() => lastRead),
       lastRead: () => lastRead,
       idle: outstanding.changes.pipe(
         Stream.takeUntil((n) => n === 0),

@@ -220,9 +220,10 @@ export const triggers = (reloader: ReloaderService, settings: TriggerSettings): 
 export const runTriggers = (reloader: ReloaderService, settings: TriggerSettings) => {
   const path = reloader.settings.paths.limits ?? reloader.settings.paths.config ?? ""
   // SIGHUP goes to the pipeline on a path of its own, straight from the signal's callback: no
-  // stream, no merge with the other sources on its way.
+  // stream, no merge with the other sources on its way; when the pipeline is idle, it is decided
+  // right in the callback (`submitNow`).
   const onSighup = onSighups(
-    Effect.zipRight(logInfo("received SIGHUP, reloading limits config", { path }), reloader.submit("sighup")),
+    reloader.submitNow("sighup", logInfo("received SIGHUP, reloading limits config", { path })),
   )
   const others = triggers(reloader, settings).pipe(Stream.runForEach((t) => reloader.submit(t)))
   return Effect.all([onSighup, others], { concurrency: "unbounded", discard: true })

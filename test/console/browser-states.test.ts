@@ -249,7 +249,14 @@ describe.skipIf(!haveChromium && !inCi)(
       expect(after.limits_sha256).toBe(v1?.limits_sha256)
       expect(after.rules_count).toBe(2)
       expect(after.files_differ).toBe(true)
-      await expect(page.locator("#h-active").textContent()).resolves.toBe("Active version 3")
+      // The page refreshes itself after the rollback's answer (the message comes first).
+      await waitFor(
+        "the page to show version 3",
+        async () =>
+          (await page.locator("#h-active").textContent()) === "Active version 3" ? true : undefined,
+        5_000,
+        50,
+      )
       const active = (await page.locator("details.version.active summary").textContent()) as string
       expect(active).toContain("rollback of v1")
       const ruleNames = await page.locator("#rules tbody th[scope=row] .name").allTextContents()

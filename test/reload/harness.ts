@@ -103,6 +103,12 @@ export const memoryDecoder = (files: MemoryFiles, fault: (read: number) => boole
   return Layer.succeed(Decoder.ConfigDecoder, {
     read,
     decode: (paths, bytes) => Effect.succeed(decodeConfig(paths, bytes)),
+    readNow: () => {
+      if (fault(reads++)) throw new Error("injected decoder defect")
+      const bytes = { limits: readOf(files.limits), main: readOf(files.config) }
+      return { read: bytes, hashes: hashesOf(bytes) }
+    },
+    decodeNow: decodeConfig,
     load: (paths) =>
       Effect.map(read(), ({ read: bytes }) => ({ read: bytes, decoded: decodeConfig(paths, bytes) })),
   })

@@ -4,7 +4,7 @@ import * as fc from "effect/FastCheck"
 import { sha256Hex } from "../../src/config/decode.js"
 import * as EventLog from "../../src/events/log.js"
 import * as Reload from "../../src/reload/reloader.js"
-import { Reloader, type ReloaderService, STORM_GAP_MS } from "../../src/reload/reloader.js"
+import { BOOKS_AFTER_MS, Reloader, type ReloaderService, STORM_GAP_MS } from "../../src/reload/reloader.js"
 import { fold, type ReloadState, type StateEvent } from "../../src/reload/state.js"
 import type { Trigger } from "../../src/reload/trigger.js"
 import { pollTriggers, watchTriggers } from "../../src/reload/triggers.js"
@@ -109,17 +109,28 @@ const CONFIGS = [
 
 const explicit = fc.constantFrom<Trigger>("sighup", "touch", "http")
 
+/**
+ * A trigger as it enters: enqueued (`submit`), or, as SIGHUP does, decided at once when the
+ * pipeline is idle (`submitNow`).
+ */
+const send = (reloader: ReloaderService, t: Trigger, now: boolean) =>
+  now ? reloader.submitNow(t, Effect.void) : reloader.submit(t)
+
 describe("explicit triggers (test clock)", () => {
   it.scoped.prop(
     "law: a trigger waits only for the storm gap after the previous start, never for the debounce; none is lost",
-    { gaps: fc.array(fc.integer({ min: 0, max: 120 }), { minLength: 1, maxLength: 40 }), t: explicit },
-    ({ gaps, t }) =>
+    {
+      gaps: fc.array(fc.integer({ min: 0, max: 120 }), { minLength: 1, maxLength: 40 }),
+      t: explicit,
+      now: fc.boolean(),
+    },
+    ({ gaps, t, now }) =>
       Effect.gen(function* () {
         const files: Files = { limits: VALID[0] as string, config: undefined }
         const { reloader } = yield* pipeline(files)
         for (const gap of gaps) {
           yield* TestClock.adjust(gap)
-          yield* reloader.submit(t)
+          yield* send(reloader, t, now)
         }
         yield* TestClock.adjust(1_000)
         yield* reloader.idle
@@ -143,7 +154,7 @@ describe("explicit triggers (test clock)", () => {
       const { reloader } = yield* pipeline(files)
       files.limits = VALID[1] as string
       for (let i = 0; i < 100; i++) {
-        yield* reloader.submit("sighup")
+        yield* reloader.submitNow("sighup", Effect.void)
         yield* TestClock.adjust(1)
       }
       yield* TestClock.adjust(1_000)
@@ -245,6 +256,7 @@ describe("the state is the fold of the events", () => {
     triggers: fc.array(explicit, { minLength: 1, maxLength: 3 }),
     wait: fc.integer({ min: 0, max: 60 }),
     settle: fc.boolean(),
+    now: fc.boolean(),
   })
 
   it.scoped.prop(
@@ -258,7 +270,7 @@ describe("the state is the fold of the events", () => {
         for (const s of steps) {
           files.limits = s.limits
           files.config = s.config
-          for (const t of s.triggers) yield* reloader.submit(t)
+          for (const t of s.triggers) yield* send(reloader, t, s.now)
           yield* TestClock.adjust(s.wait)
           if (s.settle) {
             yield* TestClock.adjust(STORM_GAP_MS)
@@ -365,6 +377,85 @@ describe("a defect inside an attempt", () => {
         "applied",
       ])
       expect(reloader.current().rulesCount).toBe(3)
+    }),
+  )
+
+  it.scoped(
+    "in an attempt decided at once (submitNow), is reported the same way, after its announcement",
+    () =>
+      Effect.gen(function* () {
+        const files: Files = { limits: VALID[0] as string, config: undefined }
+        const { reloader, telemetry } = yield* pipeline(files, { fault: (n) => n === 1 })
+        const said: Array<string> = []
+        const announce = Effect.sync(() => void said.push("received"))
+        files.limits = VALID[1] as string
+        yield* reloader.submitNow("sighup", announce)
+        expect(reloader.current().version).toBe(1)
+        yield* TestClock.adjust(BOOKS_AFTER_MS)
+        yield* reloader.idle
+        expect(said).toEqual(["received"])
+        const [, failed] = yield* reloader.attempts
+        expect(failed?.status).toBe("error")
+        expect(failed?.error?.message).toContain("injected decoder defect")
+        expect(yield* Effect.promise(() => value(telemetry.reloadFailures))).toBe(1)
+        // Past the storm gap after the failed attempt, the next one is decided at once again.
+        yield* TestClock.adjust(STORM_GAP_MS)
+        yield* reloader.submitNow("sighup", announce)
+        expect(reloader.current().version).toBe(2)
+        yield* TestClock.adjust(BOOKS_AFTER_MS)
+        yield* reloader.idle
+        expect((yield* reloader.attempts).map((a) => a.status)).toEqual(["applied", "error", "applied"])
+      }),
+  )
+})
+
+describe("an explicit trigger decided at once (submitNow)", () => {
+  it.scoped("on an idle pipeline: the new version is active when it returns; its events and log follow", () =>
+    Effect.gen(function* () {
+      const files: Files = { limits: VALID[0] as string, config: undefined }
+      const { reloader } = yield* pipeline(files)
+      const seen = yield* collect(reloader)
+      const sighupEvents = () => seen.filter((e) => "trigger" in e && e.trigger === "sighup")
+      const said: Array<string> = []
+      files.limits = VALID[2] as string
+      yield* reloader.submitNow(
+        "sighup",
+        Effect.sync(() => void said.push(`announced with ${sighupEvents().length} events recorded`)),
+      )
+      // Active at once: nothing recorded yet, nothing announced.
+      expect(reloader.current().version).toBe(2)
+      expect(reloader.current().rulesCount).toBe(3)
+      expect(said).toEqual([])
+      expect(sighupEvents()).toEqual([])
+      yield* TestClock.adjust(BOOKS_AFTER_MS)
+      yield* reloader.idle
+      yield* Effect.yieldNow()
+      // Then the books: the announcement first, then the events, as a queued reload records them.
+      expect(said).toEqual(["announced with 0 events recorded"])
+      expect(sighupEvents().map((e) => e._tag)).toEqual(["ReloadRequested", "ConfigApplied"])
+      expect(essence(fold(seen))).toEqual(essence(yield* reloader.state.get))
+      const last = (yield* reloader.attempts).at(-1)
+      expect(last?.status).toBe("applied")
+      expect(last?.duration_seconds).toBe(0)
+    }),
+  )
+
+  it.scoped("while another trigger waits: announced at once and enqueued, decided by the pipeline", () =>
+    Effect.gen(function* () {
+      const files: Files = { limits: VALID[0] as string, config: undefined }
+      const { reloader } = yield* pipeline(files)
+      const said: Array<string> = []
+      files.limits = VALID[1] as string
+      yield* reloader.submit("http")
+      yield* reloader.submitNow(
+        "sighup",
+        Effect.sync(() => void said.push("received")),
+      )
+      expect(said).toEqual(["received"])
+      yield* TestClock.adjust(STORM_GAP_MS)
+      yield* reloader.idle
+      const attempts = (yield* reloader.attempts).filter((a) => a.trigger !== "startup")
+      expect(attempts.map((a) => [a.trigger, a.coalesced, a.status])).toEqual([["http", 2, "applied"]])
     }),
   )
 })

@@ -3,7 +3,8 @@
 ;(() => {
   const REFRESH_MS = 5000
   const $ = (id) => document.getElementById(id)
-  let busy = false
+  /** The refresh running or last run: a refresh asked for meanwhile starts after it. */
+  let last = Promise.resolve()
 
   /** What to give focus back to after the main content is replaced. */
   const focusKey = () => {
@@ -26,12 +27,10 @@
     if (el) el.focus({ preventScroll: true })
   }
 
-  const refresh = async () => {
-    if (busy) return
+  const fetchPage = async () => {
     const active = document.activeElement
     // Never pull the page away from someone typing.
     if (active && active.tagName === "INPUT" && active.type === "password") return
-    busy = true
     try {
       const res = await fetch("/", { cache: "no-store" })
       if (!res.ok) throw new Error(`HTTP ${res.status}`)
@@ -55,9 +54,17 @@
       $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`
     } catch (e) {
       $("updated").textContent = `refresh failed: ${e.message}`
-    } finally {
-      busy = false
     }
+  }
+
+  /**
+   * Fetches the page and puts its content in place. One at a time; a refresh asked for while one
+   * runs (a rollback's, during the periodic one) runs after it, so what it shows is fetched after
+   * the ask, never dropped.
+   */
+  const refresh = () => {
+    last = last.then(fetchPage, fetchPage)
+    return last
   }
 
   document.addEventListener("submit", async (event) => {
