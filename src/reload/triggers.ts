@@ -1,6 +1,6 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Clock, Data, Effect, Queue, Schedule, Stream } from "effect"
+import { Chunk, Clock, Data, Effect, Queue, Schedule, Stream } from "effect"
 import { type ContentHashes, DEFAULT_CONFIG_MAX_BYTES, readAndHash } from "../config/load.js"
 import { logDebug, logInfo, logWarn } from "../telemetry/log.js"
 import type { ReloaderService } from "./reloader.js"
@@ -51,15 +51,28 @@ const inodeOf = (dir: string): string | undefined => {
 /**
  * Events in one directory (names of the entries that changed). Watches the directory, not the file,
  * so an editor's rename and a ConfigMap `..data` symlink swap are both seen. Fails when the watch dies
- * or the directory is replaced, so the caller can set it up again.
+ * or the directory is replaced, so the caller can set it up again. The events of one read of the
+ * watch (a rename or a `..data` swap makes several) go on as one chunk.
  */
 export const directoryEvents = (dir: string, checkMs: number): Stream.Stream<string, WatchError> =>
   Stream.async<string, WatchError>((emit) => {
     const inode = inodeOf(dir)
     let watcher: fs.FSWatcher | undefined
     let timer: NodeJS.Timeout | undefined
+    let burst: Array<string> | undefined
+    const flush = () => {
+      const names = burst as Array<string>
+      burst = undefined
+      void emit.chunk(Chunk.unsafeFromArray(names))
+    }
     try {
-      watcher = fs.watch(dir, { persistent: false }, (_event, name) => void emit.single(name ?? ""))
+      watcher = fs.watch(dir, { persistent: false }, (_event, name) => {
+        if (burst === undefined) {
+          burst = []
+          setImmediate(flush)
+        }
+        burst.push(name ?? "")
+      })
       watcher.on("error", (e) => void emit.fail(new WatchError({ dir, reason: e.message })))
       timer = setInterval(() => {
         if (inodeOf(dir) !== inode)
@@ -117,7 +130,7 @@ export const watchTriggers = <R>(
       let seen = 0
       let handled = 0
       yield* Effect.forkScoped(
-        Stream.runForEach(events, () =>
+        Stream.runForEachChunk(events, () =>
           Effect.flatMap(Clock.currentTimeMillis, (now) => {
             last = now
             seen++
