@@ -1,6 +1,7 @@
+import { STATUS_CODES } from "node:http"
 import * as zlib from "node:zlib"
 import { Clock, Data, Deferred, Duration, Effect, Fiber, Ref } from "effect"
-import type { Dispatcher } from "undici"
+import { type Dispatcher, request } from "undici"
 import type { ProtocolName, WireEncoder } from "../protocols/protocol.js"
 import type { ExporterTls } from "../security/exporter-tls.js"
 import { logError, logInfo, logWarn } from "../telemetry/log.js"
@@ -74,34 +75,25 @@ export const SUCCESS_BODY_BYTES = 64 * 1024
 
 /**
  * Reads at most `limit` bytes of a response body, keeping them only when `keep`; a longer body is
- * cancelled, which closes its connection. Never buffers more than `limit` plus one chunk. Never
+ * destroyed, which closes its connection. Never buffers more than `limit` plus one chunk. Never
  * fails: a body cut short (the timeout, a reset) leaves what was read, and the status stands (a 2xx
  * is delivered, whatever happens to its body).
  */
-const readAtMost = async (
-  body: ReadableStream<Uint8Array> | null,
-  limit: number,
-  keep: boolean,
-): Promise<Uint8Array> => {
-  if (body === null) return new Uint8Array(0)
-  const reader = body.getReader()
+const readAtMost = async (body: Dispatcher.ResponseData["body"], limit: number, keep: boolean) => {
   const chunks: Array<Uint8Array> = []
   let read = 0
   let done = false
   try {
-    while (read < limit) {
-      const r = await reader.read()
-      if (r.done) {
-        done = true
-        break
-      }
-      read += r.value.byteLength
-      if (keep) chunks.push(r.value)
+    for await (const chunk of body as AsyncIterable<Uint8Array>) {
+      read += chunk.byteLength
+      if (keep) chunks.push(chunk)
+      if (read >= limit) break
     }
+    done = read < limit
   } catch {
     // cut short: keep what was read
   } finally {
-    if (!done) reader.cancel().catch(() => {})
+    if (!done) body.destroy()
   }
   const out = new Uint8Array(Math.min(read, keep ? limit : 0))
   let at = 0
@@ -150,24 +142,26 @@ const exchange = async (
   if (outer.aborted) onAbort()
   else outer.addEventListener("abort", onAbort, { once: true })
   try {
-    const init = { method: "POST", body, headers, signal: controller.signal }
-    const res = await fetch(
-      url,
-      dispatcher === undefined ? init : ({ ...init, dispatcher } as unknown as RequestInit),
-    )
-    const ok = res.status >= 200 && res.status < 300
+    const res = await request(url, {
+      method: "POST",
+      body,
+      headers,
+      signal: controller.signal,
+      ...(dispatcher === undefined ? {} : { dispatcher }),
+    })
+    const ok = res.statusCode >= 200 && res.statusCode < 300
     const kept = await readAtMost(res.body, ok ? SUCCESS_BODY_BYTES : ERROR_BODY_BYTES, !ok)
+    const retry = res.headers["retry-after"]
     return {
-      status: res.status,
-      statusText: res.statusText,
-      retryAfter: res.headers.get("retry-after"),
+      status: res.statusCode,
+      statusText: STATUS_CODES[res.statusCode] ?? "",
+      retryAfter: (Array.isArray(retry) ? retry[0] : retry) ?? null,
       body: kept,
     }
   } finally {
     clearTimeout(timer)
     outer.removeEventListener("abort", onAbort)
-    // Whatever is still open of this exchange (a body not read to its end) is released.
-    controller.abort()
+    // Nothing of the exchange is left open: a body not read to its end was destroyed.
   }
 }
 
