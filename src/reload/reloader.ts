@@ -619,7 +619,15 @@ export const make = (settings: ReloadSettings) =>
     const current = () => state.active as ConfigVersion
     telemetry.setRuleSource((now) => currentUsages(current(), now))
     telemetry.setRuleInfoSource(() => current().limits.rules.map((r) => ({ rule: r.name, info: r.info })))
-    yield* Effect.addFinalizer(() => Effect.asVoid(record({ _tag: "Stopped", at: Date.now() })))
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        // An attempt decided at once whose books shutdown overtook is active: recorded before Stopped.
+        for (const p of [...carried, ...(yield* Queue.takeAll(queue))]) {
+          if (p.decided !== undefined) yield* supervised([p])
+        }
+        yield* record({ _tag: "Stopped", at: Date.now() })
+      }),
+    )
 
     let lastStart = Number.NEGATIVE_INFINITY
     const gapMs = Math.min(settings.debounceMs, STORM_GAP_MS)
@@ -642,16 +650,19 @@ export const make = (settings: ReloadSettings) =>
         queued -= batch.length
       }).pipe(Effect.uninterruptible)
     // Waiting for a trigger is interruptible (shutdown); a reload, once started, runs to its end.
+    // An attempt decided at once is active already: once taken, its books are always written.
     yield* Effect.forkScoped(
       Effect.forever(
-        Effect.gen(function* () {
-          const head = carried[0] ?? (yield* Queue.take(queue))
-          if (carried.length > 0) carried = carried.slice(1)
-          // Decided at once: its state is active; requests on their way go first, then the books.
-          if (head.decided !== undefined) yield* Effect.sleep(BOOKS_AFTER_MS)
-          else yield* stormGap
-          yield* processBatch(head)
-        }),
+        Effect.uninterruptibleMask((restore) =>
+          Effect.gen(function* () {
+            const head = carried[0] ?? (yield* restore(Queue.take(queue)))
+            if (carried.length > 0) carried = carried.slice(1)
+            // Decided at once: requests on their way go first, then the books.
+            if (head.decided !== undefined) yield* Effect.sleep(BOOKS_AFTER_MS)
+            else yield* restore(stormGap)
+            yield* processBatch(head)
+          }),
+        ),
       ),
     )
 

@@ -235,6 +235,37 @@ describe("the reload pipeline", () => {
   })
 })
 
+describe("a SIGHUP decided at once, then shutdown", () => {
+  it("the version it made active is in the event log before Stopped, whenever shutdown comes", async () => {
+    for (let i = 0; i < 20; i++) {
+      const dir = fresh()
+      const file = path.join(dir, "limits.yaml")
+      writeAtomic(file, VALID[0] as string)
+      const eventLog = path.join(dir, "events.jsonl")
+      const served = await withPipeline(
+        { paths: { limits: file, config: undefined }, dryRunFlag: undefined, debounceMs: 0 },
+        ({ reloader }) =>
+          Effect.gen(function* () {
+            writeAtomic(file, VALID[1] as string)
+            yield* reloader.submitNow("sighup", Effect.void)
+            // Active at once; the scope closes now, within the millisecond before the books: before
+            // the pipeline took the attempt, or (every other time) while it waits to record it.
+            if (i % 2 === 1) yield* Effect.sleep(0)
+            return reloader.current().version
+          }),
+        eventLog,
+      )
+      expect(served).toBe(2)
+      const { events } = parseEventLog(fs.readFileSync(eventLog, "utf8"))
+      expect(events.map((e) => e.type).slice(-3)).toEqual(["ReloadRequested", "ConfigApplied", "Stopped"])
+      const { state, divergences } = await replayLog(eventLog)
+      expect(divergences).toEqual([])
+      expect(state.active?.version).toBe(served)
+      expect(state.active?.limitsSha256).toBe(hash(VALID[1] as string))
+    }
+  })
+})
+
 describe("per-rule gauges across a reload", () => {
   it("a rule removed by a reload leaves the {rule} gauges; a new one appears", async () => {
     const dir = fresh()
