@@ -18,7 +18,7 @@
  * resource attribute stays, because the resource is shared by every point under it; where a data
  * point attribute shadowed a resource attribute of the same key, the resource value shows again.
  */
-import { Either } from "effect"
+import * as Either from "effect/Either"
 import {
   type ArraySeriesBatch,
   arrayBatch,

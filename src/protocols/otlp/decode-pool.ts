@@ -15,7 +15,8 @@
  *
  * @module
  */
-import { Data, Either } from "effect"
+import * as Data from "effect/Data"
+import * as Either from "effect/Either"
 import { type JobOutcome, type PoolLimits, scriptNextTo, WorkerPool } from "../../threads/pool.js"
 import { type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
 import { decompressZstd } from "../../wire/zstd.js"

@@ -9,7 +9,7 @@
  */
 import { kMaxLength } from "node:buffer"
 import * as zlib from "node:zlib"
-import { Either } from "effect"
+import * as Either from "effect/Either"
 import { OtlpDecodeError } from "./errors.js"
 
 const isTooLarge = (e: unknown): boolean =>

@@ -27,7 +27,7 @@
  * take 4.7 ms and 9.9 ms. Short strings are interned (`wire/protobuf.ts`) and a repeated `fixed64` reuses
  * its `bigint`, which is most of the gap on repetitive data.
  */
-import { Either } from "effect"
+import * as Either from "effect/Either"
 import { BoundExceeded, type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
 import { I64, LEN, MAX_DEPTH, ProtoReader, ProtoWriter, tag, VARINT, WireError } from "../../wire/protobuf.js"
 import { OtlpDecodeError } from "./errors.js"

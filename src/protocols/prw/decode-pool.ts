@@ -15,7 +15,7 @@
  * @module
  */
 import { availableParallelism } from "node:os"
-import { Either } from "effect"
+import * as Either from "effect/Either"
 import { type JobOutcome, ownBuffer, type PoolLimits, scriptNextTo, WorkerPool } from "../../threads/pool.js"
 import { type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
 import { partsOf, type ScannedWriteRequest, type ScanParts, scanned, scanWriteRequest } from "./scan.js"

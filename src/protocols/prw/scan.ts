@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { Either } from "effect"
+import * as Either from "effect/Either"
 import type { BatchVerdict, SeriesBatch } from "../../limits/batch.js"
 import {
   absorbBytes,

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { Either } from "effect"
+import * as Either from "effect/Either"
 import { compressSync, uncompressSync } from "snappy"
 import { PrwDecodeError } from "./errors.js"
 
