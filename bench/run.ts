@@ -481,7 +481,7 @@ const boundsSection = (prw: AreaResult | undefined, enforce: AreaResult | undefi
       "no series cold.\n\n" +
       "**What it costs.** Per request, the body is copied to a decoding thread and the decompressed body and the scan (about " +
       "40 bytes per series) are copied back; a request waits for a thread to take it; each thread holds its own copy of the " +
-      "decoder and its V8 heap (tens of MB). Requests of one connection stay in order (HTTP/1.1 answers in order); requests of " +
+      "decoder and its V8 heap (about 6 MB after loading: a thread loads effect by module path, not its index). Requests of one connection stay in order (HTTP/1.1 answers in order); requests of " +
       "different connections may be decided in another order than they arrived, as they may without threads. OTLP protobuf " +
       "(HTTP and gRPC) goes through decoding threads of its own the same way (`src/protocols/otlp/decode-pool.ts`): a thread " +
       "inflates and decodes the body and fingerprints every data point's series; the main thread enforces with those " +
