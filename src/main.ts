@@ -6,7 +6,9 @@ import { handOverTermination, installEarlySignalHandlers } from "./early-signals
 installEarlySignalHandlers()
 process.title = "metrics-governor"
 
-const { NodeContext, NodeRuntime } = await import("@effect/platform-node")
+// Each module by its own path: the package's index loads every module it has (cluster, RPC, SQL).
+const NodeContext = await import("@effect/platform-node/NodeContext")
+const NodeRuntime = await import("@effect/platform-node/NodeRuntime")
 const { Cause, Effect, Either, Exit } = await import("effect")
 const { parseCommandLine, UsageError } = await import("./cli/flags.js")
 const { run } = await import("./app/program.js")
