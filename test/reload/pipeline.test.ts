@@ -18,6 +18,14 @@ const fresh = () => {
   return d
 }
 
+/** A fresh directory with a limits file of the first valid content, and where its event log goes. */
+const freshFiles = () => {
+  const dir = fresh()
+  const file = path.join(dir, "limits.yaml")
+  writeAtomic(file, VALID[0] as string)
+  return { file, eventLog: path.join(dir, "events.jsonl") }
+}
+
 /** Contents a reload may find: valid ones (named by their rule sets) and invalid ones. */
 const VALID = [
   limitsText(["a"]),
@@ -105,10 +113,7 @@ describe("the reload pipeline", () => {
           { minLength: 1, maxLength: 10 },
         ),
         async (steps) => {
-          const dir = fresh()
-          const file = path.join(dir, "limits.yaml")
-          writeAtomic(file, VALID[0] as string)
-          const eventLog = path.join(dir, "events.jsonl")
+          const { file, eventLog } = freshFiles()
           const live = await withPipeline(
             { paths: { limits: file, config: undefined }, dryRunFlag: undefined, debounceMs: 3 },
             ({ reloader, telemetry }) =>
@@ -238,10 +243,7 @@ describe("the reload pipeline", () => {
 describe("a SIGHUP decided at once, then shutdown", () => {
   it("the version it made active is in the event log before Stopped, whenever shutdown comes", async () => {
     for (let i = 0; i < 20; i++) {
-      const dir = fresh()
-      const file = path.join(dir, "limits.yaml")
-      writeAtomic(file, VALID[0] as string)
-      const eventLog = path.join(dir, "events.jsonl")
+      const { file, eventLog } = freshFiles()
       const served = await withPipeline(
         { paths: { limits: file, config: undefined }, dryRunFlag: undefined, debounceMs: 0 },
         ({ reloader }) =>
