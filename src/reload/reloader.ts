@@ -301,6 +301,24 @@ const reportOf = (
 const resultOf = (event: StateEvent): ReloadResult =>
   event._tag === "ConfigApplied" ? "applied" : event._tag === "ConfigUnchanged" ? "unchanged" : "rejected"
 
+/** What an attempt did, with its report: its event, decided at `decidedAt`, folded from `before`. */
+const outcomeOf = (
+  event: StateEvent,
+  batch: ReadonlyArray<Pending>,
+  decidedAt: number,
+  before: ReloadState,
+  after: ReloadState,
+  read: ReadBytes,
+): Outcome => ({
+  event,
+  before,
+  after,
+  read,
+  record: reportOf(resultOf(event), batch, event.at, decidedAt, after, {
+    ...(event._tag === "ReloadRejected" ? { error: errorJson(event) } : {}),
+  }),
+})
+
 /**
  * The reload pipeline: one fiber takes triggers from one queue, folds those that arrived while a
  * reload ran into the next one, reads and validates both files, decides, and records the decision
@@ -382,7 +400,11 @@ export const make = (settings: ReloadSettings) =>
      * One attempt decided in the calling thread, when the files allow it (`readNow`, `decodeNow`):
      * read, decided and folded, and the new state made active. `undefined` when they do not.
      */
-    const decideNow = (first: TriggerEvent, now: () => number): DecidedNow | undefined => {
+    const decideNow = (
+      first: TriggerEvent,
+      now: () => number,
+      announce: Effect.Effect<void>,
+    ): DecidedNow | undefined => {
       const hashed = decoder.readNow(settings.paths)
       if (hashed === undefined) return undefined
       const { read, hashes } = hashed
@@ -397,7 +419,7 @@ export const make = (settings: ReloadSettings) =>
       const after = runToEnd(applySteps(before, event))
       state = after
       lastRead = hashes
-      return { _tag: "Decided", event, before, after, read, hashes, decidedAt: now(), announce: Effect.void }
+      return { _tag: "Decided", event, before, after, read, hashes, decidedAt: now(), announce }
     }
 
     /** Records an attempt decided at once (`submitNow`): its request, snapshots and decision. */
@@ -416,10 +438,7 @@ export const make = (settings: ReloadSettings) =>
         yield* record(requested, { before: d.before, after: d.before })
         if (d.event._tag !== "ConfigUnchanged") yield* storeSnapshots(d.read, d.hashes)
         const { before, after } = yield* record(d.event, { before: d.before, after: d.after })
-        const report = reportOf(resultOf(d.event), batch, d.event.at, d.decidedAt, after, {
-          ...(d.event._tag === "ReloadRejected" ? { error: errorJson(d.event) } : {}),
-        })
-        return { event: d.event, before, after, record: report, read: d.read }
+        return outcomeOf(d.event, batch, d.decidedAt, before, after, d.read)
       })
 
     /** Reads, validates, decides and records one attempt. */
@@ -456,10 +475,7 @@ export const make = (settings: ReloadSettings) =>
         const { before, after } = yield* record(event)
         // Trigger to decision: after the files were read, decoded, validated and decided on.
         const decidedAt = yield* Clock.currentTimeMillis
-        const report = reportOf(resultOf(event), batch, event.at, decidedAt, after, {
-          ...(event._tag === "ReloadRejected" ? { error: errorJson(event) } : {}),
-        })
-        return { event, before, after, record: report, read } satisfies Outcome
+        return outcomeOf(event, batch, decidedAt, before, after, read)
       })
 
     const remember = (report: ReloadAttempt) =>
@@ -694,10 +710,9 @@ export const make = (settings: ReloadSettings) =>
       (first: TriggerEvent): DecidedNow | undefined => {
         if (queued > 0 || carried.length > 0 || first.at - lastStart < gapMs) return undefined
         try {
-          const d = decideNow(first, () => clock.unsafeCurrentTimeMillis())
-          if (d === undefined) return undefined
-          lastStart = first.at
-          return { ...d, announce }
+          const d = decideNow(first, () => clock.unsafeCurrentTimeMillis(), announce)
+          if (d !== undefined) lastStart = first.at
+          return d
         } catch (e) {
           lastStart = first.at
           return { _tag: "Defect", cause: Cause.die(e), announce }
