@@ -15,10 +15,11 @@
  *   out of order), and are sent again after a restart: delivery is at least once.
  * - `lock`: the pid of the process using the directory.
  *
- * A record whose header or CRC does not check out, found when the queue is opened or when the
- * record is read back, is corruption: the rest of its segment cannot be framed and is skipped,
- * its bytes counted (and its datapoints when the header could be read), and every other segment is
- * sent.
+ * A record whose header or CRC does not check out is corruption. Found when the queue is opened,
+ * the segment is searched on from there for the next record that checks out (magic, version,
+ * length and CRC): the bytes in between are skipped and counted, and every record after them is
+ * sent (a torn tail, the last write of a crash, is skipped to the end). Found when a record is read
+ * back, that record is skipped and counted with its datapoints.
  *
  * Writes are synchronous (`writeSync`) so a push is on disk (in the page cache) before the
  * receiver answers; `fsync` runs every `syncIntervalMs`, or on every push when it is 0.
@@ -109,13 +110,22 @@ const parseRecord = (
 ): { readonly length: number; readonly datapoints: number; readonly at: number } | string => {
   if (bytes.length - offset < HEADER_BYTES) return "truncated header"
   const view = new DataView(bytes.buffer, bytes.byteOffset + offset, HEADER_BYTES)
-  if (view.getUint8(0) !== MAGIC || view.getUint8(1) !== VERSION) return "bad record header"
+  if (view.getUint8(0) !== MAGIC || view.getUint8(1) !== VERSION || view.getUint16(2, true) !== 0)
+    return "bad record header"
   const length = view.getUint32(4, true)
   if (bytes.length - offset - HEADER_BYTES < length) return "truncated record"
   const payload = bytes.subarray(offset + HEADER_BYTES, offset + HEADER_BYTES + length)
   if (checksum(bytes.subarray(offset, offset + HEADER_BYTES), payload) !== view.getUint32(20, true))
     return "checksum mismatch"
   return { length, datapoints: view.getUint32(8, true), at: view.getFloat64(12, true) }
+}
+
+/** The offset of the first record from `from` on that checks out (CRC included), if any. */
+const nextRecord = (bytes: Buffer, from: number): number | undefined => {
+  for (let o = bytes.indexOf(MAGIC, from); o !== -1; o = bytes.indexOf(MAGIC, o + 1)) {
+    if (bytes[o + 1] === VERSION && typeof parseRecord(bytes, o) !== "string") return o
+  }
+  return undefined
 }
 
 const pidAlive = (pid: number): boolean => {
@@ -249,9 +259,16 @@ export class DurableQueue implements ExportQueue<Uint8Array> {
       while (offset < bytes.length) {
         const r = parseRecord(bytes, offset)
         if (typeof r === "string") {
-          const lost = bytes.length - offset
-          this.events.corrupt(lost, 0, `${file} at byte ${offset}: ${r}`)
-          break
+          const resume = nextRecord(bytes, offset + 1)
+          const end = resume ?? bytes.length
+          this.events.corrupt(
+            end - offset,
+            0,
+            `${file} bytes ${offset}-${end}: ${r}${resume === undefined ? "" : `, records resume at byte ${resume}`}`,
+          )
+          if (resume === undefined) break
+          offset = resume
+          continue
         }
         const size = HEADER_BYTES + r.length
         this.addRecord({

@@ -15,9 +15,10 @@ export class Prometheus {
     readonly output: { text: string },
   ) {}
 
-  static async start(): Promise<Prometheus> {
+  /** Starts it on `port` (default: a free one), e.g. the port a governor already exports to. */
+  static async start(options: { readonly port?: number } = {}): Promise<Prometheus> {
     const dir = tempDir("mg-prom-")
-    const port = await freePort()
+    const port = options.port ?? (await freePort())
     fs.writeFileSync(path.join(dir, "prometheus.yml"), "global:\n  scrape_interval: 1h\n")
     const child = spawn(
       "prometheus",
