@@ -199,9 +199,10 @@ describe("an outage and a restart", () => {
     expect(records.length).toBe(REQUESTS)
     // Flip bytes in the middle of the payload of the second record of the first segment...
     const flipped = records[1] as (typeof records)[number]
-    const first0 = fs.readFileSync(flipped.file)
-    for (let k = 0; k < 4; k++) first0[flipped.offset + HEADER_BYTES + 100 + k] ^= 0x5a
-    fs.writeFileSync(flipped.file, first0)
+    const damaged = fs.readFileSync(flipped.file)
+    for (let k = flipped.offset + HEADER_BYTES + 100; k < flipped.offset + HEADER_BYTES + 104; k++)
+      damaged[k] = (damaged[k] as number) ^ 0x5a
+    fs.writeFileSync(flipped.file, damaged)
     // ...and cut the last segment in the middle of its last record.
     const last = records[records.length - 1] as (typeof records)[number]
     fs.truncateSync(last.file, last.offset + Math.floor(last.size / 2))
