@@ -363,6 +363,9 @@ export const openOutlet = (deps: OutletDeps, initial: OutletPlan) =>
               syncIntervalMs: q.syncIntervalMs,
               fullBehavior: q.fullBehavior,
               memoryBytes: plan.bufferMaxBytes,
+              ...(deps.encoder.compressed === undefined
+                ? {}
+                : { storeAsIs: { upgrade: deps.encoder.compressed.fromUncompressed } }),
             },
             {
               dropped: (datapoints) =>

@@ -6,9 +6,12 @@
  *
  * On disk, in `dir`:
  * - `<id>.seg` segments (`id` 16 hex digits, increasing), each a run of records:
- *   `magic u8 (0xa7) | version u8 (1) | reserved u16 | length u32 | datapoints u32 | at f64 (ms) |
- *   crc32 u32 | payload (length bytes, snappy)`, little-endian; the CRC-32 covers the header's
- *   length, datapoints and at fields and the payload. A segment is written by one process only,
+ *   `magic u8 (0xa7) | version u8 | reserved u16 (0) | length u32 | datapoints u32 | at f64 (ms) |
+ *   crc32 u32 | payload (length bytes)`, little-endian; the CRC-32 covers the header's length,
+ *   datapoints and at fields and the payload (version 2: the whole header before it, the version
+ *   included, so a flipped version is found too). Version 1: the payload compressed here (snappy);
+ *   version 2: the payload as it was pushed, for protocols whose payloads are compressed already
+ *   (remote write's snappy blocks: `storeAsIs`). A segment is written by one process only,
  *   appended to and never rewritten; it is deleted once every record in it is acknowledged.
  * - `ack`: `<segment id> <offset>`, the first record not acknowledged, written at every sync.
  *   Records before it were acknowledged; records after it may have been (acknowledgements can come
@@ -34,7 +37,11 @@ import { compressSync, uncompressSync } from "snappy"
 import { type Buffered, type ExportQueue, PushSignal } from "./buffer.js"
 
 const MAGIC = 0xa7
-const VERSION = 1
+/** A record whose payload the queue compressed (snappy). */
+const VERSION_COMPRESSED = 1
+/** A record whose payload is stored as it was pushed. */
+const VERSION_AS_IS = 2
+const isVersion = (v: number | undefined) => v === VERSION_COMPRESSED || v === VERSION_AS_IS
 export const HEADER_BYTES = 24
 const SEGMENT_SUFFIX = ".seg"
 
@@ -51,6 +58,12 @@ export interface QueueSettings {
   readonly memoryBytes: number
   /** A segment is closed and a new one started past this size. */
   readonly segmentBytes?: number
+  /**
+   * Payloads are compressed already (remote write's snappy blocks): stored as they are (version 2),
+   * and a payload of a version-1 record (compressed here, as earlier versions stored every
+   * protocol's) is turned into one of now by `upgrade` once decompressed.
+   */
+  readonly storeAsIs?: { readonly upgrade: (payload: Uint8Array) => Uint8Array }
 }
 
 /** What a queue reports to its owner: drops, corruption. */
@@ -100,30 +113,38 @@ interface Rec {
 
 const segmentName = (id: number) => `${id.toString(16).padStart(16, "0")}${SEGMENT_SUFFIX}`
 
+/** The CRC-32 of a record: from its length field on (version 1), from its first byte on (version 2). */
 const checksum = (header: Uint8Array, payload: Uint8Array): number =>
-  crc32(payload, crc32(header.subarray(4, 20))) >>> 0
+  crc32(payload, crc32(header.subarray(header[1] === VERSION_AS_IS ? 0 : 4, 20))) >>> 0
 
 /** A record parsed from bytes at `offset`, or why it is not one. */
 const parseRecord = (
   bytes: Uint8Array,
   offset: number,
-): { readonly length: number; readonly datapoints: number; readonly at: number } | string => {
+):
+  | { readonly version: number; readonly length: number; readonly datapoints: number; readonly at: number }
+  | string => {
   if (bytes.length - offset < HEADER_BYTES) return "truncated header"
   const view = new DataView(bytes.buffer, bytes.byteOffset + offset, HEADER_BYTES)
-  if (view.getUint8(0) !== MAGIC || view.getUint8(1) !== VERSION || view.getUint16(2, true) !== 0)
+  if (view.getUint8(0) !== MAGIC || !isVersion(view.getUint8(1)) || view.getUint16(2, true) !== 0)
     return "bad record header"
   const length = view.getUint32(4, true)
   if (bytes.length - offset - HEADER_BYTES < length) return "truncated record"
   const payload = bytes.subarray(offset + HEADER_BYTES, offset + HEADER_BYTES + length)
   if (checksum(bytes.subarray(offset, offset + HEADER_BYTES), payload) !== view.getUint32(20, true))
     return "checksum mismatch"
-  return { length, datapoints: view.getUint32(8, true), at: view.getFloat64(12, true) }
+  return {
+    version: view.getUint8(1),
+    length,
+    datapoints: view.getUint32(8, true),
+    at: view.getFloat64(12, true),
+  }
 }
 
 /** The offset of the first record from `from` on that checks out (CRC included), if any. */
 const nextRecord = (bytes: Buffer, from: number): number | undefined => {
   for (let o = bytes.indexOf(MAGIC, from); o !== -1; o = bytes.indexOf(MAGIC, o + 1)) {
-    if (bytes[o + 1] === VERSION && typeof parseRecord(bytes, o) !== "string") return o
+    if (isVersion(bytes[o + 1]) && typeof parseRecord(bytes, o) !== "string") return o
   }
   return undefined
 }
@@ -325,11 +346,12 @@ export class DurableQueue implements ExportQueue<Uint8Array> {
   }
 
   push(item: Buffered<Uint8Array>): void {
-    const compressed = compressSync(item.payload)
+    const asIs = this.settings.storeAsIs !== undefined
+    const compressed = asIs ? item.payload : compressSync(item.payload)
     const header = new Uint8Array(HEADER_BYTES)
     const view = new DataView(header.buffer)
     view.setUint8(0, MAGIC)
-    view.setUint8(1, VERSION)
+    view.setUint8(1, asIs ? VERSION_AS_IS : VERSION_COMPRESSED)
     view.setUint32(4, compressed.length, true)
     view.setUint32(8, item.datapoints, true)
     view.setFloat64(12, item.at, true)
@@ -445,9 +467,10 @@ export class DurableQueue implements ExportQueue<Uint8Array> {
           this.events.corrupt(r.size, r.datapoints, `${where}: ${parsed}`)
           return undefined
         }
-        return uncompressSync(bytes.subarray(HEADER_BYTES, HEADER_BYTES + parsed.length), {
-          asBuffer: true,
-        }) as Buffer
+        const stored = bytes.subarray(HEADER_BYTES, HEADER_BYTES + parsed.length)
+        if (parsed.version === VERSION_AS_IS) return stored
+        const payload = uncompressSync(stored, { asBuffer: true }) as Buffer
+        return this.settings.storeAsIs === undefined ? payload : this.settings.storeAsIs.upgrade(payload)
       } finally {
         if (r.segment.fd === undefined) fs.closeSync(fd)
       }

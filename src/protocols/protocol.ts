@@ -43,4 +43,10 @@ export interface WireEncoder<P> {
     readonly body: Uint8Array
     readonly headers: Readonly<Record<string, string>>
   }
+  /**
+   * Set when the payloads are compressed already (remote write's snappy blocks): the durable queue
+   * stores them as they are. `fromUncompressed` makes one from what an earlier version buffered
+   * (the uncompressed encoding), for a queue written by it.
+   */
+  readonly compressed?: { readonly fromUncompressed: (payload: Uint8Array) => P }
 }

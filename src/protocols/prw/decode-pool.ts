@@ -41,10 +41,12 @@ export const decodeBody = (
   if (Either.isLeft(raw)) {
     return Either.left({ status: raw.left.kind === "too_large" ? 413 : 400, message: raw.left.message })
   }
-  return Either.mapLeft(scanWriteRequest(raw.right, bounds), (e) => ({
-    status: e.kind === "too_many" ? 413 : 400,
-    message: e.message,
-  }))
+  return Either.match(scanWriteRequest(raw.right, bounds), {
+    onLeft: (e) => Either.left({ status: e.kind === "too_many" ? 413 : 400, message: e.message }),
+    // The body goes with the scan, to be forwarded as it is when all of it passes; in a buffer of
+    // its own, so that holding it does not hold the buffer it was read into.
+    onRight: (scan) => Either.right({ ...scan, wire: ownBuffer(body) === undefined ? body.slice() : body }),
+  })
 }
 
 export interface BodyDecoder {
@@ -76,7 +78,7 @@ export interface DecodeJob {
 }
 
 export type DecodeResult =
-  | { readonly bytes: Uint8Array; readonly parts: ScanParts }
+  | { readonly bytes: Uint8Array; readonly parts: ScanParts; readonly wire: Uint8Array | undefined }
   | { readonly failure: DecodeFailure }
 
 /**
@@ -89,15 +91,19 @@ export const runJob = (job: DecodeJob): DecodeResult => {
   if (Either.isLeft(result)) return { failure: result.left }
   const bytes = new Uint8Array(result.right.bytes.length)
   bytes.set(result.right.bytes)
-  return { bytes, parts: partsOf(result.right) }
+  return { bytes, parts: partsOf(result.right), wire: result.right.wire }
 }
 
-/** The buffers of a reply that move to the main thread: the body and the scan's arrays. */
+/**
+ * The buffers of a reply that move to the main thread: the decompressed body, the body as it came
+ * (back from the thread it was handed to) and the scan's arrays.
+ */
 export const replyTransfer = (result: DecodeResult): ReadonlyArray<ArrayBuffer> => {
   if ("failure" in result) return []
   const p = result.parts
   const views = [
     result.bytes,
+    ...(result.wire === undefined ? [] : [result.wire]),
     p.fieldStarts,
     p.fieldEnds,
     p.fieldSeries,
@@ -119,7 +125,7 @@ const fromOutcome = (
     return Either.left({ status: 503, message: `the remote-write decoder failed: ${outcome.reason}; retry` })
   }
   const r = outcome.reply
-  return "failure" in r ? Either.left(r.failure) : Either.right(scanned(r.bytes, r.parts))
+  return "failure" in r ? Either.left(r.failure) : Either.right(scanned(r.bytes, r.parts, r.wire))
 }
 
 /** The body's buffer, handed over to the decoding thread when it is the body's alone. */

@@ -1,25 +1,33 @@
 import type { ProtocolAdapter, WireEncoder } from "../protocol.js"
-import { applyScannedVerdict, concatBytes, type ScannedWriteRequest } from "./scan.js"
-import { compressBody } from "./snappy.js"
+import { applyScannedVerdict, type ScannedWriteRequest } from "./scan.js"
+import { compressBody, concatBlocks } from "./snappy.js"
 
 /**
- * Remote write through the limits: the request is scanned, not decoded (`prw/scan.ts`), and what
- * passes is forwarded as the encoded `WriteRequest` bytes it came in (re-encoded only where the
- * verdict changes a series).
+ * Remote write through the limits: the request is scanned, not decoded (`prw/scan.ts`). What is
+ * buffered is a snappy block: the body as it came in when everything passes (nothing is
+ * decompressed again or compressed), else the `WriteRequest` bytes that pass (copied, re-encoded
+ * only where the verdict changes a series), compressed.
  */
 export const prwAdapter: ProtocolAdapter<ScannedWriteRequest, Uint8Array> = {
   protocol: "prw",
   toSeriesBatch: (req) => req,
-  applyVerdict: applyScannedVerdict,
+  applyVerdict: (req, verdict, only) => {
+    const out = applyScannedVerdict(req, verdict, only)
+    return {
+      request: out.request === req.bytes && req.wire !== undefined ? req.wire : compressBody(out.request),
+      datapoints: out.datapoints,
+    }
+  },
 }
 
 /**
- * Buffered requests become one remote-write request: encoded `WriteRequest`s concatenate into one
- * (their series and metadata, in order), compressed once.
+ * Buffered requests become one remote-write request: their snappy blocks joined into one
+ * (`concatBlocks`), which decompresses to the encoded `WriteRequest`s one after the other: one
+ * request with their series and metadata, in order.
  */
 export const prwEncoder: WireEncoder<Uint8Array> = {
   encode: (requests) => ({
-    body: compressBody(concatBytes(requests)),
+    body: concatBlocks(requests),
     headers: {
       "content-type": "application/x-protobuf",
       "content-encoding": "snappy",
@@ -27,4 +35,5 @@ export const prwEncoder: WireEncoder<Uint8Array> = {
       "user-agent": "metrics-governor",
     },
   }),
+  compressed: { fromUncompressed: compressBody },
 }

@@ -40,6 +40,8 @@ const NAME_LABEL = new TextEncoder().encode("__name__")
 export interface ScannedWriteRequest extends SeriesBatch {
   /** The decompressed body. */
   readonly bytes: Uint8Array
+  /** The body as it came in (a snappy block), in a buffer of its own: forwarded when all of it passes. */
+  readonly wire?: Uint8Array
   /** Top-level fields in wire order: `[start, end)` of each field's complete encoding. */
   readonly fieldStarts: Int32Array
   readonly fieldEnds: Int32Array
@@ -334,10 +336,10 @@ class Scanner extends WriteRequestReader {
 }
 
 /** What a scan found, as plain data (a decoding thread sends it to the main thread). */
-export type ScanParts = Omit<ScannedWriteRequest, "bytes" | "nameOf" | "labelsOf">
+export type ScanParts = Omit<ScannedWriteRequest, "bytes" | "wire" | "nameOf" | "labelsOf">
 
 /** The batch view of a scan: names and labels decoded on first use, then kept. */
-export const scanned = (bytes: Uint8Array, parts: ScanParts): ScannedWriteRequest => {
+export const scanned = (bytes: Uint8Array, parts: ScanParts, wire?: Uint8Array): ScannedWriteRequest => {
   const names: Array<string | undefined> = []
   const labels: Array<ReadonlyArray<string> | undefined> = []
   let d: WriteRequestReader | undefined
@@ -351,6 +353,7 @@ export const scanned = (bytes: Uint8Array, parts: ScanParts): ScannedWriteReques
   return {
     ...parts,
     bytes,
+    ...(wire === undefined ? {} : { wire }),
     nameOf: (i) => {
       if (names[i] === undefined) decode(i)
       return names[i] as string

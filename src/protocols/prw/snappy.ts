@@ -75,3 +75,51 @@ export const decompressBody = (
 
 /** Compresses an encoded `WriteRequest` into the snappy block a remote-write body carries. */
 export const compressBody = (bytes: Uint8Array): Uint8Array => compressSync(bytes)
+
+/** How many bytes the varint length header of a valid block takes. */
+const headerBytes = (block: Uint8Array): number => {
+  let i = 0
+  while (((block[i] as number) & 0x80) !== 0) i++
+  return i + 1
+}
+
+/**
+ * Valid snappy blocks (each decompressed successfully before) joined into one block that
+ * decompresses to their contents one after the other, without decompressing them: a block is its
+ * length header and a run of elements whose copies reach back at most into what the same block
+ * produced, so the runs of elements can follow one another under one header giving the sum of the
+ * lengths. Encoded `WriteRequest`s concatenate into one `WriteRequest` (their series and metadata
+ * in order), so buffered remote-write bodies are sent as one request without compressing anything
+ * again.
+ */
+export const concatBlocks = (blocks: ReadonlyArray<Uint8Array>): Uint8Array => {
+  if (blocks.length === 1) return blocks[0] as Uint8Array
+  let total = 0
+  let size = 0
+  for (const block of blocks) {
+    total += snappyDecodedLength(block) as number
+    size += block.length - headerBytes(block)
+  }
+  if (total > 0xffffffff) {
+    // Beyond what one block can announce (never with the request bounds): compressed again.
+    const parts = blocks.map((b) => uncompressSync(b, { asBuffer: true }) as Buffer)
+    return compressSync(Buffer.concat(parts))
+  }
+  let head = 1
+  for (let v = total; v >= 0x80; v = Math.floor(v / 128)) head++
+  const out = new Uint8Array(head + size)
+  let at = 0
+  for (let v = total; ; v = Math.floor(v / 128)) {
+    if (v < 0x80) {
+      out[at++] = v
+      break
+    }
+    out[at++] = (v & 0x7f) | 0x80
+  }
+  for (const block of blocks) {
+    const body = block.subarray(headerBytes(block))
+    out.set(body, at)
+    at += body.length
+  }
+  return out
+}

@@ -6,14 +6,15 @@ import { fingerprintSeries } from "../../../src/limits/fingerprint.js"
 import { type CompiledRule, NO_ADVANCED_KEYS } from "../../../src/limits/rules.js"
 import { applyVerdict } from "../../../src/protocols/prw/adapter.js"
 import { encodeWriteRequest } from "../../../src/protocols/prw/codec.js"
+import { decodeBody } from "../../../src/protocols/prw/decode-pool.js"
 import type { PrwDecodeError } from "../../../src/protocols/prw/errors.js"
-import { prwEncoder } from "../../../src/protocols/prw/protocol.js"
+import { prwAdapter, prwEncoder } from "../../../src/protocols/prw/protocol.js"
 import {
   applyScannedVerdict,
   type ScannedWriteRequest,
   scanWriteRequest,
 } from "../../../src/protocols/prw/scan.js"
-import { decompressBody } from "../../../src/protocols/prw/snappy.js"
+import { compressBody, decompressBody } from "../../../src/protocols/prw/snappy.js"
 import type { Label, TimeSeries, WriteRequest } from "../../../src/protocols/prw/types.js"
 import { decodeWriteRequest, toSeriesBatch } from "../../support/prw.js"
 import { anyLabels, comparable, writeRequest } from "./arbitraries.js"
@@ -183,10 +184,35 @@ describe("applyScannedVerdict: the verdict applied to bytes", () => {
     )
   })
 
-  it("law: the exporter's concatenation of buffered requests is their merge", () => {
+  it("law: the adapter buffers a snappy block of what applyVerdict forwards; the body as it came, the same bytes, when everything passes", () => {
+    fc.assert(
+      fc.property(cases, ({ req, pass, strip, stripLabels }) => {
+        const bytes = encodeWriteRequest(req)
+        const verdict: BatchVerdict = {
+          pass: Uint32Array.from(pass),
+          strip: Uint8Array.from(strip),
+          rule: stripLabels.map(rule),
+        }
+        const body = compressBody(bytes)
+        const scan = Either.getOrThrow(decodeBody(body, 1 << 24))
+        const out = prwAdapter.applyVerdict(scan, verdict)
+        const fromObjects = applyVerdict(mustDecode(bytes), verdict)
+        expect(out.datapoints).toBe(fromObjects.datapoints)
+        const forwarded = Either.getOrThrow(decompressBody(out.request, 1 << 24))
+        expect(comparable(mustDecode(Uint8Array.from(forwarded)))).toEqual(comparable(fromObjects.request))
+        const counts = (req.timeseries as ReadonlyArray<TimeSeries>).map(
+          (ts) => ts.samples.length + ts.histograms.length,
+        )
+        if (pass.every((p, i) => p >= (counts[i] as number))) expect(out.request).toBe(scan.wire)
+      }),
+      { numRuns: 500 },
+    )
+  })
+
+  it("law: the exporter's join of buffered requests (snappy blocks, as the adapter buffers them) is their merge", () => {
     fc.assert(
       fc.property(fc.array(request, { minLength: 1, maxLength: 4 }), (reqs) => {
-        const parts = reqs.map((r) => encodeWriteRequest(r))
+        const parts = reqs.map((r) => compressBody(encodeWriteRequest(r)))
         const body = Either.getOrThrow(decompressBody(prwEncoder.encode(parts).body, 1 << 24))
         const merged = mustDecode(Uint8Array.from(body))
         expect(comparable(merged)).toEqual(

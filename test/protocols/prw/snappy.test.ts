@@ -3,7 +3,12 @@ import fc from "fast-check"
 import { compressSync } from "snappy"
 import { describe, expect, it } from "vitest"
 import type { PrwDecodeError } from "../../../src/protocols/prw/errors.js"
-import { compressBody, decompressBody, snappyDecodedLength } from "../../../src/protocols/prw/snappy.js"
+import {
+  compressBody,
+  concatBlocks,
+  decompressBody,
+  snappyDecodedLength,
+} from "../../../src/protocols/prw/snappy.js"
 
 const MiB = 1 << 20
 const GiB = 1 << 30
@@ -106,5 +111,46 @@ describe("compressBody / decompressBody", () => {
       }),
       { numRuns: 2_000 },
     )
+  })
+})
+
+describe("concatBlocks", () => {
+  /** Bytes that compress into copies as well as literals: repeats of a few random pieces. */
+  const repetitive = fc
+    .tuple(
+      fc.array(fc.uint8Array({ minLength: 1, maxLength: 40 }), { minLength: 1, maxLength: 4 }),
+      fc.array(fc.nat(), { maxLength: 200 }),
+    )
+    .map(([pieces, picks]) => Buffer.concat(picks.map((p) => pieces[p % pieces.length] as Uint8Array)))
+
+  it("law: joined blocks decompress to the blocks' contents one after the other (copies never reach into another block)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(repetitive, fc.uint8Array({ maxLength: 3_000 })), { minLength: 1, maxLength: 8 }),
+        (contents) => {
+          const joined = concatBlocks(contents.map(compressBody))
+          const expected = Buffer.concat(contents)
+          expect(snappyDecodedLength(joined)).toBe(expected.length)
+          const result = decompressBody(joined, expected.length)
+          expect(Either.isRight(result) && Buffer.from(result.right).equals(expected)).toBe(true)
+        },
+      ),
+      { numRuns: 300 },
+    )
+  })
+
+  it("joins blocks whose lengths need a longer header than any of them (127 + 1 bytes: one header byte each, two for the sum)", () => {
+    const a = Buffer.alloc(127, 1)
+    const b = Buffer.alloc(1, 2)
+    const joined = concatBlocks([compressBody(a), compressBody(b)])
+    expect(joined[0]).toBe(0x80)
+    expect(joined[1]).toBe(0x01)
+    const result = decompressBody(joined, 128)
+    expect(Either.isRight(result) && Buffer.from(result.right).equals(Buffer.concat([a, b]))).toBe(true)
+  })
+
+  it("gives a single block back as it is", () => {
+    const block = compressBody(Buffer.from("one"))
+    expect(concatBlocks([block])).toBe(block)
   })
 })
