@@ -266,7 +266,7 @@ const run = async (): Promise<AreaResult> => {
   md.push(
     `Both relay to the same sink (\`bench/sink.ts\`: node:http, 204 without decoding, in its own process). ` +
       `The governor runs with one rule (\`max_cardinality: 10000\`, \`action: drop\`) and its defaults: buffer and exporter settings, and ` +
-      `\`receivers.decode_threads\` = one thread per core beyond the first, at most 4 (here ${defaultDecodeThreads()}: ` +
+      `\`receivers.decode_threads\` = one thread per core, at most 4 (here ${defaultDecodeThreads()}: ` +
       "bodies are decompressed and scanned in that many worker threads, the limits enforced on the main thread); " +
       `vmagent \`-remoteWrite.maxHourlySeries=10000\` with its defaults. A third server, the same governor with ` +
       "`receivers.decode_threads: 0` (decoding on the main thread), joins the saturation rounds. " +

@@ -469,13 +469,15 @@ const boundsSection = (prw: AreaResult | undefined, enforce: AreaResult | undefi
       "does (same acceptance, same messages: a property test holds them to it), records where each series' bytes are, counts " +
       "its datapoints and computes its 64-bit fingerprint from the label bytes. Names and labels become strings only for series " +
       "the match cache has not seen in this config version, and for `group_by`.\n" +
-      "2. **Decoding threads** (`src/protocols/prw/decode-pool.ts`, `receivers.decode_threads`, default one per core beyond the first, " +
-      "at most 4). The main thread hands each body to the least busy thread, which decompresses and scans it and sends back the " +
-      "decompressed body and the scan's arrays; the main thread enforces, then buffers. A thread that dies answers its bodies 503 " +
-      "and is started again.\n" +
-      "3. **Forward bytes, not objects.** When every datapoint passes, the decompressed body is buffered as it came; otherwise " +
-      "the bytes of every series that passes whole are copied and only the series the verdict changes are encoded again. The " +
-      "exporter concatenates buffered requests (protobuf messages concatenate) and compresses once.\n" +
+      "2. **Decoding threads** (`src/protocols/prw/decode-pool.ts`, `receivers.decode_threads`, default one per core, " +
+      "at most 4). The main thread hands each body to the least busy thread, which decompresses it into a buffer it reuses, " +
+      "scans it and sends back the scan's arrays and the body as it came (handed over, not copied); the main thread enforces, " +
+      "then buffers, and decompresses the body itself only for a series not matched yet or a verdict that changes the request. " +
+      "A thread that dies answers its bodies 503 and is started again.\n" +
+      "3. **Forward bytes, not objects.** When every datapoint passes, the body is buffered as it came, still compressed; " +
+      "otherwise the bytes of every series that passes whole are copied, only the series the verdict changes are encoded " +
+      "again, and the result is compressed. The exporter joins the buffered snappy blocks into one without decompressing " +
+      "them (`concatBlocks`: the protobuf messages inside concatenate into one request).\n" +
       "4. **The match cache is keyed by the fingerprint** (an open-addressing table of typed arrays, owners stored by rule " +
       "position) and is taken over by a new config version whose rules match as before, so a reload that changes limits leaves " +
       "no series cold.\n\n" +

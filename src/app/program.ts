@@ -23,7 +23,13 @@ import { LabelUsage } from "../limits/label-usage.js"
 import { currentUsages } from "../limits/stats.js"
 import { setTrackerSettings, trackerSettings } from "../limits/tracker.js"
 import { type Admission, MemoryGuard, UNLIMITED, v8Collect } from "../memory/guard.js"
-import { budgetOf, cgroupMemoryLimit, heapFlagsOf, resolveMemoryLimit } from "../memory/limit.js"
+import {
+  budgetOf,
+  cgroupMemoryLimit,
+  DECODE_THREAD_YOUNG_MB,
+  heapFlagsOf,
+  resolveMemoryLimit,
+} from "../memory/limit.js"
 import { watchDeadRules } from "../pipeline/dead-rules.js"
 import { type ReceiverSecurity, serveReceiver } from "../pipeline/http-receiver.js"
 import { makeIngest } from "../pipeline/ingest.js"
@@ -422,7 +428,17 @@ export const dataPathLayer = (flags: DataPathFlags) =>
         const threads = main.receivers?.decode_threads ?? defaultDecodeThreads()
         // Acquired before the receiver, so released after it stopped accepting.
         const decoder = yield* Effect.acquireRelease(
-          Effect.sync(() => (threads > 0 ? workerDecoder(threads, undefined, threadLimits) : inlineDecoder)),
+          Effect.sync(() =>
+            threads > 0
+              ? workerDecoder(
+                  threads,
+                  undefined,
+                  budget === undefined
+                    ? { resourceLimits: { maxYoungGenerationSizeMb: DECODE_THREAD_YOUNG_MB } }
+                    : threadLimits,
+                )
+              : inlineDecoder,
+          ),
           (d) => Effect.promise(() => d.close()),
         )
         yield* serveReceiver(

@@ -4,13 +4,13 @@
  * Scanning is most of what the governor does per remote-write datapoint (see docs/performance.md),
  * and it needs nothing but the body: worker threads can do it while the main thread enforces the
  * limits, which stay exact because one thread (the main one) owns every rule's state. A worker
- * sends back the decompressed body and the scan's arrays; the main thread wraps them
- * (`scanned`) and decodes names and labels there only for series it has not matched yet.
+ * sends back the scan's arrays and the body as it came; the main thread wraps them (`scanned`),
+ * and decompresses the body again and decodes names and labels only for series it has not matched
+ * yet, or for a verdict that changes the request.
  *
- * The cost: a request waits for a thread to take it, and the decompressed body is copied once, in
- * the decoding thread (the body, the decompressed body and the scan's arrays are handed over between
- * the threads, not copied). `receivers.decode_threads` sets the number of threads; 0 decodes
- * in the main thread.
+ * The cost: a request waits for a thread to take it (the body and the scan's arrays are handed over
+ * between the threads, not copied). `receivers.decode_threads` sets the number of threads; 0
+ * decodes in the main thread.
  *
  * @module
  */
@@ -19,7 +19,7 @@ import * as Either from "effect/Either"
 import { type JobOutcome, ownBuffer, type PoolLimits, scriptNextTo, WorkerPool } from "../../threads/pool.js"
 import { type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
 import { partsOf, type ScannedWriteRequest, type ScanParts, scanned, scanWriteRequest } from "./scan.js"
-import { decompressBody } from "./snappy.js"
+import { decompressBody, snappyDecodedLength } from "./snappy.js"
 
 /**
  * Why a body was refused: 413 (too large once decompressed, or more datapoints or elements than
@@ -36,8 +36,10 @@ export const decodeBody = (
   body: Uint8Array,
   maxDecompressedBytes: number,
   bounds: RequestBounds = UNBOUNDED,
+  /** A buffer to decompress into when long enough; the scan's `bytes` is then a view of it. */
+  into?: Uint8Array,
 ): Either.Either<ScannedWriteRequest, DecodeFailure> => {
-  const raw = decompressBody(body, maxDecompressedBytes)
+  const raw = decompressBody(body, maxDecompressedBytes, into)
   if (Either.isLeft(raw)) {
     return Either.left({ status: raw.left.kind === "too_large" ? 413 : 400, message: raw.left.message })
   }
@@ -61,8 +63,15 @@ export interface BodyDecoder {
   readonly close: () => Promise<void>
 }
 
-/** The default: one thread per core beyond the first, at most 4 (none on one core). */
-export const defaultDecodeThreads = (): number => Math.max(0, Math.min(4, availableParallelism() - 1))
+/**
+ * The default: one thread per core, at most 4 (none on one core). The main thread is mostly waiting
+ * on sockets and decoding threads: on two cores, two decoding threads relay 1.3–1.4× what one does
+ * (docs/performance.md §2).
+ */
+export const defaultDecodeThreads = (): number => {
+  const cores = availableParallelism()
+  return cores <= 1 ? 0 : Math.min(4, cores)
+}
 
 export const inlineDecoder: BodyDecoder = {
   decode: decodeBody,
@@ -78,32 +87,39 @@ export interface DecodeJob {
 }
 
 export type DecodeResult =
-  | { readonly bytes: Uint8Array; readonly parts: ScanParts; readonly wire: Uint8Array | undefined }
+  | { readonly parts: ScanParts; readonly wire: Uint8Array }
   | { readonly failure: DecodeFailure }
 
 /**
- * The worker's side. The decompressed body is copied here into a buffer of its own (the
- * decompressor's cannot be handed over), so that the reply's buffers move to the main thread
- * without a copy there (see `replyTransfer`).
+ * A decoding thread decompresses every body into this buffer (it keeps nothing of it once the
+ * scan is made), grown as bodies need up to `SCRATCH_MAX_BYTES`; a larger body gets a buffer of
+ * its own.
  */
-export const runJob = (job: DecodeJob): DecodeResult => {
-  const result = decodeBody(job.body, job.maxDecompressedBytes, job.bounds)
-  if (Either.isLeft(result)) return { failure: result.left }
-  const bytes = new Uint8Array(result.right.bytes.length)
-  bytes.set(result.right.bytes)
-  return { bytes, parts: partsOf(result.right), wire: result.right.wire }
-}
+const SCRATCH_MAX_BYTES = 8 << 20
+let scratch = new Uint8Array(256 << 10)
 
 /**
- * The buffers of a reply that move to the main thread: the decompressed body, the body as it came
- * (back from the thread it was handed to) and the scan's arrays.
+ * The worker's side: the scan and the body it came in go back, not the decompressed body. The
+ * main thread needs that only for a series it has not matched yet or a verdict that changes the
+ * request, and then decompresses the body itself (`scanned`): at saturation, with every series
+ * known and passing, no decompressed body crosses between the threads or lives on the main thread.
  */
+export const runJob = (job: DecodeJob): DecodeResult => {
+  const length = snappyDecodedLength(job.body) ?? 0
+  if (length > scratch.length && length <= SCRATCH_MAX_BYTES) {
+    scratch = new Uint8Array(Math.min(SCRATCH_MAX_BYTES, Math.max(length, scratch.length * 2)))
+  }
+  const result = decodeBody(job.body, job.maxDecompressedBytes, job.bounds, scratch)
+  if (Either.isLeft(result)) return { failure: result.left }
+  return { parts: partsOf(result.right), wire: result.right.wire as Uint8Array }
+}
+
+/** The buffers of a reply that move to the main thread: the body as it came (back) and the scan's arrays. */
 export const replyTransfer = (result: DecodeResult): ReadonlyArray<ArrayBuffer> => {
   if ("failure" in result) return []
   const p = result.parts
   const views = [
-    result.bytes,
-    ...(result.wire === undefined ? [] : [result.wire]),
+    result.wire,
     p.fieldStarts,
     p.fieldEnds,
     p.fieldSeries,
@@ -118,6 +134,10 @@ export const replyTransfer = (result: DecodeResult): ReadonlyArray<ArrayBuffer> 
   return [...out]
 }
 
+/** Decompresses a body a decoding thread decompressed and scanned already (so it is valid). */
+const decompressed = (wire: Uint8Array) => (): Uint8Array =>
+  Either.getOrThrow(decompressBody(wire, Number.MAX_SAFE_INTEGER))
+
 const fromOutcome = (
   outcome: JobOutcome<DecodeResult>,
 ): Either.Either<ScannedWriteRequest, DecodeFailure> => {
@@ -125,7 +145,9 @@ const fromOutcome = (
     return Either.left({ status: 503, message: `the remote-write decoder failed: ${outcome.reason}; retry` })
   }
   const r = outcome.reply
-  return "failure" in r ? Either.left(r.failure) : Either.right(scanned(r.bytes, r.parts, r.wire))
+  return "failure" in r
+    ? Either.left(r.failure)
+    : Either.right(scanned(decompressed(r.wire), r.parts, r.wire))
 }
 
 /** The body's buffer, handed over to the decoding thread when it is the body's alone. */

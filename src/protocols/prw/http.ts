@@ -62,7 +62,9 @@ export const prwRoute = (options: RouteOptions<ScannedWriteRequest, BodyDecoder>
       const f = decoded.left
       return textReply(f.status, f.message, f.status === 503 ? { "retry-after": "1" } : {})
     }
-    const outcome = options.ingest(decoded.right, decoded.right.bytes.length)
+    // What the request takes in the export buffer: the body as it came (forwarded as it is, or the
+    // compressed part that passes).
+    const outcome = options.ingest(decoded.right, decoded.right.wire?.length ?? decoded.right.bytes.length)
     if (outcome._tag === "Overloaded") return refused("export buffer full, retry later", outcome.retryAfterMs)
     return { status: 204 }
   }

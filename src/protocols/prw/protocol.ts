@@ -1,5 +1,5 @@
 import type { ProtocolAdapter, WireEncoder } from "../protocol.js"
-import { applyScannedVerdict, type ScannedWriteRequest } from "./scan.js"
+import { applyScannedVerdict, passesWhole, type ScannedWriteRequest } from "./scan.js"
 import { compressBody, concatBlocks } from "./snappy.js"
 
 /**
@@ -12,11 +12,12 @@ export const prwAdapter: ProtocolAdapter<ScannedWriteRequest, Uint8Array> = {
   protocol: "prw",
   toSeriesBatch: (req) => req,
   applyVerdict: (req, verdict, only) => {
-    const out = applyScannedVerdict(req, verdict, only)
-    return {
-      request: out.request === req.bytes && req.wire !== undefined ? req.wire : compressBody(out.request),
-      datapoints: out.datapoints,
+    if (only === undefined && req.wire !== undefined) {
+      const whole = passesWhole(req, verdict)
+      if (whole !== undefined) return { request: req.wire, datapoints: whole }
     }
+    const out = applyScannedVerdict(req, verdict, only)
+    return { request: compressBody(out.request), datapoints: out.datapoints }
   },
 }
 

@@ -338,13 +338,26 @@ class Scanner extends WriteRequestReader {
 /** What a scan found, as plain data (a decoding thread sends it to the main thread). */
 export type ScanParts = Omit<ScannedWriteRequest, "bytes" | "wire" | "nameOf" | "labelsOf">
 
-/** The batch view of a scan: names and labels decoded on first use, then kept. */
-export const scanned = (bytes: Uint8Array, parts: ScanParts, wire?: Uint8Array): ScannedWriteRequest => {
+/**
+ * The batch view of a scan: names and labels decoded on first use, then kept. `bytes` may be given
+ * as a function that makes them (decompresses `wire`), called the first time they are needed: a
+ * request whose series are all matched already and pass whole never needs them.
+ */
+export const scanned = (
+  bytes: Uint8Array | (() => Uint8Array),
+  parts: ScanParts,
+  wire?: Uint8Array,
+): ScannedWriteRequest => {
+  let body = typeof bytes === "function" ? undefined : bytes
+  const bytesOf = (): Uint8Array => {
+    body ??= (bytes as () => Uint8Array)()
+    return body
+  }
   const names: Array<string | undefined> = []
   const labels: Array<ReadonlyArray<string> | undefined> = []
   let d: WriteRequestReader | undefined
   const decode = (i: number) => {
-    d ??= new WriteRequestReader(bytes)
+    d ??= new WriteRequestReader(bytesOf())
     d.pos = parts.payloadStarts[i] as number
     const entry = seriesEntry(d.timeSeries(parts.payloadEnds[i] as number))
     names[i] = entry.name
@@ -352,7 +365,9 @@ export const scanned = (bytes: Uint8Array, parts: ScanParts, wire?: Uint8Array):
   }
   return {
     ...parts,
-    bytes,
+    get bytes() {
+      return bytesOf()
+    },
     ...(wire === undefined ? {} : { wire }),
     nameOf: (i) => {
       if (names[i] === undefined) decode(i)
@@ -386,6 +401,19 @@ export interface ForwardedBytes {
   readonly datapoints: number
 }
 
+/** The datapoints of `req` when the verdict lets every series pass whole; else undefined. */
+export const passesWhole = (req: ScannedWriteRequest, verdict: BatchVerdict): number | undefined => {
+  const { pass } = verdict
+  const datapoints = req.datapoints
+  let total = 0
+  for (let i = 0; i < req.length; i++) {
+    const count = datapoints[i] as number
+    if ((pass[i] as number) < count) return undefined
+    total += count
+  }
+  return total
+}
+
 /**
  * Applies the verdict for `req` (whose batch view it is) as `applyVerdict` does to the decoded
  * request, on bytes: the body itself when everything passes; otherwise each field in wire order,
@@ -399,16 +427,9 @@ export const applyScannedVerdict = (
 ): ForwardedBytes => {
   const { pass } = verdict
   const datapoints = req.datapoints
-  const n = req.length
   if (only === undefined) {
-    let total = 0
-    let i = 0
-    for (; i < n; i++) {
-      const count = datapoints[i] as number
-      if ((pass[i] as number) < count) break
-      total += count
-    }
-    if (i === n) return { request: req.bytes, datapoints: total }
+    const total = passesWhole(req, verdict)
+    if (total !== undefined) return { request: req.bytes, datapoints: total }
   }
   const owner = only?.owner
   const index = only?.index ?? 0

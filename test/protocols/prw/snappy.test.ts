@@ -1,6 +1,6 @@
 import { Either } from "effect"
 import fc from "fast-check"
-import { compressSync } from "snappy"
+import { compressSync, uncompressSync } from "snappy"
 import { describe, expect, it } from "vitest"
 import type { PrwDecodeError } from "../../../src/protocols/prw/errors.js"
 import {
@@ -111,6 +111,68 @@ describe("compressBody / decompressBody", () => {
       }),
       { numRuns: 2_000 },
     )
+  })
+})
+
+describe("decompressBody: the block decoder", () => {
+  /** A valid block of bytes that compress into copies and literals, then mutated. */
+  const mutated = fc
+    .tuple(
+      fc.array(fc.uint8Array({ minLength: 1, maxLength: 80 }), { minLength: 1, maxLength: 4 }),
+      fc.array(fc.nat(), { maxLength: 120 }),
+      fc.array(fc.tuple(fc.nat(), fc.nat({ max: 255 }), fc.constantFrom("set", "delete", "insert")), {
+        maxLength: 3,
+      }),
+    )
+    .map(([pieces, picks, edits]) => {
+      const block = Array.from(
+        compressSync(Buffer.concat(picks.map((p) => pieces[p % pieces.length] as Uint8Array))),
+      )
+      for (const [at, byte, kind] of edits) {
+        const k = at % (block.length + 1)
+        if (kind === "set" && k < block.length) block[k] = byte
+        else if (kind === "delete") block.splice(k, 1)
+        else if (kind === "insert") block.splice(k, 0, byte)
+      }
+      return Uint8Array.from(block)
+    })
+
+  it("law: agrees with the native snappy library on valid and mutated blocks: the same bytes, or both refuse", () => {
+    fc.assert(
+      fc.property(mutated, (body) => {
+        let native: Buffer | undefined
+        try {
+          native = uncompressSync(body, { asBuffer: true }) as Buffer
+        } catch {
+          native = undefined
+        }
+        const ours = decompressBody(body, 1 << 20)
+        if (native === undefined) expect(Either.isLeft(ours)).toBe(true)
+        else expect(Either.isRight(ours) && Buffer.from(ours.right).equals(native)).toBe(true)
+      }),
+      { numRuns: 3_000 },
+    )
+  })
+
+  it("refuses a copy that reaches one byte before the start (what the native library refuses too)", () => {
+    // Five bytes: a literal "a", then a copy of four bytes from two bytes back (only one was decoded).
+    const body = Uint8Array.from([5, 0x00, 0x61, 0x0e, 0x02, 0x00])
+    expect(() => uncompressSync(body)).toThrow()
+    expect(mustFail(body).message).toBe("snappy: corrupt input (copy from before the start)")
+    // From one byte back it is a run: "aaaaa".
+    const run = Either.getOrThrow(decompressBody(Uint8Array.from([5, 0x00, 0x61, 0x0e, 0x01, 0x00]), 5))
+    expect(Buffer.from(run).toString()).toBe("aaaaa")
+  })
+
+  it("decodes into the buffer it is given when it is long enough (a view of it), else into its own", () => {
+    const bytes = Buffer.from("abcabcabcabcabcabcabc-0123456789")
+    const body = compressBody(bytes)
+    const scratch = new Uint8Array(64)
+    const into = Either.getOrThrow(decompressBody(body, 1_000, scratch))
+    expect(into.buffer).toBe(scratch.buffer)
+    expect(Buffer.from(into).equals(bytes)).toBe(true)
+    const own = Either.getOrThrow(decompressBody(body, 1_000, new Uint8Array(4)))
+    expect(Buffer.from(own).equals(bytes)).toBe(true)
   })
 })
 
