@@ -33,6 +33,11 @@ import { decodeError, encodeWriteRequest, WriteRequestReader } from "./codec.js"
 import type { PrwDecodeError } from "./errors.js"
 import { FieldNumber, NO_BYTES } from "./types.js"
 
+/** The keys of `TimeSeries.labels`, `Label.name` and `Label.value` (length-delimited). */
+const LABEL_TAG = (FieldNumber.TimeSeries.labels << 3) | 2
+const NAME_TAG = (FieldNumber.Label.name << 3) | 2
+const VALUE_TAG = (FieldNumber.Label.value << 3) | 2
+
 /** `__name__` as bytes. */
 const NAME_LABEL = new TextEncoder().encode("__name__")
 
@@ -152,8 +157,18 @@ class Scanner extends WriteRequestReader {
     this.labelCount = 0
     this.ascii = true
     let datapoints = 0
+    const bytes = this.bytes
     while (this.pos < end) {
       const start = this.pos
+      // The common label first: tag 0x0a and a one-byte length that fits, read without the general
+      // steps (which would check the same and accept it the same way).
+      const length = bytes[start + 1] as number
+      if (bytes[start] === LABEL_TAG && length < 0x80 && length <= end - start - 2) {
+        this.pos = start + 2
+        this.element()
+        this.scanLabel(start + 2 + length)
+        continue
+      }
       const tag = this.tag(end)
       switch (tag >>> 3) {
         case FieldNumber.TimeSeries.labels:
@@ -188,6 +203,27 @@ class Scanner extends WriteRequestReader {
 
   /** As `label`: the last `name` and `value` win, other fields are skipped; both must be UTF-8. */
   private scanLabel(end: number): void {
+    // The common shape first: name then value, each with a one-byte length, filling the label
+    // exactly (the general loop below reads it the same way, with the same checks in that order).
+    const bytes = this.bytes
+    const at = this.pos
+    const nameLength = bytes[at + 1] as number
+    const nameEndAt = at + 2 + nameLength
+    if (
+      bytes[at] === NAME_TAG &&
+      nameLength < 0x80 &&
+      nameEndAt + 2 <= end &&
+      bytes[nameEndAt] === VALUE_TAG
+    ) {
+      const valueLength = bytes[nameEndAt + 1] as number
+      if (valueLength < 0x80 && nameEndAt + 2 + valueLength === end) {
+        this.checkText(at + 2, nameEndAt)
+        this.checkText(nameEndAt + 2, end)
+        this.pos = end
+        this.addLabel(at + 2, nameEndAt, nameEndAt + 2, end)
+        return
+      }
+    }
     let nameStart = this.pos
     let nameEnd = this.pos
     let valueStart = this.pos
@@ -212,6 +248,11 @@ class Scanner extends WriteRequestReader {
         this.skip(tag, start, end)
       }
     }
+    this.addLabel(nameStart, nameEnd, valueStart, valueEnd)
+  }
+
+  /** Records the byte ranges of the label just scanned. */
+  private addLabel(nameStart: number, nameEnd: number, valueStart: number, valueEnd: number): void {
     const n = this.labelCount
     if (n === this.nameStarts.length) {
       const int32 = (k: number) => new Int32Array(k)
