@@ -121,11 +121,12 @@ export interface MemoryBudget {
  * The old generation the main thread's heap starts with, MiB, when no memory limit applies. V8
  * starts a small heap with a small old-generation limit and, under a steady stream of requests,
  * runs a full mark-compact every few hundred milliseconds (each 20-60 ms of marking and pauses on
- * the thread that answers requests); started at 128 MiB, it ran two in 10 s of the same load and
- * the requests' p99 fell from about 28 ms to 11 ms (docs/memory.md). Under a 256 MiB limit a start
- * of 64 MiB took the saturated process over the limit (265 MiB), so with a limit it is not set.
+ * the thread that answers requests); started larger, it runs few (docs/memory.md). 64 MiB relays
+ * remote write at saturation as fast as 128 did, with a lower peak (246-253 MiB against 246-271
+ * in the same rounds). Under a 256 MiB limit a start of 64 MiB took the saturated process over
+ * the limit (265 MiB), so with a limit it is not set.
  */
-export const INITIAL_OLD_SPACE_MB = 128
+export const INITIAL_OLD_SPACE_MB = 64
 
 /**
  * The semi-space of the main thread's young generation, MiB, when no memory limit applies (V8's
