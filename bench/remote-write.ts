@@ -179,6 +179,41 @@ const run = async (): Promise<AreaResult> => {
       )
     }
   }
+  // The same saturation with twice the connections (governor and vmagent), interleaved.
+  const sat16: Record<string, Array<WrkResult & { cpu: number }>> = { governor: [], vmagent: [] }
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 === 0 ? targets : [...targets].reverse()
+    for (const t of order) {
+      const cpu0 = cpuSeconds(t.proc.child.pid)
+      const stopSampling = sampleRss(t)
+      const r = await runWrk({
+        url: t.url,
+        script,
+        connections: CONNECTIONS * 2,
+        threads: 1,
+        durationS: SATURATION_S,
+      })
+      await stopSampling()
+      sat16[t.name]?.push({ ...r, cpu: (cpuSeconds(t.proc.child.pid) - cpu0) / r.durationS })
+      await drain(sink.url)
+      console.error(
+        `prw saturation -c${CONNECTIONS * 2} ${t.name}: ${si(r.okPerS * SERIES_PER_REQUEST)} dp/s`,
+      )
+    }
+  }
+  const sat16Median = (name: string, f: (r: WrkResult & { cpu: number }) => number) =>
+    median((sat16[name] ?? []).map(f))
+  const gov16 = sat16Median("governor", (r) => r.okPerS * SERIES_PER_REQUEST)
+  const vm16 = sat16Median("vmagent", (r) => r.okPerS * SERIES_PER_REQUEST)
+  /** Non-2xx answers of the governor at saturation, both connection counts, as a share of its answers. */
+  const govAnswers = [...(sat.governor ?? []), ...(sat16.governor ?? [])]
+  const non2xxShare =
+    govAnswers.reduce((n, r) => n + r.statusErrors, 0) /
+    Math.max(
+      1,
+      govAnswers.reduce((n, r) => n + r.requests, 0),
+    )
+
   const satMedian = (
     name: string,
     f: (r: WrkResult & { cpu: number; sinkCpu: number; drainMs: number }) => number,
@@ -305,6 +340,27 @@ const run = async (): Promise<AreaResult> => {
       `Target peak ≤ 256 MiB: **${(peakRss.governor ?? 0) <= 256 * 2 ** 20 ? "met" : "not met"}**.`,
   )
   md.push("")
+  const perMillion = (cores: number, dps: number) => (cores / (dps / 1e6)).toFixed(2)
+  md.push(
+    `**CPU per datapoint:** governor ${perMillion(
+      satMedian("governor", (r) => r.cpu),
+      govDps,
+    )} CPU seconds per million datapoints, ` +
+      `vmagent ${perMillion(
+        satMedian("vmagent", (r) => r.cpu),
+        vmDps,
+      )} (medians of the saturation runs above).`,
+  )
+  md.push("")
+  md.push(
+    `**With \`-c${CONNECTIONS * 2}\`** (the same load with twice the connections, ${ROUNDS} interleaved rounds): governor ` +
+      `${si(gov16)} datapoints/s, vmagent ${si(vm16)}: ratio ${ratio(gov16 / vm16)} ` +
+      `(per round ${(sat16.governor ?? []).map((g, i) => ratio(g.okPerS / ((sat16.vmagent ?? [])[i]?.okPerS ?? Number.NaN))).join(", ")}). ` +
+      `Non-2xx answers of the governor with the fast sink, both connection counts: ${govAnswers.reduce((n, r) => n + r.statusErrors, 0)} of ` +
+      `${govAnswers.reduce((n, r) => n + r.requests, 0)} (${(non2xxShare * 100).toFixed(2)}%; target < 1%: ` +
+      `**${non2xxShare < 0.01 ? "met" : "not met"}**).`,
+  )
+  md.push("")
   const oneDps = satMedian(ONE_THREAD, (r) => r.okPerS * SERIES_PER_REQUEST)
   md.push(
     `**Decoding threads, measured in the same rounds:** the governor with \`receivers.decode_threads: 0\` (everything on the ` +
@@ -373,6 +429,18 @@ const run = async (): Promise<AreaResult> => {
       },
       {
         area: "2. remote write",
+        target: `≥ 0.5× vmagent's throughput at -c${CONNECTIONS * 2}`,
+        measured: `${ratio(gov16 / vm16)} (${si(gov16)} vs ${si(vm16)} datapoints/s)`,
+        met: gov16 / vm16 >= 0.5,
+      },
+      {
+        area: "2. remote write",
+        target: "< 1% non-2xx answers with a fast sink",
+        measured: `${(non2xxShare * 100).toFixed(2)}%`,
+        met: non2xxShare < 0.01,
+      },
+      {
+        area: "2. remote write",
         target: "peak RSS ≤ 256 MiB at saturation",
         measured: `${si(peakRss.governor ?? 0)}B (vmagent ${si(peakRss.vmagent ?? 0)}B)`,
         met: (peakRss.governor ?? 0) <= 256 * 2 ** 20,
@@ -382,6 +450,9 @@ const run = async (): Promise<AreaResult> => {
       governorDps: govDps,
       vmagentDps: vmDps,
       ratio: satRatio,
+      governorDps16: gov16,
+      vmagentDps16: vm16,
+      non2xxShare,
       governorCpu: satMedian("governor", (r) => r.cpu),
       oneThreadDps: oneDps,
       oneThreadCpu: satMedian(ONE_THREAD, (r) => r.cpu),
