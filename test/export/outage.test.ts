@@ -3,8 +3,15 @@ import * as path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import { HEADER_BYTES } from "../../src/export/queue.js"
 import type { WriteRequest } from "../../src/protocols/prw/types.js"
-import { metricValue, postPrw, prwRequest, prwSeries, settledMetricValue } from "../support/data-path.js"
-import { freePort, type Governor, startGovernor, tempDir, waitFor } from "../support/governor.js"
+import {
+  metricValue,
+  postPrw,
+  prwRequest,
+  prwSeries,
+  queuedGovernor,
+  settledMetricValue,
+} from "../support/data-path.js"
+import { freePort, type Governor, waitFor } from "../support/governor.js"
 import { Prometheus, prometheusAvailable } from "../support/prometheus.js"
 import { Sink } from "../support/sink.js"
 
@@ -53,24 +60,7 @@ const sendAll = async (port: number, padded = false) => {
   for (let r = 0; r < REQUESTS; r++) expect((await postPrw(port, request(r, padded))).status).toBe(204)
 }
 
-const setup = async (queue: string, endpoint: () => string) => {
-  const dir = tempDir("mg-outage-")
-  cleanup.push(() => fs.rmSync(dir, { recursive: true, force: true }))
-  const config = path.join(dir, "config.yaml")
-  fs.writeFileSync(
-    config,
-    `exporters:\n  queue:\n    path: ${path.join(dir, "queue")}\n${queue}buffer:\n  flush_interval: 50ms\nshutdown_timeout: 2s\n`,
-  )
-  const prwPort = await freePort()
-  const start = async () => {
-    const gov = await startGovernor({
-      args: ["-config", config, "-prw-listen", `127.0.0.1:${prwPort}`, "-prw-exporter-endpoint", endpoint()],
-    })
-    cleanup.push(() => gov.stop())
-    return gov
-  }
-  return { queueDir: path.join(dir, "queue"), prwPort, start }
-}
+const setup = (queue: string, endpoint: () => string) => queuedGovernor(queue, endpoint, cleanup)
 
 const recovered = (gov: Governor) =>
   gov.logs.find((l) => l.message === "durable queue opened" && l.fields.protocol === "prw")?.fields

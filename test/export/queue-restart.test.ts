@@ -1,9 +1,7 @@
-import * as fs from "node:fs"
-import * as path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import type { WriteRequest } from "../../src/protocols/prw/types.js"
-import { postPrw, prwMany } from "../support/data-path.js"
-import { freePort, type Governor, startGovernor, tempDir, waitFor } from "../support/governor.js"
+import { postPrw, prwMany, queuedGovernor } from "../support/data-path.js"
+import { type Governor, waitFor } from "../support/governor.js"
 import { Sink } from "../support/sink.js"
 
 /**
@@ -18,25 +16,11 @@ afterEach(async () => {
 })
 
 const setup = async (queue: string) => {
-  const dir = tempDir("mg-queue-e2e-")
-  cleanup.push(() => fs.rmSync(dir, { recursive: true, force: true }))
-  const config = path.join(dir, "config.yaml")
-  fs.writeFileSync(
-    config,
-    `exporters:\n  queue:\n    path: ${path.join(dir, "queue")}\n${queue}buffer:\n  flush_interval: 50ms\nshutdown_timeout: 2s\n`,
-  )
   let up = false
   const sink = await Sink.start("prw", { respond: () => (up ? { status: 204 } : { status: 503 }) })
   cleanup.push(() => sink.close())
-  const prwPort = await freePort()
-  const start = async () => {
-    const gov = await startGovernor({
-      args: ["-config", config, "-prw-listen", `127.0.0.1:${prwPort}`, "-prw-exporter-endpoint", sink.url],
-    })
-    cleanup.push(() => gov.stop())
-    return gov
-  }
-  return { dir, sink, prwPort, start, setUp: () => (up = true) }
+  const { prwPort, start } = await queuedGovernor(queue, () => sink.url, cleanup)
+  return { sink, prwPort, start, setUp: () => (up = true) }
 }
 
 /** Sends `n` requests of 10 series each, named `<prefix>_<i>`; every one must be accepted (204). */

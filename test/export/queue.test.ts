@@ -70,6 +70,19 @@ const segments = (dir: string) =>
 
 const takeAll = (q: DurableQueue) => q.take(Number.MAX_SAFE_INTEGER)
 
+/** A queue of one record (a payload of `length` bytes, compressed by the queue) whose segment `change` edits on disk. */
+const oneRecordChanged = (length: number, change: (bytes: Buffer) => void) => {
+  const dir = tempQueueDir()
+  const { q } = open(dir)
+  q.push(item(0, length))
+  q.close()
+  const file = path.join(dir, segments(dir)[0] as string)
+  const bytes = fs.readFileSync(file)
+  change(bytes)
+  fs.writeFileSync(file, bytes)
+  return { dir, bytes }
+}
+
 describe("DurableQueue", () => {
   it("gives back what was pushed, in order, with its datapoints and time; acknowledged records are gone after a restart", () => {
     const dir = tempQueueDir()
@@ -224,29 +237,19 @@ describe("DurableQueue", () => {
   })
 
   it("a flipped bit in a header's reserved field is corruption too (the counterexample fast-check found: every written byte is checked)", () => {
-    const dir = tempQueueDir()
-    const { q } = open(dir)
-    q.push(item(0, 10))
-    q.close()
-    const file = path.join(dir, segments(dir)[0] as string)
-    const bytes = fs.readFileSync(file)
-    bytes[2] = (bytes[2] as number) ^ 1
-    fs.writeFileSync(file, bytes)
+    const { dir, bytes } = oneRecordChanged(10, (b) => {
+      b[2] = (b[2] as number) ^ 1
+    })
     const { q: back, seen } = open(dir)
     expect(takeAll(back)).toEqual([])
     expect(seen.corruptBytes).toBe(bytes.length)
   })
 
   it("a record's version flipped from 1 to 2 (stored compressed, read as stored as is) fails its checksum (the counterexample fast-check found: version 2's CRC covers the version)", () => {
-    const dir = tempQueueDir()
-    const { q } = open(dir)
-    q.push(item(0, 4))
-    q.close()
-    const file = path.join(dir, segments(dir)[0] as string)
-    const bytes = fs.readFileSync(file)
-    expect(bytes[1]).toBe(1)
-    bytes[1] = 2
-    fs.writeFileSync(file, bytes)
+    const { dir, bytes } = oneRecordChanged(4, (b) => {
+      expect(b[1]).toBe(1)
+      b[1] = 2
+    })
     const { q: back, seen } = open(dir, { storeAsIs: { upgrade: (p) => p } })
     expect(takeAll(back)).toEqual([])
     expect(seen.corruptBytes).toBe(bytes.length)

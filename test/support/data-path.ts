@@ -16,7 +16,7 @@ import type {
 import { encodeWriteRequest } from "../../src/protocols/prw/codec.js"
 import { compressBody } from "../../src/protocols/prw/snappy.js"
 import { NO_BYTES, type TimeSeries, type WriteRequest } from "../../src/protocols/prw/types.js"
-import { freePort, type Governor, sleep, startGovernor } from "./governor.js"
+import { freePort, type Governor, sleep, startGovernor, tempDir } from "./governor.js"
 import { encodeOtlpJson } from "./otlp-json.js"
 
 export const writeFile = (dir: string, name: string, text: string): string => {
@@ -330,3 +330,39 @@ export const postPrw = (port: number, req: WriteRequest): Promise<HttpAnswer> =>
     },
     body: prwBody(req),
   })
+
+// ---------------------------------------------------------------------------------------------
+// Durable queue
+
+/**
+ * A governor with a durable queue (`queue`: the lines under `exporters.queue` after its path, each
+ * indented four spaces), its remote-write receiver on one port and `endpoint()` as its downstream;
+ * `start` starts it, again on the same queue path after a stop. Directories and processes are
+ * registered in `cleanup`.
+ */
+export const queuedGovernor = async (
+  queue: string,
+  endpoint: () => string,
+  cleanup: Array<() => unknown>,
+): Promise<{
+  readonly queueDir: string
+  readonly prwPort: number
+  readonly start: () => Promise<Governor>
+}> => {
+  const dir = tempDir("mg-queue-")
+  cleanup.push(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const config = path.join(dir, "config.yaml")
+  fs.writeFileSync(
+    config,
+    `exporters:\n  queue:\n    path: ${path.join(dir, "queue")}\n${queue}buffer:\n  flush_interval: 50ms\nshutdown_timeout: 2s\n`,
+  )
+  const prwPort = await freePort()
+  const start = async () => {
+    const gov = await startGovernor({
+      args: ["-config", config, "-prw-listen", `127.0.0.1:${prwPort}`, "-prw-exporter-endpoint", endpoint()],
+    })
+    cleanup.push(() => gov.stop())
+    return gov
+  }
+  return { queueDir: path.join(dir, "queue"), prwPort, start }
+}

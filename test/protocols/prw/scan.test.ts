@@ -161,15 +161,21 @@ describe("applyScannedVerdict: the verdict applied to bytes", () => {
     }),
   )
 
+  const verdictOf = (
+    pass: ReadonlyArray<number>,
+    strip: ReadonlyArray<number>,
+    stripLabels: ReadonlyArray<ReadonlyArray<string>>,
+  ): BatchVerdict => ({
+    pass: Uint32Array.from(pass),
+    strip: Uint8Array.from(strip),
+    rule: stripLabels.map(rule),
+  })
+
   it("law: forwards what applyVerdict forwards from the decoded request, datapoint for datapoint", () => {
     fc.assert(
       fc.property(cases, ({ req, pass, strip, stripLabels }) => {
         const bytes = encodeWriteRequest(req)
-        const verdict: BatchVerdict = {
-          pass: Uint32Array.from(pass),
-          strip: Uint8Array.from(strip),
-          rule: stripLabels.map(rule),
-        }
+        const verdict = verdictOf(pass, strip, stripLabels)
         const fromBytes = applyScannedVerdict(mustScan(bytes), verdict)
         const fromObjects = applyVerdict(mustDecode(bytes), verdict)
         expect(fromBytes.datapoints).toBe(fromObjects.datapoints)
@@ -188,11 +194,7 @@ describe("applyScannedVerdict: the verdict applied to bytes", () => {
     fc.assert(
       fc.property(cases, ({ req, pass, strip, stripLabels }) => {
         const bytes = encodeWriteRequest(req)
-        const verdict: BatchVerdict = {
-          pass: Uint32Array.from(pass),
-          strip: Uint8Array.from(strip),
-          rule: stripLabels.map(rule),
-        }
+        const verdict = verdictOf(pass, strip, stripLabels)
         const body = compressBody(bytes)
         const scan = Either.getOrThrow(decodeBody(body, 1 << 24))
         const out = prwAdapter.applyVerdict(scan, verdict)
