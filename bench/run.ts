@@ -286,7 +286,7 @@ const render = (run: SavedRun): void => {
     `| load average (1 min) | ${load0[0]?.toFixed(2)} at start, ${load1[0]?.toFixed(2)} at end (the machine is shared) |`,
   )
   md.push(
-    `| code | commit \`${commit}\`${dirty ? " with uncommitted changes in the work tree" : ""}; the governor ran from a snapshot of \`dist/\` taken after the build, started through the launcher \`bin/metrics-governor\` as the container image starts it (\`--initial-old-space-size=64 --max-semi-space-size=2\`; with \`-memory-limit\` the heap sized for it) |`,
+    `| code | commit \`${commit}\`${dirty ? " with uncommitted changes in the work tree" : ""}; the governor ran from a snapshot of \`dist/\` taken after the build, started through the launcher \`bin/metrics-governor\` as the container image starts it (\`--initial-old-space-size=128\`; with \`-memory-limit\` the heap sized for it) |`,
   )
   md.push(
     `| peers (Debian packages) | vmagent (victoria-metrics ${versions.vmagent}), Prometheus ${versions.prometheus}, wrk ${versions.wrk} |`,

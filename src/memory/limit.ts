@@ -121,20 +121,11 @@ export interface MemoryBudget {
  * The old generation the main thread's heap starts with, MiB, when no memory limit applies. V8
  * starts a small heap with a small old-generation limit and, under a steady stream of requests,
  * runs a full mark-compact every few hundred milliseconds (each 20-60 ms of marking and pauses on
- * the thread that answers requests); started larger, it runs few (docs/memory.md). 64 MiB relays
- * remote write at saturation as fast as 128 did, with a lower peak (246-253 MiB against 246-271
- * in the same rounds). Under a 256 MiB limit a start of 64 MiB took the saturated process over
- * the limit (265 MiB), so with a limit it is not set.
+ * the thread that answers requests); started at 128 MiB, it ran two in 10 s of the same load and
+ * the requests' p99 fell from about 28 ms to 11 ms (docs/memory.md). Under a 256 MiB limit a start
+ * of 64 MiB took the saturated process over the limit (265 MiB), so with a limit it is not set.
  */
-export const INITIAL_OLD_SPACE_MB = 64
-
-/**
- * The semi-space of the main thread's young generation, MiB, when no memory limit applies (V8's
- * default is 16 on this kind of machine). Remote write at saturation allocates little that lives
- * (the bodies are handed between threads), so a small young generation costs nothing measurable
- * in throughput and keeps the saturated process about 20 MiB smaller (docs/performance.md §2).
- */
-export const SEMI_SPACE_MB = 2
+export const INITIAL_OLD_SPACE_MB = 128
 
 /**
  * The young generation of each remote-write decoding thread, MiB, when no memory limit applies:
@@ -157,7 +148,7 @@ export const budgetOf = (limitBytes: number): MemoryBudget => ({
 
 /**
  * The node flags that size the main thread's heap for `budget`, or, without a memory limit
- * (undefined), the old generation it starts with and its semi-space. A running Node.js process cannot resize its heap, so
+ * (undefined), the old generation it starts with. A running Node.js process cannot resize its heap, so
  * `bin/metrics-governor` works these out first (`heap-flags.ts`) and starts node with them. A heap
  * flag already given (in `NODE_OPTIONS` or to node) is left as it is.
  */
@@ -176,9 +167,6 @@ export const heapFlagsOf = (
   // Under a memory limit, memory comes first: V8 collects early, as it does with a small heap.
   if (budget === undefined && !has("--initial-old-space-size")) {
     out.push(`--initial-old-space-size=${INITIAL_OLD_SPACE_MB}`)
-  }
-  if (budget === undefined && !has("--max-semi-space-size")) {
-    out.push(`--max-semi-space-size=${SEMI_SPACE_MB}`)
   }
   return out
 }

@@ -47,7 +47,7 @@ describe("bin/metrics-governor", () => {
       execFileSync(process.execPath, [path.join(ROOT, "dist/heap-flags.js"), ...args], {
         encoding: "utf8",
       }).trim()
-    expect(flags("-limits-config", limits)).toBe("--initial-old-space-size=64 --max-semi-space-size=2")
+    expect(flags("-limits-config", limits)).toBe("--initial-old-space-size=128")
     expect(flags("-limits-config", limits, "-memory-limit", "256MiB")).toBe(
       "--max-old-space-size=128 --max-semi-space-size=2",
     )
