@@ -39,12 +39,7 @@ import { routeGrpcLogs, serveGrpc } from "../protocols/otlp/grpc-receiver.js"
 import { otlpHttpRoute } from "../protocols/otlp/http.js"
 import { otlpAdapter, otlpEncoder } from "../protocols/otlp/protocol.js"
 import type { ProtocolAdapter } from "../protocols/protocol.js"
-import {
-  defaultDecodeThreads,
-  defaultOtlpDecodeThreads,
-  inlineDecoder,
-  workerDecoder,
-} from "../protocols/prw/decode-pool.js"
+import { defaultDecodeThreads, inlineDecoder, workerDecoder } from "../protocols/prw/decode-pool.js"
 import { prwRoute } from "../protocols/prw/http.js"
 import { prwAdapter, prwEncoder } from "../protocols/prw/protocol.js"
 import * as Reload from "../reload/reloader.js"
@@ -381,7 +376,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       }
 
       if (otlpOutlet !== undefined) {
-        const threads = main.receivers?.decode_threads ?? defaultOtlpDecodeThreads()
+        const threads = main.receivers?.decode_threads ?? OtlpDecode.defaultDecodeThreads()
         const ingest = ingestOf(otlpAdapter, otlpOutlet)
         // Acquired before the receivers, so released after they stopped accepting.
         const decoder = yield* Effect.acquireRelease(

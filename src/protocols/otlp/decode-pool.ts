@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { availableParallelism } from "node:os"
 import * as Data from "effect/Data"
 import * as Either from "effect/Either"
 import { type JobOutcome, type PoolLimits, scriptNextTo, WorkerPool } from "../../threads/pool.js"
@@ -24,6 +25,14 @@ import { bytesBatch, type Fingerprints, fingerprintDataPoints, type OtlpBatch } 
 import { OtlpDecodeError, type OtlpDecodeErrorKind } from "./errors.js"
 import { decompressGzip } from "./gzip.js"
 import { decodeOtlpProtobuf } from "./protobuf.js"
+
+/**
+ * The default number of OTLP decoding threads: one per core beyond the first, at most 4 (none on
+ * one core). OTLP's main thread has more to do per request than remote write's; on two cores a
+ * second OTLP decoding thread cost throughput (445–531k against 638–707k datapoints/s with one,
+ * interleaved).
+ */
+export const defaultDecodeThreads = (): number => Math.max(0, Math.min(4, availableParallelism() - 1))
 
 /** A decoding thread died with the body in hand: the sender should retry (HTTP 503, gRPC UNAVAILABLE). */
 export class OtlpDecoderDied extends Data.TaggedError("OtlpDecoderDied")<{ readonly reason: string }> {

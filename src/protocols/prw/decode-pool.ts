@@ -73,13 +73,6 @@ export const defaultDecodeThreads = (): number => {
   return cores <= 1 ? 0 : Math.min(4, cores)
 }
 
-/**
- * The default for OTLP: one thread per core beyond the first, at most 4 (none on one core). OTLP's
- * main thread has more to do per request; on two cores a second OTLP decoding thread cost
- * throughput (445–531k against 638–707k datapoints/s with one, interleaved).
- */
-export const defaultOtlpDecodeThreads = (): number => Math.max(0, Math.min(4, availableParallelism() - 1))
-
 export const inlineDecoder: BodyDecoder = {
   decode: decodeBody,
   close: () => Promise.resolve(),
