@@ -441,6 +441,83 @@ export const runWrk = async (options: {
   }
 }
 
+export interface H2loadResult {
+  /** Requests answered (any status), and those whose HTTP status was not 2xx. */
+  readonly requests: number
+  readonly statusErrors: number
+  readonly durationS: number
+  /** Per-request latency from h2load's log, ms. */
+  readonly p50: number
+  readonly p99: number
+}
+
+/**
+ * gRPC load with h2load (Debian's `nghttp2-client`, written in C): `streams` calls in flight on
+ * one HTTP/2 connection for `durationS` seconds, each the same unary call whose request is
+ * `message` (framed here: the 5-byte gRPC prefix). h2load sees HTTP statuses only; the gRPC status
+ * is in the trailers, so callers count what the server accepted from its own metrics.
+ */
+export const runH2loadGrpc = async (options: {
+  readonly url: string
+  readonly message: Uint8Array
+  readonly streams: number
+  readonly durationS: number
+  readonly dir: string
+}): Promise<H2loadResult> => {
+  const n = options.message.byteLength
+  const framed = Buffer.concat([
+    Buffer.from([0, n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]),
+    options.message,
+  ])
+  const bodyFile = path.join(options.dir, `h2load-${n}.bin`)
+  if (!fs.existsSync(bodyFile)) fs.writeFileSync(bodyFile, framed)
+  const logFile = path.join(options.dir, "h2load.log")
+  fs.rmSync(logFile, { force: true })
+  const t0 = performance.now()
+  const proc = startProcess("h2load", "h2load", [
+    "-c",
+    "1",
+    "-m",
+    String(options.streams),
+    "-D",
+    String(options.durationS),
+    "-d",
+    bodyFile,
+    "-H",
+    "content-type: application/grpc",
+    "-H",
+    "te: trailers",
+    `--log-file=${logFile}`,
+    options.url,
+  ])
+  const code = await Promise.race([proc.exited, sleep((options.durationS + 30) * 1000).then(() => "timeout")])
+  const durationS = (performance.now() - t0) / 1000
+  if (code === "timeout") {
+    await stopProcess(proc)
+    throw new Error(`h2load did not finish: ${proc.output}`)
+  }
+  if (code !== 0) throw new Error(`h2load failed (exit ${code}): ${proc.output}`)
+  // One line per request: start (µs since the epoch), HTTP status, µs to the end of the response.
+  const lines = fs
+    .readFileSync(logFile, "utf8")
+    .split("\n")
+    .filter((l) => l.length > 0)
+  const latencies: Array<number> = []
+  let statusErrors = 0
+  for (const line of lines) {
+    const [, status, us] = line.split("\t")
+    if (!/^2/.test(status ?? "")) statusErrors++
+    latencies.push(Number(us) / 1000)
+  }
+  return {
+    requests: lines.length,
+    statusErrors,
+    durationS,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Open-loop fixed-rate load
 

@@ -8,7 +8,7 @@
  *
  * The governor is run from a snapshot of dist/ taken at start (node_modules/.cache/mg-bench/dist),
  * so a rebuild by someone else during the run does not change what is measured. Peers come from
- * Debian: `apt-get install -y victoria-metrics prometheus wrk`. Everything listens on 127.0.0.1;
+ * Debian: `apt-get install -y victoria-metrics prometheus wrk nghttp2-client` (h2load). Everything listens on 127.0.0.1;
  * every area is bounded in time (killed after its budget) and kills what it starts.
  */
 import { spawnSync } from "node:child_process"
@@ -536,7 +536,7 @@ const boundsSection = (prw: AreaResult | undefined, enforce: AreaResult | undefi
 const HOW_TO = `## How to run
 
 \`\`\`bash
-apt-get install -y victoria-metrics prometheus wrk   # the peers (once; not needed in CI)
+apt-get install -y victoria-metrics prometheus wrk nghttp2-client   # the peers and load generators (once; not needed in CI)
 npm run bench                                        # about 15 minutes; rewrites docs/performance.md
 BENCH_QUICK=1 node --import tsx bench/run.ts         # short durations, for development
 node --import tsx bench/run.ts --only memory,reload  # some areas only, merged with the last run's other areas
