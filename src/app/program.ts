@@ -26,6 +26,7 @@ import { type Admission, MemoryGuard, UNLIMITED, v8Collect } from "../memory/gua
 import {
   budgetOf,
   cgroupMemoryLimit,
+  DECODE_THREAD_OLD_MB,
   DECODE_THREAD_YOUNG_MB,
   heapFlagsOf,
   resolveMemoryLimit,
@@ -434,7 +435,12 @@ export const dataPathLayer = (flags: DataPathFlags) =>
                   threads,
                   undefined,
                   budget === undefined
-                    ? { resourceLimits: { maxYoungGenerationSizeMb: DECODE_THREAD_YOUNG_MB } }
+                    ? {
+                        resourceLimits: {
+                          maxYoungGenerationSizeMb: DECODE_THREAD_YOUNG_MB,
+                          maxOldGenerationSizeMb: DECODE_THREAD_OLD_MB,
+                        },
+                      }
                     : threadLimits,
                 )
               : inlineDecoder,

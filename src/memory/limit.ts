@@ -133,6 +133,15 @@ export const INITIAL_OLD_SPACE_MB = 128
  */
 export const DECODE_THREAD_YOUNG_MB = 4
 
+/**
+ * The old generation of each remote-write decoding thread, MiB, when no memory limit applies (with
+ * one, `threadOldGenerationMb`, at least as much). V8's flags are the process's: without a bound
+ * of its own, a thread's old generation would start at `INITIAL_OLD_SPACE_MB` like the main
+ * thread's and fill with garbage up to it before its first full collection. A thread keeps about
+ * 10 MiB alive (its code and one reused buffer; bodies and scans are outside its heap).
+ */
+export const DECODE_THREAD_OLD_MB = 32
+
 export const budgetOf = (limitBytes: number): MemoryBudget => ({
   limitBytes,
   bufferBytes: Math.max(MiB, Math.floor(limitBytes * 0.1)),

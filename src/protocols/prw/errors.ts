@@ -1,5 +1,3 @@
-import * as Data from "effect/Data"
-
 /**
  * Why a remote-write body was refused:
  * - `bad_snappy`: not a valid snappy block (answer 400);
@@ -12,16 +10,29 @@ import * as Data from "effect/Data"
  */
 export type PrwDecodeErrorKind = "bad_snappy" | "too_large" | "bad_protobuf" | "bad_labels" | "too_many"
 
-/** A remote-write body that cannot be decoded, with what the operator needs to see why. */
-export class PrwDecodeError extends Data.TaggedError("PrwDecodeError")<{
+/**
+ * A remote-write body that cannot be decoded, with what the operator needs to see why.
+ *
+ * A plain tagged error (`_tag`, as `Effect.catchTag` reads it) rather than `Data.TaggedError`: it is
+ * made in the decoding threads, and `effect/Data` would load most of Effect into each of them
+ * (about 4 MiB of heap per thread).
+ */
+export class PrwDecodeError extends Error {
+  readonly _tag = "PrwDecodeError" as const
   readonly kind: PrwDecodeErrorKind
   /** What is wrong and where, e.g. `truncated varint at byte 17`. */
   readonly reason: string
-}> {
-  /** `snappy: corrupt input`, `protobuf: truncated varint at byte 17`. */
-  override get message(): string {
-    if (this.kind === "too_many") return this.reason
-    if (this.kind === "bad_labels") return `invalid labels: ${this.reason}`
-    return `${this.kind === "bad_protobuf" ? "protobuf" : "snappy"}: ${this.reason}`
+  constructor(args: { readonly kind: PrwDecodeErrorKind; readonly reason: string }) {
+    super(messageOf(args.kind, args.reason))
+    this.name = "PrwDecodeError"
+    this.kind = args.kind
+    this.reason = args.reason
   }
+}
+
+/** `snappy: corrupt input`, `protobuf: truncated varint at byte 17`. */
+const messageOf = (kind: PrwDecodeErrorKind, reason: string): string => {
+  if (kind === "too_many") return reason
+  if (kind === "bad_labels") return `invalid labels: ${reason}`
+  return `${kind === "bad_protobuf" ? "protobuf" : "snappy"}: ${reason}`
 }
