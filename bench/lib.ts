@@ -8,6 +8,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as http from "node:http"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { freePort } from "../test/support/ports.js"
@@ -208,6 +209,102 @@ export const httpGet = (url: string, timeoutMs = 5_000): Promise<{ status: numbe
     req.on("timeout", () => req.destroy(new Error(`GET ${url} timed out`)))
     req.on("error", reject)
   })
+
+/**
+ * A lean poller: one keep-alive connection, requests written as bytes and answers parsed by hand
+ * (`Content-Length` or chunked), with no HTTP client between the measurement and the server. What a
+ * latency measured by polling back to back resolves to is one round trip; this keeps the client's
+ * own share of it (and its garbage) small. One request at a time.
+ */
+export class RawPoller {
+  private socket: net.Socket | undefined
+  private buf: Buffer = Buffer.alloc(0)
+  private waiting: { resolve: (body: string) => void; reject: (e: Error) => void } | undefined
+  private readonly url: URL
+
+  constructor(base: string) {
+    this.url = new URL(base)
+  }
+
+  /** The connection, opened again when the server closed it (an idle keep-alive connection). */
+  private connection(): net.Socket {
+    if (this.socket !== undefined && !this.socket.destroyed) return this.socket
+    const socket = net.connect(Number(this.url.port), this.url.hostname)
+    socket.setNoDelay(true)
+    this.buf = Buffer.alloc(0)
+    socket.on("data", (chunk: Buffer) => {
+      this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk])
+      this.answer()
+    })
+    const fail = (e: Error) => {
+      if (this.socket === socket) this.socket = undefined
+      const w = this.waiting
+      this.waiting = undefined
+      w?.reject(e)
+    }
+    socket.on("error", fail)
+    socket.on("close", () => fail(new Error(`${this.url.origin}: connection closed`)))
+    this.socket = socket
+    return socket
+  }
+
+  /**
+   * GET `path`: the body of a 200 answer (any other status is an error). Sent again once on a new
+   * connection when the first attempt fails (the server may close an idle connection just then).
+   */
+  get(path: string): Promise<string> {
+    return this.once(path).catch(() => this.once(path))
+  }
+
+  private once(path: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.waiting = { resolve, reject }
+      this.connection().write(`GET ${path} HTTP/1.1\r\nHost: ${this.url.host}\r\n\r\n`)
+    })
+  }
+
+  close(): void {
+    this.socket?.destroy()
+  }
+
+  private answer(): void {
+    const head = this.buf.indexOf("\r\n\r\n")
+    if (head < 0 || this.waiting === undefined) return
+    const headers = this.buf.subarray(0, head).toString("latin1")
+    const status = Number(/^HTTP\/1\.1 (\d+)/.exec(headers)?.[1])
+    const length = /\r\ncontent-length:\s*(\d+)/i.exec(headers)
+    let body: string
+    let end: number
+    if (length !== null) {
+      end = head + 4 + Number(length[1])
+      if (this.buf.length < end) return
+      body = this.buf.subarray(head + 4, end).toString("utf8")
+    } else if (/\r\ntransfer-encoding:\s*chunked/i.test(headers)) {
+      const parts: Array<Buffer> = []
+      let at = head + 4
+      for (;;) {
+        const line = this.buf.indexOf("\r\n", at)
+        if (line < 0) return
+        const size = Number.parseInt(this.buf.subarray(at, line).toString("latin1"), 16)
+        if (this.buf.length < line + 2 + size + 2) return
+        if (size === 0) {
+          end = line + 4
+          break
+        }
+        parts.push(this.buf.subarray(line + 2, line + 2 + size))
+        at = line + 2 + size + 2
+      }
+      body = Buffer.concat(parts).toString("utf8")
+    } else {
+      throw new Error(`RawPoller: an answer with neither Content-Length nor chunked: ${headers}`)
+    }
+    this.buf = this.buf.subarray(end)
+    const w = this.waiting
+    this.waiting = undefined
+    if (status === 200) w.resolve(body)
+    else w.reject(new Error(`GET: HTTP ${status}`))
+  }
+}
 
 /** Polls `check` until it returns a value, at most `timeoutMs`. */
 export const waitFor = async <A>(
