@@ -295,6 +295,7 @@ describe("DurableQueue", () => {
           const touched = new Set<number>()
           const files = [...new Set(where.map((w) => w.file))]
           const total = where.reduce((n, w) => n + w.size, 0)
+          const original = new Map(files.map((f) => [f, fs.readFileSync(f)]))
           for (const [at, mask, inHeader] of flips) {
             let pos = at % total
             let k = 0
@@ -309,8 +310,13 @@ describe("DurableQueue", () => {
             const bytes = fs.readFileSync(w.file)
             bytes[w.offset + pos] = (bytes[w.offset + pos] as number) ^ mask
             fs.writeFileSync(w.file, bytes)
-            touched.add(k)
           }
+          // Touched: a record whose bytes differ now (two flips of one bit undo each other).
+          where.forEach((w, k) => {
+            const before = (original.get(w.file) as Buffer).subarray(w.offset, w.offset + w.size)
+            const now = fs.readFileSync(w.file).subarray(w.offset, w.offset + w.size)
+            if (!before.equals(now)) touched.add(k)
+          })
           // What is left on disk of each record once the last segment is cut short.
           const onDisk = where.map((w) => w.size)
           if (cut !== undefined) {
@@ -329,7 +335,22 @@ describe("DurableQueue", () => {
           back.close()
         },
       ),
-      { numRuns: 200 },
+      {
+        numRuns: 200,
+        // Found by fast-check: two flips of the same bit of record 0 undo each other, so the record
+        // is intact and comes back (the law had counted it as touched).
+        examples: [
+          [
+            [31, 211, 189, 147, 278, 271, 168, 272, 120, 96],
+            [
+              [1481161930, 2, false],
+              [3, 2, false],
+            ],
+            undefined,
+            13,
+          ],
+        ],
+      },
     )
   })
 
