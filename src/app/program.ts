@@ -36,7 +36,6 @@ import { type ReceiverSecurity, serveReceiver } from "../pipeline/http-receiver.
 import { makeIngest } from "../pipeline/ingest.js"
 import { ViolationLog } from "../pipeline/violations.js"
 import * as OtlpDecode from "../protocols/otlp/decode-pool.js"
-import { routeGrpcLogs, serveGrpc } from "../protocols/otlp/grpc-receiver.js"
 import { otlpHttpRoute } from "../protocols/otlp/http.js"
 import { otlpAdapter, otlpEncoder } from "../protocols/otlp/protocol.js"
 import type { ProtocolAdapter } from "../protocols/protocol.js"
@@ -56,6 +55,7 @@ import {
 } from "../server/address.js"
 import * as Control from "../server/control.js"
 import { makeShutdownClock, Shutdown } from "../server/shutdown.js"
+import { setGrpcLogRoute } from "../telemetry/grpc-log-route.js"
 import { callbackLogger, logError, logInfo, logWarn } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
 import type { PoolLimits } from "../threads/pool.js"
@@ -181,7 +181,8 @@ export const dataPathLayer = (flags: DataPathFlags) =>
           )
         }
       }
-      routeGrpcLogs(log)
+      // grpc-js (loaded only with a gRPC receiver or exporter) logs through the JSON logger.
+      setGrpcLogRoute(log)
       const onError = (e: unknown) =>
         log(
           logError("receiver failed on a request", {
@@ -405,6 +406,8 @@ export const dataPathLayer = (flags: DataPathFlags) =>
           })
         }
         if (grpcAddress !== undefined) {
+          // grpc-js is loaded only when a gRPC receiver (or exporter) is configured.
+          const { serveGrpc } = yield* Effect.promise(() => import("../protocols/otlp/grpc-receiver.js"))
           yield* serveGrpc(
             grpcAddress,
             maxDecompressedBytes,

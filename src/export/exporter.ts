@@ -7,7 +7,7 @@ import type { ExporterTls } from "../security/exporter-tls.js"
 import { logError, logInfo, logWarn } from "../telemetry/log.js"
 import type { Instruments } from "../telemetry/metrics.js"
 import type { Buffered, ExportQueue } from "./buffer.js"
-import { GrpcExporterClient } from "./grpc-transport.js"
+import type { GrpcExporterClient } from "./grpc-transport.js"
 import { TokenFile } from "./token-file.js"
 
 export interface ExporterSettings<P> {
@@ -230,6 +230,9 @@ export const gzipped = (body: Uint8Array): Effect.Effect<Uint8Array, ExportFaile
     )
   })
 
+/** The OTLP/gRPC transport's module (and grpc-js), loaded when first needed. */
+const grpcTransport = Effect.promise(() => import("./grpc-transport.js"))
+
 /** Identical refusals of a batch of several requests (same status, same answer) before it is split. */
 export const SPLIT_AFTER = 3
 /**
@@ -333,14 +336,17 @@ export const runExporter = <P>(
     ): Effect.Effect<void, ExportFailed> => {
       const gzip = settings.compression === "gzip"
       if (settings.transport === "grpc") {
-        grpcClient ??= new GrpcExporterClient()
-        return grpcClient.send({
-          url,
-          body: encoded.body,
-          metadata: credentials,
-          timeoutMs: settings.timeoutMs,
-          gzip,
-          tls: url.startsWith("https:") ? settings.tls?.material(onTlsError) : undefined,
+        // grpc-js is loaded at the first gRPC export, not by processes that never export over gRPC.
+        return Effect.flatMap(grpcTransport, ({ GrpcExporterClient }) => {
+          grpcClient ??= new GrpcExporterClient()
+          return grpcClient.send({
+            url,
+            body: encoded.body,
+            metadata: credentials,
+            timeoutMs: settings.timeoutMs,
+            gzip,
+            tls: url.startsWith("https:") ? settings.tls?.material(onTlsError) : undefined,
+          })
         })
       }
       const headers = { ...credentials, ...encoded.headers }

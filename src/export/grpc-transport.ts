@@ -19,6 +19,7 @@
 import * as grpc from "@grpc/grpc-js"
 import { Effect } from "effect"
 import { METRICS_EXPORT_PATH } from "../protocols/otlp/grpc.js"
+import { applyGrpcLogRoute } from "../protocols/otlp/grpc-logs.js"
 import { retryDelayMs, STATUS_DETAILS_TRAILER } from "../protocols/otlp/status.js"
 import type { ExporterTlsMaterial } from "../security/exporter-tls.js"
 import { LEN, ProtoReader, tag } from "../wire/protobuf.js"
@@ -106,6 +107,11 @@ interface Channel {
  */
 export class GrpcExporterClient {
   private channel: Channel | undefined
+
+  constructor() {
+    // grpc-js is loaded with this module: its log lines go where the program said.
+    applyGrpcLogRoute()
+  }
 
   private clientFor(call: GrpcCall): grpc.Client {
     const c = this.channel

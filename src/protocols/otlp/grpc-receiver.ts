@@ -1,5 +1,3 @@
-import { format } from "node:util"
-import { setLogger } from "@grpc/grpc-js"
 import { Effect, Either } from "effect"
 import type { Admission } from "../../memory/guard.js"
 import type { ReceiverSecurity } from "../../pipeline/http-receiver.js"
@@ -9,26 +7,14 @@ import { rotatingServerCredentials } from "../../security/grpc-credentials.js"
 import type { ReceiverAuth } from "../../security/material.js"
 import type { ListenAddress } from "../../server/address.js"
 import type { ShutdownClock } from "../../server/shutdown.js"
-import { logDebug, logError, logInfo } from "../../telemetry/log.js"
 import type { Instruments } from "../../telemetry/metrics.js"
 import type { RequestBounds } from "../../wire/bounds.js"
 import type { OtlpBatch } from "./adapter.js"
 import type { OtlpBodyDecoder } from "./decode-pool.js"
 import { startGrpcServer } from "./grpc.js"
+import { applyGrpcLogRoute } from "./grpc-logs.js"
 
-/**
- * Routes what grpc-js logs (by default `console.error`, in its own format, on stderr) through `log`,
- * a `callbackLogger`: one JSON line with `fields.detail`, at the level grpc-js gave it. grpc-js's
- * logger is process-wide; which of its levels it emits is its own setting (`GRPC_VERBOSITY`, errors
- * only by default), and `-log-level` filters them like every other line.
- */
-export const routeGrpcLogs = (log: (line: Effect.Effect<void>) => void): void => {
-  const as =
-    (write: typeof logError) =>
-    (message?: unknown, ...rest: Array<unknown>) =>
-      log(write("grpc-js", { detail: format(message, ...rest) }))
-  setLogger({ error: as(logError), info: as(logInfo), debug: as(logDebug) })
-}
+export { routeGrpcLogs } from "./grpc-logs.js"
 
 /**
  * OTLP/gRPC `MetricsService/Export` for the life of the scope. Bad data is INVALID_ARGUMENT (not
@@ -49,81 +35,85 @@ export const serveGrpc = (
   admission: Admission,
   security: ReceiverSecurity = {},
 ) =>
-  Effect.acquireRelease(
-    Effect.tryPromise({
-      try: () =>
-        startGrpcServer({
-          ...(security.tls === undefined ? {} : { credentials: rotatingServerCredentials(security.tls) }),
-          // Read at every call: a reload may set, change or remove the credentials.
-          authenticate: (metadata) => {
-            const auth: ReceiverAuth | undefined = security.auth
-            if (auth === undefined) return true
-            const value = metadata.get("authorization")[0]
-            return auth.check(typeof value === "string" ? value : value?.toString("utf8"))
-          },
-          onUnauthenticated: () => {
-            telemetry.receiverAuthFailures.inc({ protocol: "otlp" })
-            telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_unauthenticated" })
-          },
-          host: address.host ?? "",
-          port: address.port,
-          maxReceiveMessageLength: maxMessageBytes,
-          bounds,
-          admission,
-          onRefused: () => {
-            telemetry.receiverRefused.inc({ protocol: "otlp", reason: "memory" })
-            telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_resource_exhausted" })
-          },
-          // grpc-js has inflated a gzip message already, within maxMessageBytes.
-          decode: (bytes, b) => {
-            const decoded = decoder.decode(bytes, "identity", maxMessageBytes, b)
-            const count = (d: Awaited<typeof decoded>) => {
-              if (Either.isLeft(d) && d.left._tag === "OtlpDecoderDied")
-                telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_unavailable" })
-              return d
-            }
-            return decoded instanceof Promise ? decoded.then(count) : count(decoded)
-          },
-          onDecodeError: (e) =>
-            telemetry.receiverRequests.inc({
-              protocol: "otlp",
-              code: e.kind === "too_many" ? "grpc_too_large" : "grpc_invalid_argument",
-            }),
-          handle: async (req) => {
-            const outcome = ingest(req, req.bytes?.length ?? 0)
-            if (outcome._tag === "Overloaded") {
+  Effect.zipRight(
+    // grpc-js is loaded with this module: its log lines go where the program said.
+    Effect.sync(applyGrpcLogRoute),
+    Effect.acquireRelease(
+      Effect.tryPromise({
+        try: () =>
+          startGrpcServer({
+            ...(security.tls === undefined ? {} : { credentials: rotatingServerCredentials(security.tls) }),
+            // Read at every call: a reload may set, change or remove the credentials.
+            authenticate: (metadata) => {
+              const auth: ReceiverAuth | undefined = security.auth
+              if (auth === undefined) return true
+              const value = metadata.get("authorization")[0]
+              return auth.check(typeof value === "string" ? value : value?.toString("utf8"))
+            },
+            onUnauthenticated: () => {
+              telemetry.receiverAuthFailures.inc({ protocol: "otlp" })
+              telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_unauthenticated" })
+            },
+            host: address.host ?? "",
+            port: address.port,
+            maxReceiveMessageLength: maxMessageBytes,
+            bounds,
+            admission,
+            onRefused: () => {
+              telemetry.receiverRefused.inc({ protocol: "otlp", reason: "memory" })
               telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_resource_exhausted" })
-              return {
-                ok: false,
-                code: "overloaded",
-                message: "export buffer full, retry later",
-                retryAfterMs: outcome.retryAfterMs,
+            },
+            // grpc-js has inflated a gzip message already, within maxMessageBytes.
+            decode: (bytes, b) => {
+              const decoded = decoder.decode(bytes, "identity", maxMessageBytes, b)
+              const count = (d: Awaited<typeof decoded>) => {
+                if (Either.isLeft(d) && d.left._tag === "OtlpDecoderDied")
+                  telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_unavailable" })
+                return d
               }
-            }
-            telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_ok" })
-            return outcome.dropped > 0
-              ? {
-                  ok: true,
-                  rejectedDataPoints: outcome.dropped,
-                  errorMessage: "dropped by metrics-governor limits",
+              return decoded instanceof Promise ? decoded.then(count) : count(decoded)
+            },
+            onDecodeError: (e) =>
+              telemetry.receiverRequests.inc({
+                protocol: "otlp",
+                code: e.kind === "too_many" ? "grpc_too_large" : "grpc_invalid_argument",
+              }),
+            handle: async (req) => {
+              const outcome = ingest(req, req.bytes?.length ?? 0)
+              if (outcome._tag === "Overloaded") {
+                telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_resource_exhausted" })
+                return {
+                  ok: false,
+                  code: "overloaded",
+                  message: "export buffer full, retry later",
+                  retryAfterMs: outcome.retryAfterMs,
                 }
-              : { ok: true }
-          },
-        }),
-      catch: (e) =>
-        new ListenError({
-          what: "OTLP/gRPC receiver",
-          address: `${address.host ?? ""}:${address.port}`,
-          reason: e instanceof Error ? e.message : String(e),
-        }),
-    }).pipe(
-      Effect.tap((server) =>
-        Effect.sync(() => shutdown.onBegin(() => void server.shutdown(shutdown.graceLeftMs()))),
+              }
+              telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_ok" })
+              return outcome.dropped > 0
+                ? {
+                    ok: true,
+                    rejectedDataPoints: outcome.dropped,
+                    errorMessage: "dropped by metrics-governor limits",
+                  }
+                : { ok: true }
+            },
+          }),
+        catch: (e) =>
+          new ListenError({
+            what: "OTLP/gRPC receiver",
+            address: `${address.host ?? ""}:${address.port}`,
+            reason: e instanceof Error ? e.message : String(e),
+          }),
+      }).pipe(
+        Effect.tap((server) =>
+          Effect.sync(() => shutdown.onBegin(() => void server.shutdown(shutdown.graceLeftMs()))),
+        ),
       ),
+      (server) =>
+        Effect.promise(() => {
+          shutdown.begin()
+          return server.shutdown(shutdown.graceLeftMs())
+        }),
     ),
-    (server) =>
-      Effect.promise(() => {
-        shutdown.begin()
-        return server.shutdown(shutdown.graceLeftMs())
-      }),
   )
