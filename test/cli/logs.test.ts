@@ -3,7 +3,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { experimental, logVerbosity } from "@grpc/grpc-js"
 import { Effect } from "effect"
 import { afterAll, beforeAll, vi } from "vitest"
+import { applyGrpcLogRoute } from "../../src/protocols/otlp/grpc-logs.js"
 import { routeGrpcLogs } from "../../src/protocols/otlp/grpc-receiver.js"
+import { setGrpcLogRoute } from "../../src/telemetry/grpc-log-route.js"
 import * as Log from "../../src/telemetry/log.js"
 import { freePort, runCli } from "../support/governor.js"
 
@@ -115,6 +117,28 @@ describe("logging from callbacks", () => {
       expect(stdout).not.toHaveBeenCalled()
       expect(consoleLog).not.toHaveBeenCalled()
     }),
+  )
+
+  it.effect(
+    "grpc-js loaded after the program set the route (a gRPC receiver or exporter configured later) logs through it",
+    () =>
+      Effect.gen(function* () {
+        const lines: Array<string> = []
+        const log = yield* Log.callbackLogger.pipe(Effect.provide(Log.layer("info", (l) => lines.push(l))))
+        // As the program does at start, before any module that loads grpc-js; then as they do when loaded.
+        setGrpcLogRoute(log)
+        applyGrpcLogRoute()
+        experimental.log(logVerbosity.ERROR, "after the lazy load %d", 2)
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
+        expect(lines.map((l) => JSON.parse(l))).toEqual([
+          {
+            ts: expect.any(String),
+            level: "error",
+            message: "grpc-js",
+            fields: { detail: "after the lazy load 2" },
+          },
+        ])
+      }),
   )
 
   it.effect("what grpc-js logs becomes a JSON line of the same level", () =>
