@@ -3,8 +3,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { experimental, logVerbosity } from "@grpc/grpc-js"
 import { Effect } from "effect"
 import { afterAll, beforeAll, vi } from "vitest"
-import { applyGrpcLogRoute } from "../../src/protocols/otlp/grpc-logs.js"
-import { routeGrpcLogs } from "../../src/protocols/otlp/grpc-receiver.js"
+import { applyGrpcLogRoute, routeGrpcLogs } from "../../src/protocols/otlp/grpc-logs.js"
 import { setGrpcLogRoute } from "../../src/telemetry/grpc-log-route.js"
 import * as Log from "../../src/telemetry/log.js"
 import { freePort, runCli } from "../support/governor.js"
@@ -119,18 +118,30 @@ describe("logging from callbacks", () => {
     }),
   )
 
+  /** The JSON lines of what grpc-js logs in `emit`, its log lines routed by `route`. */
+  const grpcLogLines = (route: (log: (line: Effect.Effect<void>) => void) => void, emit: () => void) =>
+    Effect.gen(function* () {
+      const lines: Array<string> = []
+      const log = yield* Log.callbackLogger.pipe(Effect.provide(Log.layer("info", (l) => lines.push(l))))
+      route(log)
+      emit()
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
+      return lines.map((l) => JSON.parse(l))
+    })
+
   it.effect(
     "grpc-js loaded after the program set the route (a gRPC receiver or exporter configured later) logs through it",
     () =>
       Effect.gen(function* () {
-        const lines: Array<string> = []
-        const log = yield* Log.callbackLogger.pipe(Effect.provide(Log.layer("info", (l) => lines.push(l))))
-        // As the program does at start, before any module that loads grpc-js; then as they do when loaded.
-        setGrpcLogRoute(log)
-        applyGrpcLogRoute()
-        experimental.log(logVerbosity.ERROR, "after the lazy load %d", 2)
-        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
-        expect(lines.map((l) => JSON.parse(l))).toEqual([
+        const lines = yield* grpcLogLines(
+          (log) => {
+            // As the program does at start, before any module that loads grpc-js; then as they do when loaded.
+            setGrpcLogRoute(log)
+            applyGrpcLogRoute()
+          },
+          () => experimental.log(logVerbosity.ERROR, "after the lazy load %d", 2),
+        )
+        expect(lines).toEqual([
           {
             ts: expect.any(String),
             level: "error",
@@ -143,14 +154,12 @@ describe("logging from callbacks", () => {
 
   it.effect("what grpc-js logs becomes a JSON line of the same level", () =>
     Effect.gen(function* () {
-      const lines: Array<string> = []
-      const log = yield* Log.callbackLogger.pipe(Effect.provide(Log.layer("info", (l) => lines.push(l))))
-      routeGrpcLogs(log)
-      // As grpc-js logs, at its default verbosity (errors only).
-      experimental.log(logVerbosity.ERROR, "No address added out of total %d resolved", 1)
-      experimental.log(logVerbosity.DEBUG, "below grpc-js's verbosity")
-      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
-      expect(lines.map((l) => JSON.parse(l))).toEqual([
+      const lines = yield* grpcLogLines(routeGrpcLogs, () => {
+        // As grpc-js logs, at its default verbosity (errors only).
+        experimental.log(logVerbosity.ERROR, "No address added out of total %d resolved", 1)
+        experimental.log(logVerbosity.DEBUG, "below grpc-js's verbosity")
+      })
+      expect(lines).toEqual([
         {
           ts: expect.any(String),
           level: "error",

@@ -14,8 +14,6 @@ import type { OtlpBodyDecoder } from "./decode-pool.js"
 import { startGrpcServer } from "./grpc.js"
 import { applyGrpcLogRoute } from "./grpc-logs.js"
 
-export { routeGrpcLogs } from "./grpc-logs.js"
-
 /**
  * OTLP/gRPC `MetricsService/Export` for the life of the scope. Bad data is INVALID_ARGUMENT (not
  * retryable); a full export buffer is RESOURCE_EXHAUSTED with a RetryInfo, so clients retry later;
