@@ -38,10 +38,30 @@ interface Envelope<A> {
   readonly body: A
 }
 
+/**
+ * A job in hand: the thread it was given to (a stopped thread's jobs end with it) and how its
+ * promise is settled. Settling lets go of everything: a `Map`'s retired hash tables can point at
+ * an entry until V8's next full collection, and must not keep the job's answer (and its buffers)
+ * alive that long.
+ */
+class InHand<R> {
+  resolve: ((outcome: JobOutcome<R>) => void) | undefined = undefined
+  timer: NodeJS.Timeout | undefined = undefined
+  constructor(readonly worker: Worker) {}
+
+  settle(outcome: JobOutcome<R>): void {
+    const resolve = this.resolve
+    this.resolve = undefined
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timer = undefined
+    resolve?.(outcome)
+  }
+}
+
 interface Slot<R> {
   worker: Worker | undefined
-  /** Jobs in hand, with the thread each was given to (a stopped thread's jobs end with it). */
-  readonly pending: Map<number, { readonly worker: Worker; readonly done: (outcome: JobOutcome<R>) => void }>
+  /** Jobs in hand. */
+  readonly pending: Map<number, InHand<R>>
 }
 
 export class WorkerPool<J, R> {
@@ -74,32 +94,27 @@ export class WorkerPool<J, R> {
     for (const s of this.slots) if (s.pending.size < slot.pending.size) slot = s
     const worker = slot.worker ?? this.start(slot)
     const id = this.nextId++
-    return new Promise((resolve) => {
-      const timeoutMs = this.limits.timeoutMs
-      let timer: NodeJS.Timeout | undefined
-      slot.pending.set(id, {
-        worker,
-        done: (outcome) => {
-          if (timer !== undefined) clearTimeout(timer)
-          resolve(outcome)
-        },
-      })
-      if (timeoutMs !== undefined) {
-        timer = setTimeout(() => {
-          const entry = slot.pending.get(id)
-          if (entry === undefined) return
-          slot.pending.delete(id)
-          entry.done({ _tag: "Died", reason: `no answer within ${timeoutMs} ms`, timedOut: true })
-          // The thread may be stuck for good: stop it (its other jobs end with it); the next job
-          // starts a new one.
-          if (slot.worker === worker) slot.worker = undefined
-          void worker.terminate()
-        }, timeoutMs)
-        if (!this.keepsAlive) timer.unref()
-      }
-      const envelope: Envelope<J> = { id, body: job }
-      worker.postMessage(envelope, transfer as Array<ArrayBuffer>)
+    const entry = new InHand<R>(worker)
+    slot.pending.set(id, entry)
+    const timeoutMs = this.limits.timeoutMs
+    if (timeoutMs !== undefined) {
+      entry.timer = setTimeout(() => {
+        if (slot.pending.get(id) !== entry) return
+        slot.pending.delete(id)
+        entry.settle({ _tag: "Died", reason: `no answer within ${timeoutMs} ms`, timedOut: true })
+        // The thread may be stuck for good: stop it (its other jobs end with it); the next job
+        // starts a new one.
+        if (slot.worker === worker) slot.worker = undefined
+        void worker.terminate()
+      }, timeoutMs)
+      if (!this.keepsAlive) entry.timer.unref()
+    }
+    const promise = new Promise<JobOutcome<R>>((resolve) => {
+      entry.resolve = resolve
     })
+    const envelope: Envelope<J> = { id, body: job }
+    worker.postMessage(envelope, transfer as Array<ArrayBuffer>)
+    return promise
   }
 
   /** Stops every thread; jobs still in hand come back `Died`. */
@@ -117,14 +132,14 @@ export class WorkerPool<J, R> {
       const entry = slot.pending.get(reply.id)
       if (entry === undefined) return
       slot.pending.delete(reply.id)
-      entry.done({ _tag: "Done", reply: reply.body })
+      entry.settle({ _tag: "Done", reply: reply.body })
     })
     const died = (reason: string) => {
       if (slot.worker === w) slot.worker = undefined
       for (const [id, entry] of slot.pending) {
         if (entry.worker !== w) continue
         slot.pending.delete(id)
-        entry.done({ _tag: "Died", reason })
+        entry.settle({ _tag: "Died", reason })
       }
     }
     w.on("error", (e) =>

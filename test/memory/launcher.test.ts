@@ -42,12 +42,12 @@ describe("bin/metrics-governor", () => {
     expect(env).toContain("MALLOC_ARENA_MAX=2")
   })
 
-  it("prints the flags the governor is started with: the old generation it starts with always, the sizes only with a memory limit", () => {
+  it("prints the flags the governor is started with: the old generation's start and a semi-space of 8 MiB without a memory limit, the sizes for it with one", () => {
     const flags = (...args: Array<string>) =>
       execFileSync(process.execPath, [path.join(ROOT, "dist/heap-flags.js"), ...args], {
         encoding: "utf8",
       }).trim()
-    expect(flags("-limits-config", limits)).toBe("--initial-old-space-size=128")
+    expect(flags("-limits-config", limits)).toBe("--initial-old-space-size=128 --max-semi-space-size=8")
     expect(flags("-limits-config", limits, "-memory-limit", "256MiB")).toBe(
       "--max-old-space-size=128 --max-semi-space-size=2",
     )

@@ -113,10 +113,10 @@ describe("heapFlagsOf", () => {
     )
   })
 
-  it("sizes 256 MiB as old generation 128 MiB and semi-space 2 MiB, 1 GiB as 512 and 8; without a limit only the old generation's start, 128 MiB", () => {
+  it("sizes 256 MiB as old generation 128 MiB and semi-space 2 MiB, 1 GiB as 512 and 8; without a limit the old generation's start, 128 MiB, and a semi-space of 8 MiB", () => {
     expect(heapFlagsOf(budgetOf(256 * MiB))).toEqual(["--max-old-space-size=128", "--max-semi-space-size=2"])
     expect(heapFlagsOf(budgetOf(1024 * MiB))).toEqual(["--max-old-space-size=512", "--max-semi-space-size=8"])
-    expect(heapFlagsOf(undefined)).toEqual(["--initial-old-space-size=128"])
+    expect(heapFlagsOf(undefined)).toEqual(["--initial-old-space-size=128", "--max-semi-space-size=8"])
   })
 
   it("leaves a heap flag the operator gave (NODE_OPTIONS or node's own flags) as it is", () => {
@@ -127,7 +127,12 @@ describe("heapFlagsOf", () => {
     expect(heapFlagsOf(b, givenNodeFlags(["--max-semi-space-size=4"], undefined))).toEqual([
       "--max-old-space-size=128",
     ])
-    expect(heapFlagsOf(undefined, givenNodeFlags(["--initial-old-space-size=32"], undefined))).toEqual([])
+    expect(heapFlagsOf(undefined, givenNodeFlags(["--initial-old-space-size=32"], undefined))).toEqual([
+      "--max-semi-space-size=8",
+    ])
+    expect(
+      heapFlagsOf(undefined, givenNodeFlags([], "--initial-old-space-size=32 --max-semi-space-size=16")),
+    ).toEqual([])
     expect(
       heapFlagsOf(
         b,

@@ -43,12 +43,12 @@ export const decodeBody = (
   if (Either.isLeft(raw)) {
     return Either.left({ status: raw.left.kind === "too_large" ? 413 : 400, message: raw.left.message })
   }
-  return Either.match(scanWriteRequest(raw.right, bounds), {
-    onLeft: (e) => Either.left({ status: e.kind === "too_many" ? 413 : 400, message: e.message }),
-    // The body goes with the scan, to be forwarded as it is when all of it passes; in a buffer of
-    // its own, so that holding it does not hold the buffer it was read into.
-    onRight: (scan) => Either.right({ ...scan, wire: ownBuffer(body) === undefined ? body.slice() : body }),
-  })
+  // The body goes with the scan, to be forwarded as it is when all of it passes; in a buffer of its
+  // own, so that holding it does not hold the buffer it was read into.
+  const scan = scanWriteRequest(raw.right, bounds, ownBuffer(body) === undefined ? body.slice() : body)
+  return Either.isLeft(scan)
+    ? Either.left({ status: scan.left.kind === "too_many" ? 413 : 400, message: scan.left.message })
+    : Either.right(scan.right)
 }
 
 export interface BodyDecoder {

@@ -46,7 +46,7 @@ export interface ScannedWriteRequest extends SeriesBatch {
   /** The decompressed body. */
   readonly bytes: Uint8Array
   /** The body as it came in (a snappy block), in a buffer of its own: forwarded when all of it passes. */
-  readonly wire?: Uint8Array
+  readonly wire?: Uint8Array | undefined
   /** Top-level fields in wire order: `[start, end)` of each field's complete encoding. */
   readonly fieldStarts: Int32Array
   readonly fieldEnds: Int32Array
@@ -78,7 +78,7 @@ class Scanner extends WriteRequestReader {
   private ascii = true
   private readonly fp = new Uint32Array(2)
 
-  scan(): ScannedWriteRequest {
+  scan(wire?: Uint8Array): ScannedWriteRequest {
     const bytes = this.bytes
     const end = bytes.length
     let fieldCap = 256
@@ -138,18 +138,22 @@ class Scanner extends WriteRequestReader {
       fieldSeries[fields] = index
       fields++
     }
-    return scanned(bytes, {
-      fieldStarts: fieldStarts.subarray(0, fields),
-      fieldEnds: fieldEnds.subarray(0, fields),
-      fieldSeries: fieldSeries.subarray(0, fields),
-      fieldCount: fields,
-      payloadStarts: payloadStarts.subarray(0, series),
-      payloadEnds: payloadEnds.subarray(0, series),
-      datapoints: datapoints.subarray(0, series),
-      hi: hi.subarray(0, series),
-      lo: lo.subarray(0, series),
-      length: series,
-    })
+    return scanned(
+      bytes,
+      {
+        fieldStarts: fieldStarts.subarray(0, fields),
+        fieldEnds: fieldEnds.subarray(0, fields),
+        fieldSeries: fieldSeries.subarray(0, fields),
+        fieldCount: fields,
+        payloadStarts: payloadStarts.subarray(0, series),
+        payloadEnds: payloadEnds.subarray(0, series),
+        datapoints: datapoints.subarray(0, series),
+        hi: hi.subarray(0, series),
+        lo: lo.subarray(0, series),
+        length: series,
+      },
+      wire,
+    )
   }
 
   /** Checks one `TimeSeries` payload as `timeSeries` does, records its labels; returns its datapoints. */
@@ -383,43 +387,78 @@ export type ScanParts = Omit<ScannedWriteRequest, "bytes" | "wire" | "nameOf" | 
  * The batch view of a scan: names and labels decoded on first use, then kept. `bytes` may be given
  * as a function that makes them (decompresses `wire`), called the first time they are needed: a
  * request whose series are all matched already and pass whole never needs them.
+ *
+ * A class, not an object literal with a `bytes` getter: a getter written in a literal is a new
+ * function each time, so every request got a hidden class of its own, and hidden classes live in
+ * V8's old generation. Their getter (and with it the request's arrays, buffers and decoded labels)
+ * then outlived every young-generation collection until the next full one: at saturation the main
+ * thread promoted about 1.4 MB per scavenge and held tens of MB of request buffers as garbage.
  */
+class Scanned implements ScannedWriteRequest {
+  readonly length: number
+  readonly fieldStarts: Int32Array
+  readonly fieldEnds: Int32Array
+  readonly fieldSeries: Int32Array
+  readonly fieldCount: number
+  readonly payloadStarts: Int32Array
+  readonly payloadEnds: Int32Array
+  readonly datapoints: Uint32Array
+  readonly hi: Uint32Array
+  readonly lo: Uint32Array
+  readonly wire: Uint8Array | undefined
+  private body: Uint8Array | undefined
+  private readonly make: (() => Uint8Array) | undefined
+  private readonly names: Array<string | undefined> = []
+  private readonly labels: Array<ReadonlyArray<string> | undefined> = []
+  private reader: WriteRequestReader | undefined = undefined
+
+  constructor(bytes: Uint8Array | (() => Uint8Array), parts: ScanParts, wire: Uint8Array | undefined) {
+    this.length = parts.length
+    this.fieldStarts = parts.fieldStarts
+    this.fieldEnds = parts.fieldEnds
+    this.fieldSeries = parts.fieldSeries
+    this.fieldCount = parts.fieldCount
+    this.payloadStarts = parts.payloadStarts
+    this.payloadEnds = parts.payloadEnds
+    this.datapoints = parts.datapoints
+    this.hi = parts.hi
+    this.lo = parts.lo
+    this.wire = wire
+    this.body = typeof bytes === "function" ? undefined : bytes
+    this.make = typeof bytes === "function" ? bytes : undefined
+  }
+
+  get bytes(): Uint8Array {
+    this.body ??= (this.make as () => Uint8Array)()
+    return this.body
+  }
+
+  // Arrow properties: the engine may call them detached from the batch.
+  readonly nameOf = (i: number): string => {
+    if (this.names[i] === undefined) this.decode(i)
+    return this.names[i] as string
+  }
+
+  readonly labelsOf = (i: number): ReadonlyArray<string> => {
+    if (this.labels[i] === undefined) this.decode(i)
+    return this.labels[i] as ReadonlyArray<string>
+  }
+
+  private decode(i: number): void {
+    this.reader ??= new WriteRequestReader(this.bytes)
+    const d = this.reader
+    d.pos = this.payloadStarts[i] as number
+    const entry = seriesEntry(d.timeSeries(this.payloadEnds[i] as number))
+    this.names[i] = entry.name
+    this.labels[i] = entry.labels
+  }
+}
+
 export const scanned = (
   bytes: Uint8Array | (() => Uint8Array),
   parts: ScanParts,
   wire?: Uint8Array,
-): ScannedWriteRequest => {
-  let body = typeof bytes === "function" ? undefined : bytes
-  const bytesOf = (): Uint8Array => {
-    body ??= (bytes as () => Uint8Array)()
-    return body
-  }
-  const names: Array<string | undefined> = []
-  const labels: Array<ReadonlyArray<string> | undefined> = []
-  let d: WriteRequestReader | undefined
-  const decode = (i: number) => {
-    d ??= new WriteRequestReader(bytesOf())
-    d.pos = parts.payloadStarts[i] as number
-    const entry = seriesEntry(d.timeSeries(parts.payloadEnds[i] as number))
-    names[i] = entry.name
-    labels[i] = entry.labels
-  }
-  return {
-    ...parts,
-    get bytes() {
-      return bytesOf()
-    },
-    ...(wire === undefined ? {} : { wire }),
-    nameOf: (i) => {
-      if (names[i] === undefined) decode(i)
-      return names[i] as string
-    },
-    labelsOf: (i) => {
-      if (labels[i] === undefined) decode(i)
-      return labels[i] as ReadonlyArray<string>
-    },
-  }
-}
+): ScannedWriteRequest => new Scanned(bytes, parts, wire)
 
 /**
  * Scans a (decompressed) remote-write body. Total: any input gives `Right` or `Left`, never a
@@ -428,9 +467,11 @@ export const scanned = (
 export const scanWriteRequest = (
   bytes: Uint8Array,
   bounds: RequestBounds = UNBOUNDED,
+  /** The body as it came in, kept with the scan (`wire`) to be forwarded as it is. */
+  wire?: Uint8Array,
 ): Either.Either<ScannedWriteRequest, PrwDecodeError> => {
   try {
-    return Either.right(new Scanner(bytes, bounds).scan())
+    return Either.right(new Scanner(bytes, bounds).scan(wire))
   } catch (e) {
     return Either.left(decodeError(e))
   }
