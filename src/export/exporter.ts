@@ -6,6 +6,7 @@ import type { ProtocolName, WireEncoder } from "../protocols/protocol.js"
 import type { ExporterTls } from "../security/exporter-tls.js"
 import { logError, logInfo, logWarn } from "../telemetry/log.js"
 import type { Instruments } from "../telemetry/metrics.js"
+import { bodyLength, joinBytes, type WireBody } from "../wire/bytes.js"
 import type { Buffered, ExportQueue } from "./buffer.js"
 import type { GrpcExporterClient } from "./grpc-transport.js"
 import { TokenFile } from "./token-file.js"
@@ -130,7 +131,7 @@ class Timeout extends Error {
  */
 const exchange = async (
   url: string,
-  body: Uint8Array,
+  body: WireBody,
   headers: Readonly<Record<string, string>>,
   timeoutMs: number,
   outer: AbortSignal,
@@ -144,8 +145,11 @@ const exchange = async (
   try {
     const res = await request(url, {
       method: "POST",
-      body,
-      headers,
+      // Parts are written one after the other under the length of all of them (not chunked):
+      // undici's request takes any iterable of chunks as a body (its types list only streams).
+      body: body as Uint8Array,
+      headers:
+        body instanceof Uint8Array ? headers : { ...headers, "content-length": String(bodyLength(body)) },
       signal: controller.signal,
       ...(dispatcher === undefined ? {} : { dispatcher }),
     })
@@ -178,7 +182,7 @@ const reasonOf = (e: unknown): string => {
  */
 export const post = (
   url: string,
-  body: Uint8Array,
+  body: WireBody,
   headers: Readonly<Record<string, string>>,
   timeoutMs: number,
   dispatcher?: Dispatcher,
@@ -331,7 +335,7 @@ export const runExporter = <P>(
      */
     const transport = (
       url: string,
-      encoded: { readonly body: Uint8Array; readonly headers: Readonly<Record<string, string>> },
+      encoded: { readonly body: WireBody; readonly headers: Readonly<Record<string, string>> },
       credentials: Readonly<Record<string, string>>,
     ): Effect.Effect<void, ExportFailed> => {
       const gzip = settings.compression === "gzip"
@@ -341,7 +345,7 @@ export const runExporter = <P>(
           grpcClient ??= new GrpcExporterClient()
           return grpcClient.send({
             url,
-            body: encoded.body,
+            body: joinBytes(encoded.body),
             metadata: credentials,
             timeoutMs: settings.timeoutMs,
             gzip,
@@ -353,7 +357,7 @@ export const runExporter = <P>(
       if (!gzip)
         return post(url, encoded.body, headers, settings.timeoutMs, settings.tls?.dispatcher(onTlsError))
       headers["content-encoding"] = "gzip"
-      return Effect.flatMap(gzipped(encoded.body), (body) =>
+      return Effect.flatMap(gzipped(joinBytes(encoded.body)), (body) =>
         post(url, body, headers, settings.timeoutMs, settings.tls?.dispatcher(onTlsError)),
       )
     }

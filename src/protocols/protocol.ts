@@ -10,7 +10,9 @@
  *
  * @module
  */
+
 import type { BatchVerdict, SeriesBatch } from "../limits/batch.js"
+import type { WireBody } from "../wire/bytes.js"
 
 /** The protocols, as they appear in metric labels and log lines. */
 export type ProtocolName = "otlp" | "prw"
@@ -40,7 +42,8 @@ export interface ProtocolAdapter<Req, Out = Req> {
 /** How one protocol's buffered payloads become one HTTP request. */
 export interface WireEncoder<P> {
   readonly encode: (payloads: ReadonlyArray<P>) => {
-    readonly body: Uint8Array
+    /** One buffer, or parts sent one after the other. */
+    readonly body: WireBody
     readonly headers: Readonly<Record<string, string>>
   }
   /**

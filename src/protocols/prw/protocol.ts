@@ -1,6 +1,6 @@
 import type { ProtocolAdapter, WireEncoder } from "../protocol.js"
 import { applyScannedVerdict, passesWhole, type ScannedWriteRequest } from "./scan.js"
-import { compressBody, concatBlocks } from "./snappy.js"
+import { blockParts, compressBody } from "./snappy.js"
 
 /**
  * Remote write through the limits: the request is scanned, not decoded (`prw/scan.ts`). What is
@@ -23,12 +23,12 @@ export const prwAdapter: ProtocolAdapter<ScannedWriteRequest, Uint8Array> = {
 
 /**
  * Buffered requests become one remote-write request: their snappy blocks joined into one
- * (`concatBlocks`), which decompresses to the encoded `WriteRequest`s one after the other: one
+ * (`blockParts`: sent one after the other, not copied into one buffer), which decompresses to the encoded `WriteRequest`s one after the other: one
  * request with their series and metadata, in order.
  */
 export const prwEncoder: WireEncoder<Uint8Array> = {
   encode: (requests) => ({
-    body: concatBlocks(requests),
+    body: blockParts(requests),
     headers: {
       "content-type": "application/x-protobuf",
       "content-encoding": "snappy",

@@ -4,8 +4,10 @@
  *
  * @module
  */
+
 import * as Either from "effect/Either"
 import { compressSync, uncompressSync } from "snappy"
+import { joinBytes } from "../../wire/bytes.js"
 import { PrwDecodeError } from "./errors.js"
 
 /** The stream identifier chunk that starts the framed format, which remote write does not use. */
@@ -156,34 +158,31 @@ export const compressBody = (bytes: Uint8Array): Uint8Array => compressSync(byte
  * in order), so buffered remote-write bodies are sent as one request without compressing anything
  * again.
  */
-export const concatBlocks = (blocks: ReadonlyArray<Uint8Array>): Uint8Array => {
-  if (blocks.length === 1) return blocks[0] as Uint8Array
+export const concatBlocks = (blocks: ReadonlyArray<Uint8Array>): Uint8Array => joinBytes(blockParts(blocks))
+
+/**
+ * `concatBlocks` as the parts to send one after the other (the new length header, then each
+ * block's run of elements, as views of the blocks), without copying them into one buffer: a
+ * batch of buffered requests goes out with no allocation the size of the batch.
+ */
+export const blockParts = (blocks: ReadonlyArray<Uint8Array>): ReadonlyArray<Uint8Array> => {
+  if (blocks.length === 1) return blocks
   let total = 0
-  let size = 0
-  for (const block of blocks) {
-    total += snappyDecodedLength(block) as number
-    size += block.length - headerBytes(block)
-  }
+  for (const block of blocks) total += snappyDecodedLength(block) as number
   if (total > 0xffffffff) {
     // Beyond what one block can announce (never with the request bounds): compressed again.
     const parts = blocks.map((b) => uncompressSync(b, { asBuffer: true }) as Buffer)
-    return compressSync(Buffer.concat(parts))
+    return [compressSync(Buffer.concat(parts))]
   }
-  let head = 1
-  for (let v = total; v >= 0x80; v = Math.floor(v / 128)) head++
-  const out = new Uint8Array(head + size)
-  let at = 0
+  const head: Array<number> = []
   for (let v = total; ; v = Math.floor(v / 128)) {
     if (v < 0x80) {
-      out[at++] = v
+      head.push(v)
       break
     }
-    out[at++] = (v & 0x7f) | 0x80
+    head.push((v & 0x7f) | 0x80)
   }
-  for (const block of blocks) {
-    const body = block.subarray(headerBytes(block))
-    out.set(body, at)
-    at += body.length
-  }
+  const out: Array<Uint8Array> = [Uint8Array.from(head)]
+  for (const block of blocks) out.push(block.subarray(headerBytes(block)))
   return out
 }

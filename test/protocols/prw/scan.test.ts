@@ -16,6 +16,7 @@ import {
 } from "../../../src/protocols/prw/scan.js"
 import { compressBody, decompressBody } from "../../../src/protocols/prw/snappy.js"
 import type { Label, TimeSeries, WriteRequest } from "../../../src/protocols/prw/types.js"
+import { joinBytes } from "../../../src/wire/bytes.js"
 import { decodeWriteRequest, toSeriesBatch } from "../../support/prw.js"
 import { anyLabels, comparable, writeRequest } from "./arbitraries.js"
 
@@ -215,7 +216,7 @@ describe("applyScannedVerdict: the verdict applied to bytes", () => {
     fc.assert(
       fc.property(fc.array(request, { minLength: 1, maxLength: 4 }), (reqs) => {
         const parts = reqs.map((r) => compressBody(encodeWriteRequest(r)))
-        const body = Either.getOrThrow(decompressBody(prwEncoder.encode(parts).body, 1 << 24))
+        const body = Either.getOrThrow(decompressBody(joinBytes(prwEncoder.encode(parts).body), 1 << 24))
         const merged = mustDecode(Uint8Array.from(body))
         expect(comparable(merged)).toEqual(
           comparable({
