@@ -394,36 +394,20 @@ export type ScanParts = Omit<ScannedWriteRequest, "bytes" | "wire" | "nameOf" | 
  * then outlived every young-generation collection until the next full one: at saturation the main
  * thread promoted about 1.4 MB per scavenge and held tens of MB of request buffers as garbage.
  */
-class Scanned implements ScannedWriteRequest {
-  readonly length: number
-  readonly fieldStarts: Int32Array
-  readonly fieldEnds: Int32Array
-  readonly fieldSeries: Int32Array
-  readonly fieldCount: number
-  readonly payloadStarts: Int32Array
-  readonly payloadEnds: Int32Array
-  readonly datapoints: Uint32Array
-  readonly hi: Uint32Array
-  readonly lo: Uint32Array
-  readonly wire: Uint8Array | undefined
+class Scanned {
   private body: Uint8Array | undefined
   private readonly make: (() => Uint8Array) | undefined
   private readonly names: Array<string | undefined> = []
   private readonly labels: Array<ReadonlyArray<string> | undefined> = []
   private reader: WriteRequestReader | undefined = undefined
 
-  constructor(bytes: Uint8Array | (() => Uint8Array), parts: ScanParts, wire: Uint8Array | undefined) {
-    this.length = parts.length
-    this.fieldStarts = parts.fieldStarts
-    this.fieldEnds = parts.fieldEnds
-    this.fieldSeries = parts.fieldSeries
-    this.fieldCount = parts.fieldCount
-    this.payloadStarts = parts.payloadStarts
-    this.payloadEnds = parts.payloadEnds
-    this.datapoints = parts.datapoints
-    this.hi = parts.hi
-    this.lo = parts.lo
-    this.wire = wire
+  constructor(
+    bytes: Uint8Array | (() => Uint8Array),
+    private readonly parts: ScanParts,
+    readonly wire: Uint8Array | undefined,
+  ) {
+    // The scan's arrays as fields of the request (what `ScannedWriteRequest` lists), in one order.
+    Object.assign(this, parts)
     this.body = typeof bytes === "function" ? undefined : bytes
     this.make = typeof bytes === "function" ? bytes : undefined
   }
@@ -447,8 +431,8 @@ class Scanned implements ScannedWriteRequest {
   private decode(i: number): void {
     this.reader ??= new WriteRequestReader(this.bytes)
     const d = this.reader
-    d.pos = this.payloadStarts[i] as number
-    const entry = seriesEntry(d.timeSeries(this.payloadEnds[i] as number))
+    d.pos = this.parts.payloadStarts[i] as number
+    const entry = seriesEntry(d.timeSeries(this.parts.payloadEnds[i] as number))
     this.names[i] = entry.name
     this.labels[i] = entry.labels
   }
@@ -458,7 +442,10 @@ export const scanned = (
   bytes: Uint8Array | (() => Uint8Array),
   parts: ScanParts,
   wire?: Uint8Array,
-): ScannedWriteRequest => new Scanned(bytes, parts, wire)
+): ScannedWriteRequest =>
+  // The fields `Object.assign` copied are the parts', which the constructor cannot declare to the
+  // type checker.
+  new Scanned(bytes, parts, wire) as unknown as ScannedWriteRequest
 
 /**
  * Scans a (decompressed) remote-write body. Total: any input gives `Right` or `Left`, never a
