@@ -109,12 +109,20 @@ export class WorkerPool<J, R> {
       }, timeoutMs)
       if (!this.keepsAlive) entry.timer.unref()
     }
-    const promise = new Promise<JobOutcome<R>>((resolve) => {
+    return new Promise<JobOutcome<R>>((resolve) => {
       entry.resolve = resolve
+      const envelope: Envelope<J> = { id, body: job }
+      try {
+        worker.postMessage(envelope, transfer as Array<ArrayBuffer>)
+      } catch (e) {
+        // A job that cannot be sent (not cloneable) is not in hand: its timer goes, and the
+        // promise rejects with why.
+        slot.pending.delete(id)
+        entry.resolve = undefined
+        entry.settle({ _tag: "Died", reason: "not sent" })
+        throw e
+      }
     })
-    const envelope: Envelope<J> = { id, body: job }
-    worker.postMessage(envelope, transfer as Array<ArrayBuffer>)
-    return promise
   }
 
   /** Stops every thread; jobs still in hand come back `Died`. */
