@@ -105,6 +105,31 @@ interface Target {
   readonly pollMs: Array<number>
 }
 
+/**
+ * Sends SIGHUP to `pid`, then reads the outcome with `read` back to back until `seen` holds: the
+ * time from the signal to the read that saw it (ms), and what that read returned. Every read's own
+ * time goes to `pollMs` (the first 2,000).
+ */
+const signalAndPoll = async <A>(
+  name: string,
+  pid: number,
+  read: () => Promise<A>,
+  seen: (a: A) => boolean,
+  pollMs: Array<number>,
+): Promise<{ readonly ms: number; readonly value: A }> => {
+  const t0 = performance.now()
+  process.kill(pid, "SIGHUP")
+  const deadline = t0 + 60_000
+  for (;;) {
+    const p0 = performance.now()
+    const value = await read()
+    const p1 = performance.now()
+    if (pollMs.length < 2_000) pollMs.push(p1 - p0)
+    if (seen(value)) return { ms: p1 - t0, value }
+    if (p1 > deadline) throw new Error(`${name}: no reload seen after 60 s`)
+  }
+}
+
 const governorTarget = async (
   dir: string,
   rules: number,
@@ -131,20 +156,15 @@ const governorTarget = async (
     reload: async () => {
       replaceFile(file, editedLimits(rules, ++edit))
       const want = version + 1
-      const t0 = performance.now()
-      process.kill(g.proc.child.pid as number, "SIGHUP")
-      const deadline = t0 + 60_000
-      for (;;) {
-        const p0 = performance.now()
-        const v = await polledVersion()
-        const p1 = performance.now()
-        if (target.pollMs.length < 2_000) target.pollMs.push(p1 - p0)
-        if (v >= want) {
-          version = v
-          return p1 - t0
-        }
-        if (p1 > deadline) throw new Error(`${target.name}: version ${want} not visible after 60 s`)
-      }
+      const seen = await signalAndPoll(
+        target.name,
+        g.proc.child.pid as number,
+        polledVersion,
+        (v) => v >= want,
+        target.pollMs,
+      )
+      version = seen.value
+      return seen.ms
     },
   }
   return target
@@ -176,20 +196,15 @@ const prometheusTarget = async (dir: string): Promise<Target> => {
     pollMs: [],
     reload: async () => {
       replaceFile(file, variants[++n % 2] as string)
-      const t0 = performance.now()
-      process.kill(proc.child.pid as number, "SIGHUP")
-      const deadline = t0 + 60_000
-      for (;;) {
-        const p0 = performance.now()
-        const s = await stamp()
-        const p1 = performance.now()
-        if (target.pollMs.length < 2_000) target.pollMs.push(p1 - p0)
-        if (s !== last) {
-          last = s
-          return p1 - t0
-        }
-        if (p1 > deadline) throw new Error("prometheus: no reload seen after 60 s")
-      }
+      const seen = await signalAndPoll(
+        "prometheus",
+        proc.child.pid as number,
+        stamp,
+        (s) => s !== last,
+        target.pollMs,
+      )
+      last = seen.value
+      return seen.ms
     },
   }
   return target
@@ -218,20 +233,15 @@ const floorTarget = async (): Promise<Target> => {
     pollMs: [],
     reload: async () => {
       const want = version + 1
-      const t0 = performance.now()
-      process.kill(proc.child.pid as number, "SIGHUP")
-      const deadline = t0 + 60_000
-      for (;;) {
-        const p0 = performance.now()
-        const v = await polledVersion()
-        const p1 = performance.now()
-        if (target.pollMs.length < 2_000) target.pollMs.push(p1 - p0)
-        if (v >= want) {
-          version = v
-          return p1 - t0
-        }
-        if (p1 > deadline) throw new Error("node floor: no new version after 60 s")
-      }
+      const seen = await signalAndPoll(
+        "node floor",
+        proc.child.pid as number,
+        polledVersion,
+        (v) => v >= want,
+        target.pollMs,
+      )
+      version = seen.value
+      return seen.ms
     },
   }
   return target
@@ -363,8 +373,8 @@ const run = async (): Promise<AreaResult> => {
       "`GET /api/v1/status/config` with the count as `version` (`bench/sighup-floor.mjs`), signalled and polled the same way: " +
       "what the signal's delivery, the event loop's turn and the polls cost on this machine, with no reload at all. " +
       `Up to ${RELOADS} reloads per target in ${BLOCKS} interleaved blocks, each block bounded to ${BLOCK_BUDGET_MS / 1000} s per target ` +
-      `and started after ${SETTLE_MS / 1000} s of quiet (so what the previous target left running, its last books or a collection, is not counted against the next) ` +
-      '(so the largest files get fewer reloads: see n). "Governor\'s own duration" is the median `duration_seconds` of its SIGHUP ' +
+      `(so the largest files get fewer reloads: see n) and started after ${SETTLE_MS / 1000} s of quiet, so that what the previous target left running (its last books, a collection) is not counted against the next. ` +
+      '"Governor\'s own duration" is the median `duration_seconds` of its SIGHUP ' +
       "attempts (`/api/v1/status/reloads`): from the trigger's arrival in the pipeline to the decision (debounce wait, files read, decoded, decided), " +
       "so it leaves out the signal's delivery, the swap and the poll. " +
       '"One poll" is the time of one request to the endpoint that shows the outcome: the resolution of the measurement.',
