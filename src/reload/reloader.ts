@@ -180,7 +180,8 @@ export type DecidedNow =
       readonly after: ReloadState
       readonly read: ReadBytes
       readonly hashes: ContentHashes
-      readonly decidedAt: number
+      /** The monotonic clock at the decision, ns. */
+      readonly decidedNs: bigint
       readonly announce: Effect.Effect<void>
     }
   | { readonly _tag: "Defect"; readonly cause: Cause.Cause<unknown>; readonly announce: Effect.Effect<void> }
@@ -271,12 +272,25 @@ const errorJson = (event: Extract<StateEvent, { _tag: "ReloadRejected" }>) => ({
   issues: event.error.issues.map((i) => ({ ...i })),
 })
 
-/** An attempt's report: the version active after it (`state`), timed from its first trigger. */
+/** A trigger as it enters the pipeline, now. */
+const triggerEvent = (trigger: Trigger): Effect.Effect<TriggerEvent> =>
+  Effect.gen(function* () {
+    return { trigger, at: yield* Clock.currentTimeMillis, startedNs: yield* Clock.currentTimeNanos }
+  })
+
+/** Seconds from `fromNs` to `toNs` (monotonic ns), never negative. */
+export const durationSeconds = (fromNs: bigint, toNs: bigint): number =>
+  toNs > fromNs ? Number(toNs - fromNs) / 1e9 : 0
+
+/**
+ * An attempt's report: the version active after it (`state`), timed from its first trigger to
+ * `decidedNs` (monotonic ns).
+ */
 const reportOf = (
   status: ReloadResult,
   batch: ReadonlyArray<Pending>,
   at: number,
-  decidedAt: number,
+  decidedNs: bigint,
   state: ReloadState,
   extra: Pick<ReloadAttempt, "error">,
 ): ReloadAttempt => {
@@ -292,7 +306,7 @@ const reportOf = (
     config_sha256: active?.configSha256 ?? "",
     rules_count: active?.rulesCount ?? 0,
     dry_run: active?.dryRun ?? false,
-    duration_seconds: Math.max(0, decidedAt - first.at) / 1000,
+    duration_seconds: durationSeconds(first.startedNs, decidedNs),
     restart_required: state.restartRequired,
     ...extra,
   }
@@ -301,11 +315,11 @@ const reportOf = (
 const resultOf = (event: StateEvent): ReloadResult =>
   event._tag === "ConfigApplied" ? "applied" : event._tag === "ConfigUnchanged" ? "unchanged" : "rejected"
 
-/** What an attempt did, with its report: its event, decided at `decidedAt`, folded from `before`. */
+/** What an attempt did, with its report: its event, decided at `decidedNs`, folded from `before`. */
 const outcomeOf = (
   event: StateEvent,
   batch: ReadonlyArray<Pending>,
-  decidedAt: number,
+  decidedNs: bigint,
   before: ReloadState,
   after: ReloadState,
   read: ReadBytes,
@@ -314,7 +328,7 @@ const outcomeOf = (
   before,
   after,
   read,
-  record: reportOf(resultOf(event), batch, event.at, decidedAt, after, {
+  record: reportOf(resultOf(event), batch, event.at, decidedNs, after, {
     ...(event._tag === "ReloadRejected" ? { error: errorJson(event) } : {}),
   }),
 })
@@ -402,9 +416,10 @@ export const make = (settings: ReloadSettings) =>
      */
     const decideNow = (
       first: TriggerEvent,
-      now: () => number,
+      clock: Clock.Clock,
       announce: Effect.Effect<void>,
     ): DecidedNow | undefined => {
+      const now = () => clock.unsafeCurrentTimeMillis()
       const hashed = decoder.readNow(settings.paths)
       if (hashed === undefined) return undefined
       const { read, hashes } = hashed
@@ -419,7 +434,8 @@ export const make = (settings: ReloadSettings) =>
       const after = runToEnd(applySteps(before, event))
       state = after
       lastRead = hashes
-      return { _tag: "Decided", event, before, after, read, hashes, decidedAt: now(), announce }
+      const decidedNs = clock.unsafeCurrentTimeNanos()
+      return { _tag: "Decided", event, before, after, read, hashes, decidedNs, announce }
     }
 
     /** Records an attempt decided at once (`submitNow`): its request, snapshots and decision. */
@@ -438,7 +454,7 @@ export const make = (settings: ReloadSettings) =>
         yield* record(requested, { before: d.before, after: d.before })
         if (d.event._tag !== "ConfigUnchanged") yield* storeSnapshots(d.read, d.hashes)
         const { before, after } = yield* record(d.event, { before: d.before, after: d.after })
-        return outcomeOf(d.event, batch, d.decidedAt, before, after, d.read)
+        return outcomeOf(d.event, batch, d.decidedNs, before, after, d.read)
       })
 
     /** Reads, validates, decides and records one attempt. */
@@ -474,8 +490,8 @@ export const make = (settings: ReloadSettings) =>
             })
         const { before, after } = yield* record(event)
         // Trigger to decision: after the files were read, decoded, validated and decided on.
-        const decidedAt = yield* Clock.currentTimeMillis
-        return outcomeOf(event, batch, decidedAt, before, after, read)
+        const decidedNs = yield* Clock.currentTimeNanos
+        return outcomeOf(event, batch, decidedNs, before, after, read)
       })
 
     const remember = (report: ReloadAttempt) =>
@@ -585,7 +601,7 @@ export const make = (settings: ReloadSettings) =>
         const first = (batch[0] as Pending).event
         const now = yield* Clock.currentTimeMillis
         const message = Cause.pretty(cause)
-        const report = reportOf("error", batch, now, now, state, {
+        const report = reportOf("error", batch, now, yield* Clock.currentTimeNanos, state, {
           error: { message: `internal error: ${firstLine(message)}`, issues: [] },
         })
         telemetry.reloadAttempts.inc({ trigger: first.trigger, result: "error" })
@@ -620,8 +636,7 @@ export const make = (settings: ReloadSettings) =>
       dryRunFlag: settings.dryRunFlag,
     })
     // Startup is the first attempt; a rejection ends the program (exit 1).
-    const startedAt = yield* Clock.currentTimeMillis
-    const startup = yield* supervised([{ event: { trigger: "startup", at: startedAt }, reply: undefined }])
+    const startup = yield* supervised([{ event: yield* triggerEvent("startup"), reply: undefined }])
     if (state.active === undefined) {
       const issues = (startup.error?.issues ?? []) as ReadonlyArray<Parameters<typeof formatIssue>[0]>
       return yield* Effect.fail(
@@ -691,8 +706,7 @@ export const make = (settings: ReloadSettings) =>
       decided?: (event: TriggerEvent) => DecidedNow | undefined,
     ) =>
       Effect.gen(function* () {
-        const at = yield* Clock.currentTimeMillis
-        const event = { trigger, at }
+        const event = yield* triggerEvent(trigger)
         const now = decided?.(event)
         queued++
         yield* SubscriptionRef.update(outstanding, (n) => n + 1)
@@ -710,7 +724,7 @@ export const make = (settings: ReloadSettings) =>
       (first: TriggerEvent): DecidedNow | undefined => {
         if (queued > 0 || carried.length > 0 || first.at - lastStart < gapMs) return undefined
         try {
-          const d = decideNow(first, () => clock.unsafeCurrentTimeMillis(), announce)
+          const d = decideNow(first, clock, announce)
           if (d !== undefined) lastStart = first.at
           return d
         } catch (e) {

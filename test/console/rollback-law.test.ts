@@ -193,7 +193,7 @@ describe("versions kept in memory", () => {
 
 describe("a rollback is never coalesced", () => {
   const p = (trigger: Trigger, rollback = false): Reload.Pending => ({
-    event: { trigger, at: 0 },
+    event: { trigger, at: 0, startedNs: 0n },
     reply: undefined,
     ...(rollback ? { content: { bytes: { limits: undefined, config: undefined }, of: 1 } } : {}),
   })

@@ -47,6 +47,28 @@ const content = fc.oneof(
 const trigger = fc.constantFrom<Trigger>("sighup", "watch", "poll", "touch", "http")
 
 describe("the reload pipeline", () => {
+  it("reports each reload's duration to the microsecond, not in whole milliseconds", async () => {
+    const { file } = freshFiles()
+    await withPipeline(
+      { paths: { limits: file, config: undefined }, dryRunFlag: undefined, debounceMs: 0 },
+      ({ reloader }) =>
+        Effect.gen(function* () {
+          const durations: Array<number> = []
+          for (let i = 0; i < 6; i++) {
+            writeAtomic(file, VALID[(i % 4) + 1] as string)
+            const outcome = yield* reloader.request("http")
+            expect(outcome.status).toBe("applied")
+            durations.push(outcome.duration_seconds)
+          }
+          // Timed by a clock of whole milliseconds, a reload of a few rules (well under one) would
+          // report 0 or 0.001.
+          const wholeMs = (s: number) => Number.isInteger(Math.round(s * 1e9) / 1e6)
+          expect(durations.filter((d) => !wholeMs(d)).length).toBeGreaterThan(0)
+          for (const d of durations) expect(d).toBeGreaterThanOrEqual(0)
+        }),
+    )
+  })
+
   it("law (sequential): each settled reload applies a new valid content once, keeps the version on invalid or same content", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(fc.tuple(content, trigger), { maxLength: 12 }), async (steps) => {
