@@ -78,11 +78,15 @@ const CAUSES: Record<string, string> = {
     "load through the launcher peaked at 253-257 MiB and 260-268 MiB in two runs of the same build.",
   "p99 ≤ 5 ms at 100 rules":
     "A SIGHUP on an idle pipeline is decided in the signal's callback: both files read with plain system calls, the rules " +
-    "list parsed item by item, the version built and made active in one call (about 1 ms in the live process at 100 rules " +
-    "with one rule edited; `node --import tsx bench/reload-stages.ts` times the stages warm); the events, metrics and log " +
-    "lines follow 1 ms later, so a poll sent with the signal is answered first. The rest of the latency is outside the " +
-    "reload: the signal's delivery, the poll's round trip, and the scheduling of the governor, the poller and the other " +
-    "targets on two cores; Prometheus' own p99 in the same rounds is of the same order (§5).",
+    "list parsed item by item, the version built and made active in one call (the governor's own duration in §5, about " +
+    "1 ms at 100 rules with one rule edited, 0.8 ms at 10; `node --import tsx bench/reload-stages.ts` times the stages " +
+    "warm); the events, metrics and log lines follow 1 ms later, so a poll sent with the signal is answered first. The " +
+    "rest is the measurement's floor, the row of §5 for a process that only counts SIGHUPs: p99 4-6 ms on this machine. " +
+    "Timed on one monotonic clock on both sides, that process's signal reaches JavaScript about 1.2 ms after kill() when " +
+    "the poller polls back to back (0.2 ms when it does not): the kernel delivers it to the main thread within 0.3 ms, " +
+    "but its wake-up returns the poll that arrived with it, libuv reads the signal's pipe only in the next turn of the " +
+    "event loop and runs signal callbacks after that turn's I/O callbacks, so the polls in flight (strace: one or two) go " +
+    "first. Prometheus' own p99 in the same rounds is of the same order (§5).",
   "≤ 100 ms after the write (-reload-debounce 50ms)":
     "The watch waits for 50 ms of quiet after the last event, hashes both files, then reloads (§5): scheduling delays push the " +
     "tail over what remains.",
