@@ -279,7 +279,7 @@ const triggerEvent = (trigger: Trigger): Effect.Effect<TriggerEvent> =>
   })
 
 /** Seconds from `fromNs` to `toNs` (monotonic ns), never negative. */
-export const durationSeconds = (fromNs: bigint, toNs: bigint): number =>
+const durationSeconds = (fromNs: bigint, toNs: bigint): number =>
   toNs > fromNs ? Number(toNs - fromNs) / 1e9 : 0
 
 /**
