@@ -394,7 +394,12 @@ export type ScanParts = Omit<ScannedWriteRequest, "bytes" | "wire" | "nameOf" | 
  * then outlived every young-generation collection until the next full one: at saturation the main
  * thread promoted about 1.4 MB per scavenge and held tens of MB of request buffers as garbage.
  */
-class Scanned {
+// The scan's arrays are fields of the request, put there by `Object.assign` in the constructor (one
+// order for every request); this declares them to the type checker and emits nothing.
+// biome-ignore lint/correctness/noUnusedVariables: merged with the class below, which it types
+interface Scanned extends ScanParts {}
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: every field the interface declares is assigned in the constructor
+class Scanned implements ScannedWriteRequest {
   private body: Uint8Array | undefined
   private readonly make: (() => Uint8Array) | undefined
   private readonly names: Array<string | undefined> = []
@@ -406,7 +411,6 @@ class Scanned {
     private readonly parts: ScanParts,
     readonly wire: Uint8Array | undefined,
   ) {
-    // The scan's arrays as fields of the request (what `ScannedWriteRequest` lists), in one order.
     Object.assign(this, parts)
     this.body = typeof bytes === "function" ? undefined : bytes
     this.make = typeof bytes === "function" ? bytes : undefined
@@ -442,10 +446,7 @@ export const scanned = (
   bytes: Uint8Array | (() => Uint8Array),
   parts: ScanParts,
   wire?: Uint8Array,
-): ScannedWriteRequest =>
-  // The fields `Object.assign` copied are the parts', which the constructor cannot declare to the
-  // type checker.
-  new Scanned(bytes, parts, wire) as unknown as ScannedWriteRequest
+): ScannedWriteRequest => new Scanned(bytes, parts, wire)
 
 /**
  * Scans a (decompressed) remote-write body. Total: any input gives `Right` or `Left`, never a
