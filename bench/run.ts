@@ -490,7 +490,7 @@ const boundsSection = (prw: AreaResult | undefined, enforce: AreaResult | undefi
       "3. **Forward bytes, not objects.** When every datapoint passes, the body is buffered as it came, still compressed; " +
       "otherwise the bytes of every series that passes whole are copied, only the series the verdict changes are encoded " +
       "again, and the result is compressed. The exporter joins the buffered snappy blocks into one without decompressing " +
-      "them (`concatBlocks`: the protobuf messages inside concatenate into one request).\n" +
+      "them (`blockParts`: one new length header, then each block's elements, sent one after the other; the protobuf messages inside concatenate into one request).\n" +
       "4. **The match cache is keyed by the fingerprint** (an open-addressing table of typed arrays, owners stored by rule " +
       "position) and is taken over by a new config version whose rules match as before, so a reload that changes limits leaves " +
       "no series cold.\n\n" +

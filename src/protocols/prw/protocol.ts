@@ -22,9 +22,10 @@ export const prwAdapter: ProtocolAdapter<ScannedWriteRequest, Uint8Array> = {
 }
 
 /**
- * Buffered requests become one remote-write request: their snappy blocks joined into one
- * (`blockParts`: sent one after the other, not copied into one buffer), which decompresses to the encoded `WriteRequest`s one after the other: one
- * request with their series and metadata, in order.
+ * Buffered requests become one remote-write request: their snappy blocks under one new length
+ * header (`blockParts`: sent one after the other, not copied into one buffer), which decompresses
+ * to the encoded `WriteRequest`s one after the other: one request with their series and metadata,
+ * in order.
  */
 export const prwEncoder: WireEncoder<Uint8Array> = {
   encode: (requests) => ({

@@ -7,7 +7,6 @@
 
 import * as Either from "effect/Either"
 import { compressSync, uncompressSync } from "snappy"
-import { joinBytes } from "../../wire/bytes.js"
 import { PrwDecodeError } from "./errors.js"
 
 /** The stream identifier chunk that starts the framed format, which remote write does not use. */
@@ -150,20 +149,14 @@ const decodeBlock = (src: Uint8Array, out: Uint8Array, length: number): string |
 export const compressBody = (bytes: Uint8Array): Uint8Array => compressSync(bytes)
 
 /**
- * Valid snappy blocks (each decompressed successfully before) joined into one block that
+ * Valid snappy blocks (each decompressed successfully before) as the parts of one block that
  * decompresses to their contents one after the other, without decompressing them: a block is its
  * length header and a run of elements whose copies reach back at most into what the same block
  * produced, so the runs of elements can follow one another under one header giving the sum of the
  * lengths. Encoded `WriteRequest`s concatenate into one `WriteRequest` (their series and metadata
  * in order), so buffered remote-write bodies are sent as one request without compressing anything
- * again.
- */
-export const concatBlocks = (blocks: ReadonlyArray<Uint8Array>): Uint8Array => joinBytes(blockParts(blocks))
-
-/**
- * `concatBlocks` as the parts to send one after the other (the new length header, then each
- * block's run of elements, as views of the blocks), without copying them into one buffer: a
- * batch of buffered requests goes out with no allocation the size of the batch.
+ * again. The parts are the new length header, then each block's run of elements (views of the
+ * blocks), sent one after the other: no allocation the size of the batch.
  */
 export const blockParts = (blocks: ReadonlyArray<Uint8Array>): ReadonlyArray<Uint8Array> => {
   if (blocks.length === 1) return blocks

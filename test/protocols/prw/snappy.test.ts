@@ -4,11 +4,15 @@ import { compressSync, uncompressSync } from "snappy"
 import { describe, expect, it } from "vitest"
 import type { PrwDecodeError } from "../../../src/protocols/prw/errors.js"
 import {
+  blockParts,
   compressBody,
-  concatBlocks,
   decompressBody,
   snappyDecodedLength,
 } from "../../../src/protocols/prw/snappy.js"
+import { joinBytes } from "../../../src/wire/bytes.js"
+
+/** The parts of `blockParts` in one buffer, as they arrive at the other end. */
+const concatBlocks = (blocks: ReadonlyArray<Uint8Array>): Uint8Array => joinBytes(blockParts(blocks))
 
 const MiB = 1 << 20
 const GiB = 1 << 30
@@ -176,7 +180,7 @@ describe("decompressBody: the block decoder", () => {
   })
 })
 
-describe("concatBlocks", () => {
+describe("blockParts", () => {
   /** Bytes that compress into copies as well as literals: repeats of a few random pieces. */
   const repetitive = fc
     .tuple(
