@@ -212,13 +212,21 @@ export const post = (
   )
 
 /**
- * `body` gzipped in libuv's thread pool, not on the main thread (at saturation, compressing export
- * bodies inline took about a fifth of the main thread's time). Compressing bytes in memory does not
- * fail; should it, the batch is refused as not retryable, counted and logged like any refusal.
+ * zlib's fastest level. On the bench's OTLP bodies (143 KB of 1,000 data points) it compresses 2.7×
+ * faster than the default level 6 (0.19 against 0.53 ms a body) for a body 10% larger (14.5:1
+ * against 15.9:1): the export path of a proxy spends its CPU where the default level does not pay.
+ */
+const GZIP_LEVEL = zlib.constants.Z_BEST_SPEED
+
+/**
+ * `body` gzipped (`GZIP_LEVEL`) in libuv's thread pool, not on the main thread (at saturation,
+ * compressing export bodies inline took about a fifth of the main thread's time). Compressing bytes
+ * in memory does not fail; should it, the batch is refused as not retryable, counted and logged
+ * like any refusal.
  */
 export const gzipped = (body: Uint8Array): Effect.Effect<Uint8Array, ExportFailed> =>
   Effect.async<Uint8Array, ExportFailed>((resume) => {
-    zlib.gzip(body, (err, out) =>
+    zlib.gzip(body, { level: GZIP_LEVEL }, (err, out) =>
       resume(
         err === null
           ? Effect.succeed(out)
