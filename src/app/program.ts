@@ -446,7 +446,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
                       }
                     : threadLimits,
                 )
-              : inlineDecoder,
+              : inlineDecoder(),
           ),
           (d) => Effect.promise(() => d.close()),
         )

@@ -18,6 +18,7 @@ describe("WorkerPool", () => {
       body: compressBody(new Uint8Array(0)),
       maxDecompressedBytes: 1 << 20,
       bounds: UNBOUNDED,
+      recycled: [],
     })
     expect(outcome._tag).toBe("Done")
     expect(outcome._tag === "Done" && "parts" in outcome.reply ? outcome.reply.parts.length : -1).toBe(0)

@@ -9,8 +9,10 @@
  * yet, or for a verdict that changes the request.
  *
  * The cost: a request waits for a thread to take it (the body and the scan's arrays are handed over
- * between the threads, not copied). `receivers.decode_threads` sets the number of threads; 0
- * decodes in the main thread.
+ * between the threads, not copied). Once a request is through the limits its scan's arrays go back
+ * to a decoding thread with a later body (`recycle`), to scan into again: at saturation the arrays
+ * are not new memory for every body, left for the collector. `receivers.decode_threads` sets the
+ * number of threads; 0 decodes in the main thread (which reuses the arrays the same way).
  *
  * @module
  */
@@ -18,7 +20,15 @@ import { availableParallelism } from "node:os"
 import * as Either from "effect/Either"
 import { type JobOutcome, ownBuffer, type PoolLimits, scriptNextTo, WorkerPool } from "../../threads/pool.js"
 import { type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
-import { partsOf, type ScannedWriteRequest, type ScanParts, scanned, scanWriteRequest } from "./scan.js"
+import {
+  partsOf,
+  ScanArena,
+  type ScannedWriteRequest,
+  type ScanParts,
+  scanBuffers,
+  scanned,
+  scanWriteRequest,
+} from "./scan.js"
 import { decompressBody, snappyDecodedLength } from "./snappy.js"
 
 /**
@@ -38,6 +48,8 @@ export const decodeBody = (
   bounds: RequestBounds = UNBOUNDED,
   /** A buffer to decompress into when long enough; the scan's `bytes` is then a view of it. */
   into?: Uint8Array,
+  /** Buffers to scan into (`ScanArena`). */
+  arena?: ScanArena,
 ): Either.Either<ScannedWriteRequest, DecodeFailure> => {
   const raw = decompressBody(body, maxDecompressedBytes, into)
   if (Either.isLeft(raw)) {
@@ -45,7 +57,7 @@ export const decodeBody = (
   }
   // The body goes with the scan, to be forwarded as it is when all of it passes; in a buffer of its
   // own, so that holding it does not hold the buffer it was read into.
-  const scan = scanWriteRequest(raw.right, bounds, ownBuffer(body) === undefined ? body.slice() : body)
+  const scan = scanWriteRequest(raw.right, bounds, ownBuffer(body) === undefined ? body.slice() : body, arena)
   return Either.isLeft(scan)
     ? Either.left({ status: scan.left.kind === "too_many" ? 413 : 400, message: scan.left.message })
     : Either.right(scan.right)
@@ -60,7 +72,17 @@ export interface BodyDecoder {
   ) =>
     | Either.Either<ScannedWriteRequest, DecodeFailure>
     | Promise<Either.Either<ScannedWriteRequest, DecodeFailure>>
+  /**
+   * Takes back the arrays of a scan this decoder made, once nothing reads it any more (the request
+   * is through the limits and buffered: what is buffered is bytes, never the scan), to scan later
+   * bodies into. The scan is unusable afterwards.
+   */
+  readonly recycle: (scan: ScannedWriteRequest) => void
   readonly close: () => Promise<void>
+}
+
+const giveAll = (arena: ScanArena, scan: ScannedWriteRequest): void => {
+  for (const b of scanBuffers(scan)) arena.give(b)
 }
 
 /**
@@ -73,9 +95,15 @@ export const defaultDecodeThreads = (): number => {
   return cores <= 1 ? 0 : Math.min(4, cores)
 }
 
-export const inlineDecoder: BodyDecoder = {
-  decode: decodeBody,
-  close: () => Promise.resolve(),
+/** Decodes in the receiving thread, scanning into the arrays of earlier requests. */
+export const inlineDecoder = (): BodyDecoder => {
+  const arena = new ScanArena()
+  return {
+    decode: (body, maxDecompressedBytes, bounds = UNBOUNDED) =>
+      decodeBody(body, maxDecompressedBytes, bounds, undefined, arena),
+    recycle: (scan) => giveAll(arena, scan),
+    close: () => Promise.resolve(),
+  }
 }
 
 // --- worker threads ------------------------------------------------------------------------------
@@ -84,6 +112,8 @@ export interface DecodeJob {
   readonly body: Uint8Array
   readonly maxDecompressedBytes: number
   readonly bounds: RequestBounds
+  /** Buffers of scans the main thread is done with (handed over), for this thread to scan into. */
+  readonly recycled: ReadonlyArray<ArrayBuffer>
 }
 
 export type DecodeResult =
@@ -98,6 +128,9 @@ export type DecodeResult =
 const SCRATCH_MAX_BYTES = 8 << 20
 let scratch = new Uint8Array(256 << 10)
 
+/** The scan arrays a decoding thread got back, to scan into. */
+const threadArena = new ScanArena()
+
 /**
  * The worker's side: the scan and the body it came in go back, not the decompressed body. The
  * main thread needs that only for a series it has not matched yet or a verdict that changes the
@@ -109,7 +142,8 @@ export const runJob = (job: DecodeJob): DecodeResult => {
   if (length > scratch.length && length <= SCRATCH_MAX_BYTES) {
     scratch = new Uint8Array(Math.min(SCRATCH_MAX_BYTES, Math.max(length, scratch.length * 2)))
   }
-  const result = decodeBody(job.body, job.maxDecompressedBytes, job.bounds, scratch)
+  for (const b of job.recycled) threadArena.give(b)
+  const result = decodeBody(job.body, job.maxDecompressedBytes, job.bounds, scratch, threadArena)
   if (Either.isLeft(result)) return { failure: result.left }
   return { parts: partsOf(result.right), wire: result.right.wire as Uint8Array }
 }
@@ -151,10 +185,13 @@ const fromOutcome = (
 }
 
 /** The body's buffer, handed over to the decoding thread when it is the body's alone. */
-const handOver = (body: Uint8Array): ReadonlyArray<ArrayBuffer> => {
+const handOver = (body: Uint8Array, recycled: ReadonlyArray<ArrayBuffer>): ReadonlyArray<ArrayBuffer> => {
   const own = ownBuffer(body)
-  return own === undefined ? [] : [own]
+  return own === undefined ? recycled : [own, ...recycled]
 }
+
+/** How many recycled buffers go with each job: a scan's arrays are 8. */
+const RECYCLED_PER_JOB = 8
 
 /**
  * `threads` worker threads (`WorkerPool`: the least busy takes each body). A thread that dies
@@ -174,11 +211,19 @@ export const workerDecoder = (
     limits,
   )
   let closed = false
+  // Buffers of scans the limits are done with, on their way back to a decoding thread.
+  const returning = new ScanArena()
   return {
-    decode: (body, maxDecompressedBytes, bounds = UNBOUNDED) =>
-      closed
-        ? decodeBody(body, maxDecompressedBytes, bounds)
-        : pool.run({ body, maxDecompressedBytes, bounds }, handOver(body)).then(fromOutcome),
+    decode: (body, maxDecompressedBytes, bounds = UNBOUNDED) => {
+      if (closed) return decodeBody(body, maxDecompressedBytes, bounds)
+      const recycled = returning.takeUpTo(RECYCLED_PER_JOB)
+      return pool
+        .run({ body, maxDecompressedBytes, bounds, recycled }, handOver(body, recycled))
+        .then(fromOutcome)
+    },
+    recycle: (scan) => {
+      if (!closed) giveAll(returning, scan)
+    },
     close: () => {
       closed = true
       return pool.close()

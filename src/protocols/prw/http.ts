@@ -64,7 +64,10 @@ export const prwRoute = (options: RouteOptions<ScannedWriteRequest, BodyDecoder>
     }
     // What the request takes in the export buffer: the body as it came (forwarded as it is, or the
     // compressed part that passes).
-    const outcome = options.ingest(decoded.right, decoded.right.wire?.length ?? decoded.right.bytes.length)
+    const scan = decoded.right
+    const outcome = options.ingest(scan, scan.wire?.length ?? scan.bytes.length)
+    // Through the limits and buffered (as bytes): the scan's arrays go back to the decoder.
+    options.decoder.recycle(scan)
     if (outcome._tag === "Overloaded") return refused("export buffer full, retry later", outcome.retryAfterMs)
     return { status: 204 }
   }

@@ -67,6 +67,95 @@ const grow = <T extends Int32Array | Uint32Array>(a: T, make: (n: number) => T):
   return b
 }
 
+/** The entries the scan's arrays start with when no recycled buffer holds more. */
+const START_ENTRIES = 256
+/** Largest buffer an arena keeps (64 Ki entries): a rare huge request's arrays are not held on to. */
+const ARENA_MAX_BYTES = 256 << 10
+/** How many buffers an arena keeps: the arrays of 8 requests. */
+const ARENA_BUFFERS = 64
+
+/**
+ * Buffers that held a scan's arrays, handed back once the request is through the limits, to scan
+ * later bodies into. At saturation the arrays of every body (8 of them, 32 KB for 1,000 series)
+ * would otherwise be new memory, garbage as soon as the request is decided, held until V8 collects
+ * it (docs/performance.md §2). Bounded in count and in the size of what it keeps.
+ */
+export class ScanArena {
+  private readonly free: Array<ArrayBuffer> = []
+
+  constructor(private readonly capacity: number = ARENA_BUFFERS) {}
+
+  /** How many buffers it holds. */
+  get size(): number {
+    return this.free.length
+  }
+
+  /** Keeps `buffer` for a later scan, unless it is empty (detached), too large, or the arena is full. */
+  give(buffer: ArrayBuffer): void {
+    if (buffer.byteLength === 0 || buffer.byteLength > ARENA_MAX_BYTES || this.free.length >= this.capacity)
+      return
+    this.free.push(buffer)
+  }
+
+  /** A kept buffer of at least `minBytes` (smaller ones on top are let go), or undefined. */
+  take(minBytes: number): ArrayBuffer | undefined {
+    for (;;) {
+      const b = this.free.pop()
+      if (b === undefined || b.byteLength >= minBytes) return b
+    }
+  }
+
+  /** Up to `count` kept buffers, taken out (to hand over to another thread). */
+  takeUpTo(count: number): Array<ArrayBuffer> {
+    return this.free.splice(Math.max(0, this.free.length - count), count)
+  }
+}
+
+/**
+ * The buffers under the arrays of `scan`, each once: what to give back to an arena once nothing
+ * reads the scan any more (`ScanArena.give`; the scan's arrays are unusable afterwards).
+ */
+export const scanBuffers = (scan: ScanParts): Array<ArrayBuffer> => {
+  const out: Array<ArrayBuffer> = []
+  const views = [
+    scan.fieldStarts,
+    scan.fieldEnds,
+    scan.fieldSeries,
+    scan.payloadStarts,
+    scan.payloadEnds,
+    scan.datapoints,
+    scan.hi,
+    scan.lo,
+  ]
+  for (const v of views) {
+    const b = v.buffer
+    if (b instanceof ArrayBuffer && !out.includes(b)) out.push(b)
+  }
+  return out
+}
+
+/** `count` buffers of one group of arrays from `arena`, and the entries every one of them holds. */
+const startGroup = (
+  arena: ScanArena | undefined,
+  count: number,
+): { readonly buffers: ReadonlyArray<ArrayBuffer | undefined>; readonly entries: number } => {
+  if (arena === undefined) return { buffers: [], entries: START_ENTRIES }
+  const buffers: Array<ArrayBuffer | undefined> = []
+  let entries = Number.POSITIVE_INFINITY
+  for (let i = 0; i < count; i++) {
+    const b = arena.take(START_ENTRIES * 4)
+    buffers.push(b)
+    if (b !== undefined) entries = Math.min(entries, b.byteLength >>> 2)
+  }
+  return { buffers, entries: Number.isFinite(entries) ? entries : START_ENTRIES }
+}
+
+const int32In = (buffer: ArrayBuffer | undefined, entries: number): Int32Array =>
+  buffer === undefined ? new Int32Array(entries) : new Int32Array(buffer, 0, entries)
+
+const uint32In = (buffer: ArrayBuffer | undefined, entries: number): Uint32Array =>
+  buffer === undefined ? new Uint32Array(entries) : new Uint32Array(buffer, 0, entries)
+
 class Scanner extends WriteRequestReader {
   // Label byte ranges of the series being scanned (reused across series).
   private nameStarts = new Int32Array(64)
@@ -78,19 +167,22 @@ class Scanner extends WriteRequestReader {
   private ascii = true
   private readonly fp = new Uint32Array(2)
 
-  scan(wire?: Uint8Array): ScannedWriteRequest {
+  /** `arena`: buffers to start the arrays in (they grow into new ones past their size). */
+  scan(wire?: Uint8Array, arena?: ScanArena): ScannedWriteRequest {
     const bytes = this.bytes
     const end = bytes.length
-    let fieldCap = 256
-    let fieldStarts = new Int32Array(fieldCap)
-    let fieldEnds = new Int32Array(fieldCap)
-    let fieldSeries = new Int32Array(fieldCap)
-    let seriesCap = 256
-    let payloadStarts = new Int32Array(seriesCap)
-    let payloadEnds = new Int32Array(seriesCap)
-    let datapoints = new Uint32Array(seriesCap)
-    let hi = new Uint32Array(seriesCap)
-    let lo = new Uint32Array(seriesCap)
+    const fieldGroup = startGroup(arena, 3)
+    let fieldCap = fieldGroup.entries
+    let fieldStarts = int32In(fieldGroup.buffers[0], fieldCap)
+    let fieldEnds = int32In(fieldGroup.buffers[1], fieldCap)
+    let fieldSeries = int32In(fieldGroup.buffers[2], fieldCap)
+    const seriesGroup = startGroup(arena, 5)
+    let seriesCap = seriesGroup.entries
+    let payloadStarts = int32In(seriesGroup.buffers[0], seriesCap)
+    let payloadEnds = int32In(seriesGroup.buffers[1], seriesCap)
+    let datapoints = uint32In(seriesGroup.buffers[2], seriesCap)
+    let hi = uint32In(seriesGroup.buffers[3], seriesCap)
+    let lo = uint32In(seriesGroup.buffers[4], seriesCap)
     let fields = 0
     let series = 0
     const int32 = (n: number) => new Int32Array(n)
@@ -457,9 +549,11 @@ export const scanWriteRequest = (
   bounds: RequestBounds = UNBOUNDED,
   /** The body as it came in, kept with the scan (`wire`) to be forwarded as it is. */
   wire?: Uint8Array,
+  /** Buffers to scan into (given back by earlier requests). */
+  arena?: ScanArena,
 ): Either.Either<ScannedWriteRequest, PrwDecodeError> => {
   try {
-    return Either.right(new Scanner(bytes, bounds).scan(wire))
+    return Either.right(new Scanner(bytes, bounds).scan(wire, arena))
   } catch (e) {
     return Either.left(decodeError(e))
   }

@@ -5,8 +5,13 @@ import { Either } from "effect"
 import fc from "fast-check"
 import { afterAll, describe, expect, it } from "vitest"
 import { encodeWriteRequest } from "../../../src/protocols/prw/codec.js"
-import { type BodyDecoder, decodeBody, workerDecoder } from "../../../src/protocols/prw/decode-pool.js"
-import type { ScannedWriteRequest } from "../../../src/protocols/prw/scan.js"
+import {
+  type BodyDecoder,
+  decodeBody,
+  inlineDecoder,
+  workerDecoder,
+} from "../../../src/protocols/prw/decode-pool.js"
+import { type ScannedWriteRequest, scanBuffers } from "../../../src/protocols/prw/scan.js"
 import { compressBody } from "../../../src/protocols/prw/snappy.js"
 import { writeRequest } from "./arbitraries.js"
 
@@ -61,6 +66,44 @@ describe("remote-write decoding threads", () => {
       }),
       { numRuns: 300 },
     )
+  })
+
+  it("law: with each scan given back once read, bodies decoded in threads are still seen exactly as in the receiving thread", async () => {
+    const decoder = make(2)
+    await fc.assert(
+      fc.asyncProperty(fc.array(writeRequest, { minLength: 2, maxLength: 10 }), async (reqs) => {
+        let previous: ScannedWriteRequest | undefined
+        for (const r of reqs) {
+          const body = compressBody(encodeWriteRequest(r))
+          const here = decodeBody(body, MAX)
+          const there = await decoder.decode(body, MAX)
+          expect(view(there)).toStrictEqual(view(here))
+          // The arrays given back went to a decoding thread with this body: unusable here now.
+          if (previous !== undefined) expect(previous.hi.length).toBe(0)
+          previous = Either.getOrThrow(there)
+          decoder.recycle(previous)
+        }
+      }),
+      { numRuns: 100 },
+    )
+  })
+
+  it("decoding in the receiving thread scans into the arrays of the scan given back before", () => {
+    const decoder = inlineDecoder()
+    const series = {
+      labels: [{ name: "__name__", value: "up" }],
+      samples: [{ value: 1, timestamp: 1 }],
+      exemplars: [],
+      histograms: [],
+      unknown: [],
+    }
+    const body = compressBody(encodeWriteRequest({ timeseries: [series], metadata: [], unknown: [] }))
+    const first = Either.getOrThrow(decoder.decode(body, MAX) as Either.Either<ScannedWriteRequest, unknown>)
+    const buffers = scanBuffers(first)
+    decoder.recycle(first)
+    const second = Either.getOrThrow(decoder.decode(body, MAX) as Either.Either<ScannedWriteRequest, unknown>)
+    expect(new Set(scanBuffers(second))).toEqual(new Set(buffers))
+    expect(view(Either.right(second))).toStrictEqual(view(decodeBody(body, MAX)))
   })
 
   it("a body over the decompressed size bound is 413 from a thread too", async () => {

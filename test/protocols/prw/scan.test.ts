@@ -11,7 +11,9 @@ import type { PrwDecodeError } from "../../../src/protocols/prw/errors.js"
 import { prwAdapter, prwEncoder } from "../../../src/protocols/prw/protocol.js"
 import {
   applyScannedVerdict,
+  ScanArena,
   type ScannedWriteRequest,
+  scanBuffers,
   scanWriteRequest,
 } from "../../../src/protocols/prw/scan.js"
 import { compressBody, decompressBody } from "../../../src/protocols/prw/snappy.js"
@@ -324,5 +326,93 @@ describe("label sets a receiver refuses (Prometheus drops such series; its stora
       ),
       { numRuns: 2_000 },
     )
+  })
+})
+
+describe("ScanArena: scanning into the arrays of earlier requests", () => {
+  /** Everything a scan tells the limits engine and the exporter. */
+  const seen = (s: ScannedWriteRequest) => ({
+    length: s.length,
+    fieldCount: s.fieldCount,
+    arrays: [
+      s.fieldStarts,
+      s.fieldEnds,
+      s.fieldSeries,
+      s.payloadStarts,
+      s.payloadEnds,
+      s.datapoints,
+      s.hi,
+      s.lo,
+    ].map((a) => Array.from(a)),
+  })
+  /** Buffers as earlier requests leave them: any size, any contents. */
+  const leftovers = fc.array(
+    fc.integer({ min: 0, max: 3000 }).chain((entries) =>
+      fc.uint8Array({ minLength: 0, maxLength: 64 }).map((junk) => {
+        const b = new Uint8Array(entries * 4)
+        for (let i = 0; i < b.length; i++) b[i] = junk.length === 0 ? 0xff : (junk[i % junk.length] as number)
+        return b.buffer
+      }),
+    ),
+    { maxLength: 12 },
+  )
+
+  it("law: a scan into recycled buffers (any sizes, any contents) sees exactly what a fresh scan sees", () => {
+    fc.assert(
+      fc.property(request, leftovers, (req, buffers) => {
+        const bytes = encodeWriteRequest(req)
+        const arena = new ScanArena()
+        for (const b of buffers) arena.give(b)
+        const into = scanWriteRequest(bytes, undefined, undefined, arena)
+        expect(Either.isRight(into)).toBe(true)
+        expect(seen(Either.getOrThrow(into))).toStrictEqual(seen(mustScan(bytes)))
+      }),
+      { numRuns: 500 },
+    )
+  })
+
+  it("law: scans recycled one after another each see what a fresh scan sees, in the buffers given back", () => {
+    fc.assert(
+      fc.property(fc.array(request, { minLength: 2, maxLength: 8 }), (reqs) => {
+        const arena = new ScanArena()
+        let given = new Set<ArrayBuffer>()
+        for (const req of reqs) {
+          const bytes = encodeWriteRequest(req)
+          const scan = Either.getOrThrow(scanWriteRequest(bytes, undefined, undefined, arena))
+          expect(seen(scan)).toStrictEqual(seen(mustScan(bytes)))
+          // 8 arrays, each in a buffer of its own; under 256 entries nothing grows, so every one of
+          // them is a buffer the previous scan gave back.
+          const buffers = scanBuffers(scan)
+          expect(buffers.length).toBe(8)
+          if (given.size > 0 && scan.fieldCount < 256)
+            for (const b of buffers) expect(given.has(b)).toBe(true)
+          expect(arena.size).toBe(0)
+          for (const b of buffers) arena.give(b)
+          given = new Set(buffers)
+        }
+      }),
+      { numRuns: 200 },
+    )
+  })
+
+  it("keeps at most 64 buffers, none over 256 KB and none empty (a buffer handed over elsewhere)", () => {
+    const arena = new ScanArena()
+    arena.give(new ArrayBuffer(0))
+    arena.give(new ArrayBuffer((256 << 10) + 4))
+    expect(arena.size).toBe(0)
+    for (let i = 0; i < 70; i++) arena.give(new ArrayBuffer(4096))
+    expect(arena.size).toBe(64)
+    expect(arena.takeUpTo(10)).toHaveLength(10)
+    expect(arena.size).toBe(54)
+  })
+
+  it("lets go of buffers too small to start a scan in, and gives out the next large enough one", () => {
+    const arena = new ScanArena()
+    const large = new ArrayBuffer(4096)
+    arena.give(large)
+    arena.give(new ArrayBuffer(64))
+    expect(arena.take(1024)).toBe(large)
+    expect(arena.size).toBe(0)
+    expect(arena.take(1024)).toBeUndefined()
   })
 })
