@@ -54,6 +54,10 @@ export const si = (x: number, digits = 3): string => {
   return x.toPrecision(digits)
 }
 
+/** Bytes in MiB, as memory targets are stated. */
+export const mib = (bytes: number): string =>
+  Number.isFinite(bytes) ? `${(bytes / 2 ** 20).toFixed(0)} MiB` : "n/a"
+
 export const ms = (x: number): string =>
   Number.isFinite(x) ? (x >= 100 ? `${x.toFixed(0)} ms` : `${x.toPrecision(3)} ms`) : "n/a"
 

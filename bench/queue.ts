@@ -32,6 +32,7 @@ import {
   machineBusy,
   median,
   metricSum,
+  mib,
   ms,
   type Proc,
   QUICK,
@@ -172,7 +173,6 @@ const startSlowSink = async (delayMs: number) => {
 }
 
 const mb = (bytes: number) => (Number.isFinite(bytes) ? (bytes / 1e6).toFixed(1) : "n/a")
-const mib = (bytes: number) => `${(bytes / MiB).toFixed(0)} MiB`
 
 interface Second {
   readonly s: number

@@ -21,6 +21,7 @@ import {
   fixedRate,
   freePort,
   median,
+  mib,
   ms,
   type Proc,
   percentile,
@@ -335,8 +336,8 @@ const run = async (): Promise<AreaResult> => {
       `(per-round ratios ${ratioRuns.map((x) => ratio(x)).join(", ")}). ` +
       `Target ≥ 0.5× vmagent: **${satRatio >= 0.5 ? "met" : "not met"}**. ` +
       `Server CPU at saturation (median): governor ${satMedian("governor", (r) => r.cpu).toFixed(2)} cores, vmagent ${satMedian("vmagent", (r) => r.cpu).toFixed(2)} cores. ` +
-      `RSS (sampled every 100 ms during the saturation runs; idle before them; after them): governor peak ${si(peakRss.governor ?? 0)}B, idle ${si(idleRss.governor)}B, after ${si(govRss)}B; ` +
-      `vmagent peak ${si(peakRss.vmagent ?? 0)}B, idle ${si(idleRss.vmagent)}B, after ${si(vmRss)}B. ` +
+      `RSS (sampled every 100 ms during the saturation runs; idle before them; after them): governor peak ${mib(peakRss.governor ?? 0)}, idle ${mib(idleRss.governor)}, after ${mib(govRss)}; ` +
+      `vmagent peak ${mib(peakRss.vmagent ?? 0)}, idle ${mib(idleRss.vmagent)}, after ${mib(vmRss)}. ` +
       `Target peak ≤ 256 MiB: **${(peakRss.governor ?? 0) <= 256 * 2 ** 20 ? "met" : "not met"}**.`,
   )
   md.push("")
@@ -442,7 +443,7 @@ const run = async (): Promise<AreaResult> => {
       {
         area: "2. remote write",
         target: "peak RSS ≤ 256 MiB at saturation",
-        measured: `${si(peakRss.governor ?? 0)}B (vmagent ${si(peakRss.vmagent ?? 0)}B)`,
+        measured: `${mib(peakRss.governor ?? 0)} (vmagent ${mib(peakRss.vmagent ?? 0)})`,
         met: (peakRss.governor ?? 0) <= 256 * 2 ** 20,
       },
     ],

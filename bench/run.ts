@@ -20,6 +20,7 @@ import {
   installCleanup,
   killAll,
   machine,
+  mib,
   QUICK,
   ROOT,
   ratio,
@@ -71,11 +72,13 @@ const CAUSES: Record<string, string> = {
     "Where it goes, read from /proc/PID/smaps at the peak of a 25 s run of the same load at -c16 (sampled every 200 ms): " +
     "the main thread's V8 heap about 63 MB (16 MB of it the young generation, semi-space 8 MiB), each of the two " +
     "decoding threads about 15 MB, about 74 MB of malloc'd memory on the main thread and about 48 MB of Node.js's own " +
-    "code mapped from its binary. The malloc'd share is request buffers (the body as received, about 34 KB, and the " +
-    "scan's arrays, about 32 KB, per 1,000-series request) that are garbage until the collection that frees them: the " +
-    "main thread still promotes 0.2-0.45 MB per young-generation collection (1.4 MB before a scan stopped getting a " +
-    "hidden class of its own), and what is promoted waits for a full collection. Long runs drift: 60 s of continuous " +
-    "load through the launcher peaked at 253-257 MiB and 260-268 MiB in two runs of the same build.",
+    "code mapped from its binary (measured before the scan's arrays were recycled). The malloc'd share is request " +
+    "buffers that are garbage until the collection that frees them: the body as received, about 34 KB per 1,000-series " +
+    "request, and, until the scan's arrays (32 KB a request) went back to the decoding threads to be scanned into again, " +
+    "those too; recycling them took the peak of interleaved -c16 runs from 256-264 MiB to 234-236 MiB at the same rate. " +
+    "The main thread still promotes 0.2-0.45 MB per young-generation collection, and what is promoted waits for a full " +
+    "collection. Long runs drift: before the recycling, 60 s of continuous load through the launcher peaked at 253-257 " +
+    "MiB and 260-268 MiB in two runs of the same build.",
   "p99 ≤ 5 ms at 100 rules":
     "A SIGHUP on an idle pipeline is decided in the signal's callback: both files read with plain system calls, the rules " +
     "list parsed item by item, the version built and made active in one call (the governor's own duration in §5, about " +
@@ -533,8 +536,8 @@ const boundsSection = (prw: AreaResult | undefined, enforce: AreaResult | undefi
   const govPeak = num(prw, "governorPeakRss")
   if (govPeak > 256 * 2 ** 20) {
     out.push(
-      `- Memory under load: the governor's RSS peaked at ${si(govPeak)}B during the saturation runs of §2 ` +
-        `(vmagent ${si(num(prw, "vmagentPeakRss"))}B; governor idle ${si(num(prw, "governorIdleRss"))}B). The JavaScript heaps ` +
+      `- Memory under load: the governor's RSS peaked at ${mib(govPeak)} during the saturation runs of §2 ` +
+        `(vmagent ${mib(num(prw, "vmagentPeakRss"))}; governor idle ${mib(num(prw, "governorIdleRss"))}). The JavaScript heaps ` +
         "are small (about 40 MB on the main thread, 25 MB in the decoding thread); the rest is request bytes: about 300 KB of " +
         "buffers per 1,000-series request (the body, its decompressed form, the scan's arrays, the export batch and its " +
         "compressed form), hundreds of megabytes a second at saturation, freed only at the next garbage collection, and " +
