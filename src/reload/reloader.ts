@@ -30,7 +30,7 @@ import { EventLog } from "../events/log.js"
 import { currentUsages } from "../limits/stats.js"
 import { logError, logInfo, logWarn } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
-import { runSliced, runToEnd } from "../threads/slices.js"
+import { runSliced, runToEnd, yieldToEventLoop } from "../threads/slices.js"
 import {
   apply,
   applySteps,
@@ -252,11 +252,14 @@ const MAX_ATTEMPTS_KEPT = 100
 export const STORM_GAP_MS = 30
 
 /**
- * An attempt decided at once (`submitNow`) is recorded this many ms later: a request sent together
- * with the trigger (a script that signals, then polls the status) is answered before the books (the
- * events, metrics and log lines: about a millisecond of the main thread) are written.
+ * An attempt decided at once (`submitNow`) is recorded once the event loop has polled for I/O after
+ * the decision: a request sent together with the trigger, or while it was decided (a script that
+ * signals, then polls the status), is answered before the books (the events, metrics and log lines:
+ * about a millisecond of the main thread) are written. Two `setImmediate` hops: the first ends the
+ * turn that decided, the second comes after the next turn's poll for I/O. (A timer would not do: a
+ * timer that is due runs before that poll, so a decision that outlasted it put the books first.)
  */
-export const BOOKS_AFTER_MS = 1
+export const afterNextIoPoll: Effect.Effect<void> = Effect.zipRight(yieldToEventLoop, yieldToEventLoop)
 
 /** What one attempt did: the event it recorded, the states around it, and its report. */
 interface Outcome {
@@ -689,7 +692,7 @@ export const make = (settings: ReloadSettings) =>
             const head = carried[0] ?? (yield* restore(Queue.take(queue)))
             if (carried.length > 0) carried = carried.slice(1)
             // Decided at once: requests on their way go first, then the books.
-            if (head.decided !== undefined) yield* Effect.sleep(BOOKS_AFTER_MS)
+            if (head.decided !== undefined) yield* afterNextIoPoll
             else yield* restore(stormGap)
             yield* processBatch(head)
           }),
