@@ -498,9 +498,11 @@ export const runExporter = <P>(
         if (items.length === 0) return false
         const result = yield* attempt(url, items)
         if (result._tag === "Right") {
+          const sent = items.reduce((n, i) => n + i.datapoints, 0)
           if (next !== undefined) work.splice(1, 1)
-          buffer.ack(next !== undefined ? items : buffer.take(settings.batchSize))
-          delivered(items.reduce((n, i) => n + i.datapoints, 0))
+          // Exactly what was sent: requests pushed while the probe was in flight stay in the buffer.
+          buffer.ack(next !== undefined ? items : buffer.take(sent))
+          delivered(sent)
           return true
         }
         telemetry.exportRequests.inc({ protocol, result: "retry" })
