@@ -5,13 +5,8 @@
  */
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
-import { Effect, Exit, Logger, Scope } from "effect"
-import { Registry } from "prom-client"
 import { afterEach, describe, expect, it } from "vitest"
-import { ExportBuffer } from "../../src/export/buffer.js"
-import { type ExporterSettings, runExporter } from "../../src/export/exporter.js"
-import type { WireEncoder } from "../../src/protocols/protocol.js"
-import { makeInstruments } from "../../src/telemetry/metrics.js"
+import { startTextExporter } from "../support/exporter.js"
 import { waitFor } from "../support/governor.js"
 
 const cleanup: Array<() => unknown> = []
@@ -19,16 +14,8 @@ afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f()
 })
 
-const textEncoder: WireEncoder<string> = {
-  encode: (payloads) => ({
-    body: new TextEncoder().encode(payloads.join("\n")),
-    headers: { "content-type": "text/plain" },
-  }),
-}
-
 describe("exporter: probing past a refused request", () => {
   it("a request pushed while a probe is in flight is sent later, not taken with the probe", async () => {
-    const buffer = new ExportBuffer<string>(1_000, 1_000_000)
     const item = (payload: string) => ({ payload, datapoints: 1, bytes: payload.length, at: Date.now() })
     const delivered: Array<string> = []
     let probes = 0
@@ -42,34 +29,20 @@ describe("exporter: probing past a refused request", () => {
           return
         }
         // The probe is in flight: a receiver accepts another request meanwhile.
-        if (lines.includes("probe") && probes++ === 0) buffer.push(item("late"))
+        if (lines.includes("probe") && probes++ === 0) exporter.buffer.push(item("late"))
         delivered.push(...lines)
         res.writeHead(204).end()
       })
     })
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
     cleanup.push(() => new Promise<void>((resolve) => server.close(() => resolve())))
-    const settings: ExporterSettings<string> = {
-      protocol: "prw",
-      endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`,
-      headers: {},
-      bearerTokenFile: undefined,
+    const exporter = await startTextExporter(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, {
       timeoutMs: 2_000,
-      batchSize: 100,
-      flushIntervalMs: 10,
-      shutdownTimeoutMs: 200,
-      encoder: textEncoder,
       minBackoffMs: 10,
       maxBackoffMs: 40,
-    }
-    const scope = Effect.runSync(Scope.make())
-    await Effect.runPromise(
-      runExporter(settings, buffer, makeInstruments(new Registry())).pipe(
-        Scope.extend(scope),
-        Effect.provide(Logger.replace(Logger.defaultLogger, Logger.none)),
-      ),
-    )
-    cleanup.push(() => Effect.runPromise(Scope.close(scope, Exit.void)))
+    })
+    cleanup.push(exporter.stop)
+    const buffer = exporter.buffer
     // The refused request is taken alone; what follows it waits in the buffer for the probe.
     buffer.push(item("poison"))
     await waitFor("the refused request taken", () => (buffer.length === 0 ? true : undefined), 5_000, 5)

@@ -11,13 +11,8 @@
 import * as net from "node:net"
 import * as v8 from "node:v8"
 import * as vm from "node:vm"
-import { Effect, Exit, Logger, Scope } from "effect"
-import { Registry } from "prom-client"
 import { afterEach, describe, expect, it } from "vitest"
-import { ExportBuffer } from "../../src/export/buffer.js"
-import { type ExporterSettings, runExporter } from "../../src/export/exporter.js"
-import type { WireEncoder } from "../../src/protocols/protocol.js"
-import { makeInstruments } from "../../src/telemetry/metrics.js"
+import { startTextExporter } from "../support/exporter.js"
 import { sleep } from "../support/governor.js"
 
 v8.setFlagsFromString("--expose-gc")
@@ -69,38 +64,14 @@ const rawServer = async (onConnection: (socket: net.Socket) => void) => {
   }
 }
 
-const textEncoder: WireEncoder<string> = {
-  encode: (payloads) => ({
-    body: new TextEncoder().encode(payloads.join("\n")),
-    headers: { "content-type": "text/plain" },
-  }),
-}
-
 /** Runs one exporter in this process until the test ends. */
 const startExporter = async (endpoint: string, timeoutMs: number) => {
-  const buffer = new ExportBuffer<string>(1_000, 1_000_000)
-  const telemetry = makeInstruments(new Registry())
-  const settings: ExporterSettings<string> = {
-    protocol: "prw",
-    endpoint,
-    headers: {},
-    bearerTokenFile: undefined,
+  const { buffer, telemetry, stop } = await startTextExporter(endpoint, {
     timeoutMs,
-    batchSize: 100,
-    flushIntervalMs: 10,
-    shutdownTimeoutMs: 200,
-    encoder: textEncoder,
     minBackoffMs: 20,
     maxBackoffMs: 100,
-  }
-  const scope = Effect.runSync(Scope.make())
-  await Effect.runPromise(
-    runExporter(settings, buffer, telemetry).pipe(
-      Scope.extend(scope),
-      Effect.provide(Logger.replace(Logger.defaultLogger, Logger.none)),
-    ),
-  )
-  cleanup.push(() => Effect.runPromise(Scope.close(scope, Exit.void)))
+  })
+  cleanup.push(stop)
   buffer.push({ payload: "one", datapoints: 1, bytes: 3, at: Date.now() })
   return { buffer, telemetry }
 }
