@@ -489,6 +489,7 @@ const boundsSection = (prw: AreaResult | undefined, enforce: AreaResult | undefi
       "at most 4). The main thread hands each body to the least busy thread, which decompresses it into a buffer it reuses, " +
       "scans it and sends back the scan's arrays and the body as it came (handed over, not copied); the main thread enforces, " +
       "then buffers, and decompresses the body itself only for a series not matched yet or a verdict that changes the request. " +
+      "The scan's arrays then go back to a decoding thread with a later body, which scans into them (`ScanArena`). " +
       "A thread that dies answers its bodies 503 and is started again.\n" +
       "3. **Forward bytes, not objects.** When every datapoint passes, the body is buffered as it came, still compressed; " +
       "otherwise the bytes of every series that passes whole are copied, only the series the verdict changes are encoded " +

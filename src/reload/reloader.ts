@@ -259,7 +259,7 @@ export const STORM_GAP_MS = 30
  * turn that decided, the second comes after the next turn's poll for I/O. (A timer would not do: a
  * timer that is due runs before that poll, so a decision that outlasted it put the books first.)
  */
-export const afterNextIoPoll: Effect.Effect<void> = Effect.zipRight(yieldToEventLoop, yieldToEventLoop)
+const afterNextIoPoll: Effect.Effect<void> = Effect.zipRight(yieldToEventLoop, yieldToEventLoop)
 
 /** What one attempt did: the event it recorded, the states around it, and its report. */
 interface Outcome {
