@@ -18,7 +18,8 @@
  */
 import type { AnyValue, KeyValue } from "./types.js"
 
-const doubleText = (v: number): string => {
+/** The label text of a double attribute value. */
+export const doubleText = (v: number): string => {
   if (Number.isFinite(v)) return String(v) // String(-0) === "0"
   return Number.isNaN(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf"
 }

@@ -2,10 +2,12 @@
  * Decoding OTLP protobuf bodies (OTLP/HTTP `application/x-protobuf`, OTLP/gRPC messages), in the
  * receiving thread or in worker threads, as remote write does (`prw/decode-pool.ts`).
  *
- * A decoding thread decompresses the body (gzip, zstd), decodes it with the one protobuf decoder
- * (`decodeOtlpProtobuf`: the same checks, the same error messages, the same request bounds) and
- * computes the fingerprint of every data point's series (`fingerprintDataPoints`), then sends back
- * the fingerprints (and the inflated body, when it inflated one). The main thread enforces the
+ * A decoding thread decompresses the body (gzip, zstd) and computes the fingerprint of every data
+ * point's series: read straight from the wire for the usual request (`scanFingerprints`: gauges and
+ * sums with scalar attributes, with the decoder's own checks and bounds), otherwise by decoding it
+ * with the one protobuf decoder (`decodeOtlpProtobuf`: the same checks, the same error messages,
+ * the same request bounds) and `fingerprintDataPoints`. It sends back the fingerprints (and the
+ * inflated body, when it inflated one). The main thread enforces the
  * limits with those fingerprints (it stays the one owner of every rule's state) and forwards the
  * body as it came when every data point passes; it decodes the body again only for names and
  * labels of series it has not matched yet, and to rebuild a request the verdict changes.
@@ -25,6 +27,7 @@ import { bytesBatch, type Fingerprints, fingerprintDataPoints, type OtlpBatch } 
 import { OtlpDecodeError, type OtlpDecodeErrorKind } from "./errors.js"
 import { decompressGzip } from "./gzip.js"
 import { decodeOtlpProtobuf } from "./protobuf.js"
+import { scanFingerprints } from "./scan.js"
 
 /**
  * The default number of OTLP decoding threads: one per core beyond the first, at most 4 (none on
@@ -84,9 +87,14 @@ export const runJob = (job: DecodeJob): DecodeResult => {
   const raw = decompress(job)
   if ("kind" in raw) return raw
   const bytes = raw.bytes
-  const decoded = decodeOtlpProtobuf(bytes, job.bounds)
-  if (Either.isLeft(decoded)) return { kind: decoded.left.kind, reason: decoded.left.reason }
-  const fingerprints = fingerprintDataPoints(decoded.right)
+  // The usual request is read straight from the wire; any other is decoded in full, which also
+  // says what is wrong with one that does not decode.
+  let fingerprints = scanFingerprints(bytes, job.bounds)
+  if (fingerprints === undefined) {
+    const decoded = decodeOtlpProtobuf(bytes, job.bounds)
+    if (Either.isLeft(decoded)) return { kind: decoded.left.kind, reason: decoded.left.reason }
+    fingerprints = fingerprintDataPoints(decoded.right)
+  }
   return job.encoding === "identity" ? { fingerprints } : { fingerprints, inflated: bytes }
 }
 
