@@ -503,8 +503,10 @@ const boundsSection = (prw: AreaResult | undefined, enforce: AreaResult | undefi
       "decoder and its V8 heap (about 6 MB after loading: a thread loads effect by module path, not its index). Requests of one connection stay in order (HTTP/1.1 answers in order); requests of " +
       "different connections may be decided in another order than they arrived, as they may without threads. OTLP protobuf " +
       "(HTTP and gRPC) goes through decoding threads of its own the same way (`src/protocols/otlp/decode-pool.ts`): a thread " +
-      "inflates and decodes the body and fingerprints every data point's series; the main thread enforces with those " +
-      "fingerprints and forwards the body as it came when every data point passes. OTLP/JSON is decoded on the main thread.",
+      "inflates the body and fingerprints every data point's series, straight from the wire for the usual request (gauges and " +
+      "sums with scalar attributes: `src/protocols/otlp/scan.ts`), otherwise after decoding it into objects; the main thread " +
+      "enforces with those fingerprints and forwards the body as it came when every data point passes. OTLP/JSON is decoded " +
+      "on the main thread.",
   )
   out.push("")
   out.push(
@@ -526,9 +528,12 @@ const boundsSection = (prw: AreaResult | undefined, enforce: AreaResult | undefi
       "- Enforcement with many rules: `enforce()` does per-batch work proportional to the number of rules (`rollWindow` over every " +
       "rule, a `perRule` array, a `RuleCounts` object per rule seen): the 1,000-rule rows of §1, above the target without " +
       "`group_by` since all compiled rules share one hidden class.\n" +
-      "- OTLP protobuf: its decoding threads decode each body into objects (the decoder's checks and messages, unchanged) " +
-      "to fingerprint it; the main thread decodes it again only for series it has not matched yet and for a verdict that " +
-      "changes the request. A scanner like the remote-write one would spare the decoding threads the objects.\n" +
+      "- OTLP protobuf: its decoding threads fingerprint the usual request straight from the wire, with the decoder's own " +
+      "checks and bounds and no objects (a request of another shape, or one that does not read cleanly, is decoded into " +
+      "objects as before, which also gives its exact error); the main thread decodes a body again only for series it has " +
+      "not matched yet and for a verdict that changes the request. At OTLP/gRPC saturation the decoding thread was about " +
+      "half idle once it scanned: two cores shared by the main thread (grpc-js, the exporter), the decoding thread, V8's " +
+      "helpers, h2load and the sink bound that path.\n" +
       "- Cold path: a series seen for the first time is matched against the rules in order; a rule's literal `metric_name` " +
       "prefix is checked before its regex, which skips the regex for most rules a name cannot match (cold rows of §1).\n" +
       "- Reload: files up to 96 KiB are decoded on the main thread in a few milliseconds per hundred rules (fast YAML path, " +
