@@ -80,7 +80,8 @@ export interface Fingerprints {
   readonly lo: Uint32Array
 }
 
-const absorbLabel = (key: string, value: string): void => {
+/** Absorbs one label into the fingerprint being computed (as `fingerprintSeries` does). */
+export const absorbLabel = (key: string, value: string): void => {
   if (value === "") return // left out of the series key, as in `fingerprintSeries`
   absorbSeparator()
   absorbText(key)

@@ -116,16 +116,17 @@ export const flattenAttributes = (attrs: ReadonlyArray<KeyValue>): ReadonlyArray
 
 /**
  * Visits the merge of two flat key-sorted label lists in key order; on a key present in both,
- * only `over`'s label is visited.
+ * only `over`'s label is visited. `overLength`: how much of `over` is the list (default: all).
  */
 export const forEachMergedLabel = (
   base: ReadonlyArray<string>,
   over: ReadonlyArray<string>,
   visit: (key: string, value: string) => void,
+  overLength: number = over.length,
 ): void => {
   let i = 0
   let j = 0
-  while (i < base.length && j < over.length) {
+  while (i < base.length && j < overLength) {
     const kb = base[i] as string
     const ko = over[j] as string
     if (kb < ko) {
@@ -138,7 +139,7 @@ export const forEachMergedLabel = (
     }
   }
   for (; i < base.length; i += 2) visit(base[i] as string, base[i + 1] as string)
-  for (; j < over.length; j += 2) visit(over[j] as string, over[j + 1] as string)
+  for (; j < overLength; j += 2) visit(over[j] as string, over[j + 1] as string)
 }
 
 /**

@@ -19,11 +19,11 @@
  *
  * @module
  */
-import { absorbSeparator, absorbText, beginFingerprint, finishFingerprint } from "../../limits/fingerprint.js"
+import { absorbText, beginFingerprint, finishFingerprint } from "../../limits/fingerprint.js"
 import type { RequestBounds } from "../../wire/bounds.js"
 import { I64, LEN, ProtoReader, tag, VARINT } from "../../wire/protobuf.js"
-import type { Fingerprints } from "./adapter.js"
-import { doubleText } from "./attribute-text.js"
+import { absorbLabel, type Fingerprints } from "./adapter.js"
+import { doubleText, forEachMergedLabel } from "./attribute-text.js"
 
 const T1_LEN = tag(1, LEN)
 const T2_LEN = tag(2, LEN)
@@ -130,35 +130,11 @@ const sortUnique = (): number => {
   return w
 }
 
-const absorbLabel = (key: string, value: string): void => {
-  if (value === "") return
-  absorbSeparator()
-  absorbText(key)
-  absorbSeparator()
-  absorbText(value)
-}
-
 /** Adds the fingerprint of `name` + the merge of `base` and the first `n` pairs of `attrs`. */
 const addFingerprint = (name: string, base: ReadonlyArray<string>, n: number): void => {
   beginFingerprint()
   absorbText(name)
-  const over = 2 * n
-  let i = 0
-  let j = 0
-  while (i < base.length && j < over) {
-    const kb = base[i] as string
-    const ko = attrs[j] as string
-    if (kb < ko) {
-      absorbLabel(kb, base[i + 1] as string)
-      i += 2
-    } else {
-      absorbLabel(ko, attrs[j + 1] as string)
-      if (kb === ko) i += 2
-      j += 2
-    }
-  }
-  for (; i < base.length; i += 2) absorbLabel(base[i] as string, base[i + 1] as string)
-  for (; j < over; j += 2) absorbLabel(attrs[j] as string, attrs[j + 1] as string)
+  forEachMergedLabel(base, attrs, absorbLabel, 2 * n)
   finishFingerprint(fp)
   if (count === hi.length) {
     const h = new Uint32Array(2 * count)
