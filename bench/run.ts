@@ -83,7 +83,8 @@ const CAUSES: Record<string, string> = {
     "A SIGHUP on an idle pipeline is decided in the signal's callback: both files read with plain system calls, the rules " +
     "list parsed item by item, the version built and made active in one call (the governor's own duration in §5, about " +
     "1 ms at 100 rules with one rule edited, 0.8 ms at 10; `node --import tsx bench/reload-stages.ts` times the stages " +
-    "warm); the events, metrics and log lines follow once the event loop has polled for I/O again, so a poll sent with the signal is answered first. The " +
+    "warm); the events, metrics and log lines follow once the event loop has polled for I/O again, so a poll sent with the signal is answered first, " +
+    "and give way to I/O between their steps (a poll that arrives while they are written waits for one step). The " +
     "rest is the measurement's floor, the row of §5 for a process that only counts SIGHUPs: p99 4-6 ms on this machine. " +
     "Timed on one monotonic clock on both sides, that process's signal reaches JavaScript about 1.2 ms after kill() when " +
     "the poller polls back to back (0.2 ms when it does not): the kernel delivers it to the main thread within 0.3 ms, " +

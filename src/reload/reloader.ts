@@ -258,6 +258,9 @@ export const STORM_GAP_MS = 30
  * about a millisecond of the main thread) are written. Two `setImmediate` hops: the first ends the
  * turn that decided, the second comes after the next turn's poll for I/O. (A timer would not do: a
  * timer that is due runs before that poll, so a decision that outlasted it put the books first.)
+ * The books then yield to the event loop between their steps (announcement, requested event,
+ * decision event, metrics and log lines), so a request that arrives while they are written waits
+ * for one step, not for all of them.
  */
 const afterNextIoPoll: Effect.Effect<void> = Effect.zipRight(yieldToEventLoop, yieldToEventLoop)
 
@@ -455,8 +458,10 @@ export const make = (settings: ReloadSettings) =>
           coalesced: batch.length,
         }
         yield* record(requested, { before: d.before, after: d.before })
+        yield* yieldToEventLoop
         if (d.event._tag !== "ConfigUnchanged") yield* storeSnapshots(d.read, d.hashes)
         const { before, after } = yield* record(d.event, { before: d.before, after: d.after })
+        yield* yieldToEventLoop
         return outcomeOf(d.event, batch, d.decidedNs, before, after, d.read)
       })
 
@@ -624,7 +629,10 @@ export const make = (settings: ReloadSettings) =>
     const supervised = (batch: ReadonlyArray<Pending>) =>
       Effect.gen(function* () {
         const decided = (batch[0] as Pending).decided
-        if (decided !== undefined) yield* decided.announce
+        if (decided !== undefined) {
+          yield* decided.announce
+          yield* yieldToEventLoop
+        }
         if (decided?._tag === "Defect") return yield* Effect.failCause(decided.cause)
         const outcome = yield* decided === undefined ? attempt(batch) : recordDecided(batch, decided)
         yield* publish(outcome, (batch[0] as Pending).content?.of)

@@ -127,6 +127,8 @@ describe("reload of the real program", () => {
     await g.waitForVersion(2)
     const s = await status(g)
     expect(s).toMatchObject({ version: 2, limits_sha256: sha256(v2), rules_count: 2, trigger: "sighup" })
+    // The log lines, events and metrics follow the new version (written behind, giving way to requests).
+    await waitFor("the reload's log line", () => logsWith(g, "limits config reloaded successfully")[1])
     const hup = logsWith(g, "received SIGHUP, reloading limits config")
     expect(hup).toHaveLength(1)
     expect(hup[0]?.fields.path).toBe(limits)
@@ -254,6 +256,7 @@ describe("reload of the real program", () => {
     g.signal("SIGHUP")
     await g.waitForVersion(2)
     expect(await status(g)).toMatchObject({ version: 2, limits_sha256: sha256(v2), rules_count: 2 })
+    await waitForAttempts(g, "sighup", "applied", 1)
     expect(await count(g, "metrics_governor_config_last_reload_successful")).toBe(1)
     expect(await count(g, "metrics_governor_config_reload_failures_total")).toBe(1)
     expect(await count(g, "metrics_governor_config_reloads_total")).toBe(1)
@@ -607,7 +610,7 @@ describe("reload of the real program", () => {
     g.signal("SIGHUP")
     await g.waitForVersion(2)
     expect(await status(g)).toMatchObject({ version: 2, dry_run: true, dry_run_source: "config" })
-    expect(await count(g, "metrics_governor_limits_dry_run")).toBe(1)
+    await waitForCount(g, "metrics_governor_limits_dry_run", 1)
     const enabled = await waitFor(
       "the dry-run enabled log line",
       () => logsWith(g, "limits dry-run enabled")[0],
@@ -618,7 +621,7 @@ describe("reload of the real program", () => {
     g.signal("SIGHUP")
     await g.waitForVersion(3)
     expect(await status(g)).toMatchObject({ version: 3, dry_run: false })
-    expect(await count(g, "metrics_governor_limits_dry_run")).toBe(0)
+    await waitForCount(g, "metrics_governor_limits_dry_run", 0)
     await waitFor("the dry-run disabled log line", () => logsWith(g, "limits dry-run disabled")[0])
     expect(logsWith(g, "limits dry-run enabled")).toHaveLength(1)
   })

@@ -454,6 +454,38 @@ describe("an explicit trigger decided at once (submitNow)", () => {
       }),
   )
 
+  it.scopedLive("its books give way to a request that arrives while they are written (a real socket)", () =>
+    Effect.gen(function* () {
+      const files: Files = { limits: VALID[0] as string, config: undefined }
+      const { reloader } = yield* pipeline(files)
+      let booksDoneWhenAnswered: boolean | undefined
+      const server = http.createServer((_req, res) => {
+        booksDoneWhenAnswered = Effect.runSync(reloader.attempts).some((a) => a.trigger === "sighup")
+        res.end("ok")
+      })
+      yield* Effect.acquireRelease(
+        Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void))),
+        () => Effect.async<void>((resume) => void server.close(() => resume(Effect.void))),
+      )
+      const accepted = new Promise<void>((resolve) => server.once("connection", () => resolve()))
+      const socket = net.connect((server.address() as AddressInfo).port, "127.0.0.1")
+      yield* Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))
+      yield* Effect.promise(() => accepted)
+      const answered = new Promise<void>((resolve) => socket.once("data", () => resolve()))
+      files.limits = VALID[2] as string
+      // The request arrives with the books' first step (the announcement): it is answered before
+      // their last (the attempt remembered), not after all of them.
+      yield* reloader.submitNow(
+        "sighup",
+        Effect.sync(() => void socket.write("GET /api/v1/status/config HTTP/1.1\r\nHost: governor\r\n\r\n")),
+      )
+      yield* Effect.promise(() => answered)
+      yield* reloader.idle
+      expect(booksDoneWhenAnswered).toBe(false)
+      expect((yield* reloader.attempts).at(-1)?.trigger).toBe("sighup")
+    }),
+  )
+
   it.scoped("on an idle pipeline: the new version is active when it returns; its events and log follow", () =>
     Effect.gen(function* () {
       const files: Files = { limits: VALID[0] as string, config: undefined }
