@@ -410,6 +410,28 @@ describe("a defect inside an attempt", () => {
   )
 })
 
+/**
+ * A loopback HTTP server answering every request with `onRequest` then "ok", and one client socket
+ * connected to it, both closed with the scope; `answered` resolves at the first answer's bytes.
+ */
+const connectedServer = (onRequest: () => void) =>
+  Effect.gen(function* () {
+    const server = http.createServer((_req, res) => {
+      onRequest()
+      res.end("ok")
+    })
+    yield* Effect.acquireRelease(
+      Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void))),
+      () => Effect.async<void>((resume) => void server.close(() => resume(Effect.void))),
+    )
+    const accepted = new Promise<void>((resolve) => server.once("connection", () => resolve()))
+    const socket = net.connect((server.address() as AddressInfo).port, "127.0.0.1")
+    yield* Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))
+    yield* Effect.promise(() => accepted)
+    const answered = new Promise<void>((resolve) => socket.once("data", () => resolve()))
+    return { socket, answered }
+  })
+
 describe("an explicit trigger decided at once (submitNow)", () => {
   it.scopedLive(
     "its books wait for the requests that arrived while it was decided, however long that took (a real socket)",
@@ -418,19 +440,7 @@ describe("an explicit trigger decided at once (submitNow)", () => {
         const files: Files = { limits: VALID[0] as string, config: undefined }
         const { reloader } = yield* pipeline(files)
         const order: Array<string> = []
-        const server = http.createServer((_req, res) => {
-          order.push("answered")
-          res.end("ok")
-        })
-        yield* Effect.acquireRelease(
-          Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void))),
-          () => Effect.async<void>((resume) => void server.close(() => resume(Effect.void))),
-        )
-        const accepted = new Promise<void>((resolve) => server.once("connection", () => resolve()))
-        const socket = net.connect((server.address() as AddressInfo).port, "127.0.0.1")
-        yield* Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))
-        yield* Effect.promise(() => accepted)
-        const answered = new Promise<void>((resolve) => socket.once("data", () => resolve()))
+        const { socket, answered } = yield* connectedServer(() => void order.push("answered"))
         const busy = (ms: number) => {
           const until = performance.now() + ms
           while (performance.now() < until) {
@@ -459,19 +469,9 @@ describe("an explicit trigger decided at once (submitNow)", () => {
       const files: Files = { limits: VALID[0] as string, config: undefined }
       const { reloader } = yield* pipeline(files)
       let booksDoneWhenAnswered: boolean | undefined
-      const server = http.createServer((_req, res) => {
+      const { socket, answered } = yield* connectedServer(() => {
         booksDoneWhenAnswered = Effect.runSync(reloader.attempts).some((a) => a.trigger === "sighup")
-        res.end("ok")
       })
-      yield* Effect.acquireRelease(
-        Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void))),
-        () => Effect.async<void>((resume) => void server.close(() => resume(Effect.void))),
-      )
-      const accepted = new Promise<void>((resolve) => server.once("connection", () => resolve()))
-      const socket = net.connect((server.address() as AddressInfo).port, "127.0.0.1")
-      yield* Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))
-      yield* Effect.promise(() => accepted)
-      const answered = new Promise<void>((resolve) => socket.once("data", () => resolve()))
       files.limits = VALID[2] as string
       // The request arrives with the books' first step (the announcement): it is answered before
       // their last (the attempt remembered), not after all of them.
