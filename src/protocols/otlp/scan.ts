@@ -55,8 +55,11 @@ const NO_LABELS: ReadonlyArray<string> = Object.freeze([])
 /** The attributes being read, flat `[k0, v0, k1, v1, …]`, `pairs` of them. */
 const attrs: string[] = []
 let pairs = 0
-let hi = new Uint32Array(1024)
-let lo = new Uint32Array(1024)
+/** The scratch fingerprint arrays start this long, double as needed, and are kept up to `KEPT_ENTRIES`. */
+const INITIAL_ENTRIES = 1024
+const KEPT_ENTRIES = 1 << 16
+let hi = new Uint32Array(INITIAL_ENTRIES)
+let lo = new Uint32Array(INITIAL_ENTRIES)
 let count = 0
 const fp = new Uint32Array(2)
 
@@ -307,6 +310,7 @@ const scanResourceMetrics = (r: ProtoReader, end: number): void => {
  */
 export const scanFingerprints = (bytes: Uint8Array, bounds: RequestBounds): Fingerprints | undefined => {
   count = 0
+  let out: Fingerprints | undefined
   try {
     const r = new ProtoReader(bytes, bounds)
     const end = r.end
@@ -315,8 +319,14 @@ export const scanFingerprints = (bytes: Uint8Array, bounds: RequestBounds): Fing
       r.element()
       scanResourceMetrics(r, r.len(end))
     }
+    out = { hi: hi.slice(0, count), lo: lo.slice(0, count) }
   } catch {
-    return undefined
+    out = undefined
   }
-  return { hi: hi.slice(0, count), lo: lo.slice(0, count) }
+  // One unusually large request does not keep its scratch arrays for the life of the thread.
+  if (hi.length > KEPT_ENTRIES) {
+    hi = new Uint32Array(INITIAL_ENTRIES)
+    lo = new Uint32Array(INITIAL_ENTRIES)
+  }
+  return out
 }

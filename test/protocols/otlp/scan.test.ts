@@ -183,6 +183,44 @@ describe("scanFingerprints", () => {
     )
   })
 
+  it("fingerprints a request larger than the arrays it keeps between scans, and the next one after it", () => {
+    const points = (n: number): NumberDataPoint[] =>
+      Array.from({ length: n }, (_, i) => ({
+        attributes: [{ key: "i", value: { type: "string", value: String(i) } }],
+        startTimeUnixNano: 0n,
+        timeUnixNano: 1n,
+        exemplars: [],
+        flags: 0,
+      }))
+    const request = (n: number): ExportMetricsServiceRequest => ({
+      resourceMetrics: [
+        {
+          scopeMetrics: [
+            {
+              metrics: [
+                {
+                  name: "m",
+                  description: "",
+                  unit: "",
+                  metadata: [],
+                  data: { type: "gauge", dataPoints: points(n) },
+                },
+              ],
+              schemaUrl: "",
+            },
+          ],
+          schemaUrl: "",
+        },
+      ],
+    })
+    for (const n of [70_000, 3]) {
+      const req = request(n)
+      const scanned = scanFingerprints(encodeOtlpProtobuf(req), UNBOUNDED)
+      expect(scanned?.hi.length).toBe(n)
+      expect(pairsOf(scanned as NonNullable<typeof scanned>)).toEqual(pairsOf(fingerprintDataPoints(req)))
+    }
+  })
+
   it("reads a metric's name written after its data, and a resource written after its scopes", () => {
     const metric = cat(field(5, field(1, numberPoint(["b", "2"], ["a", "1"]))), text(1, "late_name"))
     const scope = field(2, metric)
