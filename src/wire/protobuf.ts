@@ -415,6 +415,12 @@ export class ProtoWriter {
     this.uint32(tag(field, wireType))
   }
 
+  /** Writes a precomputed tag (`tag(field, wireType)`) and returns the writer for the field's value. */
+  tagged(t: number): this {
+    this.uint32(t)
+    return this
+  }
+
   /** `int32` and enums: negative values are sign-extended to 10 bytes, as the spec requires. */
   int32(v: number): void {
     if (v >= 0) this.uint32(v)

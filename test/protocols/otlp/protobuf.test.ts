@@ -196,6 +196,32 @@ describe("OTLP protobuf codec", () => {
     })
   })
 
+  it("rejects a packed bucket_counts or explicit_bounds whose length is not a whole number of 8-byte values", () => {
+    const histogramWithPacked = (field: number, length: number): Uint8Array => {
+      const w = new ProtoWriter()
+      const rm = w.beginLen(1)
+      const sm = w.beginLen(2)
+      const m = w.beginLen(2)
+      const h = w.beginLen(9)
+      const dp = w.beginLen(1)
+      w.tag(field, 2)
+      w.bytes(new Uint8Array(length).fill(1))
+      w.endLen(dp)
+      w.endLen(h)
+      w.endLen(m)
+      w.endLen(sm)
+      w.endLen(rm)
+      return w.finish()
+    }
+    for (const field of [6, 7]) {
+      expect(decodeOk(histogramWithPacked(field, 16)).resourceMetrics.length).toBe(1)
+      for (const length of [4, 12, 15])
+        expect(decodeErr(histogramWithPacked(field, length))).toMatch(
+          /packed 64-bit field length is not a multiple of 8/,
+        )
+    }
+  })
+
   it("keeps unknown fields and known fields of an unexpected wire type, and re-emits them", () => {
     // Resource with entity_refs (field 3, unknown here) and dropped_attributes_count sent as I64 (wrong type).
     const w = new ProtoWriter()
