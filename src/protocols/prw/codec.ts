@@ -44,7 +44,7 @@ import {
 
 const TWO_POW_32 = 4294967296
 
-/** Strings remembered per label position, reused by the next series (`WriteRequestReader.string`). */
+/** Strings remembered per label position, reused by the next series (`WriteRequestReader.text`). */
 const INTERNED_SLOTS = 64
 
 /** `list` with `item` appended; a list is only created for the first item (most are never needed). */
@@ -95,6 +95,13 @@ export class WriteRequestReader extends BoundedReader {
   private readonly prevStart: Array<number> = []
   private readonly prevEnd: Array<number> = []
   private readonly prevText: Array<string> = []
+  // The byte ranges of the name and the value of the label `labelBounds` read last.
+  nameStart = 0
+  nameEnd = 0
+  valueStart = 0
+  valueEnd = 0
+  /** Whether every text `checkText` saw since this was last set is ASCII. */
+  ascii = true
   /** The sample `readSample` read last. */
   sampleValue = 0
   sampleTimestamp = 0
@@ -110,38 +117,6 @@ export class WriteRequestReader extends BoundedReader {
 
   fail(reason: string): never {
     throw new Malformed(reason)
-  }
-
-  writeRequest(): WriteRequest {
-    const end = this.bytes.length
-    const timeseries: Array<TimeSeries> = []
-    let metadata: Array<Uint8Array> | undefined
-    let unknown: Array<Uint8Array> | undefined
-    while (this.pos < end) {
-      const start = this.pos
-      const tag = this.tag(end)
-      const field = tag >>> 3
-      if (field === FieldNumber.WriteRequest.timeseries) {
-        this.expectLen(tag, start, "WriteRequest.timeseries")
-        const fieldEnd = this.lengthEnd(end)
-        this.element()
-        const at = this.pos
-        const series = this.timeSeries(fieldEnd)
-        this.checkLabels(series.labels, at)
-        timeseries.push(series)
-      } else if (field === FieldNumber.WriteRequest.metadata) {
-        this.expectLen(tag, start, "WriteRequest.metadata")
-        this.element()
-        const fieldEnd = this.lengthEnd(end)
-        metadata = append(metadata, this.bytes.subarray(this.pos, fieldEnd))
-        this.pos = fieldEnd
-      } else {
-        this.element()
-        this.skip(tag, start, end)
-        unknown = append(unknown, this.bytes.subarray(start, this.pos))
-      }
-    }
-    return { timeseries, metadata: metadata ?? NO_BYTES, unknown: unknown ?? NO_BYTES }
   }
 
   timeSeries(end: number): TimeSeries {
@@ -264,26 +239,62 @@ export class WriteRequestReader extends BoundedReader {
     return true
   }
 
-  /** Unknown fields inside a label are skipped (prompb defines none). */
+  /** The label in `[pos, end)` (see `labelBounds`). */
   private label(end: number, index: number): Label {
     if (this.pos === end) return EMPTY_LABEL
-    let name = ""
-    let value = ""
+    this.labelBounds(end)
+    return {
+      name: this.text(this.nameStart, this.nameEnd, 2 * index),
+      value: this.text(this.valueStart, this.valueEnd, 2 * index + 1),
+    }
+  }
+
+  /**
+   * Reads the label in `[pos, end)` into `nameStart` … `valueEnd`: the last `name` and the last
+   * `value` win (empty where absent), other fields are skipped (prompb defines none), and every
+   * name and value read must be UTF-8 (`checkText`).
+   */
+  labelBounds(end: number): void {
+    let nameStart = this.pos
+    let nameEnd = this.pos
+    let valueStart = this.pos
+    let valueEnd = this.pos
     while (this.pos < end) {
       const start = this.pos
       const tag = this.tag(end)
       const field = tag >>> 3
       if (field === FieldNumber.Label.name) {
         this.expectLen(tag, start, "Label.name")
-        name = this.string(this.lengthEnd(end), 2 * index)
+        nameEnd = this.lengthEnd(end)
+        nameStart = this.pos
+        this.checkText(nameStart, nameEnd)
+        this.pos = nameEnd
       } else if (field === FieldNumber.Label.value) {
         this.expectLen(tag, start, "Label.value")
-        value = this.string(this.lengthEnd(end), 2 * index + 1)
+        valueEnd = this.lengthEnd(end)
+        valueStart = this.pos
+        this.checkText(valueStart, valueEnd)
+        this.pos = valueEnd
       } else {
         this.skip(tag, start, end)
       }
     }
-    return { name, value }
+    this.nameStart = nameStart
+    this.nameEnd = nameEnd
+    this.valueStart = valueStart
+    this.valueEnd = valueEnd
+  }
+
+  /** Fails on invalid UTF-8 as `utf8` does; clears `ascii` on text that is not ASCII. */
+  checkText(start: number, end: number): void {
+    const bytes = this.bytes
+    for (let i = start; i < end; i++) {
+      if ((bytes[i] as number) >= 0x80) {
+        this.ascii = false
+        this.utf8(start, end)
+        return
+      }
+    }
   }
 
   private sample(end: number): Sample {
@@ -319,10 +330,8 @@ export class WriteRequestReader extends BoundedReader {
     this.sampleTimestamp = timestamp
   }
 
-  /** The string in `[pos, end)`, reusing the previous series' string at the same position when equal. */
-  private string(end: number, slot: number): string {
-    const start = this.pos
-    this.pos = end
+  /** The string in `[start, end)`, reusing the previous series' string at the same position when equal. */
+  private text(start: number, end: number, slot: number): string {
     if (slot >= INTERNED_SLOTS) return this.utf8(start, end)
     const prevStart = this.prevStart[slot]
     if (prevStart !== undefined && this.sameBytes(prevStart, this.prevEnd[slot] as number, start, end)) {

@@ -26,7 +26,6 @@ import {
   finishFingerprint,
 } from "../../limits/fingerprint.js"
 import { type RequestBounds, UNBOUNDED } from "../../wire/bounds.js"
-import { InvalidUtf8, readUtf8 } from "../../wire/utf8.js"
 import type { ShardSelection } from "../protocol.js"
 import { applyVerdict, seriesEntry } from "./adapter.js"
 import { decodeError, encodeWriteRequest, WriteRequestReader } from "./codec.js"
@@ -163,8 +162,6 @@ class Scanner extends WriteRequestReader {
   private valueStarts = new Int32Array(64)
   private valueEnds = new Int32Array(64)
   private labelCount = 0
-  /** Whether every label byte of the series being scanned is ASCII. */
-  private ascii = true
   private readonly fp = new Uint32Array(2)
 
   /** `arena`: buffers to start the arrays in (they grow into new ones past their size). */
@@ -320,31 +317,8 @@ class Scanner extends WriteRequestReader {
         return
       }
     }
-    let nameStart = this.pos
-    let nameEnd = this.pos
-    let valueStart = this.pos
-    let valueEnd = this.pos
-    while (this.pos < end) {
-      const start = this.pos
-      const tag = this.tag(end)
-      const field = tag >>> 3
-      if (field === FieldNumber.Label.name) {
-        this.expectLen(tag, start, "Label.name")
-        nameEnd = this.lengthEnd(end)
-        nameStart = this.pos
-        this.checkText(nameStart, nameEnd)
-        this.pos = nameEnd
-      } else if (field === FieldNumber.Label.value) {
-        this.expectLen(tag, start, "Label.value")
-        valueEnd = this.lengthEnd(end)
-        valueStart = this.pos
-        this.checkText(valueStart, valueEnd)
-        this.pos = valueEnd
-      } else {
-        this.skip(tag, start, end)
-      }
-    }
-    this.addLabel(nameStart, nameEnd, valueStart, valueEnd)
+    this.labelBounds(end)
+    this.addLabel(this.nameStart, this.nameEnd, this.valueStart, this.valueEnd)
   }
 
   /** Records the byte ranges of the label just scanned. */
@@ -362,23 +336,6 @@ class Scanner extends WriteRequestReader {
     this.valueStarts[n] = valueStart
     this.valueEnds[n] = valueEnd
     this.labelCount = n + 1
-  }
-
-  /** Fails on invalid UTF-8 as `utf8` does; notes non-ASCII text. */
-  private checkText(start: number, end: number): void {
-    const bytes = this.bytes
-    for (let i = start; i < end; i++) {
-      if ((bytes[i] as number) >= 0x80) {
-        this.ascii = false
-        try {
-          readUtf8(bytes, start, end)
-        } catch (e) {
-          if (e instanceof InvalidUtf8) this.fail(`invalid UTF-8 in a label at byte ${start}`)
-          throw e
-        }
-        return
-      }
-    }
   }
 
   /**
