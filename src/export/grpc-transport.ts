@@ -51,9 +51,6 @@ const CODES: Readonly<Record<number, { readonly http: number | undefined; readon
 export const grpcCodeName = (code: number): string =>
   (Object.entries(S).find(([, v]) => v === code)?.[0] as string | undefined) ?? `code ${code}`
 
-/** Whether a gRPC status code is retried by the exporter. */
-export const grpcRetryable = (code: number): boolean => CODES[code]?.retryable ?? false
-
 /** Decodes the `google.rpc.Status` of a `grpc-status-details-bin` trailer for its `RetryInfo`. */
 const retryInfoOf = (bytes: Buffer): number | undefined => {
   try {

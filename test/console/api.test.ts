@@ -1,8 +1,9 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
-import { applyUnifiedDiff, splitLines } from "../../src/console/line-diff.js"
+import { splitLines } from "../../src/console/line-diff.js"
 import { freePort, type Governor, startGovernor, tempDir, waitFor } from "../support/governor.js"
+import { applyUnifiedDiff } from "../support/line-diff.js"
 import { pushRemoteWrite } from "../support/remote-write.js"
 
 /**

@@ -1,6 +1,7 @@
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { applyUnifiedDiff, diffLines, splitLines, unifiedDiff } from "../../src/console/line-diff.js"
+import { diffLines, splitLines, unifiedDiff } from "../../src/console/line-diff.js"
+import { applyUnifiedDiff } from "../support/line-diff.js"
 
 /** Lines from a small alphabet, so that texts share lines and the diff has work to do. */
 const lines = fc.array(fc.constantFrom("a", "b", "c", "d", "", "  - name: x", "@@", "-x", "+y", " z"), {

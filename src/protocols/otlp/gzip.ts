@@ -50,24 +50,6 @@ export const decompressGzip = (
   }
 }
 
-/** As `decompressGzip`, on the libuv thread pool instead of the event loop. Never rejects. */
-export const decompressGzipAsync = (
-  body: Uint8Array,
-  maxDecompressedBytes: number,
-): Promise<Either.Either<Uint8Array, OtlpDecodeError>> => {
-  const invalid = checkLimit(maxDecompressedBytes)
-  if (invalid !== undefined) return Promise.resolve(Either.left(invalid))
-  return new Promise((resolve) => {
-    try {
-      zlib.gunzip(view(body), { maxOutputLength: outputLimit(maxDecompressedBytes) }, (err, out) => {
-        resolve(err === null ? Either.right(out) : Either.left(toError(err, maxDecompressedBytes)))
-      })
-    } catch (e) {
-      resolve(Either.left(toError(e, maxDecompressedBytes)))
-    }
-  })
-}
-
 /**
  * Inflates a `Content-Encoding: deflate` body (zlib format, as HTTP defines it; a raw deflate
  * stream, which some clients send instead, is accepted too) to at most `maxDecompressedBytes`

@@ -469,22 +469,6 @@ const toRequest = (v: unknown): Otlp.ExportMetricsServiceRequest => ({
   resourceMetrics: list(asObject(v), "resourceMetrics", "resource_metrics", toResourceMetrics),
 })
 
-const toResponse = (v: unknown): Otlp.ExportMetricsServiceResponse => {
-  const ps = field(
-    asObject(v),
-    "partialSuccess",
-    "partial_success",
-    (x): Otlp.ExportMetricsPartialSuccess => {
-      const o = asObject(x)
-      return {
-        rejectedDataPoints: field(o, "rejectedDataPoints", "rejected_data_points", toInt64) ?? 0n,
-        errorMessage: field(o, "errorMessage", "error_message", toStr) ?? "",
-      }
-    },
-  )
-  return ps === undefined ? {} : { partialSuccess: ps }
-}
-
 /** A bare integer literal of 16+ digits somewhere after `:`, `[` or `,` (maybe inside a string). */
 const BIG_INTEGER_HINT = /[:[,]\s*-?\d{16}/
 
@@ -614,11 +598,6 @@ export const decodeOtlpJson = (
   bounds: RequestBounds = UNBOUNDED,
 ): Either.Either<Otlp.ExportMetricsServiceRequest, OtlpDecodeError> =>
   decodeJsonWith(input, toRequest, bounds)
-
-/** Decodes an OTLP/JSON `ExportMetricsServiceResponse`. */
-export const decodeOtlpResponseJson = (
-  input: string | Uint8Array,
-): Either.Either<Otlp.ExportMetricsServiceResponse, OtlpDecodeError> => decodeJsonWith(input, toResponse)
 
 // ============================================================================================
 // Encoding

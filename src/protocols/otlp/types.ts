@@ -78,9 +78,6 @@ export const AggregationTemporality = {
   CUMULATIVE: 2,
 } as const
 
-/** `DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK`. */
-export const FLAG_NO_RECORDED_VALUE = 1
-
 /** The `oneof value` of `NumberDataPoint` and `Exemplar`: `as_double` or `as_int`. */
 export type NumberValue =
   | { readonly type: "double"; readonly value: number }

@@ -1,11 +1,7 @@
 import { Either } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import {
-  decodeOtlpJson,
-  decodeOtlpResponseJson,
-  encodeOtlpResponseJson,
-} from "../../../src/protocols/otlp/json.js"
+import { decodeOtlpJson, encodeOtlpResponseJson } from "../../../src/protocols/otlp/json.js"
 import { decodeOtlpProtobuf, encodeOtlpProtobuf } from "../../../src/protocols/otlp/protobuf.js"
 import type { ExportMetricsServiceRequest } from "../../../src/protocols/otlp/types.js"
 import { encodeOtlpJson } from "../../support/otlp-json.js"
@@ -293,12 +289,10 @@ describe("OTLP/JSON codec", () => {
     )
   })
 
-  it("round-trips the Export response", () => {
+  it("encodes the Export response", () => {
     expect(encodeOtlpResponseJson({})).toBe("{}")
     const partial = { partialSuccess: { rejectedDataPoints: 12n, errorMessage: "over the limit" } }
     const text = encodeOtlpResponseJson(partial)
     expect(text).toBe('{"partialSuccess":{"rejectedDataPoints":"12","errorMessage":"over the limit"}}')
-    expect(decodeOtlpResponseJson(text)).toEqual(Either.right(partial))
-    expect(decodeOtlpResponseJson("{}")).toEqual(Either.right({}))
   })
 })
