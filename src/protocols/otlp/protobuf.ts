@@ -226,17 +226,20 @@ const stringAt =
 
 /** A singular message field of type `type`, kept at `key` (the last one read wins). */
 const messageAt =
-  <K extends string, T>(key: K, type: MessageType<T>): Read<{ [P in K]?: T }> =>
+  <K extends string, T extends Mutable<Unknown>>(key: K, type: MessageType<T>): Read<{ [P in K]?: T }> =>
   (r, end, m) => {
-    m[key] = readMessage(r, r.len(end), type as MessageType<T & Mutable<Unknown>>)
+    m[key] = readMessage(r, r.len(end), type)
   }
 
 /** A repeated message field of type `type`, each one counted as an element of the request. */
 const elementsAt =
-  <K extends string, T>(key: K, type: MessageType<T>): Read<Record<K, ReadonlyArray<T>>> =>
+  <K extends string, T extends Mutable<Unknown>>(
+    key: K,
+    type: MessageType<T>,
+  ): Read<Record<K, ReadonlyArray<T>>> =>
   (r, end, m) => {
     r.element()
-    ;(m[key] as T[]).push(readMessage(r, r.len(end), type as MessageType<T & Mutable<Unknown>>))
+    ;(m[key] as T[]).push(readMessage(r, r.len(end), type))
   }
 
 // Fields that several messages share, by meaning; the field numbers differ.

@@ -294,10 +294,10 @@ class Scanner extends WriteRequestReader {
     return datapoints
   }
 
-  /** As `label`: the last `name` and `value` win, other fields are skipped; both must be UTF-8. */
+  /** Records the label in `[pos, end)` as the reader's `labelBounds` reads it. */
   private scanLabel(end: number): void {
     // The common shape first: name then value, each with a one-byte length, filling the label
-    // exactly (the general loop below reads it the same way, with the same checks in that order).
+    // exactly (`labelBounds`, below, reads it the same way, with the same checks in that order).
     const bytes = this.bytes
     const at = this.pos
     const nameLength = bytes[at + 1] as number

@@ -117,6 +117,30 @@ describe("scanWriteRequest: the decoder's view without decoding", () => {
       expect(scanned.left.reason).toBe(decoded.left.reason)
   }
 
+  it("refuses invalid UTF-8 in every name and value a label holds, in any field order, also one a later field replaces", () => {
+    const series = (label: ReadonlyArray<number>) => {
+      const name = [0x0a, 0x0d, 0x0a, 0x08, ...Buffer.from("__name__"), 0x12, 0x01, 0x6d]
+      const payload = [...name, 0x0a, label.length, ...label]
+      return Uint8Array.from([0x0a, payload.length, ...payload])
+    }
+    for (const label of [
+      [0x12, 0x01, 0xff, 0x0a, 0x01, 0x6e], // the value first
+      [0x12, 0x01, 0xff, 0x12, 0x01, 0x61, 0x0a, 0x01, 0x6e], // a bad value, then a good one
+      [0x0a, 0x01, 0xff, 0x0a, 0x01, 0x6e, 0x12, 0x01, 0x61], // a bad name, then a good one
+      [0x0a, 0x01, 0x6e, 0x12, 0x02, 0xc3, 0x41], // name then value, the value cut short
+    ]) {
+      const bytes = series(label)
+      const scanned = scanWriteRequest(bytes)
+      const decoded = decodeWriteRequest(bytes)
+      if (Either.isRight(scanned) || Either.isRight(decoded))
+        expect.fail(`accepted ${Buffer.from(label).toString("hex")}`)
+      expect(scanned.left.reason).toMatch(/^invalid UTF-8 in a label at byte \d+$/)
+      expect(decoded.left.reason).toBe(scanned.left.reason)
+    }
+    // The same labels with valid text are accepted.
+    expect(mustScan(series([0x12, 0x01, 0x61, 0x0a, 0x01, 0x6e])).labelsOf(0)).toEqual(["n", "a"])
+  })
+
   it("law: rejects exactly what the decoder rejects, with the same reason (arbitrary bytes)", () => {
     fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), sameOutcome), { numRuns: 2_000 })
   })
