@@ -136,24 +136,54 @@ const endsWithNewline = async (file: string): Promise<boolean> => {
   }
 }
 
-/** Writes `bytes` as `target` unless it exists: temporary file, fsync, rename. */
-const writeSnapshot = async (file: string, sha256: string, bytes: Uint8Array): Promise<void> => {
-  const target = snapshotPath(file, sha256)
-  const exists = await fs.promises.stat(target).then(
-    () => true,
-    () => false,
-  )
-  if (exists) return
-  await fs.promises.mkdir(snapshotDir(file), { recursive: true })
-  const tmp = `${target}.tmp-${process.pid}`
-  const h = await fs.promises.open(tmp, "w")
-  try {
-    await h.write(bytes)
-    await h.sync()
-  } finally {
-    await h.close()
+/**
+ * Snapshots this process wrote or found, by hash: not written again. Bounded: past the bound the
+ * set starts over, and a snapshot written again is written with the same bytes.
+ */
+const MAX_KNOWN_SNAPSHOTS = 4_096
+
+/**
+ * Writes the snapshots of one log: each as a temporary file, fsync'd, renamed to its hash's name.
+ * Content-addressed, so a snapshot already on disk (an earlier run's) is replaced by the same bytes;
+ * a snapshot this writer wrote is not written again, and the directory is made once (again when it
+ * was removed). No step of it throws on the usual path (a `stat` of the missing file did, with its
+ * stack, on every reload).
+ */
+class SnapshotWriter {
+  private readonly known = new Set<string>()
+  private dirMade = false
+
+  constructor(private readonly file: string) {}
+
+  async write(sha256: string, bytes: Uint8Array): Promise<void> {
+    if (this.known.has(sha256)) return
+    const target = snapshotPath(this.file, sha256)
+    const tmp = `${target}.tmp-${process.pid}`
+    const h = await this.open(tmp)
+    try {
+      await h.write(bytes)
+      await h.sync()
+    } finally {
+      await h.close()
+    }
+    await fs.promises.rename(tmp, target)
+    if (this.known.size >= MAX_KNOWN_SNAPSHOTS) this.known.clear()
+    this.known.add(sha256)
   }
-  await fs.promises.rename(tmp, target)
+
+  /** Opens `tmp` for writing, making the directory first when it is not (or no longer) there. */
+  private async open(tmp: string): Promise<fs.promises.FileHandle> {
+    if (this.dirMade) {
+      try {
+        return await fs.promises.open(tmp, "w")
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e
+      }
+    }
+    await fs.promises.mkdir(snapshotDir(this.file), { recursive: true })
+    this.dirMade = true
+    return fs.promises.open(tmp, "w")
+  }
 }
 
 /** One piece of work for the writer, in the order it was queued. */
@@ -213,8 +243,9 @@ export const make = (file: string | undefined, now: () => Date = () => new Date(
           await h.write(lines.join(""))
           await h.sync()
         }).pipe(Effect.catchAll((e) => logError("reload event log write failed", { error: e.message, file })))
+      const snapshots = new SnapshotWriter(file)
       const snapshot = (sha256: string, bytes: Uint8Array) =>
-        attempt(file, () => writeSnapshot(file, sha256, bytes)).pipe(
+        attempt(file, () => snapshots.write(sha256, bytes)).pipe(
           Effect.catchAll((e) => logError("reload event log snapshot failed", { error: e.message, file })),
         )
       /** Runs a batch of jobs in order; consecutive lines go out in one write and one fsync. */
