@@ -3,6 +3,7 @@ import * as path from "node:path"
 import * as readline from "node:readline"
 import { Context, Data, Deferred, Effect, Either, Layer, Queue } from "effect"
 import { logError } from "../telemetry/log.js"
+import { yieldToEventLoop } from "../threads/slices.js"
 import { decodeEventJson, type EventBody, type ReloadEvent } from "./event.js"
 
 /** Writing the event log or a snapshot failed (disk full, permissions). Logged; never stops a reload. */
@@ -248,36 +249,36 @@ export const make = (file: string | undefined, now: () => Date = () => new Date(
         attempt(file, () => snapshots.write(sha256, bytes)).pipe(
           Effect.catchAll((e) => logError("reload event log snapshot failed", { error: e.message, file })),
         )
-      /** Runs a batch of jobs in order; consecutive lines go out in one write and one fsync. */
+      /**
+       * Runs a batch of jobs: its snapshots first, in order, then all its lines in one write and one
+       * fsync, then its flushes complete. A snapshot is on disk before the line of any event queued
+       * after it (and, in one batch, before every line of it), and lines keep their order.
+       */
       const runBatch = (batch: ReadonlyArray<Job>) =>
         Effect.gen(function* () {
-          let lines: Array<string> = []
+          const lines: Array<string> = []
           const pending: Array<Deferred.Deferred<void>> = []
-          const writePending = Effect.suspend(() => {
-            if (lines.length === 0) return Effect.void
-            const out = lines
-            lines = []
-            return writeLines(out)
-          })
           for (const job of batch) {
             if (job._tag === "Line") lines.push(job.line)
             else if (job._tag === "Flush") pending.push(job.done)
-            else {
-              yield* writePending
-              yield* snapshot(job.sha256, job.bytes)
-            }
+            else yield* snapshot(job.sha256, job.bytes)
           }
-          yield* writePending
+          if (lines.length > 0) yield* writeLines(lines)
           for (const d of pending) yield* Deferred.succeed(d, undefined)
         })
-      // The writer: what is queued is written in order; a batch, once begun, is finished.
+      // The writer: what is queued is written in order; a batch, once begun, is finished. It lets
+      // the event loop run once before it takes the batch, so the events and snapshots a reload
+      // queues a step apart go out together (one write, one fsync).
       yield* Effect.forkScoped(
         Effect.forever(
-          Effect.gen(function* () {
-            const head = yield* Queue.take(jobs)
-            const rest = yield* Queue.takeAll(jobs)
-            yield* Effect.uninterruptible(runBatch([head, ...rest]))
-          }),
+          Effect.uninterruptibleMask((restore) =>
+            Effect.gen(function* () {
+              const head = yield* restore(Queue.take(jobs))
+              yield* yieldToEventLoop
+              const rest = yield* Queue.takeAll(jobs)
+              yield* runBatch([head, ...rest])
+            }),
+          ),
         ),
       )
     }
