@@ -58,6 +58,8 @@ export interface ReloadSettings {
   readonly maxBytes?: number
   /** Events kept for a subscriber that arrives late (`events`); 0 by default. */
   readonly replayEvents?: number
+  /** Versions `versions` lists when the event log keeps their content; `MAX_VERSIONS_KEPT` by default. */
+  readonly versionsKept?: number
 }
 
 /** `error`: the attempt failed inside the governor (a defect), not because of the files. */
@@ -355,7 +357,14 @@ export const make = (settings: ReloadSettings) =>
     const attemptsRef = yield* Ref.make<ReadonlyArray<ReloadAttempt>>([])
     /** Content hashes as last read by a reload (not a rollback): what the watcher compares against. */
     let lastRead: ContentHashes = { limits: "", config: "" }
-    let versions: ReadonlyArray<AppliedVersion> = []
+    /**
+     * The versions applied, oldest first. With their content (no event log): at most
+     * `MAX_VERSIONS_WITH_CONTENT`, a new list per version. Without: appended in place, and cut back
+     * to the last `versionsKept` once twice that many are held, so a reload does not copy ten
+     * thousand entries (`versions()` hands out a copy of the last `versionsKept`).
+     */
+    let versions: Array<AppliedVersion> = []
+    const versionsKept = settings.versionsKept ?? MAX_VERSIONS_KEPT
     const keepContent = log.file === undefined
     const outstanding = yield* SubscriptionRef.make(0)
     const queue = yield* Queue.unbounded<Pending>()
@@ -540,9 +549,14 @@ export const make = (settings: ReloadSettings) =>
             }
           : {}),
       }
-      const max = keepContent ? MAX_VERSIONS_WITH_CONTENT : MAX_VERSIONS_KEPT
-      versions = versions.length >= max ? [...versions.slice(1), entry] : [...versions, entry]
-      if (keepContent) versions = withinContentBudget(versions, MAX_CONTENT_BYTES)
+      if (keepContent) {
+        const kept = versions.slice(-(MAX_VERSIONS_WITH_CONTENT - 1))
+        kept.push(entry)
+        versions = [...withinContentBudget(kept, MAX_CONTENT_BYTES)]
+      } else {
+        versions.push(entry)
+        if (versions.length >= 2 * versionsKept) versions = versions.slice(-versionsKept)
+      }
     }
 
     /** Metrics and the contract's log lines for one attempt. */
@@ -775,7 +789,7 @@ export const make = (settings: ReloadSettings) =>
           yield* enqueue("rollback", reply, { bytes, of })
           return yield* Deferred.await(reply)
         }),
-      versions: () => versions,
+      versions: () => versions.slice(-versionsKept),
       attempts: Ref.get(attemptsRef),
       lastAttempted: Effect.sync(() => lastRead),
       lastRead: () => lastRead,

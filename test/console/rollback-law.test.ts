@@ -1,4 +1,5 @@
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { Effect, Layer } from "effect"
 import fc from "fast-check"
@@ -117,6 +118,42 @@ describe("rollback law", () => {
       ),
       { numRuns: 40 },
     )
+  })
+
+  it("with an event log, the versions listed are the last ones applied, bounded, however many reloads", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mg-versions-"))
+    const files: MemoryFiles = { limits: rulesText([["a", 1]]), config: undefined }
+    const kept = 4
+    try {
+      await Effect.gen(function* () {
+        const reloader = yield* Reload.Reloader
+        for (let i = 2; i <= 3 * kept + 3; i++) {
+          files.limits = rulesText([["a", i]])
+          yield* reloader.request("sighup")
+          const listed = reloader.versions().map((v) => v.version)
+          const from = Math.max(1, i - kept + 1)
+          expect(listed).toEqual(Array.from({ length: i - from + 1 }, (_, j) => from + j))
+        }
+      }).pipe(
+        Effect.provide(
+          Reload.layer({
+            paths: { limits: "limits.yaml", config: undefined },
+            dryRunFlag: undefined,
+            debounceMs: 0,
+            versionsKept: kept,
+          }).pipe(
+            Layer.provideMerge(memoryDecoder(files)),
+            Layer.provideMerge(EventLog.layer(path.join(dir, "events.jsonl"))),
+            Layer.provideMerge(Telemetry.test),
+          ),
+        ),
+        Effect.provide(Log.layer("error", () => {})),
+        Effect.scoped,
+        Effect.runPromise,
+      )
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it("without an event log, versions and their content are kept in memory, bounded", async () => {
