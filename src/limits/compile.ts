@@ -5,7 +5,7 @@ import {
   type LimitsSpec,
   type RuleSpec,
 } from "../config/limits-schema.js"
-import { runToEnd, type Steps } from "../threads/slices.js"
+import { endsStep, runToEnd, type Steps } from "../threads/slices.js"
 import {
   type CompiledLimits,
   type CompiledPriority,
@@ -299,14 +299,14 @@ const checkName = (
   problems: Array<SpecProblem>,
   refused: Refused,
 ): void => {
-  const base = ["rules", index] as const
-  if (refused([...base, "name"])) {
+  // The path is made only when it is needed (a reload of many unchanged rules makes none).
+  if (refused !== NONE_REFUSED && refused(["rules", index, "name"])) {
     // Reported by the schema; a rule without a usable name takes part in no name check.
   } else if (name.trim() === "") {
-    problems.push({ path: [...base, "name"], message: "rule name must not be empty" })
+    problems.push({ path: ["rules", index, "name"], message: "rule name must not be empty" })
   } else if (name === DEFAULT_RULE_NAME) {
     problems.push({
-      path: [...base, "name"],
+      path: ["rules", index, "name"],
       message: `rule name "${DEFAULT_RULE_NAME}" is reserved for the defaults block`,
     })
   } else {
@@ -314,7 +314,7 @@ const checkName = (
     if (first === undefined) firstIndexByName.set(name, index)
     else
       problems.push({
-        path: [...base, "name"],
+        path: ["rules", index, "name"],
         message: `duplicate rule name "${name}" (first used by rules[${first}])`,
       })
   }
@@ -528,7 +528,7 @@ export function* compileSteps(
         })
       }
     }
-    yield
+    if (endsStep(i)) yield
   }
   let defaults: CompiledRule | undefined
   if (spec.defaults !== undefined) {

@@ -1,4 +1,4 @@
-import { runToEnd, type Steps } from "../threads/slices.js"
+import { endsStep, runToEnd, type Steps } from "../threads/slices.js"
 import type { CompiledLimits, CompiledRule } from "./rules.js"
 import { newTracker, type SeriesTracker } from "./tracker.js"
 import { windowStartOf } from "./window.js"
@@ -176,22 +176,36 @@ export const reconcile = (
   nowMs = 0,
 ): StatsByRule => runToEnd(reconcileSteps(oldStats, oldRules, newRules, nowMs))
 
-/** `reconcile`, one rule per step (see `threads/slices.ts`). */
+/** Whether `stats` holds the names of `rules` and no other (no allocation). */
+const statsOfExactly = (stats: StatsByRule, rules: ReadonlyArray<CompiledRule>): boolean => {
+  if (stats.size !== rules.length) return false
+  for (let i = 0; i < rules.length; i++) if (!stats.has((rules[i] as CompiledRule).name)) return false
+  return true
+}
+
+/** `reconcile`, in steps of `ITEMS_PER_STEP` rules (see `threads/slices.ts`). */
 export function* reconcileSteps(
   oldStats: StatsByRule,
   oldRules: ReadonlyArray<CompiledRule>,
   newRules: ReadonlyArray<CompiledRule>,
   nowMs = 0,
 ): Steps<StatsByRule> {
-  const oldNames = new Set<string>()
-  for (const r of oldRules) {
-    oldNames.add(r.name)
-    yield
+  // A rule's stats carry over when it was one of the old rules. When the old stats are exactly
+  // those of the old rules (as every version's are), a lookup in them says so; otherwise the
+  // old rules' names are gathered first.
+  let oldNames: Set<string> | undefined
+  if (!statsOfExactly(oldStats, oldRules)) {
+    oldNames = new Set<string>()
+    for (let i = 0; i < oldRules.length; i++) {
+      oldNames.add((oldRules[i] as CompiledRule).name)
+      if (endsStep(i)) yield
+    }
   }
   const out = new Map<string, RuleStats>()
-  for (const rule of newRules) {
-    yield
-    const prev = oldNames.has(rule.name) ? oldStats.get(rule.name) : undefined
+  for (let i = 0; i < newRules.length; i++) {
+    const rule = newRules[i] as CompiledRule
+    if (endsStep(i)) yield
+    const prev = oldNames === undefined || oldNames.has(rule.name) ? oldStats.get(rule.name) : undefined
     if (prev === undefined) out.set(rule.name, emptyStats(rule, 0, nowMs))
     else {
       const sameGroups = sameList(prev.groupBy, rule.groupBy) && samePriority(prev.priority, rule.priority)

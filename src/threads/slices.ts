@@ -34,17 +34,26 @@ export const yieldToEventLoop: Effect.Effect<void> = Effect.async<void>((resume)
 })
 
 /**
+ * Items (rules, chunks) a computation handles per step: a step (a `yield`, and the object its
+ * `next()` returns) per item cost more than the item itself where most items are reused.
+ */
+export const ITEMS_PER_STEP = 16
+
+/** Whether item `i` ends a step of `ITEMS_PER_STEP` items (so a step follows it). */
+export const endsStep = (i: number): boolean => (i & (ITEMS_PER_STEP - 1)) === ITEMS_PER_STEP - 1
+
+/**
  * Runs `steps` to its result in slices of about `budgetMs` of work, letting the event loop run
- * between slices. The clock is read every 16 steps: a step is meant to take microseconds.
+ * between slices. The clock is read after every step: a step is meant to take microseconds, tens of
+ * them at most (`ITEMS_PER_STEP` rules compiled afresh).
  */
 export const runSliced = <A>(steps: Steps<A>, budgetMs: number = SLICE_BUDGET_MS): Effect.Effect<A> =>
   Effect.gen(function* () {
     let sliceStart = performance.now()
-    let n = 0
     for (;;) {
       const r = steps.next()
       if (r.done === true) return r.value
-      if ((++n & 15) === 0 && performance.now() - sliceStart >= budgetMs) {
+      if (performance.now() - sliceStart >= budgetMs) {
         yield* yieldToEventLoop
         sliceStart = performance.now()
       }
