@@ -392,7 +392,8 @@ export const make = (settings: ReloadSettings) =>
         yield* PubSub.publish(stream, event)
         yield* log.append(logEventOf(event, before, next))
         if (folded === undefined) state = next
-        yield* SubscriptionRef.set(stateRef, next)
+        // An event that leaves the state as it is (a request decided at once) wakes no subscriber.
+        if ((yield* SubscriptionRef.get(stateRef)) !== next) yield* SubscriptionRef.set(stateRef, next)
         return { before, after: next }
       })
 

@@ -1,4 +1,4 @@
-import { Cause, Effect, HashMap, Layer, Logger, LogLevel, Runtime } from "effect"
+import { Cause, Effect, FiberRef, HashMap, Layer, Logger, LogLevel, Runtime } from "effect"
 import type { LogLevelName } from "../cli/flags.js"
 
 /** Fields attached to one log line (the contract's `fields` object). */
@@ -54,10 +54,21 @@ const LEVELS: Readonly<Record<LogLevelName, LogLevel.LogLevel>> = {
 export const layer = (level: LogLevelName, write: (line: string) => void = (l) => process.stdout.write(l)) =>
   Layer.merge(Logger.replace(Logger.defaultLogger, jsonLogger(write)), Logger.minimumLogLevel(LEVELS[level]))
 
+/**
+ * A line at `level` with `fields`, whose annotations are made only when the line passes the
+ * minimum level (`-log-level`): a dropped line costs one read of it.
+ */
+const logAt = (level: LogLevel.LogLevel, line: Effect.Effect<void>, fields: LogFields) =>
+  Effect.flatMap(FiberRef.get(FiberRef.currentMinimumLogLevel), (minimum) =>
+    LogLevel.greaterThan(minimum, level)
+      ? Effect.void
+      : line.pipe(Effect.annotateLogs(fields as Record<string, unknown>)),
+  )
+
 export const logDebug = (message: string, fields: LogFields = {}) =>
-  Effect.logDebug(message).pipe(Effect.annotateLogs(fields as Record<string, unknown>))
+  logAt(LogLevel.Debug, Effect.logDebug(message), fields)
 export const logInfo = (message: string, fields: LogFields = {}) =>
-  Effect.logInfo(message).pipe(Effect.annotateLogs(fields as Record<string, unknown>))
+  logAt(LogLevel.Info, Effect.logInfo(message), fields)
 export const logWarn = (message: string, fields: LogFields = {}) =>
   Effect.logWarning(message).pipe(Effect.annotateLogs(fields as Record<string, unknown>))
 export const logError = (message: string, fields: LogFields = {}) =>
