@@ -128,8 +128,12 @@ export const currentUsages = (
 export const accountedRules = (limits: CompiledLimits): ReadonlyArray<CompiledRule> =>
   limits.defaults === undefined ? limits.rules : [...limits.rules, limits.defaults]
 
-const sameList = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): boolean =>
-  a.length === b.length && a.every((x, i) => x === b[i])
+const sameList = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): boolean => {
+  if (a === b) return true
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
 
 /** Whether two `adaptive_priority` settings rank every group alike. */
 export const samePriority = (a: CompiledRule["priority"], b: CompiledRule["priority"]): boolean => {
@@ -183,6 +187,27 @@ const statsOfExactly = (stats: StatsByRule, rules: ReadonlyArray<CompiledRule>):
   return true
 }
 
+/**
+ * Whether `rules` are the rules of `stats`, in its order, and each keeps its stats object as it is
+ * (its groups, priority and limited labels unchanged).
+ */
+const keepsEvery = (stats: StatsByRule, rules: ReadonlyArray<CompiledRule>): boolean => {
+  if (stats.size !== rules.length) return false
+  let i = 0
+  let keeps = true
+  stats.forEach((prev, name) => {
+    const rule = rules[i++] as CompiledRule
+    if (keeps && (rule.name !== name || !keepsStats(prev, rule))) keeps = false
+  })
+  return keeps
+}
+
+/** Whether a rule in both the old and the new rules keeps its stats object as it is. */
+const keepsStats = (prev: RuleStats, rule: CompiledRule): boolean =>
+  sameList(prev.groupBy, rule.groupBy) &&
+  samePriority(prev.priority, rule.priority) &&
+  sameLabelValues(prev, rule)
+
 /** `reconcile`, in steps of `ITEMS_PER_STEP` rules (see `threads/slices.ts`). */
 export function* reconcileSteps(
   oldStats: StatsByRule,
@@ -193,8 +218,12 @@ export function* reconcileSteps(
   // A rule's stats carry over when it was one of the old rules. When the old stats are exactly
   // those of the old rules (as every version's are), a lookup in them says so; otherwise the
   // old rules' names are gathered first.
+  const exactly = statsOfExactly(oldStats, oldRules)
+  // Every rule kept, in the same order, each with its stats as they are (a limit edited, say):
+  // the old stats are the new ones.
+  if (exactly && keepsEvery(oldStats, newRules)) return oldStats
   let oldNames: Set<string> | undefined
-  if (!statsOfExactly(oldStats, oldRules)) {
+  if (!exactly) {
     oldNames = new Set<string>()
     for (let i = 0; i < oldRules.length; i++) {
       oldNames.add((oldRules[i] as CompiledRule).name)

@@ -245,6 +245,20 @@ describe("reconcile (docs/limits.md: Reload and stats)", () => {
     )
   })
 
+  it("rules kept in the same order with their stats as they are give back the very stats; a new order a new map in it", () => {
+    const [a, b] = [rule("a"), rule("b")]
+    const stats = new Map([
+      ["a", { ...emptyStats(a), datapoints: 3 }],
+      ["b", { ...emptyStats(b), datapoints: 4 }],
+    ])
+    // A limit edited: the same names, groups and labels.
+    expect(reconcile(stats, [a, b], [{ ...a, maxCardinality: 99 }, b])).toBe(stats)
+    const reordered = reconcile(stats, [a, b], [b, a])
+    expect(reordered).not.toBe(stats)
+    expect([...reordered.keys()]).toEqual(["b", "a"])
+    expect(reordered.get("a")).toBe(stats.get("a"))
+  })
+
   it("a rename is a removal plus an addition", () => {
     const old = rule("old-name")
     const stats = new Map([["old-name", { ...emptyStats(old), datapoints: 7, series: seriesOf(["s"]) }]])
