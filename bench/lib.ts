@@ -37,6 +37,33 @@ export const percentile = (xs: ReadonlyArray<number>, p: number): number => {
   return s[rank - 1] as number
 }
 
+/**
+ * A 95% interval of `percentile(b, p) / percentile(a, p)`: both samples resampled with replacement
+ * `rounds` times (a seeded generator, so a run's figures can be computed again), the 2.5th and
+ * 97.5th percentiles of the ratios. How far one run's ratio of two tail percentiles can be trusted.
+ */
+export const ratioInterval = (
+  a: ReadonlyArray<number>,
+  b: ReadonlyArray<number>,
+  p: number,
+  rounds = 1_000,
+): { readonly low: number; readonly high: number } => {
+  if (a.length === 0 || b.length === 0) return { low: Number.NaN, high: Number.NaN }
+  let seed = 0x9e3779b9
+  // mulberry32
+  const random = (): number => {
+    seed = (seed + 0x6d2b79f5) | 0
+    let t = seed
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+  const resample = (xs: ReadonlyArray<number>): Array<number> =>
+    Array.from({ length: xs.length }, () => xs[Math.floor(random() * xs.length)] as number)
+  const ratios = Array.from({ length: rounds }, () => percentile(resample(b), p) / percentile(resample(a), p))
+  return { low: percentile(ratios, 2.5), high: percentile(ratios, 97.5) }
+}
+
 export const median = (xs: ReadonlyArray<number>): number => {
   if (xs.length === 0) return Number.NaN
   const s = sorted(xs)
