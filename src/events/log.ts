@@ -138,8 +138,8 @@ const endsWithNewline = async (file: string): Promise<boolean> => {
 }
 
 /**
- * Snapshots this process wrote or found, by hash: not written again. Bounded: past the bound the
- * set starts over, and a snapshot written again is written with the same bytes.
+ * The hashes a writer remembers having written: not written again. Bounded: past the bound the set
+ * starts over, and a snapshot written again is written with the same bytes.
  */
 const MAX_KNOWN_SNAPSHOTS = 4_096
 
