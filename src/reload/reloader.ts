@@ -366,7 +366,8 @@ export const make = (settings: ReloadSettings) =>
     let versions: Array<AppliedVersion> = []
     const versionsKept = settings.versionsKept ?? MAX_VERSIONS_KEPT
     const keepContent = log.file === undefined
-    const outstanding = yield* SubscriptionRef.make(0)
+    /** Waiting for the pipeline to be idle (`idle`): completed when `queued` comes back to 0. */
+    let idleWaiters: Array<Deferred.Deferred<void>> = []
     const queue = yield* Queue.unbounded<Pending>()
     const stream = yield* PubSub.unbounded<StateEvent>({ replay: settings.replayEvents ?? 0 })
     const stateRef = yield* SubscriptionRef.make(initialState)
@@ -703,8 +704,12 @@ export const make = (settings: ReloadSettings) =>
         if (head.decided === undefined) lastStart = yield* Clock.currentTimeMillis
         const report = yield* supervised(batch)
         for (const p of batch) if (p.reply !== undefined) yield* Deferred.succeed(p.reply, report)
-        yield* SubscriptionRef.update(outstanding, (n) => n - batch.length)
         queued -= batch.length
+        if (queued === 0 && idleWaiters.length > 0) {
+          const waiters = idleWaiters
+          idleWaiters = []
+          for (const w of waiters) yield* Deferred.succeed(w, undefined)
+        }
       }).pipe(Effect.uninterruptible)
     // Waiting for a trigger is interruptible (shutdown); a reload, once started, runs to its end.
     // An attempt decided at once is active already: once taken, its books are always written.
@@ -723,7 +728,7 @@ export const make = (settings: ReloadSettings) =>
       ),
     )
 
-    /** Triggers enqueued and not yet through the pipeline (what `outstanding` holds). */
+    /** Triggers enqueued and not yet through the pipeline. */
     let queued = 0
     const enqueue = (
       trigger: Trigger,
@@ -735,7 +740,6 @@ export const make = (settings: ReloadSettings) =>
         const event = yield* triggerEvent(trigger)
         const now = decided?.(event)
         queued++
-        yield* SubscriptionRef.update(outstanding, (n) => n + 1)
         yield* Queue.offer(queue, {
           event,
           reply,
@@ -794,9 +798,14 @@ export const make = (settings: ReloadSettings) =>
       attempts: Ref.get(attemptsRef),
       lastAttempted: Effect.sync(() => lastRead),
       lastRead: () => lastRead,
-      idle: outstanding.changes.pipe(
-        Stream.takeUntil((n) => n === 0),
-        Stream.runDrain,
+      idle: Effect.suspend(() =>
+        queued === 0
+          ? Effect.void
+          : Effect.flatMap(Deferred.make<void>(), (waiter) => {
+              if (queued === 0) return Effect.void
+              idleWaiters.push(waiter)
+              return Deferred.await(waiter)
+            }),
       ),
     } satisfies ReloaderService
   })
