@@ -79,13 +79,19 @@ describe("metrics-governor diff", () => {
     expect((await runCli(["diff", "-nope", "a", "b"])).code).toBe(2)
   })
 
-  it("with -stats-addr, prints each changed limit against the running governor's usage", async () => {
+  it("with -stats-addr, prints each changed limit against the running governor's usage", {
+    timeout: 60_000,
+  }, async () => {
     const f = files({ "old.yaml": OLD, "new.yaml": NEW })
     const httpPort = await freePort()
     const g = await startGovernor({
       args: ["-limits-config", f["old.yaml"] as string, "-http-listen", `127.0.0.1:${httpPort}`],
     })
     running.push(g)
+    // The usage is the current 60 s window's: sent with room left in it, so that it is still the
+    // window `diff` reads (near its end, wait for the next one; at most 15 s).
+    const leftMs = 60_000 - (Date.now() % 60_000)
+    if (leftMs < 15_000) await new Promise((r) => setTimeout(r, leftMs + 100))
     expect(await postOtlp(httpPort, gaugeBody("pay_total", 12))).toBe(200)
     await waitFor("12 series counted", async () =>
       (await g.metric('metrics_governor_rule_current_cardinality{rule="payments"}')) === 12
