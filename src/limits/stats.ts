@@ -236,24 +236,23 @@ export function* reconcileSteps(
     if (endsStep(i)) yield
     const prev = oldNames === undefined || oldNames.has(rule.name) ? oldStats.get(rule.name) : undefined
     if (prev === undefined) out.set(rule.name, emptyStats(rule, 0, nowMs))
+    else if (keepsStats(prev, rule)) out.set(rule.name, prev)
     else {
       const sameGroups = sameList(prev.groupBy, rule.groupBy) && samePriority(prev.priority, rule.priority)
-      if (sameGroups && sameLabelValues(prev, rule)) out.set(rule.name, prev)
-      else
-        out.set(rule.name, {
-          windowStart: prev.windowStart,
-          datapoints: prev.datapoints,
-          series: prev.series.clone(),
-          groupBy: rule.groupBy,
-          groups: sameGroups ? new Map([...prev.groups].map(([k, g]) => [k, { ...g }])) : new Map(),
-          droppedGroups: sameGroups ? new Set(prev.droppedGroups) : new Set(),
-          shedDatapoints: prev.shedDatapoints,
-          shedSeries: prev.shedSeries,
-          priority: rule.priority,
-          labelValues: keptLabelValues(prev, rule),
-          lastMatchMs: prev.lastMatchMs,
-          sinceMs: prev.sinceMs,
-        })
+      out.set(rule.name, {
+        windowStart: prev.windowStart,
+        datapoints: prev.datapoints,
+        series: prev.series.clone(),
+        groupBy: rule.groupBy,
+        groups: sameGroups ? new Map([...prev.groups].map(([k, g]) => [k, { ...g }])) : new Map(),
+        droppedGroups: sameGroups ? new Set(prev.droppedGroups) : new Set(),
+        shedDatapoints: prev.shedDatapoints,
+        shedSeries: prev.shedSeries,
+        priority: rule.priority,
+        labelValues: keptLabelValues(prev, rule),
+        lastMatchMs: prev.lastMatchMs,
+        sinceMs: prev.sinceMs,
+      })
     }
   }
   return out
