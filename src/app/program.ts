@@ -11,7 +11,7 @@
  */
 
 import { getHeapStatistics } from "node:v8"
-import { Effect, Either, Fiber, Layer, Option, Stream } from "effect"
+import { Effect, Either, Fiber, Layer, Option } from "effect"
 import { type RunFlags, UsageError } from "../cli/flags.js"
 import * as Decoder from "../config/decoder.js"
 import { isHttpUrl, MAIN_DEFAULTS, type MainConfigSpec } from "../config/main-schema.js"
@@ -343,30 +343,28 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       )
       const otlpOutlet = Option.getOrUndefined(outlets.otlp)
       const prwOutlet = Option.getOrUndefined(outlets.prw)
-      // A reload that changes the exporters, the buffer or the queue applies to the outlets.
-      yield* Effect.forkScoped(
-        reloader.state.changes.pipe(
-          Stream.map((state) => (state.active ?? startup).main),
-          Stream.changesWith((a, b) => a === b),
-          Stream.runForEach((spec) =>
-            Effect.zipRight(
-              Effect.zipRight(
-                Effect.sync(() => shutdown.retune(spec.shutdown_timeout ?? MAIN_DEFAULTS.shutdownTimeoutMs)),
-                applyReceiverSecurity(spec),
-              ),
-              Effect.forEach(
-                [
-                  ["otlp", otlpOutlet],
-                  ["prw", prwOutlet],
-                ] as const,
-                ([protocol, outlet]) =>
-                  outlet === undefined ? Effect.void : outlet.configure(planFor(protocol, spec)),
-                { discard: true },
-              ),
-            ),
+      // A reload that changes the exporters, the buffer, the queue or TLS material applies to the
+      // outlets and receivers before its version is made active: once the status shows it, new
+      // requests go where it says.
+      const applyMain = (spec: MainConfigSpec) =>
+        Effect.zipRight(
+          Effect.zipRight(
+            Effect.sync(() => shutdown.retune(spec.shutdown_timeout ?? MAIN_DEFAULTS.shutdownTimeoutMs)),
+            applyReceiverSecurity(spec),
           ),
-        ),
-      )
+          Effect.forEach(
+            [
+              ["otlp", otlpOutlet],
+              ["prw", prwOutlet],
+            ] as const,
+            ([protocol, outlet]) =>
+              outlet === undefined ? Effect.void : outlet.configure(planFor(protocol, spec)),
+            { discard: true },
+          ),
+        )
+      yield* reloader.onConfigApplied(applyMain)
+      // A reload applied while the outlets opened (with the startup spec) applies now.
+      if (reloader.current().main !== main) yield* applyMain(reloader.current().main)
       const decide = flags.mode === "router" ? matchOnly : enforce
       const ingestOf = <Req>(adapter: ProtocolAdapter<Req, Uint8Array>, outlet: Outlet) =>
         makeIngest(adapter, outlet, telemetry, current, violations, Date.now, labelUsage, decide)

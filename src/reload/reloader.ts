@@ -159,8 +159,20 @@ export interface ReloaderService {
   readonly versions: () => ReadonlyArray<AppliedVersion>
   /** Completes once no trigger is queued and no reload is running. */
   readonly idle: Effect.Effect<void>
+  /**
+   * Registers what a new `config.yaml` configures beyond the limits (exporters, buffer, queue,
+   * TLS material): run with the new spec when an applied version changes `config.yaml`, before the
+   * version is recorded and made active, so that once the status, the metrics or a reload's answer
+   * show the version, its settings are in force. A failure is the applier's to report (it keeps
+   * what was in force); a defect is logged and the version still applies. Such a version is never
+   * decided at once (`submitNow`): it goes through the pipeline.
+   */
+  readonly onConfigApplied: (applier: MainApplier) => Effect.Effect<void>
   readonly settings: ReloadSettings
 }
+
+/** Applies a new `config.yaml` spec to the parts it configures (see `onConfigApplied`). */
+export type MainApplier = (spec: ConfigVersion["main"]) => Effect.Effect<void>
 
 export class Reloader extends Context.Tag("metrics-governor/Reloader")<Reloader, ReloaderService>() {}
 
@@ -374,6 +386,32 @@ export const make = (settings: ReloadSettings) =>
     /** The state as last set, for readers on the data path that cannot run an effect. */
     let state = initialState
     const limitsPath = settings.paths.limits ?? settings.paths.config ?? ""
+    const mainAppliers: Array<MainApplier> = []
+    /** An applied event that changes `config.yaml` while something applies it (`onConfigApplied`). */
+    const changesMain = (event: StateEvent, before: ReloadState): boolean =>
+      event._tag === "ConfigApplied" &&
+      mainAppliers.length > 0 &&
+      (event.main?.sha256 ?? "") !== (before.active?.configSha256 ?? "")
+    /**
+     * Runs the appliers. Interruptible, though a reload is not: what an applier forks (an exporter's
+     * loop, a watcher) must stay interruptible, and shutdown does not wait for a DNS answer. An
+     * applier cut short by shutdown still leaves its version recorded (the books are written).
+     */
+    const applyMain = (spec: ConfigVersion["main"]) =>
+      Effect.forEach(
+        mainAppliers,
+        (f) =>
+          Effect.interruptible(f(spec)).pipe(
+            Effect.catchAllCause((cause) =>
+              Cause.isInterruptedOnly(cause)
+                ? Effect.void
+                : logError("config.yaml settings from the reload did not apply", {
+                    error: Cause.pretty(cause),
+                  }),
+            ),
+          ),
+        { discard: true },
+      )
 
     /**
      * Records one event: the in-memory stream, the event log, and the new state, in one step. An
@@ -390,6 +428,10 @@ export const make = (settings: ReloadSettings) =>
             : event._tag === "ConfigApplied"
               ? yield* runSliced(applySteps(before, event))
               : apply(before, event)
+        // What config.yaml configures is in force before the version is recorded and visible.
+        if (folded === undefined && changesMain(event, before) && next.active !== undefined) {
+          yield* applyMain(next.active.main)
+        }
         yield* PubSub.publish(stream, event)
         yield* log.append(logEventOf(event, before, next))
         if (folded === undefined) state = next
@@ -447,6 +489,8 @@ export const make = (settings: ReloadSettings) =>
         if (decoded === undefined) return undefined
         event = decisionOf(first.trigger, hashes, decoded, now())
       }
+      // A new config.yaml is applied to the exporters and receivers first: through the pipeline.
+      if (changesMain(event, state)) return undefined
       const before = state
       const after = runToEnd(applySteps(before, event))
       state = after
@@ -798,6 +842,7 @@ export const make = (settings: ReloadSettings) =>
       attempts: Ref.get(attemptsRef),
       lastAttempted: Effect.sync(() => lastRead),
       lastRead: () => lastRead,
+      onConfigApplied: (applier) => Effect.sync(() => void mainAppliers.push(applier)),
       idle: Effect.suspend(() =>
         queued === 0
           ? Effect.void

@@ -1,4 +1,4 @@
-import { Effect, Layer, Stream } from "effect"
+import { Effect, Layer } from "effect"
 import { afterAll, describe, expect, it, vi } from "vitest"
 import { dataPathLayer } from "../../src/app/program.js"
 import { Reloader, type ReloaderService } from "../../src/reload/reloader.js"
@@ -28,7 +28,7 @@ describe("an error inside a receiver's request handling", () => {
       const reloader = Layer.succeed(Reloader, {
         current: () => broken,
         active: Effect.succeed(broken),
-        state: { changes: Stream.empty },
+        onConfigApplied: () => Effect.void,
       } as unknown as ReloaderService)
       return yield* Effect.promise(() =>
         postOtlp(port, otlpGauge("m", [{ attributes: {}, value: 1 }]), "json"),

@@ -1,0 +1,169 @@
+/**
+ * What `config.yaml` configures beyond the limits (exporters, buffer, queue, TLS) is in force
+ * before a version that changes it is visible: the reloader runs its appliers first.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Effect, Fiber, Option } from "effect"
+import fc from "fast-check"
+import { afterAll, describe, expect, it } from "vitest"
+import { tempDir } from "../support/governor.js"
+import { limitsText, withPipeline, writeAtomic } from "./harness.js"
+
+const dirs: Array<string> = []
+afterAll(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true })
+})
+
+const LIMITS = [limitsText(["a"]), limitsText(["a", "b"]), limitsText(["c"], 20)]
+const CONFIGS = [
+  "buffer:\n  size: 100\n",
+  "buffer:\n  size: 200\nshutdown_timeout: 3s\n",
+  "exporters:\n  prw:\n    endpoint: http://127.0.0.1:1/api/v1/write\n",
+]
+
+/** One step: which file changes (to which content, or to something invalid), and how it is reloaded. */
+type Step = {
+  readonly file: "limits" | "config"
+  readonly content: number
+  readonly invalid: boolean
+  readonly how: "signal" | "request" | "queued"
+}
+const step: fc.Arbitrary<Step> = fc.record({
+  file: fc.constantFrom("limits" as const, "config" as const),
+  content: fc.nat({ max: 2 }),
+  invalid: fc.nat({ max: 9 }).map((n) => n < 3),
+  how: fc.constantFrom("signal" as const, "request" as const, "queued" as const),
+})
+
+const setup = () => {
+  const dir = tempDir("mg-config-applied-")
+  dirs.push(dir)
+  const limits = path.join(dir, "limits.yaml")
+  const config = path.join(dir, "config.yaml")
+  writeAtomic(limits, LIMITS[0] as string)
+  writeAtomic(config, CONFIGS[0] as string)
+  return { limits, config }
+}
+
+describe("a reload that changes config.yaml", () => {
+  it("runs the appliers before its version is visible; a limits-only change is still decided at once", async () => {
+    const { limits, config } = setup()
+    const seen = await withPipeline(
+      { paths: { limits, config }, dryRunFlag: undefined, debounceMs: 0 },
+      ({ reloader }) =>
+        Effect.gen(function* () {
+          const calls: Array<{ size: number | undefined; visible: number | undefined }> = []
+          yield* reloader.onConfigApplied((spec) =>
+            Effect.gen(function* () {
+              // An applier may take its time (a DNS answer, a queue directory): the version waits.
+              yield* Effect.sleep(20)
+              calls.push({ size: spec.buffer?.size, visible: reloader.now().active?.version })
+            }),
+          )
+          writeAtomic(config, CONFIGS[1] as string)
+          yield* reloader.submitNow("sighup", Effect.void)
+          const rightAfterSignal = reloader.now().active?.version
+          yield* reloader.idle
+          const afterConfig = reloader.now().active?.version
+          writeAtomic(limits, LIMITS[1] as string)
+          yield* reloader.submitNow("sighup", Effect.void)
+          const rightAfterLimitsSignal = reloader.now().active?.version
+          yield* reloader.idle
+          return { calls, rightAfterSignal, afterConfig, rightAfterLimitsSignal }
+        }),
+    )
+    // The config change waited for its applier, which ran while version 1 was still the visible one.
+    expect(seen.rightAfterSignal).toBe(1)
+    expect(seen.afterConfig).toBe(2)
+    expect(seen.calls).toEqual([{ size: 200, visible: 1 }])
+    // The limits change did not touch config.yaml: active at once, no applier run.
+    expect(seen.rightAfterLimitsSignal).toBe(3)
+  })
+
+  it("what an applier forks stays interruptible, though the reload that runs it is not", async () => {
+    const { limits, config } = setup()
+    const { outcomes, hung } = await withPipeline(
+      { paths: { limits, config }, dryRunFlag: undefined, debounceMs: 0 },
+      ({ reloader }) =>
+        Effect.gen(function* () {
+          // As the receivers' secret watcher: each change interrupts the previous watcher, forks anew.
+          let watcher: Fiber.RuntimeFiber<void> | undefined
+          let hung = 0
+          yield* reloader.onConfigApplied(() =>
+            Effect.gen(function* () {
+              if (watcher !== undefined) {
+                const stopped = yield* Effect.timeoutOption(Fiber.interrupt(watcher), 2_000)
+                if (Option.isNone(stopped)) hung++
+              }
+              watcher = yield* Effect.forkDaemon(Effect.never)
+            }),
+          )
+          const outcomes: Array<string> = []
+          for (const text of [CONFIGS[1], CONFIGS[2], CONFIGS[0]]) {
+            writeAtomic(config, text as string)
+            outcomes.push((yield* reloader.request("http")).status)
+          }
+          return { outcomes, hung }
+        }),
+    )
+    expect(outcomes).toEqual(["applied", "applied", "applied"])
+    expect(hung).toBe(0)
+  }, 10_000)
+
+  it("law: whatever the order of changes and triggers, the visible version's config.yaml spec has been applied", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 12 }), async (steps) => {
+        const { limits, config } = setup()
+        const problems = await withPipeline(
+          { paths: { limits, config }, dryRunFlag: undefined, debounceMs: 0 },
+          ({ reloader }) =>
+            Effect.gen(function* () {
+              const applied = new Set<string>([JSON.stringify(reloader.current().main)])
+              const problems: Array<string> = []
+              const check = (where: string) => {
+                const active = reloader.now().active
+                if (active !== undefined && !applied.has(JSON.stringify(active.main))) {
+                  problems.push(`${where}: version ${active.version} visible before its config.yaml applied`)
+                }
+              }
+              yield* reloader.onConfigApplied((spec) =>
+                Effect.gen(function* () {
+                  yield* Effect.sleep(1)
+                  applied.add(JSON.stringify(spec))
+                }),
+              )
+              let done = false
+              // A reader beside the reloads, as a request on the data path would be.
+              const reader = yield* Effect.fork(
+                Effect.gen(function* () {
+                  while (!done) {
+                    check("reader")
+                    yield* Effect.sleep(0)
+                  }
+                }),
+              )
+              for (const [i, s] of steps.entries()) {
+                const text = s.file === "limits" ? LIMITS[s.content] : CONFIGS[s.content]
+                writeAtomic(
+                  s.file === "limits" ? limits : config,
+                  s.invalid ? "buffer: [\n" : (text as string),
+                )
+                if (s.how === "signal") yield* reloader.submitNow("sighup", Effect.void)
+                else if (s.how === "request") yield* reloader.request("http")
+                else yield* reloader.submit("watch")
+                check(`after step ${i}`)
+              }
+              yield* reloader.idle
+              check("at the end")
+              done = true
+              yield* Fiber.join(reader)
+              return problems
+            }),
+        )
+        expect(problems).toEqual([])
+      }),
+      { numRuns: 40 },
+    )
+  }, 60_000)
+})
