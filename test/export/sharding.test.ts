@@ -369,6 +369,37 @@ describe("exporters reload", () => {
     expect(status.restart_required).toEqual([])
   }, 60_000)
 
+  it("the version is shown only once its exporters are in force: a request sent as soon as it shows goes to the new endpoints, even when their DNS answer is slow", async () => {
+    const port = await freePort()
+    const old = await startSink("prw")
+    const next = await startSink("prw", { host: "127.0.0.2", port })
+    const dns = await DnsServer.start({ "slow.shard.test": ["127.0.0.2"] })
+    cleanups.push(() => dns.close())
+    dns.delayMs = 1_500
+    const dir = tempDir("mg-shard-")
+    const config = writeConfig(
+      dir,
+      `buffer:\n  flush_interval: 50ms\nexporters:\n  prw:\n    endpoint: ${old.url}\n`,
+    )
+    const { url, args } = await prwArgs(config)
+    const gov = await governor(args)
+    await send(url, "before_reload", 10, 10)
+    await waitDelivered([old], 10)
+    writeConfig(
+      dir,
+      `buffer:\n  flush_interval: 50ms\nexporters:\n  prw:\n    sharding:\n      dns: {name: slow.shard.test, port: ${port}, refresh_interval: 1m, server: "${dns.address}"}\n`,
+    )
+    const signalled = Date.now()
+    gov.signal("SIGHUP")
+    await gov.waitForVersion(2)
+    // The answer was held back: the version waited for it.
+    expect(Date.now() - signalled).toBeGreaterThanOrEqual(1_000)
+    await send(url, "after_reload", 10, 10)
+    await waitDelivered([next], 10)
+    expect(seen(old, "after_reload").size).toBe(0)
+    expect(seen(next, "after_reload").size).toBe(10)
+  }, 60_000)
+
   it("with the durable queue, a retired endpoint keeps its data through a restart and gets it when it returns", async () => {
     let aUp = false
     const a = await startSink("prw", { respond: () => (aUp ? { status: 204 } : { status: 503 }) })

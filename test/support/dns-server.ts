@@ -27,6 +27,8 @@ const readQuestion = (msg: Buffer): { name: string; type: number; end: number } 
 export class DnsServer {
   /** Queries answered, by name. */
   readonly queries = new Map<string, number>()
+  /** How long each answer is held back (ms): a slow resolver. */
+  delayMs = 0
 
   private constructor(
     private readonly socket: dgram.Socket,
@@ -41,7 +43,10 @@ export class DnsServer {
     )
     socket.on("message", (msg, from) => {
       const reply = server.answer(msg)
-      if (reply !== undefined) socket.send(reply, from.port, from.address)
+      if (reply === undefined) return
+      const send = () => socket.send(reply, from.port, from.address)
+      if (server.delayMs > 0) setTimeout(send, server.delayMs)
+      else send()
     })
     await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", () => resolve()))
     return server
