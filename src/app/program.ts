@@ -363,8 +363,8 @@ export const dataPathLayer = (flags: DataPathFlags) =>
           ),
         )
       yield* reloader.onConfigApplied(applyMain)
-      // A reload applied while the outlets opened (with the startup spec) applies now.
-      if (reloader.current().main !== main) yield* applyMain(reloader.current().main)
+      // A config.yaml applied while the outlets opened (with the startup spec) applies now.
+      if (reloader.current().configSha256 !== startup.configSha256) yield* applyMain(reloader.current().main)
       const decide = flags.mode === "router" ? matchOnly : enforce
       const ingestOf = <Req>(adapter: ProtocolAdapter<Req, Uint8Array>, outlet: Outlet) =>
         makeIngest(adapter, outlet, telemetry, current, violations, Date.now, labelUsage, decide)

@@ -9,6 +9,7 @@ import {
   PubSub,
   Queue,
   Ref,
+  type Scope,
   Stream,
   SubscriptionRef,
 } from "effect"
@@ -165,9 +166,10 @@ export interface ReloaderService {
    * version is recorded and made active, so that once the status, the metrics or a reload's answer
    * show the version, its settings are in force. A failure is the applier's to report (it keeps
    * what was in force); a defect is logged and the version still applies. Such a version is never
-   * decided at once (`submitNow`): it goes through the pipeline.
+   * decided at once (`submitNow`): it goes through the pipeline. Registered for the life of the
+   * scope.
    */
-  readonly onConfigApplied: (applier: MainApplier) => Effect.Effect<void>
+  readonly onConfigApplied: (applier: MainApplier) => Effect.Effect<void, never, Scope.Scope>
   readonly settings: ReloadSettings
 }
 
@@ -842,7 +844,15 @@ export const make = (settings: ReloadSettings) =>
       attempts: Ref.get(attemptsRef),
       lastAttempted: Effect.sync(() => lastRead),
       lastRead: () => lastRead,
-      onConfigApplied: (applier) => Effect.sync(() => void mainAppliers.push(applier)),
+      onConfigApplied: (applier) =>
+        Effect.acquireRelease(
+          Effect.sync(() => void mainAppliers.push(applier)),
+          () =>
+            Effect.sync(() => {
+              const at = mainAppliers.indexOf(applier)
+              if (at !== -1) mainAppliers.splice(at, 1)
+            }),
+        ),
       idle: Effect.suspend(() =>
         queued === 0
           ? Effect.void

@@ -52,26 +52,28 @@ describe("a reload that changes config.yaml", () => {
     const seen = await withPipeline(
       { paths: { limits, config }, dryRunFlag: undefined, debounceMs: 0 },
       ({ reloader }) =>
-        Effect.gen(function* () {
-          const calls: Array<{ size: number | undefined; visible: number | undefined }> = []
-          yield* reloader.onConfigApplied((spec) =>
-            Effect.gen(function* () {
-              // An applier may take its time (a DNS answer, a queue directory): the version waits.
-              yield* Effect.sleep(20)
-              calls.push({ size: spec.buffer?.size, visible: reloader.now().active?.version })
-            }),
-          )
-          writeAtomic(config, CONFIGS[1] as string)
-          yield* reloader.submitNow("sighup", Effect.void)
-          const rightAfterSignal = reloader.now().active?.version
-          yield* reloader.idle
-          const afterConfig = reloader.now().active?.version
-          writeAtomic(limits, LIMITS[1] as string)
-          yield* reloader.submitNow("sighup", Effect.void)
-          const rightAfterLimitsSignal = reloader.now().active?.version
-          yield* reloader.idle
-          return { calls, rightAfterSignal, afterConfig, rightAfterLimitsSignal }
-        }),
+        Effect.scoped(
+          Effect.gen(function* () {
+            const calls: Array<{ size: number | undefined; visible: number | undefined }> = []
+            yield* reloader.onConfigApplied((spec) =>
+              Effect.gen(function* () {
+                // An applier may take its time (a DNS answer, a queue directory): the version waits.
+                yield* Effect.sleep(20)
+                calls.push({ size: spec.buffer?.size, visible: reloader.now().active?.version })
+              }),
+            )
+            writeAtomic(config, CONFIGS[1] as string)
+            yield* reloader.submitNow("sighup", Effect.void)
+            const rightAfterSignal = reloader.now().active?.version
+            yield* reloader.idle
+            const afterConfig = reloader.now().active?.version
+            writeAtomic(limits, LIMITS[1] as string)
+            yield* reloader.submitNow("sighup", Effect.void)
+            const rightAfterLimitsSignal = reloader.now().active?.version
+            yield* reloader.idle
+            return { calls, rightAfterSignal, afterConfig, rightAfterLimitsSignal }
+          }),
+        ),
     )
     // The config change waited for its applier, which ran while version 1 was still the visible one.
     expect(seen.rightAfterSignal).toBe(1)
@@ -81,31 +83,52 @@ describe("a reload that changes config.yaml", () => {
     expect(seen.rightAfterLimitsSignal).toBe(3)
   })
 
+  it("an applier is registered for the life of its scope", async () => {
+    const { limits, config } = setup()
+    const seen = await withPipeline(
+      { paths: { limits, config }, dryRunFlag: undefined, debounceMs: 0 },
+      ({ reloader }) =>
+        Effect.gen(function* () {
+          let calls = 0
+          yield* Effect.scoped(reloader.onConfigApplied(() => Effect.sync(() => void calls++)))
+          writeAtomic(config, CONFIGS[1] as string)
+          yield* reloader.submitNow("sighup", Effect.void)
+          // Nothing applies config.yaml any more: decided at once again.
+          const rightAfterSignal = reloader.now().active?.version
+          yield* reloader.idle
+          return { calls, rightAfterSignal }
+        }),
+    )
+    expect(seen).toEqual({ calls: 0, rightAfterSignal: 2 })
+  })
+
   it("what an applier forks stays interruptible, though the reload that runs it is not", async () => {
     const { limits, config } = setup()
     const { outcomes, hung } = await withPipeline(
       { paths: { limits, config }, dryRunFlag: undefined, debounceMs: 0 },
       ({ reloader }) =>
-        Effect.gen(function* () {
-          // As the receivers' secret watcher: each change interrupts the previous watcher, forks anew.
-          let watcher: Fiber.RuntimeFiber<void> | undefined
-          let hung = 0
-          yield* reloader.onConfigApplied(() =>
-            Effect.gen(function* () {
-              if (watcher !== undefined) {
-                const stopped = yield* Effect.timeoutOption(Fiber.interrupt(watcher), 2_000)
-                if (Option.isNone(stopped)) hung++
-              }
-              watcher = yield* Effect.forkDaemon(Effect.never)
-            }),
-          )
-          const outcomes: Array<string> = []
-          for (const text of [CONFIGS[1], CONFIGS[2], CONFIGS[0]]) {
-            writeAtomic(config, text as string)
-            outcomes.push((yield* reloader.request("http")).status)
-          }
-          return { outcomes, hung }
-        }),
+        Effect.scoped(
+          Effect.gen(function* () {
+            // As the receivers' secret watcher: each change interrupts the previous watcher, forks anew.
+            let watcher: Fiber.RuntimeFiber<void> | undefined
+            let hung = 0
+            yield* reloader.onConfigApplied(() =>
+              Effect.gen(function* () {
+                if (watcher !== undefined) {
+                  const stopped = yield* Effect.timeoutOption(Fiber.interrupt(watcher), 2_000)
+                  if (Option.isNone(stopped)) hung++
+                }
+                watcher = yield* Effect.forkDaemon(Effect.never)
+              }),
+            )
+            const outcomes: Array<string> = []
+            for (const text of [CONFIGS[1], CONFIGS[2], CONFIGS[0]]) {
+              writeAtomic(config, text as string)
+              outcomes.push((yield* reloader.request("http")).status)
+            }
+            return { outcomes, hung }
+          }),
+        ),
     )
     expect(outcomes).toEqual(["applied", "applied", "applied"])
     expect(hung).toBe(0)
@@ -118,48 +141,52 @@ describe("a reload that changes config.yaml", () => {
         const problems = await withPipeline(
           { paths: { limits, config }, dryRunFlag: undefined, debounceMs: 0 },
           ({ reloader }) =>
-            Effect.gen(function* () {
-              const applied = new Set<string>([JSON.stringify(reloader.current().main)])
-              const problems: Array<string> = []
-              const check = (where: string) => {
-                const active = reloader.now().active
-                if (active !== undefined && !applied.has(JSON.stringify(active.main))) {
-                  problems.push(`${where}: version ${active.version} visible before its config.yaml applied`)
-                }
-              }
-              yield* reloader.onConfigApplied((spec) =>
-                Effect.gen(function* () {
-                  yield* Effect.sleep(1)
-                  applied.add(JSON.stringify(spec))
-                }),
-              )
-              let done = false
-              // A reader beside the reloads, as a request on the data path would be.
-              const reader = yield* Effect.fork(
-                Effect.gen(function* () {
-                  while (!done) {
-                    check("reader")
-                    yield* Effect.sleep(0)
+            Effect.scoped(
+              Effect.gen(function* () {
+                const applied = new Set<string>([JSON.stringify(reloader.current().main)])
+                const problems: Array<string> = []
+                const check = (where: string) => {
+                  const active = reloader.now().active
+                  if (active !== undefined && !applied.has(JSON.stringify(active.main))) {
+                    problems.push(
+                      `${where}: version ${active.version} visible before its config.yaml applied`,
+                    )
                   }
-                }),
-              )
-              for (const [i, s] of steps.entries()) {
-                const text = s.file === "limits" ? LIMITS[s.content] : CONFIGS[s.content]
-                writeAtomic(
-                  s.file === "limits" ? limits : config,
-                  s.invalid ? "buffer: [\n" : (text as string),
+                }
+                yield* reloader.onConfigApplied((spec) =>
+                  Effect.gen(function* () {
+                    yield* Effect.sleep(1)
+                    applied.add(JSON.stringify(spec))
+                  }),
                 )
-                if (s.how === "signal") yield* reloader.submitNow("sighup", Effect.void)
-                else if (s.how === "request") yield* reloader.request("http")
-                else yield* reloader.submit("watch")
-                check(`after step ${i}`)
-              }
-              yield* reloader.idle
-              check("at the end")
-              done = true
-              yield* Fiber.join(reader)
-              return problems
-            }),
+                let done = false
+                // A reader beside the reloads, as a request on the data path would be.
+                const reader = yield* Effect.fork(
+                  Effect.gen(function* () {
+                    while (!done) {
+                      check("reader")
+                      yield* Effect.sleep(0)
+                    }
+                  }),
+                )
+                for (const [i, s] of steps.entries()) {
+                  const text = s.file === "limits" ? LIMITS[s.content] : CONFIGS[s.content]
+                  writeAtomic(
+                    s.file === "limits" ? limits : config,
+                    s.invalid ? "buffer: [\n" : (text as string),
+                  )
+                  if (s.how === "signal") yield* reloader.submitNow("sighup", Effect.void)
+                  else if (s.how === "request") yield* reloader.request("http")
+                  else yield* reloader.submit("watch")
+                  check(`after step ${i}`)
+                }
+                yield* reloader.idle
+                check("at the end")
+                done = true
+                yield* Fiber.join(reader)
+                return problems
+              }),
+            ),
         )
         expect(problems).toEqual([])
       }),
