@@ -65,7 +65,11 @@ export function* nextVersionSteps(
     limitsSha256: inputs.limits?.sha256 ?? "",
     configSha256: inputs.main?.sha256 ?? "",
     limits,
-    main: inputs.main?.spec ?? {},
+    // The same config.yaml keeps its very spec: a limits-only reload changes nothing that reads it.
+    main:
+      previous !== undefined && previous.configSha256 === (inputs.main?.sha256 ?? "")
+        ? previous.main
+        : (inputs.main?.spec ?? {}),
     dryRun: inputs.dryRunFlag ?? configDryRun,
     dryRunSource: inputs.dryRunFlag === undefined ? "config" : "flag",
     rulesCount: limits.rules.length,

@@ -83,6 +83,29 @@ describe("a reload that changes config.yaml", () => {
     expect(seen.rightAfterLimitsSignal).toBe(3)
   })
 
+  it("a version that keeps config.yaml keeps its very spec; a new config.yaml gives a new one", async () => {
+    const { limits, config } = setup()
+    const seen = await withPipeline(
+      { paths: { limits, config }, dryRunFlag: undefined, debounceMs: 0 },
+      ({ reloader }) =>
+        Effect.gen(function* () {
+          const first = reloader.current().main
+          writeAtomic(limits, LIMITS[1] as string)
+          yield* reloader.request("http")
+          const afterLimits = reloader.current()
+          writeAtomic(config, CONFIGS[1] as string)
+          yield* reloader.request("http")
+          const afterConfig = reloader.current()
+          return {
+            versions: [afterLimits.version, afterConfig.version],
+            keptOnLimits: afterLimits.main === first,
+            newOnConfig: afterConfig.main !== first && afterConfig.main.buffer?.size === 200,
+          }
+        }),
+    )
+    expect(seen).toEqual({ versions: [2, 3], keptOnLimits: true, newOnConfig: true })
+  })
+
   it("an applier is registered for the life of its scope", async () => {
     const { limits, config } = setup()
     const seen = await withPipeline(
