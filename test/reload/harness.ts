@@ -28,12 +28,15 @@ export interface InProcess {
 
 /**
  * Runs `body` against a real reload pipeline in this process: real files, the real event log
- * (in memory, or in `eventLog` when given), a fresh metrics registry, logs discarded.
+ * (in memory, or in `eventLog` when given), a fresh metrics registry, logs discarded unless `logLine`
+ * is given.
  */
 export const withPipeline = <A>(
   settings: ReloadSettings,
   body: (p: InProcess) => Effect.Effect<A, unknown>,
   eventLog?: string,
+  /** Where the log lines go (level error and above); discarded when not given. */
+  logLine: (line: string) => void = () => {},
 ): Promise<A> =>
   Effect.gen(function* () {
     const reloader = yield* Reloader
@@ -49,7 +52,7 @@ export const withPipeline = <A>(
         Layer.provideMerge(NodeContext.layer),
       ),
     ),
-    Effect.provide(Log.layer("error", () => {})),
+    Effect.provide(Log.layer("error", logLine)),
     Effect.scoped,
     Effect.runPromise,
   )
