@@ -1,6 +1,6 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Chunk, Clock, Data, Effect, Queue, Schedule, Stream } from "effect"
+import { Clock, Data, Effect, Queue, Schedule, Stream } from "effect"
 import { type ContentHashes, DEFAULT_CONFIG_MAX_BYTES, readAndHash } from "../config/load.js"
 import { logDebug, logInfo, logWarn } from "../telemetry/log.js"
 import type { ReloaderService } from "./reloader.js"
@@ -55,38 +55,49 @@ const inodeOf = (dir: string): string | undefined => {
  * watch (a rename or a `..data` swap makes several) go on as one chunk.
  */
 export const directoryEvents = (dir: string, checkMs: number): Stream.Stream<string, WatchError> =>
-  Stream.async<string, WatchError>((emit) => {
-    const inode = inodeOf(dir)
-    let watcher: fs.FSWatcher | undefined
-    let timer: NodeJS.Timeout | undefined
-    let burst: Array<string> | undefined
-    const flush = () => {
-      const names = burst as Array<string>
-      burst = undefined
-      void emit.chunk(Chunk.unsafeFromArray(names))
-    }
-    try {
-      watcher = fs.watch(dir, { persistent: false }, (_event, name) => {
-        if (burst === undefined) {
-          burst = []
-          setImmediate(flush)
-        }
-        burst.push(name ?? "")
-      })
-      watcher.on("error", (e) => void emit.fail(new WatchError({ dir, reason: e.message })))
-      timer = setInterval(() => {
-        if (inodeOf(dir) !== inode)
-          void emit.fail(new WatchError({ dir, reason: "directory replaced or removed" }))
-      }, checkMs)
-      timer.unref()
-    } catch (e) {
-      void emit.fail(new WatchError({ dir, reason: e instanceof Error ? e.message : String(e) }))
-    }
-    return Effect.sync(() => {
-      if (timer !== undefined) clearInterval(timer)
-      watcher?.close()
-    })
-  })
+  // `asyncPush`: an event is a synchronous offer to the stream's mailbox. (`Stream.async` runs a
+  // fiber per emission: about half a millisecond of the main thread for every file change, spent
+  // just when a SIGHUP that follows the change is waiting to be handled.)
+  Stream.asyncPush<string, WatchError>(
+    (emit) =>
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          const inode = inodeOf(dir)
+          let watcher: fs.FSWatcher | undefined
+          let timer: NodeJS.Timeout | undefined
+          let burst: Array<string> | undefined
+          const flush = () => {
+            const names = burst as Array<string>
+            burst = undefined
+            emit.array(names)
+          }
+          try {
+            watcher = fs.watch(dir, { persistent: false }, (_event, name) => {
+              if (burst === undefined) {
+                burst = []
+                setImmediate(flush)
+              }
+              burst.push(name ?? "")
+            })
+            watcher.on("error", (e) => emit.fail(new WatchError({ dir, reason: e.message })))
+            timer = setInterval(() => {
+              if (inodeOf(dir) !== inode)
+                emit.fail(new WatchError({ dir, reason: "directory replaced or removed" }))
+            }, checkMs)
+            timer.unref()
+          } catch (e) {
+            emit.fail(new WatchError({ dir, reason: e instanceof Error ? e.message : String(e) }))
+          }
+          return { watcher, timer }
+        }),
+        ({ watcher, timer }) =>
+          Effect.sync(() => {
+            if (timer !== undefined) clearInterval(timer)
+            watcher?.close()
+          }),
+      ),
+    { bufferSize: "unbounded" },
+  )
 
 /** `directoryEvents`, set up again whenever it dies. Never fails. */
 export const resilientEvents = (dir: string, checkMs: number, retryMs: number): Stream.Stream<string> =>
@@ -180,10 +191,14 @@ export const triggers = (reloader: ReloaderService, settings: TriggerSettings): 
 
   if (settings.watch && configFiles.length > 0) {
     const dirs = [...new Set(configFiles.map((f) => path.dirname(path.resolve(f))))]
-    const events = Stream.mergeAll(
-      dirs.map((d) => resilientEvents(d, checkMs, retryMs)),
-      { concurrency: "unbounded" },
-    )
+    // One directory (the usual case) needs no merge: an event passes through one stage fewer.
+    const events =
+      dirs.length === 1
+        ? resilientEvents(dirs[0] as string, checkMs, retryMs)
+        : Stream.mergeAll(
+            dirs.map((d) => resilientEvents(d, checkMs, retryMs)),
+            { concurrency: "unbounded" },
+          )
     sources.push(
       watchTriggers(events, settings.debounceMs, changedSinceLastAttempt(reloader, files)).pipe(
         Stream.tap(() => logDebug("config file content changed", { files: configFiles })),
