@@ -45,7 +45,7 @@ const AREAS: ReadonlyArray<Area> = [
   { id: "prw", file: "remote-write.ts", nodeFlags: [], budgetS: 240 },
   { id: "otlp", file: "otlp.ts", nodeFlags: [], budgetS: 240 },
   { id: "memory", file: "memory.ts", nodeFlags: ["--expose-gc"], budgetS: 90 },
-  { id: "reload", file: "reload.ts", nodeFlags: [], budgetS: 240 },
+  { id: "reload", file: "reload.ts", nodeFlags: [], budgetS: 480 },
   { id: "reload-under-load", file: "reload-under-load.ts", nodeFlags: [], budgetS: 240 },
   { id: "cardinality", file: "cardinality.ts", nodeFlags: [], budgetS: 120 },
   { id: "sharding", file: "sharding.ts", nodeFlags: [], budgetS: 300 },
