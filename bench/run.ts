@@ -82,15 +82,26 @@ const CAUSES: Record<string, string> = {
   "p99 ≤ 5 ms at 100 rules":
     "A SIGHUP on an idle pipeline is decided in the signal's callback: both files read with plain system calls, the rules " +
     "list parsed item by item, the version built and made active in one call (the governor's own duration in §5, about " +
-    "1 ms at 100 rules with one rule edited, 0.8 ms at 10; `node --import tsx bench/reload-stages.ts` times the stages " +
-    "warm); the events, metrics and log lines follow once the event loop has polled for I/O again, so a poll sent with the signal is answered first, " +
-    "and give way to I/O between their steps (a poll that arrives while they are written waits for one step). The " +
-    "rest is the measurement's floor, the row of §5 for a process that only counts SIGHUPs: p99 4-6 ms on this machine. " +
-    "Timed on one monotonic clock on both sides, that process's signal reaches JavaScript about 1.2 ms after kill() when " +
-    "the poller polls back to back (0.2 ms when it does not): the kernel delivers it to the main thread within 0.3 ms, " +
-    "but its wake-up returns the poll that arrived with it, libuv reads the signal's pipe only in the next turn of the " +
-    "event loop and runs signal callbacks after that turn's I/O callbacks, so the polls in flight (strace: one or two) go " +
-    "first. Prometheus' own p99 in the same rounds is of the same order (§5).",
+    "1 ms at 100 rules with one rule edited, 0.8 ms at 10; the same stages take about 0.2 ms in a warm loop, " +
+    "`node --import tsx bench/reload-stages.ts`: a reload every 80 ms runs cold code); the events, metrics and log lines " +
+    "follow once the event loop has polled for I/O again, so a poll sent with the signal is answered first, " +
+    "and give way to I/O between their steps (a poll that arrives while they are written waits for one step). " +
+    "Traced with the kernel's `signal:signal_deliver` tracepoint over 300 reloads, the signal reaches the governor's main " +
+    "thread 0.18 ms after kill() (median; p99 0.53 ms), and its JavaScript callback starts about 1.2 ms after kill(): " +
+    "libuv reads the signal's pipe only in the next turn of the event loop and runs signal callbacks after that turn's I/O " +
+    "callbacks, so the polls in flight and the file change's watch event go first (that event costs the main thread about " +
+    "0.1 ms since watch events are pushed to the stream's mailbox, 0.5 ms when each ran a fiber; in four interleaved runs " +
+    "of the two builds, 500-800 reloads each, p99 was 10.5/12.3, 10.5/14.0, 8.4/8.8 and 9.0/8.5 ms, before/after: no " +
+    "difference beyond the noise). The tail is neither " +
+    "the signal nor the decision's own code: in a `perf sched` trace of 600 reloads, V8's helper threads in the governor " +
+    "(concurrent optimizing compiles, parallel young-generation collections) were busy for 0.5 ms or more inside 59-85% of " +
+    "the reloads slower than 4 ms and 9-14% of the faster ones, the main thread then running longer or waiting on them; " +
+    "yet turning the optimizing compiler off (`--no-opt`), a 64 MiB young generation, one helper thread " +
+    "(`--v8-pool-size=1`), `--single-threaded-gc` or a coarser event-loop-lag monitor each left p99 at 7-11 ms in " +
+    "interleaved runs. The measurement's floor, a process that only counts SIGHUPs, has a p99 of 3-6 ms on this machine; " +
+    "this row's p99 moves between runs (on one day: 9.8 ms in a run of this area before the watch change, 19.0 ms and, " +
+    "with 600 reloads, 16.1 ms after it; with no other target running beside it, 6.3-14 ms), Prometheus' between 6.5 and " +
+    "12.4 ms.",
   "≤ 100 ms after the write (-reload-debounce 50ms)":
     "The watch waits for 50 ms of quiet after the last event, hashes both files, then reloads (§5): scheduling delays push the " +
     "tail over what remains.",
