@@ -185,12 +185,23 @@ const num = (r: AreaResult | undefined, key: string): number => {
 
 const main = async (): Promise<void> => {
   installCleanup()
+  const onlyIdx = process.argv.indexOf("--only")
+  const only = onlyIdx >= 0 ? new Set((process.argv[onlyIdx + 1] ?? "").split(",")) : undefined
+  // `--render` and `--only` build on the last full run's saved measurements: without them, a partial
+  // run would write a document of its own areas only, in place of the whole one.
+  if ((only !== undefined || process.argv.includes("--render")) && !fs.existsSync(SAVED)) {
+    console.error(
+      `bench: ${only !== undefined ? "--only merges its areas into" : "--render writes docs/performance.md from"} ` +
+        `the last full run's saved measurements (${path.relative(ROOT, SAVED)}), and this machine has none: ` +
+        "run `npm run bench` once first.",
+    )
+    process.exitCode = 2
+    return
+  }
   if (process.argv.includes("--render")) {
     render(JSON.parse(fs.readFileSync(SAVED, "utf8")) as SavedRun)
     return
   }
-  const onlyIdx = process.argv.indexOf("--only")
-  const only = onlyIdx >= 0 ? new Set((process.argv[onlyIdx + 1] ?? "").split(",")) : undefined
   const started = new Date()
   const load0 = os.loadavg()
   const mach = await machine()
@@ -578,7 +589,7 @@ const HOW_TO = `## How to run
 apt-get install -y victoria-metrics prometheus wrk nghttp2-client   # the peers and load generators (once; not needed in CI)
 npm run bench                                        # about 15 minutes; rewrites docs/performance.md
 BENCH_QUICK=1 node --import tsx bench/run.ts         # short durations, for development
-node --import tsx bench/run.ts --only memory,reload  # some areas only, merged with the last run's other areas
+node --import tsx bench/run.ts --only memory,reload  # some areas only, merged with the last full run's other areas (saved on this machine by npm run bench)
 node --import tsx bench/run.ts --render              # write this file again from the last run's saved measurements
 node --import tsx bench/remote-write.ts              # one area alone, printing its section
 \`\`\`
