@@ -220,10 +220,7 @@ const main = async (): Promise<void> => {
     prometheus: pkgVersion("prometheus"),
   }
   // With --only, the other areas keep the results of the last run that measured them.
-  const previous =
-    only !== undefined && fs.existsSync(SAVED)
-      ? (JSON.parse(fs.readFileSync(SAVED, "utf8")) as SavedRun)
-      : undefined
+  const previous = only !== undefined ? (JSON.parse(fs.readFileSync(SAVED, "utf8")) as SavedRun) : undefined
   const outDir = tempDir("mg-bench-run-")
   const results: Record<string, AreaResult> = {}
   for (const area of AREAS) {
@@ -587,7 +584,7 @@ const HOW_TO = `## How to run
 
 \`\`\`bash
 apt-get install -y victoria-metrics prometheus wrk nghttp2-client   # the peers and load generators (once; not needed in CI)
-npm run bench                                        # about 15 minutes; rewrites docs/performance.md
+npm run bench                                        # about 20 minutes; rewrites docs/performance.md
 BENCH_QUICK=1 node --import tsx bench/run.ts         # short durations, for development
 node --import tsx bench/run.ts --only memory,reload  # some areas only, merged with the last full run's other areas (saved on this machine by npm run bench)
 node --import tsx bench/run.ts --render              # write this file again from the last run's saved measurements
