@@ -32,8 +32,9 @@ import {
   resolveMemoryLimit,
 } from "../memory/limit.js"
 import { watchDeadRules } from "../pipeline/dead-rules.js"
-import { type ReceiverSecurity, serveReceiver } from "../pipeline/http-receiver.js"
+import { type ReceiverSecurity, type RouteOptions, serveReceiver } from "../pipeline/http-receiver.js"
 import { makeIngest } from "../pipeline/ingest.js"
+import { LiveReceiverLimits } from "../pipeline/receiver-limits.js"
 import { ViolationLog } from "../pipeline/violations.js"
 import * as OtlpDecode from "../protocols/otlp/decode-pool.js"
 import { otlpHttpRoute } from "../protocols/otlp/http.js"
@@ -59,7 +60,6 @@ import { setGrpcLogRoute } from "../telemetry/grpc-log-route.js"
 import { callbackLogger, logError, logInfo, logWarn } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
 import type { PoolLimits } from "../threads/pool.js"
-import type { RequestBounds } from "../wire/bounds.js"
 
 export interface DataPathFlags {
   readonly httpListen: string
@@ -103,13 +103,38 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       const telemetry = yield* Telemetry
       const startup = reloader.current()
       const main = startup.main
-      const maxRequestBytes = main.receivers?.max_request_bytes ?? MAIN_DEFAULTS.maxRequestBytes
-      const maxDecompressedBytes =
-        main.receivers?.max_decompressed_bytes ?? MAIN_DEFAULTS.maxDecompressedBytes
-      const bounds: RequestBounds = {
-        maxDatapoints: main.receivers?.max_datapoints_per_request ?? MAIN_DEFAULTS.maxDatapointsPerRequest,
-        maxElements: main.receivers?.max_elements_per_request ?? MAIN_DEFAULTS.maxElementsPerRequest,
-      }
+      // The receivers' request limits: read at every request, set again by every reload.
+      const receiverLimits = new LiveReceiverLimits(main)
+      const routeOptions = <Batch, D>(
+        ingest: RouteOptions<Batch, D>["ingest"],
+        decoder: D,
+      ): RouteOptions<Batch, D> => ({
+        get maxRequestBytes() {
+          return receiverLimits.maxRequestBytes
+        },
+        get maxDecompressedBytes() {
+          return receiverLimits.maxDecompressedBytes
+        },
+        get bounds() {
+          return receiverLimits.bounds
+        },
+        ingest,
+        decoder,
+      })
+      /** A reload's receivers.max_* : in force from the next request on. */
+      const applyReceiverLimits = (spec: MainConfigSpec) =>
+        Effect.suspend(() => {
+          const changed = receiverLimits.set(spec)
+          return changed.length === 0
+            ? Effect.void
+            : logInfo("receivers' request limits changed by the reload: in force for new requests", {
+                changed,
+                max_request_bytes: receiverLimits.maxRequestBytes,
+                max_decompressed_bytes: receiverLimits.maxDecompressedBytes,
+                max_datapoints_per_request: receiverLimits.bounds.maxDatapoints,
+                max_elements_per_request: receiverLimits.bounds.maxElements,
+              })
+        })
       const current = reloader.current
       // -stats-labels: one set of statistics for both pipelines.
       const labelUsage =
@@ -343,14 +368,14 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       )
       const otlpOutlet = Option.getOrUndefined(outlets.otlp)
       const prwOutlet = Option.getOrUndefined(outlets.prw)
-      // A reload that changes the exporters, the buffer, the queue or TLS material applies to the
+      // A reload that changes the exporters, the buffer, the queue, the receivers' bounds or TLS material applies to the
       // outlets and receivers before its version is made active: once the status shows it, new
       // requests go where it says.
       const applyMain = (spec: MainConfigSpec) =>
         Effect.zipRight(
           Effect.zipRight(
             Effect.sync(() => shutdown.retune(spec.shutdown_timeout ?? MAIN_DEFAULTS.shutdownTimeoutMs)),
-            applyReceiverSecurity(spec),
+            Effect.zipRight(applyReceiverLimits(spec), applyReceiverSecurity(spec)),
           ),
           Effect.forEach(
             [
@@ -391,7 +416,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
           yield* serveReceiver(
             "OTLP/HTTP receiver",
             httpAddress,
-            [otlpHttpRoute({ maxRequestBytes, maxDecompressedBytes, bounds, ingest, decoder })],
+            [otlpHttpRoute(routeOptions(ingest, decoder))],
             telemetry,
             onError,
             shutdown,
@@ -408,8 +433,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
           const { serveGrpc } = yield* Effect.promise(() => import("../protocols/otlp/grpc-receiver.js"))
           yield* serveGrpc(
             grpcAddress,
-            maxDecompressedBytes,
-            bounds,
+            receiverLimits,
             ingest,
             decoder,
             telemetry,
@@ -451,7 +475,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
         yield* serveReceiver(
           "remote-write receiver",
           prwAddress,
-          [prwRoute({ maxRequestBytes, maxDecompressedBytes, bounds, ingest, decoder })],
+          [prwRoute(routeOptions(ingest, decoder))],
           telemetry,
           onError,
           shutdown,

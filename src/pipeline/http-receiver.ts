@@ -41,7 +41,11 @@ export interface Route {
   readonly refused: (req: IncomingMessage, message: string, retryAfterMs: number) => Reply
 }
 
-/** What a protocol's route is made with: its size bounds, where batches go and what decodes bodies. */
+/**
+ * What a protocol's route is made with: its size bounds, where batches go and what decodes bodies.
+ * The bounds are read at every request: they may be getters that a reload changes
+ * (`LiveReceiverLimits`).
+ */
 export interface RouteOptions<Batch, Decoder> {
   readonly maxRequestBytes: number
   readonly maxDecompressedBytes: number

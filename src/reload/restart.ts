@@ -1,7 +1,14 @@
 import type { MainConfigSpec } from "../config/main-schema.js"
 
 /** Keys of `config.yaml` that take effect on reload; every other key is read at start only. */
-export const RELOADABLE_KEYS: ReadonlySet<string> = new Set(["limits.dry_run", "shutdown_timeout"])
+export const RELOADABLE_KEYS: ReadonlySet<string> = new Set([
+  "limits.dry_run",
+  "shutdown_timeout",
+  "receivers.max_request_bytes",
+  "receivers.max_decompressed_bytes",
+  "receivers.max_datapoints_per_request",
+  "receivers.max_elements_per_request",
+])
 
 /** Sections of `config.yaml` every key of which takes effect on reload. */
 export const RELOADABLE_SECTIONS: ReadonlyArray<string> = ["exporters.", "buffer.", "receivers.auth."]

@@ -107,7 +107,7 @@ const INVALID = ["rules:\n  - name: a\n    max_card", "rules:\n  - name: a\n    
 const CONFIGS = [
   "limits:\n  dry_run: false\n",
   "limits:\n  dry_run: true\n",
-  "receivers:\n  max_request_bytes: 500\n",
+  "receivers:\n  decode_threads: 3\n",
 ]
 
 const explicit = fc.constantFrom<Trigger>("sighup", "touch", "http")
@@ -323,26 +323,22 @@ describe("the state is the fold of the events", () => {
     Effect.gen(function* () {
       const files: Files = { limits: VALID[0] as string, config: "limits:\n  dry_run: false\n" }
       const { reloader, telemetry } = yield* pipeline(files)
-      files.config = "limits:\n  dry_run: true\nreceivers:\n  max_request_bytes: 500\n"
+      files.config = "limits:\n  dry_run: true\nreceivers:\n  decode_threads: 3\n"
       const changed = yield* requestNow(reloader, "sighup")
       expect(changed).toMatchObject({
         status: "applied",
-        restart_required: ["receivers.max_request_bytes"],
+        restart_required: ["receivers.decode_threads"],
         dry_run: true,
       })
-      expect((yield* reloader.state.get).restartRequired).toEqual(["receivers.max_request_bytes"])
+      expect((yield* reloader.state.get).restartRequired).toEqual(["receivers.decode_threads"])
       expect(yield* Effect.promise(() => value(telemetry.restartRequired))).toBe(1)
-      // A change of a key that reloads only: the restart is still required for receivers.max_request_bytes.
-      files.config = "limits:\n  dry_run: false\nreceivers:\n  max_request_bytes: 500\n"
-      expect((yield* requestNow(reloader, "sighup")).restart_required).toEqual([
-        "receivers.max_request_bytes",
-      ])
+      // A change of a key that reloads only: the restart is still required for receivers.decode_threads.
+      files.config = "limits:\n  dry_run: false\nreceivers:\n  decode_threads: 3\n"
+      expect((yield* requestNow(reloader, "sighup")).restart_required).toEqual(["receivers.decode_threads"])
       // Keys of the sections that reload (exporters, buffer) never need a restart.
       files.config =
-        "limits:\n  dry_run: false\nreceivers:\n  max_request_bytes: 500\nbuffer:\n  size: 7\nexporters:\n  prw:\n    endpoint: http://127.0.0.1:1/api/v1/write\n"
-      expect((yield* requestNow(reloader, "sighup")).restart_required).toEqual([
-        "receivers.max_request_bytes",
-      ])
+        "limits:\n  dry_run: false\nreceivers:\n  decode_threads: 3\nbuffer:\n  size: 7\nexporters:\n  prw:\n    endpoint: http://127.0.0.1:1/api/v1/write\n"
+      expect((yield* requestNow(reloader, "sighup")).restart_required).toEqual(["receivers.decode_threads"])
       files.config = "limits:\n  dry_run: false\n"
       const undone = yield* requestNow(reloader, "sighup")
       expect(undone).toMatchObject({ status: "applied", restart_required: [] })

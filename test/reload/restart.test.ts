@@ -7,7 +7,7 @@ const tls = (cert: string, ca?: string) => ({
 })
 
 describe("restart_required: what a reload cannot apply", () => {
-  it("exporters, buffer, limits.dry_run, receivers.auth and shutdown_timeout too; receivers' bounds and memory do not", () => {
+  it("exporters, buffer, limits.dry_run, receivers.auth, the receivers' request limits and shutdown_timeout reload; decode_threads and memory do not", () => {
     const start: MainConfigSpec = {}
     const now: MainConfigSpec = {
       limits: { dry_run: true },
@@ -16,11 +16,18 @@ describe("restart_required: what a reload cannot apply", () => {
         queue: { path: "/q" },
       },
       buffer: { size: 5 },
-      receivers: { auth: { bearer_token_file: "/t" }, max_request_bytes: 10 },
+      receivers: {
+        auth: { bearer_token_file: "/t" },
+        max_request_bytes: 10,
+        max_decompressed_bytes: 20,
+        max_datapoints_per_request: 30,
+        max_elements_per_request: 40,
+        decode_threads: 3,
+      },
       memory: { limit_ratio: 0.5 },
       shutdown_timeout: 1_000,
     }
-    expect(restartOnlyChanges(start, now)).toEqual(["memory.limit_ratio", "receivers.max_request_bytes"])
+    expect(restartOnlyChanges(start, now)).toEqual(["memory.limit_ratio", "receivers.decode_threads"])
   })
 
   it("receivers.tls files reload while TLS (and mutual TLS) stays as it started", () => {

@@ -3,12 +3,12 @@ import type { Admission } from "../../memory/guard.js"
 import type { ReceiverSecurity } from "../../pipeline/http-receiver.js"
 import { ListenError } from "../../pipeline/http-receiver.js"
 import type { IngestOutcome } from "../../pipeline/ingest.js"
+import type { ReceiverLimits } from "../../pipeline/receiver-limits.js"
 import { rotatingServerCredentials } from "../../security/grpc-credentials.js"
 import type { ReceiverAuth } from "../../security/material.js"
 import type { ListenAddress } from "../../server/address.js"
 import type { ShutdownClock } from "../../server/shutdown.js"
 import type { Instruments } from "../../telemetry/metrics.js"
-import type { RequestBounds } from "../../wire/bounds.js"
 import type { OtlpBatch } from "./adapter.js"
 import type { OtlpBodyDecoder } from "./decode-pool.js"
 import { startGrpcServer } from "./grpc.js"
@@ -24,8 +24,8 @@ import { applyGrpcLogRoute } from "./grpc-logs.js"
  */
 export const serveGrpc = (
   address: ListenAddress,
-  maxMessageBytes: number,
-  bounds: RequestBounds,
+  /** Read at every call: `max_decompressed_bytes` bounds a message, `bounds` its contents. */
+  limits: ReceiverLimits,
   ingest: (req: OtlpBatch, bytes: number) => IngestOutcome,
   decoder: OtlpBodyDecoder,
   telemetry: Instruments,
@@ -54,16 +54,20 @@ export const serveGrpc = (
             },
             host: address.host ?? "",
             port: address.port,
-            maxReceiveMessageLength: maxMessageBytes,
-            bounds,
+            get maxReceiveMessageLength() {
+              return limits.maxDecompressedBytes
+            },
+            get bounds() {
+              return limits.bounds
+            },
             admission,
             onRefused: () => {
               telemetry.receiverRefused.inc({ protocol: "otlp", reason: "memory" })
               telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_resource_exhausted" })
             },
-            // grpc-js has inflated a gzip message already, within maxMessageBytes.
+            // grpc-js has inflated a gzip message already, within max_decompressed_bytes.
             decode: (bytes, b) => {
-              const decoded = decoder.decode(bytes, "identity", maxMessageBytes, b)
+              const decoded = decoder.decode(bytes, "identity", limits.maxDecompressedBytes, b)
               const count = (d: Awaited<typeof decoded>) => {
                 if (Either.isLeft(d) && d.left._tag === "OtlpDecoderDied")
                   telemetry.receiverRequests.inc({ protocol: "otlp", code: "grpc_unavailable" })

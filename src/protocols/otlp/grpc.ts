@@ -110,7 +110,10 @@ export interface GrpcServerOptions<Req = ExportMetricsServiceRequest> {
     bytes: Uint8Array,
     bounds: RequestBounds,
   ) => Either.Either<Req, OtlpDecodeFailure> | Promise<Either.Either<Req, OtlpDecodeFailure>>
-  /** Largest request accepted, in bytes, both as received and after gzip inflation. */
+  /**
+   * Largest request accepted, in bytes, both as received and after gzip inflation. Read at every
+   * call, as `bounds` is: either may be a getter that a reload changes.
+   */
   readonly maxReceiveMessageLength: number
   /** Most datapoints and elements a request may hold; past them: RESOURCE_EXHAUSTED, no RetryInfo. */
   readonly bounds?: RequestBounds
@@ -226,11 +229,14 @@ const hostPort = (host: string, port: number): string => {
 export const startGrpcServer = <Req = ExportMetricsServiceRequest>(
   options: GrpcServerOptions<Req>,
 ): Promise<GrpcServer> => {
-  const server = new grpc.Server({
-    "grpc.max_receive_message_length": options.maxReceiveMessageLength,
-    interceptors: [invalidGzipInterceptor(options.onDecodeError)],
+  const serverOptions: grpc.ServerOptions = { interceptors: [invalidGzipInterceptor(options.onDecodeError)] }
+  // grpc-js reads its options at every call: a getter lets a reload change the message bound
+  // (`options` may be live, see LiveReceiverLimits).
+  Object.defineProperty(serverOptions, "grpc.max_receive_message_length", {
+    enumerable: true,
+    get: () => options.maxReceiveMessageLength,
   })
-  const bounds = options.bounds ?? UNBOUNDED
+  const server = new grpc.Server(serverOptions)
   const decode =
     options.decode ??
     ((bytes: Uint8Array, b: RequestBounds) =>
@@ -284,7 +290,7 @@ export const startGrpcServer = <Req = ExportMetricsServiceRequest>(
     }
     let result: ReturnType<typeof decode>
     try {
-      result = decode(call.request, bounds)
+      result = decode(call.request, options.bounds ?? UNBOUNDED)
     } catch (e) {
       internal(e)
       return
@@ -293,7 +299,7 @@ export const startGrpcServer = <Req = ExportMetricsServiceRequest>(
     else decoded(result)
   }
   // The server keeps each request's bytes (`decode` reads them in the call).
-  const definition = metricsServiceDefinition(bounds)
+  const definition = metricsServiceDefinition(options.bounds ?? UNBOUNDED)
   server.addService(
     { export: { ...definition.export, requestDeserialize: (bytes: Buffer): Buffer => bytes } },
     { export: exportCall },

@@ -99,7 +99,10 @@ export const otlpHttpRoute = (options: RouteOptions<OtlpBatch, OtlpBodyDecoder>)
     method: "POST",
     path: "/v1/metrics",
     protocol: "otlp",
-    maxRequestBytes: options.maxRequestBytes,
+    // Read at every request: a reload may change it (the options may be live, see LiveReceiverLimits).
+    get maxRequestBytes() {
+      return options.maxRequestBytes
+    },
     refused: (req, message, retryAfterMs) =>
       statusReply(formatOf(req) ?? "protobuf", 429, GrpcCode.RESOURCE_EXHAUSTED, message, { retryAfterMs }),
     handle: (req, body): Reply | Promise<Reply> => {

@@ -75,7 +75,10 @@ export const prwRoute = (options: RouteOptions<ScannedWriteRequest, BodyDecoder>
     method: "POST",
     path: "/api/v1/write",
     protocol: "prw",
-    maxRequestBytes: options.maxRequestBytes,
+    // Read at every request: a reload may change it (the options may be live, see LiveReceiverLimits).
+    get maxRequestBytes() {
+      return options.maxRequestBytes
+    },
     refused: (_req, message, retryAfterMs) => refused(message, retryAfterMs),
     handle: (req, body): Reply | Promise<Reply> => {
       const type = mediaType(req)
