@@ -1150,14 +1150,37 @@ describe.skipIf("reason" in HELM)(helmTitle, () => {
       lint(...on)
       const base = checksumOf(render(...on))
       expect(base).toMatch(/^[0-9a-f]{64}$/)
-      // A restart-only setting rolls the pods.
-      const buffer = withConfig((c) => ({ ...c, buffer: { ...(c.buffer as object), size: 1234 } }))
-      expect(checksumOf(render(...on, "-f", buffer))).not.toBe(base)
-      // limits.yaml and limits.dry_run reload in place: no roll.
-      const dryRun = withConfig((c) => ({ ...c, limits: { dry_run: true } }))
-      expect(checksumOf(render(...on, "-f", dryRun))).toBe(base)
-      const limits = valuesFile({ limits: { config: `${DEFAULT_VALUES.limits.config}# edited\n` } })
-      expect(checksumOf(render(...on, "-f", limits))).toBe(base)
+      const receivers = (c: Record<string, unknown>, extra: Record<string, unknown>) => ({
+        ...c,
+        receivers: { ...(c.receivers as object), ...extra },
+      })
+      // A restart-only setting rolls the pods: each one on its own.
+      const restartOnly = [
+        withConfig((c) => receivers(c, { decode_threads: 3 })),
+        withConfig((c) => ({ ...c, memory: { limit_ratio: 0.5 } })),
+        withConfig((c) => receivers(c, { tls: { cert_file: "/t/tls.crt", key_file: "/t/tls.key" } })),
+      ]
+      const sums = restartOnly.map((file) => checksumOf(render(...on, "-f", file)))
+      for (const sum of sums) expect(sum).not.toBe(base)
+      expect(new Set(sums).size).toBe(sums.length)
+      const tls = { cert_file: "/t/tls.crt", key_file: "/t/tls.key" }
+      const mutual = withConfig((c) => receivers(c, { tls: { ...tls, client_ca_file: "/t/ca.crt" } }))
+      expect(checksumOf(render(...on, "-f", mutual))).not.toBe(sums[2])
+      // Everything else reloads in place: no roll. limits.yaml, limits.dry_run, the buffer, the
+      // exporters, the receivers' bounds, credentials and TLS files (TLS staying on).
+      const inPlace = [
+        withConfig((c) => ({ ...c, limits: { dry_run: true } })),
+        withConfig((c) => ({ ...c, buffer: { ...(c.buffer as object), size: 1234 } })),
+        withConfig((c) => ({ ...c, shutdown_timeout: "7s" })),
+        withConfig((c) => receivers(c, { max_request_bytes: 1234, max_datapoints_per_request: 99 })),
+        withConfig((c) => receivers(c, { auth: { bearer_token_file: "/t/token" } })),
+        valuesFile({ limits: { config: `${DEFAULT_VALUES.limits.config}# edited\n` } }),
+      ]
+      for (const file of inPlace) expect(checksumOf(render(...on, "-f", file))).toBe(base)
+      const otherFiles = withConfig((c) =>
+        receivers(c, { tls: { cert_file: "/u/a.crt", key_file: "/u/a.key" } }),
+      )
+      expect(checksumOf(render(...on, "-f", otherFiles))).toBe(sums[2])
     })
   })
 
