@@ -40,7 +40,12 @@ import * as OtlpDecode from "../protocols/otlp/decode-pool.js"
 import { otlpHttpRoute } from "../protocols/otlp/http.js"
 import { otlpAdapter, otlpEncoder } from "../protocols/otlp/protocol.js"
 import type { ProtocolAdapter } from "../protocols/protocol.js"
-import { defaultDecodeThreads, inlineDecoder, workerDecoder } from "../protocols/prw/decode-pool.js"
+import {
+  type BodyDecoder,
+  defaultDecodeThreads,
+  inlineDecoder,
+  workerDecoder,
+} from "../protocols/prw/decode-pool.js"
 import { prwRoute } from "../protocols/prw/http.js"
 import { prwAdapter, prwEncoder } from "../protocols/prw/protocol.js"
 import * as Reload from "../reload/reloader.js"
@@ -60,6 +65,7 @@ import { setGrpcLogRoute } from "../telemetry/grpc-log-route.js"
 import { callbackLogger, logError, logInfo, logWarn } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
 import type { PoolLimits } from "../threads/pool.js"
+import { Swappable } from "../threads/swappable.js"
 
 export interface DataPathFlags {
   readonly httpListen: string
@@ -181,6 +187,52 @@ export const dataPathLayer = (flags: DataPathFlags) =>
                 maxYoungGenerationSizeMb: budget.threadYoungGenerationMb,
               },
             }
+      // The receivers' decoding threads (receivers.decode_threads): a reload that changes them
+      // replaces each protocol's decoder; the one replaced finishes the bodies it holds.
+      const otlpThreadsOf = (spec: MainConfigSpec) =>
+        spec.receivers?.decode_threads ?? OtlpDecode.defaultDecodeThreads()
+      const prwThreadsOf = (spec: MainConfigSpec) => spec.receivers?.decode_threads ?? defaultDecodeThreads()
+      const otlpDecoderOf = (threads: number): OtlpDecode.OtlpBodyDecoder =>
+        threads > 0 ? OtlpDecode.workerDecoder(threads, undefined, threadLimits) : OtlpDecode.inlineDecoder
+      const prwDecoderOf = (threads: number): BodyDecoder =>
+        threads > 0
+          ? workerDecoder(
+              threads,
+              undefined,
+              budget === undefined
+                ? {
+                    resourceLimits: {
+                      maxYoungGenerationSizeMb: DECODE_THREAD_YOUNG_MB,
+                      maxOldGenerationSizeMb: DECODE_THREAD_OLD_MB,
+                    },
+                  }
+                : threadLimits,
+            )
+          : inlineDecoder()
+      let otlpDecoders: Swappable<OtlpDecode.OtlpBodyDecoder> | undefined
+      let prwDecoders: Swappable<BodyDecoder> | undefined
+      const decodeThreads = { otlp: 0, prw: 0 }
+      const applyDecodeThreads = (spec: MainConfigSpec) =>
+        Effect.suspend(() => {
+          const otlp = otlpThreadsOf(spec)
+          const prw = prwThreadsOf(spec)
+          const changed: Record<string, number> = {}
+          if (otlpDecoders !== undefined && otlp !== decodeThreads.otlp) {
+            otlpDecoders.swap(otlpDecoderOf(otlp))
+            decodeThreads.otlp = otlp
+            changed.otlp = otlp
+          }
+          if (prwDecoders !== undefined && prw !== decodeThreads.prw) {
+            prwDecoders.swap(prwDecoderOf(prw))
+            decodeThreads.prw = prw
+            changed.prw = prw
+          }
+          return Object.keys(changed).length === 0
+            ? Effect.void
+            : logInfo("receivers' decoding threads changed by the reload: in use for new requests", {
+                decode_threads: changed,
+              })
+        })
       telemetry.memoryLimitBytes.set(memory.bytes ?? 0)
       telemetry.setInFlightSource(() => admission.inFlight)
       if (budget !== undefined) {
@@ -375,7 +427,10 @@ export const dataPathLayer = (flags: DataPathFlags) =>
         Effect.zipRight(
           Effect.zipRight(
             Effect.sync(() => shutdown.retune(spec.shutdown_timeout ?? MAIN_DEFAULTS.shutdownTimeoutMs)),
-            Effect.zipRight(applyReceiverLimits(spec), applyReceiverSecurity(spec)),
+            Effect.zipRight(
+              Effect.zipRight(applyReceiverLimits(spec), applyDecodeThreads(spec)),
+              applyReceiverSecurity(spec),
+            ),
           ),
           Effect.forEach(
             [
@@ -401,17 +456,21 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       }
 
       if (otlpOutlet !== undefined) {
-        const threads = main.receivers?.decode_threads ?? OtlpDecode.defaultDecodeThreads()
         const ingest = ingestOf(otlpAdapter, otlpOutlet)
         // Acquired before the receivers, so released after they stopped accepting.
-        const decoder = yield* Effect.acquireRelease(
-          Effect.sync(() =>
-            threads > 0
-              ? OtlpDecode.workerDecoder(threads, undefined, threadLimits)
-              : OtlpDecode.inlineDecoder,
-          ),
+        const swappable = yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            decodeThreads.otlp = otlpThreadsOf(reloader.current().main)
+            otlpDecoders = new Swappable(otlpDecoderOf(decodeThreads.otlp))
+            return otlpDecoders
+          }),
           (d) => Effect.promise(() => d.close()),
         )
+        const decoder: OtlpDecode.OtlpBodyDecoder = {
+          decode: (body, encoding, max, bounds) =>
+            swappable.use((d) => d.decode(body, encoding, max, bounds)),
+          close: () => swappable.close(),
+        }
         if (httpAddress !== undefined) {
           yield* serveReceiver(
             "OTLP/HTTP receiver",
@@ -451,27 +510,20 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       // Remote write.
       if (prwAddress !== undefined && prwOutlet !== undefined) {
         const ingest = ingestOf(prwAdapter, prwOutlet)
-        const threads = main.receivers?.decode_threads ?? defaultDecodeThreads()
         // Acquired before the receiver, so released after it stopped accepting.
-        const decoder = yield* Effect.acquireRelease(
-          Effect.sync(() =>
-            threads > 0
-              ? workerDecoder(
-                  threads,
-                  undefined,
-                  budget === undefined
-                    ? {
-                        resourceLimits: {
-                          maxYoungGenerationSizeMb: DECODE_THREAD_YOUNG_MB,
-                          maxOldGenerationSizeMb: DECODE_THREAD_OLD_MB,
-                        },
-                      }
-                    : threadLimits,
-                )
-              : inlineDecoder(),
-          ),
+        const swappable = yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            decodeThreads.prw = prwThreadsOf(reloader.current().main)
+            prwDecoders = new Swappable(prwDecoderOf(decodeThreads.prw))
+            return prwDecoders
+          }),
           (d) => Effect.promise(() => d.close()),
         )
+        const decoder: BodyDecoder = {
+          decode: (body, max, bounds) => swappable.use((d) => d.decode(body, max, bounds)),
+          recycle: (scan) => swappable.value.recycle(scan),
+          close: () => swappable.close(),
+        }
         yield* serveReceiver(
           "remote-write receiver",
           prwAddress,
@@ -485,7 +537,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
         yield* logInfo("remote-write receiver listening", {
           address: flags.prwListen,
           exporter_endpoint: flags.prwExporterEndpoint ?? null,
-          decode_threads: threads,
+          decode_threads: decodeThreads.prw,
         })
       }
       return shutdown

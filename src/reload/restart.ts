@@ -8,6 +8,7 @@ export const RELOADABLE_KEYS: ReadonlySet<string> = new Set([
   "receivers.max_decompressed_bytes",
   "receivers.max_datapoints_per_request",
   "receivers.max_elements_per_request",
+  "receivers.decode_threads",
 ])
 
 /** Sections of `config.yaml` every key of which takes effect on reload. */

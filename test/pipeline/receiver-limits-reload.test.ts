@@ -14,7 +14,7 @@ import {
   type Running,
   startWithReceivers,
 } from "../support/data-path.js"
-import { tempDir } from "../support/governor.js"
+import { tempDir, waitFor } from "../support/governor.js"
 import { RawMetricsClient } from "../support/grpc.js"
 
 const SERIES = 150
@@ -154,6 +154,74 @@ describe("reload of the receivers' request limits", () => {
       ["receivers.max_decompressed_bytes", "receivers.max_datapoints_per_request"],
       ["receivers.max_datapoints_per_request"],
       ["receivers.max_request_bytes"],
+    ])
+    expect(r.governor.pid).toBe(pid)
+  }, 60_000)
+})
+
+describe("reload of receivers.decode_threads", () => {
+  it("starts and stops decoding threads on SIGHUP, and no request in flight fails", async () => {
+    const dir = tempDir()
+    running = await startWithReceivers(dir, configOf({ decode_threads: 0 }))
+    const r = running
+    const pid = r.governor.pid
+    let version = (await r.governor.status()).version
+    const reload = async (receivers: Record<string, number>) => {
+      fs.writeFileSync(path.join(dir, "config.yaml"), configOf(receivers))
+      r.governor.signal("SIGHUP")
+      await r.governor.waitForVersion(++version)
+      const status = (await (await r.governor.get("/api/v1/status/config")).json()) as {
+        restart_required: Array<string>
+      }
+      expect(status.restart_required).toEqual([])
+    }
+    /** The process's threads. */
+    const threads = () => fs.readdirSync(`/proc/${pid}/task`).length
+    const statuses: Array<number> = []
+    /** 16 requests at once, half OTLP/HTTP, half remote write. */
+    const burst = async () => {
+      const answered = await Promise.all(
+        Array.from({ length: 16 }, (_, i) =>
+          i % 2 === 0 ? postOtlp(r.httpPort, otlp) : postPrw(r.prwPort, prw),
+        ),
+      )
+      for (const a of answered) statuses.push(a.status)
+    }
+    await burst()
+    const inline = threads()
+
+    await reload({ decode_threads: 2 })
+    await burst()
+    // Two threads per protocol, started by the first bodies that needed them.
+    expect(threads()).toBeGreaterThanOrEqual(inline + 4)
+
+    // Reloads while requests are in flight: each decoder replaced finishes the bodies it holds.
+    let sending = true
+    const sender = (async () => {
+      while (sending) await burst()
+    })()
+    await reload({ decode_threads: 1 })
+    await reload({ decode_threads: 3 })
+    await reload({ decode_threads: 0 })
+    sending = false
+    await sender
+    // Back to decoding in the main thread: every decoding thread has stopped.
+    await waitFor(
+      "the decoding threads stopped",
+      async () => (threads() <= inline ? true : undefined),
+      10_000,
+    )
+
+    expect(statuses.length).toBeGreaterThan(32)
+    expect(statuses.filter((s) => s !== 200 && s !== 204)).toEqual([])
+    const changes = r.governor.logs.filter(
+      (l) => l.message === "receivers' decoding threads changed by the reload: in use for new requests",
+    )
+    expect(changes.map((l) => l.fields?.decode_threads)).toEqual([
+      { otlp: 2, prw: 2 },
+      { otlp: 1, prw: 1 },
+      { otlp: 3, prw: 3 },
+      { otlp: 0, prw: 0 },
     ])
     expect(r.governor.pid).toBe(pid)
   }, 60_000)

@@ -50,18 +50,18 @@ describe("POST /-/reload and /api/v1/status/config", () => {
     expect(body.error.message).toContain("injected decoder defect")
     expect(body.version).toBe(1)
 
-    files.config = "limits:\n  dry_run: false\nreceivers:\n  decode_threads: 3\n"
+    files.config = "limits:\n  dry_run: false\nmemory:\n  limit_ratio: 0.5\n"
     const applied = await post()
     expect(applied.status).toBe(200)
     expect(await applied.json()).toMatchObject({
       status: "applied",
       version: 2,
-      restart_required: ["receivers.decode_threads"],
+      restart_required: ["memory.limit_ratio"],
     })
     const status = await server.handler(new Request("http://control/api/v1/status/config"))
     expect(await status.json()).toMatchObject({
       version: 2,
-      restart_required: ["receivers.decode_threads"],
+      restart_required: ["memory.limit_ratio"],
     })
   })
 })

@@ -104,11 +104,7 @@ const statsOf = (v: ConfigVersion) =>
 
 const VALID = [limitsText(["a"]), limitsText(["a", "b"]), limitsText(["b", "c", "d"]), limitsText([])]
 const INVALID = ["rules:\n  - name: a\n    max_card", "rules:\n  - name: a\n    colour: red\n", ""]
-const CONFIGS = [
-  "limits:\n  dry_run: false\n",
-  "limits:\n  dry_run: true\n",
-  "receivers:\n  decode_threads: 3\n",
-]
+const CONFIGS = ["limits:\n  dry_run: false\n", "limits:\n  dry_run: true\n", "memory:\n  limit_ratio: 0.5\n"]
 
 const explicit = fc.constantFrom<Trigger>("sighup", "touch", "http")
 
@@ -323,22 +319,22 @@ describe("the state is the fold of the events", () => {
     Effect.gen(function* () {
       const files: Files = { limits: VALID[0] as string, config: "limits:\n  dry_run: false\n" }
       const { reloader, telemetry } = yield* pipeline(files)
-      files.config = "limits:\n  dry_run: true\nreceivers:\n  decode_threads: 3\n"
+      files.config = "limits:\n  dry_run: true\nmemory:\n  limit_ratio: 0.5\n"
       const changed = yield* requestNow(reloader, "sighup")
       expect(changed).toMatchObject({
         status: "applied",
-        restart_required: ["receivers.decode_threads"],
+        restart_required: ["memory.limit_ratio"],
         dry_run: true,
       })
-      expect((yield* reloader.state.get).restartRequired).toEqual(["receivers.decode_threads"])
+      expect((yield* reloader.state.get).restartRequired).toEqual(["memory.limit_ratio"])
       expect(yield* Effect.promise(() => value(telemetry.restartRequired))).toBe(1)
-      // A change of a key that reloads only: the restart is still required for receivers.decode_threads.
-      files.config = "limits:\n  dry_run: false\nreceivers:\n  decode_threads: 3\n"
-      expect((yield* requestNow(reloader, "sighup")).restart_required).toEqual(["receivers.decode_threads"])
+      // A change of a key that reloads only: the restart is still required for memory.limit_ratio.
+      files.config = "limits:\n  dry_run: false\nmemory:\n  limit_ratio: 0.5\n"
+      expect((yield* requestNow(reloader, "sighup")).restart_required).toEqual(["memory.limit_ratio"])
       // Keys of the sections that reload (exporters, buffer) never need a restart.
       files.config =
-        "limits:\n  dry_run: false\nreceivers:\n  decode_threads: 3\nbuffer:\n  size: 7\nexporters:\n  prw:\n    endpoint: http://127.0.0.1:1/api/v1/write\n"
-      expect((yield* requestNow(reloader, "sighup")).restart_required).toEqual(["receivers.decode_threads"])
+        "limits:\n  dry_run: false\nmemory:\n  limit_ratio: 0.5\nbuffer:\n  size: 7\nexporters:\n  prw:\n    endpoint: http://127.0.0.1:1/api/v1/write\n"
+      expect((yield* requestNow(reloader, "sighup")).restart_required).toEqual(["memory.limit_ratio"])
       files.config = "limits:\n  dry_run: false\n"
       const undone = yield* requestNow(reloader, "sighup")
       expect(undone).toMatchObject({ status: "applied", restart_required: [] })

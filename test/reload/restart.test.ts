@@ -7,7 +7,7 @@ const tls = (cert: string, ca?: string) => ({
 })
 
 describe("restart_required: what a reload cannot apply", () => {
-  it("exporters, buffer, limits.dry_run, receivers.auth, the receivers' request limits and shutdown_timeout reload; decode_threads and memory do not", () => {
+  it("exporters, buffer, limits.dry_run, receivers.auth, the receivers' request limits and decoding threads, and shutdown_timeout reload; memory does not", () => {
     const start: MainConfigSpec = {}
     const now: MainConfigSpec = {
       limits: { dry_run: true },
@@ -27,7 +27,7 @@ describe("restart_required: what a reload cannot apply", () => {
       memory: { limit_ratio: 0.5 },
       shutdown_timeout: 1_000,
     }
-    expect(restartOnlyChanges(start, now)).toEqual(["memory.limit_ratio", "receivers.decode_threads"])
+    expect(restartOnlyChanges(start, now)).toEqual(["memory.limit_ratio"])
   })
 
   it("receivers.tls files reload while TLS (and mutual TLS) stays as it started", () => {

@@ -67,9 +67,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
-checksum/config: a hash of the settings in config.yaml that need a restart: the receivers'
-decoding threads, whether the receivers serve TLS (and ask for client certificates), and
-`memory`. Everything else in config.yaml, and limits.yaml, reloads in place and is left out, so
+checksum/config: a hash of the settings in config.yaml that need a restart: whether the
+receivers serve TLS (and ask for client certificates), and `memory`. Everything else in config.yaml, and limits.yaml, reloads in place and is left out, so
 changing it never rolls the pods.
 */}}
 {{- define "metrics-governor.restartChecksum" -}}
@@ -87,7 +86,7 @@ changing it never rolls the pods.
 {{- $tls = true }}
 {{- $clientCa = hasKey $receivers.tls "client_ca_file" }}
 {{- end }}
-{{- $restart := dict "decode_threads" $receivers.decode_threads "tls" $tls "client_ca" $clientCa "memory" $config.memory }}
+{{- $restart := dict "tls" $tls "client_ca" $clientCa "memory" $config.memory }}
 {{- $restart | toYaml | sha256sum }}
 {{- end }}
 
