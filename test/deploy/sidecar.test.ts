@@ -241,6 +241,16 @@ const startTarget = async (
   return readyTarget(file)
 }
 
+/**
+ * Replaces `file` with `text` in one step (a new file renamed over it), as a ConfigMap update does:
+ * written in place, a poll could read it truncated, half written, and see two changes.
+ */
+const replace = (file: string, text: string): void => {
+  const tmp = `${file}.${randomBytes(4).toString("hex")}.tmp`
+  fs.writeFileSync(tmp, text)
+  fs.renameSync(tmp, file)
+}
+
 const writeFile = (d: string, name: string, text: string): string => {
   const f = path.join(d, name)
   fs.writeFileSync(f, text)
@@ -285,7 +295,7 @@ describe("deploy/configmap-reload.sh", () => {
     await s.waitForLog("watching file", (l) => l.fields.path === f)
 
     // Nothing named like the target runs: the change is seen, the signal cannot be delivered.
-    fs.writeFileSync(f, "rules: []\n# v2\n")
+    replace(f, "rules: []\n# v2\n")
     const changed = await s.waitForLog("watched file changed")
     expect(changed.fields).toMatchObject({ path: f })
     expect(changed.fields.sha256).toMatch(/^[0-9a-f]{64}$/)
@@ -305,7 +315,7 @@ describe("deploy/configmap-reload.sh", () => {
     expect(s.find("watched file changed")).toHaveLength(1)
 
     // The next change is signalled at once.
-    fs.writeFileSync(f, "rules: []\n# v3\n")
+    replace(f, "rules: []\n# v3\n")
     await waitFor("the second SIGHUP", () => (t.hups() === 2 ? true : undefined))
     await sleep(600)
     expect(t.hups()).toBe(2)
@@ -330,7 +340,7 @@ describe("deploy/configmap-reload.sh", () => {
     await s.waitForLog("watching file")
     expect(execFileSync("pidof", [name], { encoding: "utf8" }).split(/\s+/)).toContain(String(s.pid))
 
-    fs.writeFileSync(f, "rules: []\n# v2\n")
+    replace(f, "rules: []\n# v2\n")
     const refused = await s.waitForLog("refusing to signal process", (l) => l.fields.pid === s.pid, 3)
     expect(refused).toMatchObject({ level: "warn", fields: { reason: "this script", process_name: name } })
     await s.waitForLog("no process to signal, will retry", () => true, 3)
@@ -367,7 +377,7 @@ describe("deploy/configmap-reload.sh", () => {
     expect(statFields(groupMate.pid)[2]).toBe(String(s.pid))
     expect(statFields(groupMate.pid)[1]).not.toBe(String(s.pid))
 
-    fs.writeFileSync(f, "rules: []\n# v2\n")
+    replace(f, "rules: []\n# v2\n")
     const refused = await s.waitForLog("refusing to signal process", (l) => l.fields.pid === groupMate.pid, 2)
     expect(refused.fields.reason).toBe("in this script's process group")
     expect(s.find("signal sent")).toEqual([])
@@ -401,7 +411,7 @@ describe("deploy/configmap-reload.sh", () => {
       env: { ...FAST, WATCH_FILES: f, PROCESS_NAME: name },
     })
     await s.waitForLog("watching file")
-    fs.writeFileSync(f, "rules: []\n# v2\n")
+    replace(f, "rules: []\n# v2\n")
     const failed = await s.waitForLog("signal failed, will retry", (l) => l.fields.pid === rootTarget.pid, 3)
     expect(failed).toMatchObject({ level: "error", fields: { signal: "HUP", process_name: name } })
     expect(String(failed.fields.error)).toMatch(/not permitted|permission/i)
@@ -430,10 +440,10 @@ describe("deploy/configmap-reload.sh", () => {
     expect(warn).toMatchObject({ level: "warn", fields: { path: missing } })
     await s.waitForLog("watching file", (l) => l.fields.path === f)
 
-    fs.writeFileSync(f, "rules: []\n# v2\n")
+    replace(f, "rules: []\n# v2\n")
     await waitFor("a SIGHUP for the change", () => (t.hups() === 1 ? true : undefined))
 
-    fs.writeFileSync(missing, "limits:\n  dry_run: false\n")
+    replace(missing, "limits:\n  dry_run: false\n")
     await s.waitForLog("watched file is readable again", (l) => l.fields.path === missing)
     await waitFor("a SIGHUP for the new file", () => (t.hups() === 2 ? true : undefined))
 
@@ -491,7 +501,7 @@ describe("deploy/configmap-reload.sh", () => {
     const t = await startTarget(name, d)
     const s = startSidecar({ env: { ...FAST, PATH: bin, WATCH_FILES: f, PROCESS_NAME: name } })
     await s.waitForLog("watching file")
-    fs.writeFileSync(f, "rules: []\n# v2\n")
+    replace(f, "rules: []\n# v2\n")
     await waitFor("the SIGHUP", () => (t.hups() === 1 ? true : undefined))
     expect((await s.waitForLog("signal sent")).fields.pid).toBe(t.pid)
     expect(s.stderr).toBe("")
@@ -525,7 +535,7 @@ describe("deploy/configmap-reload.sh", () => {
           },
         })
         await s.waitForLog("watching file")
-        fs.writeFileSync(f, "rules: []\n# v2\n")
+        replace(f, "rules: []\n# v2\n")
         const l = await s.waitForLog(message)
         expect(l).toMatchObject({ level, fields: { url, ...fields } })
         expect(t.hups()).toBe(1)
@@ -552,7 +562,7 @@ describe("deploy/configmap-reload.sh", () => {
         env: { ...FAST, PATH: bin, WATCH_FILES: f, PROCESS_NAME: name, CONFIRM_URL: url },
       })
       await s.waitForLog("watching file")
-      fs.writeFileSync(f, "rules: []\n# v2\n")
+      replace(f, "rules: []\n# v2\n")
       await waitFor("the SIGHUP", () => (t.hups() === 1 ? true : undefined))
       expect((await s.waitForLog("signal sent")).fields.pid).toBe(t.pid)
       expect((await s.waitForLog("reload confirmed")).fields).toMatchObject({ result: "applied", version: 2 })
