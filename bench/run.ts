@@ -80,28 +80,37 @@ const CAUSES: Record<string, string> = {
     "collection. Long runs drift: before the recycling, 60 s of continuous load through the launcher peaked at 253-257 " +
     "MiB and 260-268 MiB in two runs of the same build.",
   "p99 ≤ 5 ms at 100 rules":
-    "A SIGHUP on an idle pipeline is decided in the signal's callback: both files read with plain system calls, the rules " +
-    "list parsed item by item, the version built and made active in one call (the governor's own duration in §5, about " +
-    "1 ms at 100 rules with one rule edited, 0.8 ms at 10; the same stages take about 0.2 ms in a warm loop, " +
-    "`node --import tsx bench/reload-stages.ts`: a reload every 80 ms runs cold code); the events, metrics and log lines " +
-    "follow once the event loop has polled for I/O again, so a poll sent with the signal is answered first, " +
-    "and give way to I/O between their steps (a poll that arrives while they are written waits for one step). " +
-    "Traced with the kernel's `signal:signal_deliver` tracepoint over 300 reloads, the signal reaches the governor's main " +
+    "A SIGHUP on an idle pipeline is decided in the signal's callback: both files read with plain system calls, the " +
+    "rules list parsed item by item, the version built and made active in one call (the governor's own duration in " +
+    "§5, about 1 ms at 100 rules with one rule edited, 0.8 ms at 10; the same stages take about 0.2 ms in a warm " +
+    "loop, `node --import tsx bench/reload-stages.ts`: a reload every 80 ms runs cold code); the events, metrics and " +
+    "log lines follow once the event loop has polled for I/O again, so a poll sent with the signal is answered first, " +
+    "and give way to I/O between their steps (a poll that arrives while they are written waits for one step). Traced " +
+    "with the kernel's `signal:signal_deliver` tracepoint over 300 reloads, the signal reaches the governor's main " +
     "thread 0.18 ms after kill() (median; p99 0.53 ms), and its JavaScript callback starts about 1.2 ms after kill(): " +
-    "libuv reads the signal's pipe only in the next turn of the event loop and runs signal callbacks after that turn's I/O " +
-    "callbacks, so the polls in flight and the file change's watch event go first (that event costs the main thread about " +
-    "0.1 ms since watch events are pushed to the stream's mailbox, 0.5 ms when each ran a fiber; in four interleaved runs " +
-    "of the two builds, 500-800 reloads each, p99 was 10.5/12.3, 10.5/14.0, 8.4/8.8 and 9.0/8.5 ms, before/after: no " +
-    "difference beyond the noise). The tail is neither " +
-    "the signal nor the decision's own code: in a `perf sched` trace of 600 reloads, V8's helper threads in the governor " +
-    "(concurrent optimizing compiles, parallel young-generation collections) were busy for 0.5 ms or more inside 59-85% of " +
-    "the reloads slower than 4 ms and 9-14% of the faster ones, the main thread then running longer or waiting on them; " +
-    "yet turning the optimizing compiler off (`--no-opt`), a 64 MiB young generation, one helper thread " +
-    "(`--v8-pool-size=1`), `--single-threaded-gc` or a coarser event-loop-lag monitor each left p99 at 7-11 ms in " +
-    "interleaved runs. The measurement's floor, a process that only counts SIGHUPs, has a p99 of 3-6 ms on this machine; " +
-    "this row's p99 moves between runs (on one day: 9.8 ms in a run of this area before the watch change, 19.0 ms and, " +
-    "with 600 reloads, 16.1 ms after it; with no other target running beside it, 6.3-14 ms), Prometheus' between 6.5 and " +
-    "12.4 ms.",
+    "libuv reads the signal's pipe only in the next turn of the event loop and runs signal callbacks after that " +
+    "turn's I/O callbacks, so the polls in flight and the file change's watch event go first (that event costs the " +
+    "main thread about 0.1 ms since watch events are pushed to the stream's mailbox, 0.5 ms when each ran a fiber; in " +
+    "four interleaved runs of the two builds, 500-800 reloads each, p99 was 10.5/12.3, 10.5/14.0, 8.4/8.8 and 9.0/8.5 " +
+    "ms, before/after: no difference beyond the noise). A syscall and scheduler trace (perf: raw_syscalls, " +
+    "sched_switch, 300 reloads) shows the order: the governor wakes for the first status poll, sent right after the " +
+    "signal, answers it, and is then preempted by the poller, which its answer woke and which the scheduler placed on " +
+    "the governor's CPU while the other one idled (0.2-0.7 ms each time); a second poll, ready in the same batch as " +
+    "the signal's pipe, is served before it; the callback then runs 1.0-1.3 ms uninterrupted. The tail is neither the " +
+    "signal nor the decision's own code: in a `perf sched` trace of 600 reloads, V8's helper threads in the governor " +
+    "(concurrent optimizing compiles, parallel young-generation collections) were busy for 0.5 ms or more inside " +
+    "59-85% of the reloads slower than 4 ms and 9-14% of the faster ones, the main thread then running longer or " +
+    "waiting on them; yet turning the optimizing compiler off (`--no-opt`), a 64 MiB young generation, one helper " +
+    "thread (`--v8-pool-size=1`), `--single-threaded-gc` or a coarser event-loop-lag monitor each left p99 at 7-11 ms " +
+    "in interleaved runs. In the slowest reloads of a later trace the main thread was runnable but off the CPU for " +
+    "4-6 ms, while V8 worker threads of the governor and of the poller (the marking of a memory-reducing full " +
+    "collection, about one every 35 s; optimizing compiles, which still come at about one per five reloads after " +
+    "1,500) ran 4 ms slices on both CPUs. Nice 10 for the governor's helper threads, the poller and the governor " +
+    "pinned to CPUs of their own, the governor's CPU kept out of its idle state, or a first poll 0.5-1 ms after the " +
+    "signal did not bring p99 under 7 ms either (a single governor, 300-500 reloads per variant). The measurement's " +
+    "floor, a process that only counts SIGHUPs, has a p99 of 3-6 ms on this machine; this row's p99 moves between " +
+    "runs (on one day: 9.8 ms in a run of this area before the watch change, 19.0 ms and, with 600 reloads, 16.1 ms " +
+    "after it; with no other target running beside it, 6.3-14 ms), Prometheus' between 6.5 and 12.4 ms.",
   "≤ 100 ms after the write (-reload-debounce 50ms)":
     "The watch waits for 50 ms of quiet after the last event, hashes both files, then reloads (§5): scheduling delays push the " +
     "tail over what remains.",
