@@ -58,6 +58,23 @@ const answers = async (r: Running) => {
 const configOf = (receivers: Record<string, number>): string =>
   ["receivers:", ...Object.entries(receivers).map(([k, v]) => `  ${k}: ${v}`), ""].join("\n")
 
+/**
+ * Writes `config.yaml` with the given receivers' keys, sends SIGHUP and waits for the new version,
+ * which must need no restart.
+ */
+const reloaderOf = async (r: Running, dir: string) => {
+  let version = (await r.governor.status()).version
+  return async (receivers: Record<string, number>): Promise<void> => {
+    fs.writeFileSync(path.join(dir, "config.yaml"), configOf(receivers))
+    r.governor.signal("SIGHUP")
+    await r.governor.waitForVersion(++version)
+    const status = (await (await r.governor.get("/api/v1/status/config")).json()) as {
+      restart_required: Array<string>
+    }
+    expect(status.restart_required).toEqual([])
+  }
+}
+
 let running: Running | undefined
 afterEach(async () => {
   await running?.governor.stop()
@@ -100,16 +117,7 @@ describe("reload of the receivers' request limits", () => {
     )
     const r = running
     const pid = r.governor.pid
-    let version = (await r.governor.status()).version
-    const reload = async (receivers: Record<string, number>) => {
-      fs.writeFileSync(path.join(dir, "config.yaml"), configOf(receivers))
-      r.governor.signal("SIGHUP")
-      await r.governor.waitForVersion(++version)
-      const status = (await (await r.governor.get("/api/v1/status/config")).json()) as {
-        restart_required: Array<string>
-      }
-      expect(status.restart_required).toEqual([])
-    }
+    const reload = await reloaderOf(r, dir)
 
     // At start: every body decompresses to more than 2,000 bytes.
     const first = await answers(r)
@@ -165,16 +173,7 @@ describe("reload of receivers.decode_threads", () => {
     running = await startWithReceivers(dir, configOf({ decode_threads: 0 }))
     const r = running
     const pid = r.governor.pid
-    let version = (await r.governor.status()).version
-    const reload = async (receivers: Record<string, number>) => {
-      fs.writeFileSync(path.join(dir, "config.yaml"), configOf(receivers))
-      r.governor.signal("SIGHUP")
-      await r.governor.waitForVersion(++version)
-      const status = (await (await r.governor.get("/api/v1/status/config")).json()) as {
-        restart_required: Array<string>
-      }
-      expect(status.restart_required).toEqual([])
-    }
+    const reload = await reloaderOf(r, dir)
     /** The process's threads. */
     const threads = () => fs.readdirSync(`/proc/${pid}/task`).length
     const statuses: Array<number> = []
