@@ -420,27 +420,27 @@ export const dataPathLayer = (flags: DataPathFlags) =>
       )
       const otlpOutlet = Option.getOrUndefined(outlets.otlp)
       const prwOutlet = Option.getOrUndefined(outlets.prw)
-      // A reload that changes the exporters, the buffer, the queue, the receivers' bounds or TLS material applies to the
-      // outlets and receivers before its version is made active: once the status shows it, new
-      // requests go where it says.
+      // A reload that changes the exporters, the buffer, the queue, the receivers' bounds, decoding
+      // threads or TLS material applies to the outlets and receivers, one after the other, before
+      // its version is made active: once the status shows it, new requests go where it says.
       const applyMain = (spec: MainConfigSpec) =>
-        Effect.zipRight(
-          Effect.zipRight(
+        Effect.all(
+          [
             Effect.sync(() => shutdown.retune(spec.shutdown_timeout ?? MAIN_DEFAULTS.shutdownTimeoutMs)),
-            Effect.zipRight(
-              Effect.zipRight(applyReceiverLimits(spec), applyDecodeThreads(spec)),
-              applyReceiverSecurity(spec),
+            applyReceiverLimits(spec),
+            applyDecodeThreads(spec),
+            applyReceiverSecurity(spec),
+            Effect.forEach(
+              [
+                ["otlp", otlpOutlet],
+                ["prw", prwOutlet],
+              ] as const,
+              ([protocol, outlet]) =>
+                outlet === undefined ? Effect.void : outlet.configure(planFor(protocol, spec)),
+              { discard: true },
             ),
-          ),
-          Effect.forEach(
-            [
-              ["otlp", otlpOutlet],
-              ["prw", prwOutlet],
-            ] as const,
-            ([protocol, outlet]) =>
-              outlet === undefined ? Effect.void : outlet.configure(planFor(protocol, spec)),
-            { discard: true },
-          ),
+          ],
+          { discard: true },
         )
       yield* reloader.onConfigApplied(applyMain)
       // A config.yaml applied while the outlets opened (with the startup spec) applies now.
