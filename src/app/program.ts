@@ -211,11 +211,16 @@ export const dataPathLayer = (flags: DataPathFlags) =>
           : inlineDecoder()
       let otlpDecoders: Swappable<OtlpDecode.OtlpBodyDecoder> | undefined
       let prwDecoders: Swappable<BodyDecoder> | undefined
-      const decodeThreads = { otlp: 0, prw: 0 }
+      // What the last config.yaml applied asks for (a decoder made later starts with it), and what
+      // the decoders have.
+      const wantedThreads = { otlp: otlpThreadsOf(main), prw: prwThreadsOf(main) }
+      const decodeThreads = { ...wantedThreads }
       const applyDecodeThreads = (spec: MainConfigSpec) =>
         Effect.suspend(() => {
           const otlp = otlpThreadsOf(spec)
           const prw = prwThreadsOf(spec)
+          wantedThreads.otlp = otlp
+          wantedThreads.prw = prw
           const changed: Record<string, number> = {}
           if (otlpDecoders !== undefined && otlp !== decodeThreads.otlp) {
             otlpDecoders.swap(otlpDecoderOf(otlp))
@@ -460,7 +465,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
         // Acquired before the receivers, so released after they stopped accepting.
         const swappable = yield* Effect.acquireRelease(
           Effect.sync(() => {
-            decodeThreads.otlp = otlpThreadsOf(reloader.current().main)
+            decodeThreads.otlp = wantedThreads.otlp
             otlpDecoders = new Swappable(otlpDecoderOf(decodeThreads.otlp))
             return otlpDecoders
           }),
@@ -513,7 +518,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
         // Acquired before the receiver, so released after it stopped accepting.
         const swappable = yield* Effect.acquireRelease(
           Effect.sync(() => {
-            decodeThreads.prw = prwThreadsOf(reloader.current().main)
+            decodeThreads.prw = wantedThreads.prw
             prwDecoders = new Swappable(prwDecoderOf(decodeThreads.prw))
             return prwDecoders
           }),
