@@ -65,7 +65,7 @@ import { setGrpcLogRoute } from "../telemetry/grpc-log-route.js"
 import { callbackLogger, logError, logInfo, logWarn } from "../telemetry/log.js"
 import { Telemetry } from "../telemetry/metrics.js"
 import type { PoolLimits } from "../threads/pool.js"
-import { Swappable } from "../threads/swappable.js"
+import { ThreadedDecoder } from "../threads/swappable.js"
 
 export interface DataPathFlags {
   readonly httpListen: string
@@ -209,28 +209,13 @@ export const dataPathLayer = (flags: DataPathFlags) =>
                 : threadLimits,
             )
           : inlineDecoder()
-      let otlpDecoders: Swappable<OtlpDecode.OtlpBodyDecoder> | undefined
-      let prwDecoders: Swappable<BodyDecoder> | undefined
-      // What the last config.yaml applied asks for (a decoder made later starts with it), and what
-      // the decoders have.
-      const wantedThreads = { otlp: otlpThreadsOf(main), prw: prwThreadsOf(main) }
-      const decodeThreads = { ...wantedThreads }
+      const otlpDecoding = new ThreadedDecoder(otlpThreadsOf(main), otlpDecoderOf)
+      const prwDecoding = new ThreadedDecoder(prwThreadsOf(main), prwDecoderOf)
       const applyDecodeThreads = (spec: MainConfigSpec) =>
         Effect.suspend(() => {
-          const otlp = otlpThreadsOf(spec)
-          const prw = prwThreadsOf(spec)
-          wantedThreads.otlp = otlp
-          wantedThreads.prw = prw
-          const changed: Record<string, number> = {}
-          if (otlpDecoders !== undefined && otlp !== decodeThreads.otlp) {
-            otlpDecoders.swap(otlpDecoderOf(otlp))
-            decodeThreads.otlp = otlp
-            changed.otlp = otlp
-          }
-          if (prwDecoders !== undefined && prw !== decodeThreads.prw) {
-            prwDecoders.swap(prwDecoderOf(prw))
-            decodeThreads.prw = prw
-            changed.prw = prw
+          const changed = {
+            ...(otlpDecoding.want(otlpThreadsOf(spec)) ? { otlp: otlpDecoding.threads } : {}),
+            ...(prwDecoding.want(prwThreadsOf(spec)) ? { prw: prwDecoding.threads } : {}),
           }
           return Object.keys(changed).length === 0
             ? Effect.void
@@ -464,11 +449,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
         const ingest = ingestOf(otlpAdapter, otlpOutlet)
         // Acquired before the receivers, so released after they stopped accepting.
         const swappable = yield* Effect.acquireRelease(
-          Effect.sync(() => {
-            decodeThreads.otlp = wantedThreads.otlp
-            otlpDecoders = new Swappable(otlpDecoderOf(decodeThreads.otlp))
-            return otlpDecoders
-          }),
+          Effect.sync(() => otlpDecoding.open()),
           (d) => Effect.promise(() => d.close()),
         )
         const decoder: OtlpDecode.OtlpBodyDecoder = {
@@ -517,11 +498,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
         const ingest = ingestOf(prwAdapter, prwOutlet)
         // Acquired before the receiver, so released after it stopped accepting.
         const swappable = yield* Effect.acquireRelease(
-          Effect.sync(() => {
-            decodeThreads.prw = wantedThreads.prw
-            prwDecoders = new Swappable(prwDecoderOf(decodeThreads.prw))
-            return prwDecoders
-          }),
+          Effect.sync(() => prwDecoding.open()),
           (d) => Effect.promise(() => d.close()),
         )
         const decoder: BodyDecoder = {
@@ -542,7 +519,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
         yield* logInfo("remote-write receiver listening", {
           address: flags.prwListen,
           exporter_endpoint: flags.prwExporterEndpoint ?? null,
-          decode_threads: decodeThreads.prw,
+          decode_threads: prwDecoding.threads,
         })
       }
       return shutdown

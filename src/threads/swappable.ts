@@ -62,3 +62,43 @@ export class Swappable<D extends { readonly close: () => Promise<void> }> {
     await Promise.all(all.map((d) => d.close()))
   }
 }
+
+/**
+ * A protocol's decoder that follows `receivers.decode_threads`: made when its receiver opens, with
+ * the threads the last config applied asks for, and replaced (`Swappable.swap`) when a later
+ * config asks for another number.
+ */
+export class ThreadedDecoder<D extends { readonly close: () => Promise<void> }> {
+  private wanted: number
+  private inUse: number
+  private decoders: Swappable<D> | undefined
+
+  constructor(
+    threads: number,
+    private readonly make: (threads: number) => D,
+  ) {
+    this.wanted = threads
+    this.inUse = threads
+  }
+
+  /** The threads of the decoder in use (or to be made). */
+  get threads(): number {
+    return this.inUse
+  }
+
+  /** Makes the decoder, with the threads last asked for. */
+  open(): Swappable<D> {
+    this.inUse = this.wanted
+    this.decoders = new Swappable(this.make(this.inUse))
+    return this.decoders
+  }
+
+  /** Asks for `threads`; true when the decoder in use was replaced for it. */
+  want(threads: number): boolean {
+    this.wanted = threads
+    if (this.decoders === undefined || threads === this.inUse) return false
+    this.decoders.swap(this.make(threads))
+    this.inUse = threads
+    return true
+  }
+}

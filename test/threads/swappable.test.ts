@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { Swappable } from "../../src/threads/swappable.js"
+import { Swappable, ThreadedDecoder } from "../../src/threads/swappable.js"
 
 /** A decoder that answers when told to, and records when it was closed. */
 class Fake {
@@ -69,5 +69,29 @@ describe("Swappable", () => {
     await expect(failed).rejects.toThrow("boom")
     await settled()
     expect(a.closed).toBe(1)
+  })
+})
+
+describe("ThreadedDecoder", () => {
+  it("is made with the threads last asked for, and replaced only for another number", async () => {
+    const made: Array<Fake> = []
+    const make = (threads: number) => {
+      const f = new Fake(String(threads))
+      made.push(f)
+      return f
+    }
+    const t = new ThreadedDecoder(2, make)
+    // Asked before its receiver opened: nothing to replace, and it opens with what was asked.
+    expect(t.want(3)).toBe(false)
+    const s = t.open()
+    expect({ threads: t.threads, decoder: s.value.name }).toEqual({ threads: 3, decoder: "3" })
+    expect(t.want(3)).toBe(false)
+    expect(t.want(0)).toBe(true)
+    expect({ threads: t.threads, decoder: s.value.name }).toEqual({ threads: 0, decoder: "0" })
+    await settled()
+    expect(made.map((f) => [f.name, f.closed])).toEqual([
+      ["3", 1],
+      ["0", 0],
+    ])
   })
 })
