@@ -32,9 +32,10 @@ import {
   resolveMemoryLimit,
 } from "../memory/limit.js"
 import { watchDeadRules } from "../pipeline/dead-rules.js"
-import { type ReceiverSecurity, type RouteOptions, serveReceiver } from "../pipeline/http-receiver.js"
+import { type RouteOptions, serveReceiver } from "../pipeline/http-receiver.js"
 import { makeIngest } from "../pipeline/ingest.js"
 import { LiveReceiverLimits } from "../pipeline/receiver-limits.js"
+import { ReceiverSecurity } from "../pipeline/receiver-security.js"
 import { ViolationLog } from "../pipeline/violations.js"
 import * as OtlpDecode from "../protocols/otlp/decode-pool.js"
 import { otlpHttpRoute } from "../protocols/otlp/http.js"
@@ -281,7 +282,7 @@ export const dataPathLayer = (flags: DataPathFlags) =>
                 basicPasswordFile: authSpec.basic_password_file,
               }),
             )
-      const security: ReceiverSecurity = { tls: receiverTls, auth: receiverAuth }
+      const security = new ReceiverSecurity(receiverTls, receiverAuth)
       const secrets = [receiverTls, receiverAuth].filter((x) => x !== undefined)
       // The watch of the receivers' secret files, started again when a reload changes which files.
       const dataScope = yield* Effect.scope
@@ -292,39 +293,70 @@ export const dataPathLayer = (flags: DataPathFlags) =>
         secretWatch =
           items.length === 0 ? undefined : yield* Effect.forkIn(watchSecretFiles(items, telemetry), dataScope)
       })
-      /** A reload's receivers.tls (other files, TLS staying on) and receivers.auth (any change). */
+      /**
+       * A reload's receivers.tls (turned on or off, mutual TLS turned on or off, other files) and
+       * receivers.auth (any change). Material that does not load changes nothing.
+       */
       const applyReceiverSecurity = (spec: MainConfigSpec) =>
         Effect.gen(function* () {
           let changed = false
           const t = spec.receivers?.tls
           const tls = security.tls
-          if (
-            tls !== undefined &&
-            t !== undefined &&
-            (t.client_ca_file === undefined) === (tls.spec.clientCaFile === undefined) &&
-            (t.cert_file !== tls.spec.certFile ||
-              t.key_file !== tls.spec.keyFile ||
-              t.client_ca_file !== tls.spec.clientCaFile)
-          ) {
-            const failed = tls.retarget({
-              certFile: t.cert_file,
-              keyFile: t.key_file,
-              clientCaFile: t.client_ca_file,
-            })
-            if (failed === undefined) {
+          const loadFailed = (failed: SecretFileError, what: string) =>
+            Effect.zipRight(
+              Effect.sync(() => telemetry.tlsReloadFailures.inc({ file: failed.file })),
+              logError(what, { file: failed.file, error: failed.reason }),
+            )
+          if (t === undefined) {
+            if (tls !== undefined) {
+              security.replaceTls(undefined)
               changed = true
-              yield* logInfo("receivers' TLS files changed by the reload: in force for new connections", {
-                cert_file: t.cert_file,
-              })
-            } else {
-              telemetry.tlsReloadFailures.inc({ file: failed.file })
-              yield* logError(
-                "receivers' TLS files from the reload do not load; the previous ones stay in force",
-                {
-                  file: failed.file,
-                  error: failed.reason,
-                },
+              yield* logWarn(
+                "receivers serve plaintext from this reload on (receivers.tls removed): TLS connections still open close after their current request",
+                {},
               )
+            }
+          } else {
+            const files = { certFile: t.cert_file, keyFile: t.key_file, clientCaFile: t.client_ca_file }
+            if (tls !== undefined && tls.mutual === (files.clientCaFile !== undefined)) {
+              if (
+                files.certFile !== tls.spec.certFile ||
+                files.keyFile !== tls.spec.keyFile ||
+                files.clientCaFile !== tls.spec.clientCaFile
+              ) {
+                const failed = tls.retarget(files)
+                if (failed === undefined) {
+                  changed = true
+                  yield* logInfo("receivers' TLS files changed by the reload: in force for new connections", {
+                    cert_file: t.cert_file,
+                  })
+                } else {
+                  yield* loadFailed(
+                    failed,
+                    "receivers' TLS files from the reload do not load; the previous ones stay in force",
+                  )
+                }
+              }
+            } else {
+              // TLS turned on, or a client certificate asked for or no longer: a mode of its own.
+              const loaded = ServerTls.load(files)
+              if (loaded instanceof SecretFileError) {
+                yield* loadFailed(
+                  loaded,
+                  tls === undefined
+                    ? "receivers' TLS from the reload does not load; the receivers stay plaintext"
+                    : "receivers' TLS files from the reload do not load; the previous ones stay in force",
+                )
+              } else {
+                security.replaceTls(loaded)
+                changed = true
+                yield* logInfo(
+                  tls === undefined
+                    ? "receivers serve TLS from this reload on: plaintext connections still open close after their current request"
+                    : "receivers' client certificate requirement changed by the reload: connections of the previous kind close after their current request",
+                  { cert_file: t.cert_file, mutual_tls: loaded.mutual },
+                )
+              }
             }
           }
           const a = spec.receivers?.auth

@@ -1,15 +1,15 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
-import { createServer as createHttpsServer } from "node:https"
+import type { IncomingMessage, ServerResponse } from "node:http"
 import { Data, Effect } from "effect"
 import { type Admission, REFUSAL_RETRY_AFTER_MS, UNDECLARED_BYTES } from "../memory/guard.js"
 import type { ProtocolName } from "../protocols/protocol.js"
-import type { ReceiverAuth, ServerTls } from "../security/material.js"
 import type { ListenAddress } from "../server/address.js"
 import { drainHttpServer, type ShutdownClock } from "../server/shutdown.js"
 import type { Instruments } from "../telemetry/metrics.js"
 import { readBody } from "../wire/body.js"
 import type { RequestBounds } from "../wire/bounds.js"
 import type { IngestOutcome } from "./ingest.js"
+import { ReceiverSecurity } from "./receiver-security.js"
+import { SwitchingHttpServer } from "./switching-server.js"
 
 /** A receiver's listen address could not be bound (in use, permission). The process exits 1. */
 export class ListenError extends Data.TaggedError("ListenError")<{
@@ -72,15 +72,6 @@ const send = (res: ServerResponse, reply: Reply) => {
   }
 }
 
-/**
- * What a receiver asks of its clients: TLS (mutual with a client CA) and credentials. `auth` is
- * read at every request, so a reload may set, change or remove it.
- */
-export interface ReceiverSecurity {
-  readonly tls?: ServerTls | undefined
-  auth?: ReceiverAuth | undefined
-}
-
 /** Text replies for errors: short, one line, for an operator reading a client's log. */
 export const textReply = (status: number, message: string, headers: Record<string, string> = {}): Reply => ({
   status,
@@ -95,7 +86,9 @@ export const textReply = (status: number, message: string, headers: Record<strin
  * route's push-back answer, counted with reason `memory`, and costs no read. A handler
  * that throws is answered 500 and logged; the server keeps serving. On close it stops accepting when
  * shutdown begins and gives requests in progress the shutdown grace, then cuts the connections still
- * open (see `drainHttpServer`): a slow client cannot hold shutdown open.
+ * open (see `drainHttpServer`): a slow client cannot hold shutdown open. `security` is followed:
+ * credentials are checked at every request, TLS is chosen at every new connection
+ * (`SwitchingHttpServer`).
  */
 export const serveReceiver = (
   what: string,
@@ -105,12 +98,11 @@ export const serveReceiver = (
   onError: (e: unknown) => void,
   shutdown: ShutdownClock,
   admission: Admission,
-  security: ReceiverSecurity = {},
+  security: ReceiverSecurity = new ReceiverSecurity(),
 ) =>
   Effect.acquireRelease(
     Effect.async<Effect.Effect<void>, ListenError>((resume) => {
       const protocol = routes[0]?.protocol
-      const { tls } = security
       const onRequest = (req: IncomingMessage, res: ServerResponse) => {
         // Credentials first: a request without them costs no read, no admission, no other count.
         const auth = security.auth
@@ -190,20 +182,8 @@ export const serveReceiver = (
           },
         )
       }
-      // TLS 1.2 or later; a rotated certificate applies to new connections (`setSecureContext`).
-      const server: Server =
-        tls === undefined
-          ? createServer({ keepAliveTimeout: 65_000 }, onRequest)
-          : (createHttpsServer(
-              { keepAliveTimeout: 65_000, ...tls.secureOptions() },
-              onRequest,
-            ) as unknown as Server)
-      if (tls !== undefined) {
-        const stop = tls.onChange(() =>
-          (server as unknown as import("node:https").Server).setSecureContext(tls.secureOptions()),
-        )
-        server.once("close", stop)
-      }
+      // One listener for the life of the process; TLS (on, off, mutual) follows the last reload.
+      const server = new SwitchingHttpServer(onRequest, security)
       const fail = (e: Error) =>
         resume(
           Effect.fail(
@@ -216,14 +196,7 @@ export const serveReceiver = (
         )
       // Tracks the connections from the start; the effect it returns is the bounded close.
       const drain = drainHttpServer(what, server, shutdown)
-      server.once("error", fail)
-      server.listen(
-        { port: address.port, ...(address.host === undefined ? {} : { host: address.host }) },
-        () => {
-          server.off("error", fail)
-          resume(Effect.succeed(drain))
-        },
-      )
+      server.listen(address.port, address.host, () => resume(Effect.succeed(drain)), fail)
     }),
     (drain) => drain,
   ).pipe(Effect.asVoid)

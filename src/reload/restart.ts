@@ -12,24 +12,16 @@ export const RELOADABLE_KEYS: ReadonlySet<string> = new Set([
 ])
 
 /** Sections of `config.yaml` every key of which takes effect on reload. */
-export const RELOADABLE_SECTIONS: ReadonlyArray<string> = ["exporters.", "buffer.", "receivers.auth."]
+export const RELOADABLE_SECTIONS: ReadonlyArray<string> = [
+  "exporters.",
+  "buffer.",
+  "receivers.auth.",
+  "receivers.tls.",
+]
 
 /** Whether the key path `key` takes effect on reload. */
 export const reloads = (key: string): boolean =>
   RELOADABLE_KEYS.has(key) || RELOADABLE_SECTIONS.some((section) => key.startsWith(section))
-
-/**
- * The receivers' TLS files reload while TLS stays on (and a client CA stays asked for, or not):
- * turning TLS or mutual TLS on or off changes how the listeners were opened.
- */
-const tlsReloads = (key: string, start: MainConfigSpec, now: MainConfigSpec): boolean => {
-  const a = start.receivers?.tls
-  const b = now.receivers?.tls
-  if (a === undefined || b === undefined) return false
-  if (key === "receivers.tls.client_ca_file")
-    return (a.client_ca_file === undefined) === (b.client_ca_file === undefined)
-  return key === "receivers.tls.cert_file" || key === "receivers.tls.key_file"
-}
 
 const isRecord = (v: unknown): v is Readonly<Record<string, unknown>> =>
   typeof v === "object" && v !== null && !Array.isArray(v)
@@ -55,7 +47,7 @@ export const restartOnlyChanges = (start: MainConfigSpec, now: MainConfigSpec): 
       walk(isRecord(a) ? a : {}, isRecord(b) ? b : {}, prefix)
       return
     }
-    if (!sameValue(a, b) && !reloads(prefix) && !tlsReloads(prefix, start, now)) out.push(prefix)
+    if (!sameValue(a, b) && !reloads(prefix)) out.push(prefix)
   }
   walk(start, now, "")
   return out.sort()

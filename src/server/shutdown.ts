@@ -1,4 +1,3 @@
-import type { Server } from "node:http"
 import type { Socket } from "node:net"
 import { Context, Effect } from "effect"
 import { logWarn } from "../telemetry/log.js"
@@ -74,12 +73,25 @@ const closedWithin = (done: Promise<void>, ms: number): Promise<boolean> =>
   })
 
 /**
+ * What `drainHttpServer` needs of a server: a `node:http` server, or a listener that hands its
+ * connections to several of them (a receiver whose TLS a reload turns on or off).
+ */
+export interface DrainableServer {
+  readonly listening: boolean
+  on(event: "connection", listener: (socket: Socket) => void): unknown
+  /** Stops accepting; `done` once every connection it accepted has closed. */
+  close(done: () => void): unknown
+  closeIdleConnections(): void
+  closeAllConnections(): void
+}
+
+/**
  * Bounded close of a `node:http` server: when shutdown begins it stops accepting and closes its idle
  * keep-alive connections (and each one that becomes idle after its answer); requests in progress get
  * until the end of the grace; the connections still open then (a client trickling its body or its
  * headers) are destroyed and counted in a warning. Resolves once the server is closed.
  */
-export const drainHttpServer = (what: string, server: Server, clock: ShutdownClock) => {
+export const drainHttpServer = (what: string, server: DrainableServer, clock: ShutdownClock) => {
   const sockets = new Set<Socket>()
   server.on("connection", (s: Socket) => {
     sockets.add(s)

@@ -7,7 +7,7 @@ const tls = (cert: string, ca?: string) => ({
 })
 
 describe("restart_required: what a reload cannot apply", () => {
-  it("exporters, buffer, limits.dry_run, receivers.auth, the receivers' request limits and decoding threads, and shutdown_timeout reload; memory does not", () => {
+  it("exporters, buffer, limits.dry_run, receivers.auth, receivers.tls, the receivers' request limits and decoding threads, and shutdown_timeout reload; memory does not", () => {
     const start: MainConfigSpec = {}
     const now: MainConfigSpec = {
       limits: { dry_run: true },
@@ -18,6 +18,7 @@ describe("restart_required: what a reload cannot apply", () => {
       buffer: { size: 5 },
       receivers: {
         auth: { bearer_token_file: "/t" },
+        tls: { cert_file: "/c", key_file: "/k", client_ca_file: "/ca" },
         max_request_bytes: 10,
         max_decompressed_bytes: 20,
         max_datapoints_per_request: 30,
@@ -30,12 +31,16 @@ describe("restart_required: what a reload cannot apply", () => {
     expect(restartOnlyChanges(start, now)).toEqual(["memory.limit_ratio"])
   })
 
-  it("receivers.tls files reload while TLS (and mutual TLS) stays as it started", () => {
+  it("receivers.tls reloads whole: other files, TLS turned on or off, mutual TLS turned on or off", () => {
     expect(restartOnlyChanges(tls("a"), tls("b"))).toEqual([])
     expect(restartOnlyChanges(tls("a", "ca1"), tls("b", "ca2"))).toEqual([])
-    // Turning TLS or mutual TLS on or off changes how the listeners were opened.
-    expect(restartOnlyChanges({}, tls("a"))).toEqual(["receivers.tls.cert_file", "receivers.tls.key_file"])
-    expect(restartOnlyChanges(tls("a"), {})).toEqual(["receivers.tls.cert_file", "receivers.tls.key_file"])
-    expect(restartOnlyChanges(tls("a"), tls("a", "ca"))).toEqual(["receivers.tls.client_ca_file"])
+    expect(restartOnlyChanges({}, tls("a"))).toEqual([])
+    expect(restartOnlyChanges(tls("a"), {})).toEqual([])
+    expect(restartOnlyChanges(tls("a"), tls("a", "ca"))).toEqual([])
+    expect(restartOnlyChanges(tls("a", "ca"), tls("a"))).toEqual([])
+    // Beside them, the one key that still needs a restart is reported.
+    expect(restartOnlyChanges(tls("a"), { ...tls("b", "ca"), memory: { limit_ratio: 0.5 } })).toEqual([
+      "memory.limit_ratio",
+    ])
   })
 })

@@ -1,18 +1,37 @@
+import * as grpc from "@grpc/grpc-js"
 import { Effect, Either } from "effect"
 import type { Admission } from "../../memory/guard.js"
-import type { ReceiverSecurity } from "../../pipeline/http-receiver.js"
 import { ListenError } from "../../pipeline/http-receiver.js"
 import type { IngestOutcome } from "../../pipeline/ingest.js"
 import type { ReceiverLimits } from "../../pipeline/receiver-limits.js"
+import { ReceiverSecurity } from "../../pipeline/receiver-security.js"
 import { rotatingServerCredentials } from "../../security/grpc-credentials.js"
-import type { ReceiverAuth } from "../../security/material.js"
+import type { ReceiverAuth, ServerTls } from "../../security/material.js"
 import type { ListenAddress } from "../../server/address.js"
 import type { ShutdownClock } from "../../server/shutdown.js"
 import type { Instruments } from "../../telemetry/metrics.js"
 import type { OtlpBatch } from "./adapter.js"
 import type { OtlpBodyDecoder } from "./decode-pool.js"
-import { startGrpcServer } from "./grpc.js"
+import { type SwitchingCredentials, startGrpcServer } from "./grpc.js"
 import { applyGrpcLogRoute } from "./grpc-logs.js"
+
+/**
+ * The gRPC credentials of the receivers' TLS in force: plaintext, or credentials that follow the
+ * material's rotation (one per `ServerTls`, kept while it is the one in force).
+ */
+const switchingCredentials = (security: ReceiverSecurity): SwitchingCredentials => {
+  const insecure = grpc.ServerCredentials.createInsecure()
+  let made: { readonly tls: ServerTls; readonly credentials: grpc.ServerCredentials } | undefined
+  return {
+    current: () => {
+      const tls = security.tls
+      if (tls === undefined) return insecure
+      if (made?.tls !== tls) made = { tls, credentials: rotatingServerCredentials(tls) }
+      return made.credentials
+    },
+    onReplaced: (listener) => security.onTlsReplaced(listener),
+  }
+}
 
 /**
  * OTLP/gRPC `MetricsService/Export` for the life of the scope. Bad data is INVALID_ARGUMENT (not
@@ -31,7 +50,7 @@ export const serveGrpc = (
   telemetry: Instruments,
   shutdown: ShutdownClock,
   admission: Admission,
-  security: ReceiverSecurity = {},
+  security: ReceiverSecurity = new ReceiverSecurity(),
 ) =>
   Effect.zipRight(
     // grpc-js is loaded with this module: its log lines go where the program said.
@@ -40,7 +59,8 @@ export const serveGrpc = (
       Effect.tryPromise({
         try: () =>
           startGrpcServer({
-            ...(security.tls === undefined ? {} : { credentials: rotatingServerCredentials(security.tls) }),
+            // Chosen at every new connection: a reload may turn TLS (or mutual TLS) on or off.
+            credentials: switchingCredentials(security),
             // Read at every call: a reload may set, change or remove the credentials.
             authenticate: (metadata) => {
               const auth: ReceiverAuth | undefined = security.auth

@@ -24,6 +24,7 @@
  * gzip-compressed requests (`grpc-encoding: gzip`) are inflated by grpc-js; one that does not
  * inflate is answered `INVALID_ARGUMENT` and reported to `onDecodeError` (kind `bad_gzip`).
  */
+import { type AddressInfo, createServer as createNetServer, type Socket } from "node:net"
 import * as grpc from "@grpc/grpc-js"
 import { Either } from "effect"
 import { type Admission, REFUSAL_RETRY_AFTER_MS, UNLIMITED } from "../../memory/guard.js"
@@ -128,8 +129,11 @@ export interface GrpcServerOptions<Req = ExportMetricsServiceRequest> {
    */
   readonly admission?: Admission
   readonly onRefused?: () => void
-  /** TLS credentials (default: plaintext). */
-  readonly credentials?: grpc.ServerCredentials
+  /**
+   * TLS credentials (default: plaintext), or credentials a reload may replace (`SwitchingCredentials`:
+   * TLS turned on or off while the server runs).
+   */
+  readonly credentials?: grpc.ServerCredentials | SwitchingCredentials
   /**
    * Checks a call's metadata before anything else (admission, decoding): false answers
    * UNAUTHENTICATED and calls `onUnauthenticated`.
@@ -138,6 +142,17 @@ export interface GrpcServerOptions<Req = ExportMetricsServiceRequest> {
   readonly onUnauthenticated?: () => void
   /** How long `shutdown` lets calls in flight finish before cutting them (default 5000 ms). */
   readonly shutdownGraceMs?: number
+}
+
+/**
+ * Server credentials that may be replaced while the server runs: each new connection gets
+ * `current()`; after `onReplaced` tells of a replacement, the connections made with the previous
+ * credentials are drained (GOAWAY: calls in flight finish, then the connection closes; those still
+ * open after the shutdown grace are cut), so their clients reconnect with the new ones.
+ */
+export interface SwitchingCredentials {
+  readonly current: () => grpc.ServerCredentials
+  readonly onReplaced: (listener: () => void) => () => void
 }
 
 export interface GrpcServer {
@@ -304,10 +319,13 @@ export const startGrpcServer = <Req = ExportMetricsServiceRequest>(
     { export: { ...definition.export, requestDeserialize: (bytes: Buffer): Buffer => bytes } },
     { export: exportCall },
   )
+  const credentials = options.credentials
+  if (credentials !== undefined && !(credentials instanceof grpc.ServerCredentials))
+    return listenSwitching(server, options, credentials)
   return new Promise((resolve, reject) => {
     server.bindAsync(
       hostPort(options.host, options.port),
-      options.credentials ?? grpc.ServerCredentials.createInsecure(),
+      credentials ?? grpc.ServerCredentials.createInsecure(),
       (err, port) => {
         if (err !== null) {
           server.forceShutdown()
@@ -336,3 +354,62 @@ export const startGrpcServer = <Req = ExportMetricsServiceRequest>(
     )
   })
 }
+
+/**
+ * The server with `SwitchingCredentials`: a TCP listener of its own hands each connection to
+ * grpc-js (`createConnectionInjector`) with the credentials in force when it arrived.
+ */
+const listenSwitching = <Req>(
+  server: grpc.Server,
+  options: GrpcServerOptions<Req>,
+  credentials: SwitchingCredentials,
+): Promise<GrpcServer> =>
+  new Promise((resolve, reject) => {
+    const graceOf = (graceMs?: number) => graceMs ?? options.shutdownGraceMs ?? 5_000
+    const listener = createNetServer()
+    const sockets = new Set<Socket>()
+    let inForce = credentials.current()
+    let injector = server.createConnectionInjector(inForce)
+    listener.on("connection", (socket) => {
+      sockets.add(socket)
+      socket.once("close", () => sockets.delete(socket))
+      injector.injectConnection(socket)
+    })
+    const unfollow = credentials.onReplaced(() => {
+      const next = credentials.current()
+      if (next === inForce) return
+      const previous = injector
+      inForce = next
+      injector = server.createConnectionInjector(next)
+      previous.drain(graceOf())
+      previous.destroy()
+    })
+    const fail = (e: Error) => {
+      unfollow()
+      server.forceShutdown()
+      reject(e)
+    }
+    listener.once("error", fail)
+    listener.listen({ port: options.port, ...(options.host === "" ? {} : { host: options.host }) }, () => {
+      listener.off("error", fail)
+      let stopping: Promise<void> | undefined
+      const shutdown = (graceMs?: number): Promise<void> => {
+        stopping ??= new Promise<void>((done) => {
+          unfollow()
+          listener.close()
+          const timer = setTimeout(() => {
+            server.forceShutdown()
+            // Connections that never became a gRPC session (a handshake in progress).
+            for (const s of sockets) s.destroy()
+            done()
+          }, graceOf(graceMs))
+          server.tryShutdown(() => {
+            clearTimeout(timer)
+            done()
+          })
+        })
+        return stopping
+      }
+      resolve({ port: (listener.address() as AddressInfo).port, shutdown })
+    })
+  })

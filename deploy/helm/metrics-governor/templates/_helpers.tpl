@@ -67,26 +67,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
-checksum/config: a hash of the settings in config.yaml that need a restart: whether the
-receivers serve TLS (and ask for client certificates), and `memory`. Everything else in config.yaml, and limits.yaml, reloads in place and is left out, so
-changing it never rolls the pods.
+checksum/config: a hash of the settings in config.yaml that need a restart: `memory` (the heap is
+sized at start). Everything else in config.yaml, and limits.yaml, reloads in place and is left
+out, so changing it never rolls the pods.
 */}}
 {{- define "metrics-governor.restartChecksum" -}}
 {{- $config := fromYaml .Values.config }}
 {{- if hasKey $config "Error" }}
 {{- fail (printf "config is not valid YAML: %s" (get $config "Error")) }}
 {{- end }}
-{{- $receivers := dict }}
-{{- if kindIs "map" $config.receivers }}
-{{- $receivers = $config.receivers }}
-{{- end }}
-{{- $tls := false }}
-{{- $clientCa := false }}
-{{- if kindIs "map" $receivers.tls }}
-{{- $tls = true }}
-{{- $clientCa = hasKey $receivers.tls "client_ca_file" }}
-{{- end }}
-{{- $restart := dict "tls" $tls "client_ca" $clientCa "memory" $config.memory }}
+{{- $restart := dict "memory" $config.memory }}
 {{- $restart | toYaml | sha256sum }}
 {{- end }}
 
