@@ -12,6 +12,8 @@ interface Front {
   /** A reload replaced this mode: no new connection comes here, and those open close after their request. */
   retired: boolean
   readonly sockets: Set<Socket>
+  /** Answers not yet sent: told at retirement that they are their connection's last. */
+  readonly answering: Set<ServerResponse>
   /** Stops following the material's rotation. */
   readonly unfollow: () => void
 }
@@ -90,11 +92,16 @@ export class SwitchingHttpServer implements DrainableServer {
       tls,
       retired: false,
       sockets: new Set(),
+      answering: new Set(),
       unfollow: () => {},
     }
     const handler = (req: IncomingMessage, res: ServerResponse) => {
       // The mode this connection speaks has ended: this answer is its last.
       if (front.retired) res.shouldKeepAlive = false
+      else {
+        front.answering.add(res)
+        res.once("close", () => front.answering.delete(res))
+      }
       this.onRequest(req, res)
     }
     // TLS 1.2 or later (`secureOptions`).
@@ -134,6 +141,13 @@ export class SwitchingHttpServer implements DrainableServer {
     this.current = this.frontFor(tls)
     old.retired = true
     old.unfollow()
+    // Requests in progress are answered, with `Connection: close`; an answer already under way
+    // leaves its connection idle, closed when it has been sent.
+    for (const res of old.answering) {
+      if (!res.headersSent) res.shouldKeepAlive = false
+      else res.once("finish", () => setImmediate(() => old.server.closeIdleConnections()))
+    }
+    old.answering.clear()
     old.server.closeIdleConnections()
     if (old.sockets.size === 0) this.dispose(old)
   }

@@ -1,5 +1,6 @@
 import * as fs from "node:fs"
 import * as https from "node:https"
+import * as net from "node:net"
 import * as path from "node:path"
 import * as tls from "node:tls"
 import * as grpc from "@grpc/grpc-js"
@@ -402,5 +403,172 @@ describe("reload of the receivers' TLS and credential settings", () => {
     await waitFor("no credentials asked", async () => ((await post()).status === 200 ? true : undefined))
     expect(await grpcExport(r.grpcPort, grpc.credentials.createSsl(CA))).toBeNull()
     expect(r.governor.pid).toBe(pid)
+  }, 60_000)
+})
+
+/** An HTTP/1.1 connection driven by hand: a request can be left half-sent across a reload. */
+class RawConnection {
+  private readonly socket: net.Socket
+  private received = ""
+
+  constructor(port: number) {
+    this.socket = net.connect({ host: "127.0.0.1", port })
+    this.socket.setEncoding("latin1")
+    this.socket.on("data", (c: string) => {
+      this.received += c
+    })
+    this.socket.on("error", () => {})
+  }
+
+  write(data: string | Uint8Array): void {
+    this.socket.write(typeof data === "string" ? Buffer.from(data, "latin1") : data)
+  }
+
+  /** The answers received so far (status line and headers of each). */
+  get text(): string {
+    return this.received
+  }
+
+  get isClosed(): boolean {
+    return this.socket.destroyed || this.socket.readyState === "closed"
+  }
+
+  destroy(): void {
+    this.socket.destroy()
+  }
+}
+
+const head = (path: string, length: number, headers: Record<string, string>) =>
+  `POST ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\n${Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join("")}content-length: ${length}\r\n\r\n`
+
+describe("reload of the receivers' TLS mode", () => {
+  it("TLS on, mutual TLS on, mutual TLS off, TLS off: on SIGHUP, on all three receivers, without a restart or a request cut", async () => {
+    const secret = new SecretDir(tempDir("mg-secret-"))
+    secret.swap(serverFiles())
+    const configDir = tempDir()
+    const config = (tls: "off" | "on" | "mutual") =>
+      [
+        "shutdown_timeout: 5s",
+        ...(tls === "off"
+          ? []
+          : [
+              "receivers:",
+              "  tls:",
+              `    cert_file: ${secret.file("tls.crt")}`,
+              `    key_file: ${secret.file("tls.key")}`,
+              ...(tls === "mutual" ? [`    client_ca_file: ${secret.file("ca.crt")}`] : []),
+            ]),
+        "",
+      ].join("\n")
+    running = await startWithReceivers(configDir, config("off"))
+    const r = running
+    const pid = r.governor.pid
+    const otlpBody = encodeOtlpProtobuf(otlpSeries("tls_mode", 1))
+    const prwBytes = prwBody(prwMany("tls_mode", 1))
+    const client = { cert: fixture("client.crt"), key: fixture("client.key") }
+    const plainOtlp = () => send(r.httpPort, { path: "/v1/metrics", headers: OTLP_HEADERS, body: otlpBody })
+    const plainPrw = () => send(r.prwPort, { path: "/api/v1/write", headers: PRW_HEADERS, body: prwBytes })
+    const tlsOtlp = (c = {}) => httpsPost(r.httpPort, "/v1/metrics", otlpBody, OTLP_HEADERS, c)
+    const tlsPrw = (c = {}) => httpsPost(r.prwPort, "/api/v1/write", prwBytes, PRW_HEADERS, c)
+    const reload = async (to: "off" | "on" | "mutual", version: number) => {
+      fs.writeFileSync(path.join(configDir, "config.yaml"), config(to))
+      r.governor.signal("SIGHUP")
+      await r.governor.waitForVersion(version)
+    }
+    const restartRequired = async () =>
+      ((await (await r.governor.get("/api/v1/status/config")).json()) as { restart_required: Array<string> })
+        .restart_required
+
+    // Plaintext, as started.
+    expect((await plainOtlp()).status).toBe(200)
+    expect((await plainPrw()).status).toBe(204)
+    expect(await grpcExport(r.grpcPort, grpc.credentials.createInsecure())).toBeNull()
+    // Open across the switch: an idle keep-alive connection, one with a request half-sent, and a
+    // gRPC channel with its connection up.
+    const idle = new RawConnection(r.httpPort)
+    idle.write(head("/v1/metrics", otlpBody.length, OTLP_HEADERS))
+    idle.write(otlpBody)
+    await waitFor("the idle connection's answer", async () =>
+      idle.text.includes("\r\n\r\n") ? true : undefined,
+    )
+    expect(idle.text).toMatch(/^HTTP\/1\.1 200/)
+    const busy = new RawConnection(r.prwPort)
+    busy.write(head("/api/v1/write", prwBytes.length, PRW_HEADERS))
+    busy.write(prwBytes.subarray(0, 5))
+    const channel = new RawMetricsClient(`127.0.0.1:${r.grpcPort}`, grpc.credentials.createInsecure())
+    const onChannel = () =>
+      new Promise<grpc.ServiceError | null>((resolve) =>
+        channel.makeUnaryRequest(
+          "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          Buffer.from(otlpBody),
+          new grpc.Metadata(),
+          { deadline: Date.now() + 5_000 },
+          (err: grpc.ServiceError | null) => resolve(err),
+        ),
+      )
+    expect(await onChannel()).toBeNull()
+
+    // TLS on.
+    await reload("on", 2)
+    await waitFor("the idle plaintext connection closed", async () => (idle.isClosed ? true : undefined))
+    expect(busy.isClosed).toBe(false)
+    busy.write(prwBytes.subarray(5))
+    await waitFor("the busy connection closed after its answer", async () =>
+      busy.isClosed ? true : undefined,
+    )
+    // The request in progress was answered, and its connection closed after the answer.
+    expect(busy.text).toMatch(/^HTTP\/1\.1 204/)
+    expect(busy.text.toLowerCase()).toContain("connection: close")
+    expect(await tlsOtlp()).toMatchObject({ status: 200, peerCn: "server" })
+    expect(await tlsPrw()).toMatchObject({ status: 204, peerCn: "server" })
+    expect(await grpcExport(r.grpcPort, grpc.credentials.createSsl(CA))).toBeNull()
+    await expect(plainOtlp()).rejects.toThrow()
+    await expect(plainPrw()).rejects.toThrow()
+    expect((await grpcExport(r.grpcPort, grpc.credentials.createInsecure()))?.code).toBe(GrpcCode.UNAVAILABLE)
+    // The plaintext gRPC connection was drained: the channel cannot go on in plaintext.
+    expect((await onChannel())?.code).toBe(GrpcCode.UNAVAILABLE)
+    channel.close()
+    expect(await restartRequired()).toEqual([])
+
+    // Client certificates asked for.
+    await reload("mutual", 3)
+    await expect(tlsOtlp()).rejects.toThrow()
+    await expect(tlsPrw()).rejects.toThrow()
+    expect((await tlsOtlp(client)).status).toBe(200)
+    expect((await tlsPrw(client)).status).toBe(204)
+    expect((await grpcExport(r.grpcPort, grpc.credentials.createSsl(CA)))?.code).toBe(GrpcCode.UNAVAILABLE)
+    expect(await grpcExport(r.grpcPort, grpc.credentials.createSsl(CA, client.key, client.cert))).toBeNull()
+
+    // No longer asked for.
+    await reload("on", 4)
+    expect((await tlsOtlp()).status).toBe(200)
+    expect((await tlsPrw()).status).toBe(204)
+    expect(await grpcExport(r.grpcPort, grpc.credentials.createSsl(CA))).toBeNull()
+
+    // TLS off.
+    await reload("off", 5)
+    expect((await plainOtlp()).status).toBe(200)
+    expect((await plainPrw()).status).toBe(204)
+    expect(await grpcExport(r.grpcPort, grpc.credentials.createInsecure())).toBeNull()
+    await expect(tlsOtlp()).rejects.toThrow()
+    expect(await restartRequired()).toEqual([])
+    expect(r.governor.pid).toBe(pid)
+    const said = r.governor.logs.map((l) => l.message)
+    expect(said).toContain(
+      "receivers serve TLS from this reload on: plaintext connections still open close after their current request",
+    )
+    expect(said).toContain(
+      "receivers serve plaintext from this reload on (receivers.tls removed): TLS connections still open close after their current request",
+    )
+    // 1 + 1 + 1 (plaintext) + 1 + 1 + 1 (TLS) + 1 + 1 (mutual) + 1 + 1 (TLS) + 1 + 1 (plaintext) +
+    // the busy request's one datapoint on remote write, all received.
+    expect(
+      await metricValue(r.governor, "metrics_governor_datapoints_received_total", { protocol: "prw" }),
+    ).toBe(6)
+    idle.destroy()
   }, 60_000)
 })
