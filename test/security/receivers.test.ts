@@ -572,3 +572,41 @@ describe("reload of the receivers' TLS mode", () => {
     idle.destroy()
   }, 60_000)
 })
+
+describe("reload of the receivers' TLS mode, files that do not load", () => {
+  it("TLS turned on with a missing key keeps the receivers plaintext, logged and counted; fixed files then switch", async () => {
+    const secret = new SecretDir(tempDir("mg-secret-"))
+    secret.swap(serverFiles())
+    const configDir = tempDir()
+    const config = (keyFile: string) =>
+      [
+        "receivers:",
+        "  tls:",
+        `    cert_file: ${secret.file("tls.crt")}`,
+        `    key_file: ${keyFile}`,
+        "",
+      ].join("\n")
+    running = await startWithReceivers(configDir, "shutdown_timeout: 5s\n")
+    const r = running
+    const body = encodeOtlpProtobuf(otlpSeries("tls_bad", 1))
+    const plain = () => send(r.httpPort, { path: "/v1/metrics", headers: OTLP_HEADERS, body })
+    fs.writeFileSync(path.join(configDir, "config.yaml"), config(path.join(secret.dir, "missing.key")))
+    r.governor.signal("SIGHUP")
+    await r.governor.waitForVersion(2)
+    expect((await plain()).status).toBe(200)
+    expect(await grpcExport(r.grpcPort, grpc.credentials.createInsecure())).toBeNull()
+    expect(await reloadFailures(r)).toBe(1)
+    expect(r.governor.logs.map((l) => [l.level, l.message])).toContainEqual([
+      "error",
+      "receivers' TLS from the reload does not load; the receivers stay plaintext",
+    ])
+    fs.writeFileSync(path.join(configDir, "config.yaml"), config(secret.file("tls.key")))
+    r.governor.signal("SIGHUP")
+    await r.governor.waitForVersion(3)
+    expect(await httpsPost(r.httpPort, "/v1/metrics", body, OTLP_HEADERS)).toMatchObject({
+      status: 200,
+      peerCn: "server",
+    })
+    await expect(plain()).rejects.toThrow()
+  }, 30_000)
+})
