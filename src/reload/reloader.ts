@@ -9,6 +9,7 @@ import {
   PubSub,
   Queue,
   Ref,
+  Runtime,
   type Scope,
   Stream,
   SubscriptionRef,
@@ -139,6 +140,11 @@ export interface ReloaderService {
    * and the trigger is enqueued as `submit` does.
    */
   readonly submitNow: (trigger: Trigger, announce: Effect.Effect<void>) => Effect.Effect<void>
+  /**
+   * `submitNow` as a plain call, for a signal's callback: no fiber is started on the way to the
+   * decision (only `announce` runs in one, when the trigger is enqueued rather than decided).
+   */
+  readonly submitNowSync: (trigger: Trigger, announce: Effect.Effect<void>) => void
   /** Enqueues a trigger and waits for the outcome of the reload that includes it. */
   readonly request: (trigger: Trigger) => Effect.Effect<ReloadAttempt>
   /** Recent attempts, newest last (bounded). */
@@ -383,6 +389,9 @@ export const make = (settings: ReloadSettings) =>
     /** Waiting for the pipeline to be idle (`idle`): completed when `queued` comes back to 0. */
     let idleWaiters: Array<Deferred.Deferred<void>> = []
     const queue = yield* Queue.unbounded<Pending>()
+    /** For `submitNowSync`, which runs outside any fiber: the clock and the services of the pipeline. */
+    const ownClock = yield* Effect.clock
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
     const stream = yield* PubSub.unbounded<StateEvent>({ replay: settings.replayEvents ?? 0 })
     const stateRef = yield* SubscriptionRef.make(initialState)
     /** The state as last set, for readers on the data path that cannot run an effect. */
@@ -828,6 +837,26 @@ export const make = (settings: ReloadSettings) =>
           })
           if (!decided) yield* announce
         }),
+      submitNowSync: (trigger, announce) => {
+        let offered = false
+        try {
+          const event: TriggerEvent = {
+            trigger,
+            at: ownClock.unsafeCurrentTimeMillis(),
+            startedNs: ownClock.unsafeCurrentTimeNanos(),
+          }
+          // A defect in the decision is kept in `decided` and reported by the pipeline.
+          const decided = tryDecideNow(ownClock, announce)(event)
+          queued++
+          offered = true
+          Queue.unsafeOffer(queue, { event, reply: undefined, ...(decided === undefined ? {} : { decided }) })
+          if (decided === undefined) runFork(announce)
+        } catch (e) {
+          // Never out of a signal's callback: the trigger takes the fiber's way instead.
+          if (!offered) runFork(Effect.zipRight(announce, enqueue(trigger, undefined)))
+          else runFork(logError("SIGHUP: announcing the reload failed", { error: String(e) }))
+        }
+      },
       request: (trigger) =>
         Effect.gen(function* () {
           const reply = yield* Deferred.make<ReloadAttempt>()

@@ -249,9 +249,8 @@ export const runTriggers = (reloader: ReloaderService, settings: TriggerSettings
   // SIGHUP goes to the pipeline on a path of its own, straight from the signal's callback: no
   // stream, no merge with the other sources on its way; when the pipeline is idle, it is decided
   // right in the callback (`submitNow`).
-  const onSighup = onSighups(
-    reloader.submitNow("sighup", logInfo("received SIGHUP, reloading limits config", { path })),
-  )
+  const announce = logInfo("received SIGHUP, reloading limits config", { path })
+  const onSighup = onSighups(() => reloader.submitNowSync("sighup", announce))
   const others = triggers(reloader, settings).pipe(Stream.runForEach((t) => reloader.submit(t)))
   return Effect.all([onSighup, others], { concurrency: "unbounded", discard: true })
 }
