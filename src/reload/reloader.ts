@@ -818,6 +818,28 @@ export const make = (settings: ReloadSettings) =>
         }
       }
 
+    /** `submitNowSync`: the trigger decided at once, or enqueued; no fiber on the way. */
+    const submitNowSync = (trigger: Trigger, announce: Effect.Effect<void>): void => {
+      let offered = false
+      try {
+        const event: TriggerEvent = {
+          trigger,
+          at: ownClock.unsafeCurrentTimeMillis(),
+          startedNs: ownClock.unsafeCurrentTimeNanos(),
+        }
+        // A defect in the decision is kept in `decided` and reported by the pipeline.
+        const decided = tryDecideNow(ownClock, announce)(event)
+        queued++
+        offered = true
+        Queue.unsafeOffer(queue, { event, reply: undefined, ...(decided === undefined ? {} : { decided }) })
+        if (decided === undefined) runFork(announce)
+      } catch (e) {
+        // Never out of a signal's callback: the trigger takes the fiber's way instead.
+        if (!offered) runFork(Effect.zipRight(announce, enqueue(trigger, undefined)))
+        else runFork(logError("announcing a reload failed", { error: String(e) }))
+      }
+    }
+
     return {
       state: stateRef,
       current,
@@ -826,37 +848,8 @@ export const make = (settings: ReloadSettings) =>
       events: Stream.fromPubSub(stream),
       settings,
       submit: (trigger) => enqueue(trigger, undefined),
-      submitNow: (trigger, announce) =>
-        Effect.gen(function* () {
-          const clock = yield* Effect.clock
-          let decided = false
-          yield* enqueue(trigger, undefined, undefined, (first) => {
-            const d = tryDecideNow(clock, announce)(first)
-            decided = d !== undefined
-            return d
-          })
-          if (!decided) yield* announce
-        }),
-      submitNowSync: (trigger, announce) => {
-        let offered = false
-        try {
-          const event: TriggerEvent = {
-            trigger,
-            at: ownClock.unsafeCurrentTimeMillis(),
-            startedNs: ownClock.unsafeCurrentTimeNanos(),
-          }
-          // A defect in the decision is kept in `decided` and reported by the pipeline.
-          const decided = tryDecideNow(ownClock, announce)(event)
-          queued++
-          offered = true
-          Queue.unsafeOffer(queue, { event, reply: undefined, ...(decided === undefined ? {} : { decided }) })
-          if (decided === undefined) runFork(announce)
-        } catch (e) {
-          // Never out of a signal's callback: the trigger takes the fiber's way instead.
-          if (!offered) runFork(Effect.zipRight(announce, enqueue(trigger, undefined)))
-          else runFork(logError("SIGHUP: announcing the reload failed", { error: String(e) }))
-        }
-      },
+      submitNow: (trigger, announce) => Effect.sync(() => submitNowSync(trigger, announce)),
+      submitNowSync,
       request: (trigger) =>
         Effect.gen(function* () {
           const reply = yield* Deferred.make<ReloadAttempt>()
