@@ -248,7 +248,7 @@ export const runTriggers = (reloader: ReloaderService, settings: TriggerSettings
   const path = reloader.settings.paths.limits ?? reloader.settings.paths.config ?? ""
   // SIGHUP goes to the pipeline on a path of its own, straight from the signal's callback: no
   // stream, no merge with the other sources on its way; when the pipeline is idle, it is decided
-  // right in the callback (`submitNow`).
+  // right in the callback (`submitNowSync`), with no fiber started on the way.
   const announce = logInfo("received SIGHUP, reloading limits config", { path })
   const onSighup = onSighups(() => reloader.submitNowSync("sighup", announce))
   const others = triggers(reloader, settings).pipe(Stream.runForEach((t) => reloader.submit(t)))

@@ -148,7 +148,7 @@ export interface GrpcServerOptions<Req = ExportMetricsServiceRequest> {
  * Server credentials that may be replaced while the server runs: each new connection gets
  * `current()`; after `onReplaced` tells of a replacement, the connections made with the previous
  * credentials are drained (GOAWAY: calls in flight finish, then the connection closes; those still
- * open after the shutdown grace are cut), so their clients reconnect with the new ones.
+ * open after `shutdownGraceMs`, 5 s by default, are cut), so their clients reconnect with the new ones.
  */
 export interface SwitchingCredentials {
   readonly current: () => grpc.ServerCredentials
