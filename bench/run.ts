@@ -135,9 +135,11 @@ const CAUSES: Record<string, string> = {
     "to 4 ms each on this machine, most of it copying the load's own live data) about three times as often as the load " +
     "alone (3.4 against 1.0 a second under --trace-gc; 4.7 when a reload allocated about 490 KB). vmagent, under the same " +
     "load and the same 50 reloads a second of 100 relabel rules on the same machine, is measured beside it (its ratio is " +
-    "in the measured column: 1.29× and 1.62× in two runs on 2026-12-06), and the governor's two runs (paced, and with every reload polled, which costs the governor more) can come out " +
-    "in either order: the p99 of about a thousand requests per kind of phase moves by tens of percent from run to run on " +
-    "this shared machine (the quiet p99 alone between 6.6 and 14.5 ms for the same build), more than the reloads add.",
+    "in the measured column: 1.29×, 1.49× and 1.62× in three runs on 2026-12-06). The governor's run with every reload " +
+    "polled, which asks more of it, came out lower than the paced one in each of the three full runs of that day (1.13-1.27× " +
+    "against 1.32-1.37×; the paced run goes first), within each other's intervals: the p99 of about a thousand requests " +
+    "per kind of phase moves by tens of percent from run to run on this shared machine (the quiet p99 alone between 6.6 " +
+    "and 14.5 ms for the same build), as much as the reloads add.",
 }
 
 const COMMAND = "npm run bench"
