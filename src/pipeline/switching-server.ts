@@ -58,11 +58,6 @@ export class SwitchingHttpServer implements DrainableServer {
     return this.listener.listening
   }
 
-  /** The mode new connections get now: `undefined` for plaintext. */
-  get tls(): ServerTls | undefined {
-    return this.current.tls
-  }
-
   on(event: "connection", listener: (socket: Socket) => void): this {
     this.listener.on(event, listener)
     return this
@@ -87,14 +82,6 @@ export class SwitchingHttpServer implements DrainableServer {
   }
 
   private frontFor(tls: ServerTls | undefined): Front {
-    const front: Front = {
-      server: undefined as unknown as Server,
-      tls,
-      retired: false,
-      sockets: new Set(),
-      answering: new Set(),
-      unfollow: () => {},
-    }
     const handler = (req: IncomingMessage, res: ServerResponse) => {
       // The mode this connection speaks has ended: this answer is its last.
       if (front.retired) res.shouldKeepAlive = false
@@ -112,11 +99,17 @@ export class SwitchingHttpServer implements DrainableServer {
             { keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS, ...tls.secureOptions() },
             handler,
           ) as unknown as Server)
-    const unfollow =
-      tls === undefined
-        ? () => {}
-        : tls.onChange(() => (server as unknown as HttpsServer).setSecureContext(tls.secureOptions()))
-    Object.assign(front, { server, unfollow })
+    const front: Front = {
+      server,
+      tls,
+      retired: false,
+      sockets: new Set(),
+      answering: new Set(),
+      unfollow:
+        tls === undefined
+          ? () => {}
+          : tls.onChange(() => (server as unknown as HttpsServer).setSecureContext(tls.secureOptions())),
+    }
     // This server never listens itself (the listener hands it its connections): its connection
     // tracking (idle keep-alive connections, the headers and request timeouts) starts on the event
     // a listening server emits.
