@@ -163,7 +163,6 @@ interface Server {
 
 interface Arm {
   readonly name: string
-  readonly server: string
   readonly mode: Mode
   readonly reloads: number
   readonly applied: number
@@ -272,7 +271,6 @@ const vmagentServer = async (dir: string, sinkUrl: string): Promise<Server> => {
 /** One run: a fresh sink and server, warm-up, then alternating phases until `RELOADS` reloads. */
 const runArm = async (
   name: string,
-  serverName: string,
   mode: Mode,
   start: (dir: string, sinkUrl: string) => Promise<Server>,
 ): Promise<Arm> => {
@@ -362,7 +360,6 @@ const runArm = async (
   const p99r = percentile(busy, 99)
   return {
     name,
-    server: serverName,
     mode,
     reloads,
     applied,
@@ -382,9 +379,9 @@ const runArm = async (
 
 const run = async (): Promise<AreaResult> => {
   // The target's arm first: the governor reloading, nothing else asked of it.
-  const paced = await runArm("governor, reloads only", "governor", "paced", governorServer)
-  const polled = await runArm("governor, each reload polled", "governor", "polled", governorServer)
-  const vmagent = await runArm("vmagent, relabel configs", "vmagent", "paced", vmagentServer)
+  const paced = await runArm("governor, reloads only", "paced", governorServer)
+  const polled = await runArm("governor, each reload polled", "polled", governorServer)
+  const vmagent = await runArm("vmagent, relabel configs", "paced", vmagentServer)
   const arms = [paced, polled, vmagent]
   const governorArms = [paced, polled]
 
